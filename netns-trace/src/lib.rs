@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod collector;
 pub mod export;
+pub mod live;
 pub mod model;
 pub mod probes;
 pub mod report;

@@ -1,6 +1,98 @@
-//! The command line.
+//! The command line: one module per subcommand.
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+mod probes;
+mod watch;
+
+pub use crate::probes::ModeRequest;
+
+/// Exit status when a leak is found and --fail-on-leak was given.
+pub const EXIT_LEAK: u8 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "netns-trace",
+    version,
+    about = "Trace the lifecycle of Linux network namespaces and find the ones that leaked",
+    long_about = "netns-trace follows every network namespace on a node: who created it, which \
+processes came and went, what pins it (bind mounts, open fds), its devices and IPs, and when \
+it died. It reports namespaces whose processes all died but which stay alive, naming the pin \
+and the consequences (duplicate IPs, stale ARP replies).\n\n\
+Quick start (as root):\n  netns-trace scan                 # what is pinned right now, no BPF needed\n  \
+netns-trace watch                # live lifecycle and findings\n  \
+netns-trace record -o node.trace # record around a deployment, Ctrl-C to stop\n  \
+netns-trace report node.trace    # analyse it anywhere, offline",
+    after_help = "Set RUST_LOG=debug for diagnostics. Exit status: 0 ok, 1 error, 3 leak found (with --fail-on-leak)."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command that loads probes.
+#[derive(Debug, clap::Args, Clone)]
+pub struct ProbeArgs {
+    /// Probe mechanisms to use: `auto` picks fentry/fexit, then kprobes, then tracepoints per
+    /// probe; `tracepoint` uses tracepoints only, as on locked-down kernels.
+    #[arg(long, value_enum, default_value_t = ModeRequest::Auto)]
+    pub mode: ModeRequest,
+    /// Do not attach this probe (repeatable). Names as listed by `netns-trace probes`.
+    #[arg(long = "disable-probe", value_name = "NAME")]
+    pub disable_probe: Vec<String>,
+    /// Ring buffer size in bytes (a power of two). Larger survives bigger bursts.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = parse_ring_size)]
+    pub ring_size: u32,
+}
+
+impl ProbeArgs {
+    pub fn load_options(&self) -> crate::probes::LoadOptions {
+        crate::probes::LoadOptions { mode: self.mode, disabled: self.disable_probe.clone(), ring_size: self.ring_size }
+    }
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let v: u32 = s.parse().map_err(|_| format!("{s} is not a number of bytes"))?;
+    if !v.is_power_of_two() || v < 4096 {
+        return Err(format!("{v} must be a power of two of at least 4096"));
+    }
+    Ok(v)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every probe and how it attached on this kernel (or why it could not).
+    Probes(probes::ProbesArgs),
+    /// Trace live: lifecycle lines and findings as they happen, until Ctrl-C.
+    Watch(watch::WatchArgs),
+}
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Probes(a) => probes::run(a),
+        Command::Watch(a) => watch::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netns-trace: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

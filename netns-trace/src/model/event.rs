@@ -31,9 +31,22 @@ impl fmt::Display for NsId {
     }
 }
 
-/// A task's command name (kernel `comm`, at most 15 bytes).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A task's command name (kernel `comm`, at most 15 bytes). Serialized as a string.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Comm(pub [u8; 16]);
+
+impl Serialize for Comm {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Comm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Comm::from_str_lossy(&s))
+    }
+}
 
 impl Comm {
     pub fn from_str_lossy(s: &str) -> Self {

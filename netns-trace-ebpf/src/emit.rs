@@ -1,0 +1,42 @@
+//! Filling headers and pushing records into the ring buffer, counting what does not fit.
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
+};
+use netns_trace_common::{EventHeader, NetnsId};
+
+use crate::maps::{EVENTS, LOST};
+
+#[inline(always)]
+pub fn header(kind: u16, size: usize, netns: NetnsId) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    EventHeader {
+        kind,
+        size: size as u16,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        pid: pid_tgid as u32,
+        tgid: (pid_tgid >> 32) as u32,
+        netns,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+#[inline(always)]
+pub fn count_lost(kind: u16) {
+    if let Some(slot) = LOST.get_ptr_mut(kind as u32) {
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Sends `record` whole; on a full ring buffer the loss is counted under `kind`.
+#[inline(always)]
+pub fn send<T: 'static>(kind: u16, record: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(record);
+            entry.submit(0);
+        }
+        None => count_lost(kind),
+    }
+}
+

@@ -1,0 +1,49 @@
+//! Maps shared by all programs. Sizes are defaults; userspace may resize EVENTS (--ring-size).
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+use netns_trace_common::{MountSyscall, NetnsId, kind};
+
+/// The one event pipe to userspace.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Per-CPU count of records dropped because EVENTS was full, indexed by record kind.
+#[map]
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::SLOTS, 0);
+
+/// `struct net *` → identity, for every namespace we have seen, so that a free (which only
+/// has the pointer) can be attributed. LRU: a missed free must not leak map space.
+#[map]
+pub static TRACKED_NETS: LruHashMap<u64, NetnsId> = LruHashMap::with_max_entries(65536, 0);
+
+/// Per-cache constant seen on the first `kmem_cache_free` of a tracked net: afterwards only
+/// frees from that cache pay for a hash lookup.
+#[map]
+pub static NET_CACHE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// State saved at syscall entry (unshare/setns), keyed by thread id.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NsBefore {
+    pub net_ptr: u64,
+    pub netns: NetnsId,
+    pub mnt_ns: u32,
+    pub _pad: u32,
+}
+
+#[map]
+pub static NS_BEFORE: HashMap<u32, NsBefore> = HashMap::with_max_entries(16384, 0);
+
+/// Mount-family syscall arguments saved at entry, keyed by thread id.
+#[map]
+pub static PENDING_MOUNTS: HashMap<u32, MountSyscall> = HashMap::with_max_entries(4096, 0);
+
+/// Scratch space for records too large for the 512-byte BPF stack.
+#[map]
+pub static MOUNT_SCRATCH: PerCpuArray<MountSyscall> = PerCpuArray::with_max_entries(1, 0);
+
+/// kprobe fallbacks: the entry argument a kretprobe needs, keyed by thread id.
+#[map]
+pub static ENTRY_ARGS: HashMap<u32, [u64; 2]> = HashMap::with_max_entries(16384, 0);

@@ -1,0 +1,94 @@
+//! Pulls records out of the ring buffer with tokio's AsyncFd (aya 0.14 has no async ring
+//! buffer of its own), decodes them, and reports loss.
+use std::collections::HashMap;
+
+use tokio::io::unix::AsyncFd;
+
+use crate::model::{Event, EventBody};
+use crate::probes::{Tracer, decode::decode};
+
+pub struct LiveSource {
+    ring: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
+    lost_seen: HashMap<u16, u64>,
+    /// Records that could not be decoded (a version mismatch or a bug, never silently dropped).
+    pub malformed: u64,
+    /// Drop unshare/clone creation records: copy_net_ns already reports every creation.
+    drop_tracepoint_creations: bool,
+}
+
+impl LiveSource {
+    pub fn new(tracer: &mut Tracer) -> std::io::Result<Self> {
+        let drop_tracepoint_creations = tracer
+            .attached("netns_created")
+            .is_some_and(|s| s.targets.iter().any(|t| t.ends_with(":copy_net_ns")));
+        // The ring buffer moves into the AsyncFd; the Tracer keeps programs and maps alive.
+        let ring = tracer.ring.take().ok_or_else(|| std::io::Error::other("ring buffer already taken"))?;
+        // SAFETY: the RingBuf owns its fd and lives inside the AsyncFd, so the fd cannot be
+        // closed while registered.
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Self { ring, lost_seen: HashMap::new(), malformed: 0, drop_tracepoint_creations })
+    }
+
+    /// Waits for records, then drains everything available into `out`.
+    pub async fn next_batch(&mut self, out: &mut Vec<Event>) -> std::io::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            match decode(&item) {
+                Ok(ev) => {
+                    if self.drop_tracepoint_creations
+                        && matches!(ev.body, EventBody::NetnsCreated { source: crate::model::CreatedBy::Unshare | crate::model::CreatedBy::Clone, .. })
+                    {
+                        continue;
+                    }
+                    out.push(ev)
+                }
+                Err(e) => {
+                    self.malformed += 1;
+                    tracing::warn!("dropping malformed record: {e}");
+                }
+            }
+        }
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Drains without waiting (used at shutdown).
+    pub fn drain(&mut self, out: &mut Vec<Event>) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            if let Ok(ev) = decode(&item) {
+                out.push(ev);
+            } else {
+                self.malformed += 1;
+            }
+        }
+    }
+
+    /// New losses since the last call, as `Lost` events stamped `now_ns`.
+    pub fn lost_events(&mut self, tracer: &Tracer, now_ns: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (kind, total) in tracer.lost_counts() {
+            let seen = self.lost_seen.entry(kind).or_insert(0);
+            if total > *seen {
+                out.push(Event::observed(now_ns, EventBody::Lost { kind, count: total - *seen }));
+                *seen = total;
+            }
+        }
+        out
+    }
+}
+
+/// CLOCK_MONOTONIC now, in the same base as `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// CLOCK_REALTIME now, in ns since the epoch.
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}

@@ -1,0 +1,363 @@
+//! Loads the eBPF object, hands it the BTF-resolved offsets, and walks each probe's chain
+//! until one link attaches. Programs of links that are not chosen are never attached, and
+//! everything is released when [`Tracer`] drops (aya closes the fds: nothing is pinned).
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
+};
+use netns_trace_common::{kind, offsets::{GLOBAL_NAME, KernelOffsets, MISSING}};
+use serde::Serialize;
+
+use super::btf::{KernelBtf, Resolved, VMLINUX_BTF, kallsyms_address};
+use super::registry::{Attach, Link, Mechanism, PROBES, ProbeSpec, Requires};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Privileges(String),
+    #[error(transparent)]
+    Btf(#[from] super::btf::BtfError),
+    #[error("cannot load the eBPF object: {0}")]
+    Object(String),
+    #[error("no probe could be attached on this kernel; run `netns-trace probes` to see why")]
+    NothingAttached,
+    #[error("unknown probe name(s) in --disable-probe: {0} (see `netns-trace probes`)")]
+    UnknownProbe(String),
+}
+
+/// Which mechanisms may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ModeRequest {
+    /// Best available per probe: fentry/fexit, then kprobes, then tracepoints.
+    #[default]
+    Auto,
+    /// Only tracepoints (what locked-down kernels allow).
+    Tracepoint,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub mode: ModeRequest,
+    pub disabled: Vec<String>,
+    /// Ring buffer size in bytes (power of two, ≥ page size).
+    pub ring_size: u32,
+}
+
+/// Outcome of one probe on this kernel.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProbeStatus {
+    pub name: &'static str,
+    pub purpose: &'static str,
+    /// "attached", "unavailable" or "disabled".
+    pub status: &'static str,
+    pub mechanism: Option<Mechanism>,
+    /// The hooks attached, e.g. ["fexit:copy_net_ns"].
+    pub targets: Vec<String>,
+    /// Why better links (or all of them) did not work.
+    pub detail: Vec<String>,
+}
+
+impl ProbeStatus {
+    pub fn is_attached(&self) -> bool {
+        self.status == "attached"
+    }
+}
+
+/// "full" when any probe runs on fentry/kprobe, else "tracepoint".
+pub fn probe_mode(statuses: &[ProbeStatus]) -> &'static str {
+    if statuses.iter().any(|s| matches!(s.mechanism, Some(Mechanism::Fentry | Mechanism::Kprobe))) {
+        "full"
+    } else {
+        "tracepoint"
+    }
+}
+
+pub struct Tracer {
+    pub ebpf: Ebpf,
+    /// Taken by the reader (live::source) before anything consumes events.
+    pub ring: Option<RingBuf<MapData>>,
+    pub lost: PerCpuArray<MapData, u64>,
+    pub statuses: Vec<ProbeStatus>,
+    pub offsets: KernelOffsets,
+    pub missing_offsets: Vec<(String, String)>,
+}
+
+impl Tracer {
+    pub fn mode(&self) -> &'static str {
+        probe_mode(&self.statuses)
+    }
+
+    pub fn attached(&self, name: &str) -> Option<&ProbeStatus> {
+        self.statuses.iter().find(|s| s.name == name && s.is_attached())
+    }
+
+    /// Cumulative lost records per kind, summed over CPUs.
+    pub fn lost_counts(&self) -> Vec<(u16, u64)> {
+        (0..kind::SLOTS)
+            .filter_map(|k| {
+                let values = self.lost.get(&k, 0).ok()?;
+                let total: u64 = values.iter().sum();
+                (total > 0).then_some((k as u16, total))
+            })
+            .collect()
+    }
+}
+
+/// Capabilities needed to load and attach: CAP_BPF and CAP_PERFMON (5.8+), or CAP_SYS_ADMIN.
+pub fn check_privileges() -> Result<(), LoadError> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |c: u32| eff & (1u64 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    let mut lacking = Vec::new();
+    if !has(CAP_BPF) {
+        lacking.push("CAP_BPF");
+    }
+    if !has(CAP_PERFMON) {
+        lacking.push("CAP_PERFMON");
+    }
+    Err(LoadError::Privileges(format!(
+        "netns-trace needs root, or CAP_BPF and CAP_PERFMON, to load its probes; this process lacks {} (run it with sudo)",
+        lacking.join(" and ")
+    )))
+}
+
+/// The init namespace's inode, from pid 1 (its tasks are not membership-tracked).
+pub fn init_net_inum() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/1/ns/net").map(|m| m.ino() as u32).unwrap_or(0)
+}
+
+/// Resolves what the programs need on the running kernel: offsets, symbols, init netns.
+pub fn resolve_kernel(btf: &KernelBtf) -> Resolved {
+    let mut resolved = btf.resolve();
+    resolved.offsets.cleanup_net_addr = kallsyms_address("cleanup_net");
+    resolved.offsets.init_net_inum = init_net_inum();
+    resolved
+}
+
+fn field_value(o: &KernelOffsets, name: &str) -> Option<u32> {
+    // The registry names members by field; Debug output is the one place all are listed.
+    let dbg = format!("{o:?}");
+    let start = dbg.find(&format!("{name}: "))? + name.len() + 2;
+    dbg[start..].split([',', ' ', '}']).next()?.parse().ok()
+}
+
+fn link_precondition(link: &Link, resolved: &Resolved, btf: &KernelBtf) -> Result<(), String> {
+    for need in link.needs {
+        if field_value(&resolved.offsets, need) == Some(MISSING) {
+            let why = resolved.missing.get(need).cloned().unwrap_or_else(|| "unresolved".into());
+            return Err(format!("needs {need}: {why}"));
+        }
+    }
+    if link.requires == Requires::CleanupNetSymbol && resolved.offsets.cleanup_net_addr == 0 {
+        return Err("cleanup_net is not visible in /proc/kallsyms".into());
+    }
+    for a in link.attaches {
+        match *a {
+            Attach::Fentry { function, .. } | Attach::Fexit { function, .. } if !btf.has_function(function) => {
+                return Err(format!("{function} is not in this kernel's BTF (inlined or renamed)"));
+            }
+            Attach::BtfTracepoint { event, .. } if !btf.has_btf_tracepoint(event) => {
+                return Err(format!("tracepoint {event} is not in this kernel's BTF"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+enum AttachedLink {
+    Fentry(&'static str, aya::programs::fentry::FEntryLinkId),
+    Fexit(&'static str, aya::programs::fexit::FExitLinkId),
+    Kprobe(&'static str, aya::programs::kprobe::KProbeLinkId),
+    BtfTp(&'static str, aya::programs::tp_btf::BtfTracePointLinkId),
+    Tp(&'static str, aya::programs::trace_point::TracePointLinkId),
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    let mut s = e.to_string();
+    // Say what the usual kernel refusals mean instead of echoing paths and errnos.
+    if s.contains("devices/kprobe/type") {
+        return "this kernel has no kprobe support (CONFIG_KPROBES off)".into();
+    }
+    if s.contains("BPF_PROG_LOAD syscall returned Operation not permitted") {
+        return "the kernel refused to load it (EPERM: lockdown or a missing capability)".into();
+    }
+    // aya nests the kernel's reason (and the verifier log) in source(); keep it short.
+    if s.len() > 300 {
+        s.truncate(300);
+        s.push('…');
+    }
+    s
+}
+
+fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, a: &Attach) -> Result<AttachedLink, String> {
+    let name = a.program();
+    let prog = ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from the object"))?;
+    match *a {
+        Attach::Fentry { program, function } => {
+            let p: &mut FEntry = prog.try_into().map_err(err)?;
+            if p.fd().is_err() {
+                p.load(function, btf).map_err(|e| format!("load {program}: {}", chain(&e)))?;
+            }
+            p.attach().map(|id| AttachedLink::Fentry(program, id)).map_err(|e| format!("attach fentry:{function}: {}", chain(&e)))
+        }
+        Attach::Fexit { program, function } => {
+            let p: &mut FExit = prog.try_into().map_err(err)?;
+            if p.fd().is_err() {
+                p.load(function, btf).map_err(|e| format!("load {program}: {}", chain(&e)))?;
+            }
+            p.attach().map(|id| AttachedLink::Fexit(program, id)).map_err(|e| format!("attach fexit:{function}: {}", chain(&e)))
+        }
+        Attach::Kprobe { program, function } | Attach::Kretprobe { program, function } => {
+            let p: &mut KProbe = prog.try_into().map_err(err)?;
+            if p.fd().is_err() {
+                p.load().map_err(|e| format!("load {program}: {}", chain(&e)))?;
+            }
+            p.attach(function, 0).map(|id| AttachedLink::Kprobe(program, id)).map_err(|e| format!("attach {}: {}", a.target(), chain(&e)))
+        }
+        Attach::BtfTracepoint { program, event } => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+            if p.fd().is_err() {
+                p.load(event, btf).map_err(|e| format!("load {program}: {}", chain(&e)))?;
+            }
+            p.attach().map(|id| AttachedLink::BtfTp(program, id)).map_err(|e| format!("attach tp_btf:{event}: {}", chain(&e)))
+        }
+        Attach::Tracepoint { program, category, name } => {
+            let p: &mut TracePoint = prog.try_into().map_err(err)?;
+            if p.fd().is_err() {
+                p.load().map_err(|e| format!("load {program}: {}", chain(&e)))?;
+            }
+            p.attach(category, name).map(|id| AttachedLink::Tp(program, id)).map_err(|e| format!("attach {category}:{name}: {}", chain(&e)))
+        }
+    }
+}
+
+/// An error with its sources, shortened: the kernel's errno is usually two levels down.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    err(parts.join(": "))
+}
+
+fn detach(ebpf: &mut Ebpf, link: AttachedLink) {
+    let _ = match link {
+        AttachedLink::Fentry(p, id) => ebpf.program_mut(p).and_then(|p| <&mut FEntry>::try_from(p).ok()).map(|p| p.detach(id)),
+        AttachedLink::Fexit(p, id) => ebpf.program_mut(p).and_then(|p| <&mut FExit>::try_from(p).ok()).map(|p| p.detach(id)),
+        AttachedLink::Kprobe(p, id) => ebpf.program_mut(p).and_then(|p| <&mut KProbe>::try_from(p).ok()).map(|p| p.detach(id)),
+        AttachedLink::BtfTp(p, id) => ebpf.program_mut(p).and_then(|p| <&mut BtfTracePoint>::try_from(p).ok()).map(|p| p.detach(id)),
+        AttachedLink::Tp(p, id) => ebpf.program_mut(p).and_then(|p| <&mut TracePoint>::try_from(p).ok()).map(|p| p.detach(id)),
+    };
+}
+
+fn try_link(ebpf: &mut Ebpf, btf: &aya::Btf, link: &Link) -> Result<Vec<String>, String> {
+    let mut done = Vec::new();
+    for a in link.attaches {
+        match attach_one(ebpf, btf, a) {
+            Ok(l) => done.push(l),
+            Err(e) => {
+                for l in done {
+                    detach(ebpf, l);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(link.attaches.iter().map(|a| a.target()).collect())
+}
+
+fn attach_probe(ebpf: &mut Ebpf, btf: &aya::Btf, kbtf: &KernelBtf, resolved: &Resolved, spec: &ProbeSpec, opts: &LoadOptions) -> ProbeStatus {
+    let mut detail = Vec::new();
+    for link in spec.chain {
+        let label = format!("{}[{}]", link.mechanism.as_str(), link.attaches.iter().map(|a| a.target()).collect::<Vec<_>>().join(","));
+        if opts.mode == ModeRequest::Tracepoint && link.mechanism != Mechanism::Tracepoint {
+            detail.push(format!("{label}: skipped (--mode tracepoint)"));
+            continue;
+        }
+        if let Err(why) = link_precondition(link, resolved, kbtf) {
+            detail.push(format!("{label}: {why}"));
+            continue;
+        }
+        match try_link(ebpf, btf, link) {
+            Ok(targets) => {
+                return ProbeStatus { name: spec.name, purpose: spec.purpose, status: "attached", mechanism: Some(link.mechanism), targets, detail };
+            }
+            Err(why) => detail.push(format!("{label}: {why}")),
+        }
+    }
+    ProbeStatus { name: spec.name, purpose: spec.purpose, status: "unavailable", mechanism: None, targets: vec![], detail }
+}
+
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netns-trace"));
+
+/// Loads and attaches everything this kernel allows. The ring buffer reader is taken out of
+/// the object before any program attaches, so no early record is missed.
+pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
+    check_privileges()?;
+    let known: BTreeSet<&str> = PROBES.iter().map(|p| p.name).collect();
+    let unknown: Vec<&str> = opts.disabled.iter().map(String::as_str).filter(|d| !known.contains(d)).collect();
+    if !unknown.is_empty() {
+        return Err(LoadError::UnknownProbe(unknown.join(", ")));
+    }
+    let kbtf = KernelBtf::load(Path::new(VMLINUX_BTF))?;
+    let resolved = resolve_kernel(&kbtf);
+    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Object(format!("aya BTF: {e}")))?;
+
+    // 6.18 charges BPF memory to memcg; raising RLIMIT_MEMLOCK may fail without
+    // CAP_SYS_RESOURCE, which is fine there and worth a note elsewhere.
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        tracing::debug!("could not raise RLIMIT_MEMLOCK; relying on memcg accounting");
+    }
+
+    let mut loader = EbpfLoader::new();
+    loader.btf(Some(&aya_btf)).override_global(GLOBAL_NAME, &resolved.offsets, true);
+    if opts.ring_size != 0 {
+        loader.map_max_entries("EVENTS", opts.ring_size);
+    }
+    let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| LoadError::Object(chain(&e)))?;
+
+    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| LoadError::Object("EVENTS map missing".into()))?)
+        .map_err(|e| LoadError::Object(e.to_string()))?;
+    let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or_else(|| LoadError::Object("LOST map missing".into()))?)
+        .map_err(|e| LoadError::Object(e.to_string()))?;
+
+    let mut statuses = Vec::new();
+    for spec in PROBES {
+        if opts.disabled.iter().any(|d| d == spec.name) {
+            statuses.push(ProbeStatus { name: spec.name, purpose: spec.purpose, status: "disabled", mechanism: None, targets: vec![], detail: vec!["--disable-probe".into()] });
+            continue;
+        }
+        let status = attach_probe(&mut ebpf, &aya_btf, &kbtf, &resolved, spec, opts);
+        if !status.is_attached() {
+            tracing::info!(probe = spec.name, "unavailable on this kernel: {}", status.detail.join("; "));
+        }
+        statuses.push(status);
+    }
+    if !statuses.iter().any(ProbeStatus::is_attached) {
+        return Err(LoadError::NothingAttached);
+    }
+    let missing_offsets = resolved.missing.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    Ok(Tracer { ebpf, ring: Some(ring), lost, statuses, offsets: resolved.offsets, missing_offsets })
+}

@@ -1,0 +1,334 @@
+//! Every probe netns-trace knows, with its fallback chain.
+//!
+//! A probe is one capability (say, "see namespaces being created"). Its chain lists ways to
+//! get it, best first: fentry/fexit, then kprobe/kretprobe, then tracepoints. At load time
+//! the first link that works on this kernel is attached (see loader.rs). Kernel prototypes
+//! per version sit next to each program in netns-trace-ebpf/src/probes/.
+
+/// How one program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// fentry/fexit program on a kernel function (needs BTF and trampoline support).
+    Fentry { program: &'static str, function: &'static str },
+    Fexit { program: &'static str, function: &'static str },
+    Kprobe { program: &'static str, function: &'static str },
+    Kretprobe { program: &'static str, function: &'static str },
+    /// tp_btf: a raw tracepoint with typed arguments.
+    BtfTracepoint { program: &'static str, event: &'static str },
+    /// A classic tracepoint (syscalls:...).
+    Tracepoint { program: &'static str, category: &'static str, name: &'static str },
+}
+
+impl Attach {
+    pub fn program(&self) -> &'static str {
+        match *self {
+            Attach::Fentry { program, .. }
+            | Attach::Fexit { program, .. }
+            | Attach::Kprobe { program, .. }
+            | Attach::Kretprobe { program, .. }
+            | Attach::BtfTracepoint { program, .. }
+            | Attach::Tracepoint { program, .. } => program,
+        }
+    }
+
+    pub fn target(&self) -> String {
+        match *self {
+            Attach::Fentry { function, .. } => format!("fentry:{function}"),
+            Attach::Fexit { function, .. } => format!("fexit:{function}"),
+            Attach::Kprobe { function, .. } => format!("kprobe:{function}"),
+            Attach::Kretprobe { function, .. } => format!("kretprobe:{function}"),
+            Attach::BtfTracepoint { event, .. } => format!("tp_btf:{event}"),
+            Attach::Tracepoint { category, name, .. } => format!("tracepoint:{category}:{name}"),
+        }
+    }
+}
+
+/// The family of a chain link; decides the run's probe mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl Mechanism {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mechanism::Fentry => "fentry",
+            Mechanism::Kprobe => "kprobe",
+            Mechanism::Tracepoint => "tracepoint",
+        }
+    }
+}
+
+/// Extra condition a link needs beyond its programs loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requires {
+    Nothing,
+    /// cleanup_net's address must be readable in /proc/kallsyms.
+    CleanupNetSymbol,
+}
+
+/// One way to provide a probe: all of `attaches` succeed, or none stays attached.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    pub mechanism: Mechanism,
+    pub attaches: &'static [Attach],
+    /// KernelOffsets members (by field name) the programs read.
+    pub needs: &'static [&'static str],
+    pub requires: Requires,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSpec {
+    pub name: &'static str,
+    pub purpose: &'static str,
+    pub chain: &'static [Link],
+}
+
+const NS_ID: &[&str] = &["net_ns_inum", "net_cookie"];
+const TASK_NS: &[&str] = &["task_nsproxy", "task_pid", "task_tgid", "nsproxy_net_ns", "nsproxy_mnt_ns", "mnt_ns_inum", "net_ns_inum", "net_cookie"];
+const NSFS: &[&str] = &[
+    "net_ns", "net_ns_inum", "net_cookie", "dentry_d_sb", "sb_s_magic", "dentry_d_inode", "inode_i_private",
+    "task_nsproxy", "nsproxy_mnt_ns", "mnt_ns_inum",
+];
+const DEV: &[&str] = &["netdev_ifindex", "netdev_name", "netdev_dev_addr", "netdev_nd_net", "net_ns_inum", "net_cookie"];
+const ADDR: &[&str] = &["ifa_local", "ifa_prefixlen", "ifa_dev", "ifa_label", "in_device_dev", "netdev_ifindex", "netdev_nd_net", "net_ns_inum", "net_cookie"];
+const ARP: &[&str] = &["skb_protocol", "skb_head", "skb_data", "skb_network_header", "skb_dev", "netdev_ifindex", "netdev_nd_net", "net_ns_inum", "net_cookie"];
+
+const MOUNT_SYSCALLS: &[Attach] = &[
+    Attach::Tracepoint { program: "mount_enter", category: "syscalls", name: "sys_enter_mount" },
+    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_mount" },
+    Attach::Tracepoint { program: "umount_enter", category: "syscalls", name: "sys_enter_umount" },
+    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_umount" },
+    Attach::Tracepoint { program: "open_tree_enter", category: "syscalls", name: "sys_enter_open_tree" },
+    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_open_tree" },
+    Attach::Tracepoint { program: "move_mount_enter", category: "syscalls", name: "sys_enter_move_mount" },
+    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_move_mount" },
+];
+
+pub const PROBES: &[ProbeSpec] = &[
+    ProbeSpec {
+        name: "netns_created",
+        purpose: "a network namespace is created (clone/unshare with CLONE_NEWNET)",
+        chain: &[
+            Link { mechanism: Mechanism::Fentry, attaches: &[Attach::Fexit { program: "netns_created_fexit", function: "copy_net_ns" }], needs: NS_ID, requires: Requires::Nothing },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe { program: "netns_created_kprobe", function: "copy_net_ns" },
+                    Attach::Kretprobe { program: "netns_created_kretprobe", function: "copy_net_ns" },
+                ],
+                needs: NS_ID,
+                requires: Requires::Nothing,
+            },
+            // unshare(CLONE_NEWNET) is caught by task_membership's before/after compare.
+            Link { mechanism: Mechanism::Tracepoint, attaches: &[Attach::BtfTracepoint { program: "netns_created_task_newtask", event: "task_newtask" }], needs: TASK_NS, requires: Requires::Nothing },
+        ],
+    },
+    ProbeSpec {
+        name: "task_membership",
+        purpose: "tasks entering and leaving namespaces (fork, exit, unshare, setns)",
+        chain: &[Link {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[
+                Attach::BtfTracepoint { program: "task_fork", event: "sched_process_fork" },
+                Attach::BtfTracepoint { program: "task_exit", event: "sched_process_exit" },
+                Attach::Tracepoint { program: "task_unshare_enter", category: "syscalls", name: "sys_enter_unshare" },
+                Attach::Tracepoint { program: "task_unshare_exit", category: "syscalls", name: "sys_exit_unshare" },
+                Attach::Tracepoint { program: "task_setns_enter", category: "syscalls", name: "sys_enter_setns" },
+                Attach::Tracepoint { program: "task_setns_exit", category: "syscalls", name: "sys_exit_setns" },
+            ],
+            needs: TASK_NS,
+            requires: Requires::Nothing,
+        }],
+    },
+    ProbeSpec {
+        name: "netns_teardown",
+        purpose: "the kernel starts destroying a namespace (per-net exit callbacks)",
+        chain: &[
+            Link { mechanism: Mechanism::Fentry, attaches: &[Attach::Fentry { program: "netns_teardown_fentry", function: "netns_bpf_pernet_pre_exit" }], needs: NS_ID, requires: Requires::Nothing },
+            Link { mechanism: Mechanism::Kprobe, attaches: &[Attach::Kprobe { program: "netns_teardown_kprobe", function: "netns_bpf_pernet_pre_exit" }], needs: NS_ID, requires: Requires::Nothing },
+            Link { mechanism: Mechanism::Kprobe, attaches: &[Attach::Kprobe { program: "netns_teardown_kprobe", function: "rtnetlink_net_exit" }], needs: NS_ID, requires: Requires::Nothing },
+            // Coarse: says a cleanup batch ran; the namespaces in it are named by their frees.
+            Link { mechanism: Mechanism::Tracepoint, attaches: &[Attach::BtfTracepoint { program: "netns_cleanup_run", event: "workqueue_execute_start" }], needs: &[], requires: Requires::CleanupNetSymbol },
+        ],
+    },
+    ProbeSpec {
+        name: "netns_freed",
+        purpose: "a namespace's struct net goes back to the slab",
+        chain: &[Link { mechanism: Mechanism::Tracepoint, attaches: &[Attach::BtfTracepoint { program: "netns_freed_kmem", event: "kmem_cache_free" }], needs: &[], requires: Requires::Nothing }],
+    },
+    ProbeSpec {
+        name: "mount_syscalls",
+        purpose: "mount, umount, open_tree and move_mount calls with paths and results",
+        chain: &[Link { mechanism: Mechanism::Tracepoint, attaches: MOUNT_SYSCALLS, needs: &["task_nsproxy", "nsproxy_net_ns", "nsproxy_mnt_ns", "mnt_ns_inum", "net_ns_inum", "net_cookie"], requires: Requires::Nothing }],
+    },
+    ProbeSpec {
+        name: "nsfs_mount",
+        purpose: "an nsfs netns file is bind-mounted (the pin itself, with the exact namespace)",
+        chain: &[
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry { program: "nsfs_mount_graft_fentry", function: "graft_tree" },
+                    Attach::Fentry { program: "nsfs_mount_move_fentry", function: "security_move_mount" },
+                ],
+                needs: NSFS,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe { program: "nsfs_mount_graft_kprobe", function: "graft_tree" },
+                    Attach::Kprobe { program: "nsfs_mount_move_kprobe", function: "security_move_mount" },
+                ],
+                needs: NSFS,
+                requires: Requires::Nothing,
+            },
+        ],
+    },
+    ProbeSpec {
+        name: "nsfs_evict",
+        purpose: "the last nsfs inode of a namespace is evicted (a pin truly lets go)",
+        chain: &[
+            Link { mechanism: Mechanism::Fentry, attaches: &[Attach::Fentry { program: "nsfs_evict_fentry", function: "nsfs_evict" }], needs: NSFS, requires: Requires::Nothing },
+            Link { mechanism: Mechanism::Kprobe, attaches: &[Attach::Kprobe { program: "nsfs_evict_kprobe", function: "nsfs_evict" }], needs: NSFS, requires: Requires::Nothing },
+        ],
+    },
+    ProbeSpec {
+        name: "netdev",
+        purpose: "network devices registered, unregistered or moved between namespaces",
+        chain: &[
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fexit { program: "netdev_register_fexit", function: "register_netdevice" },
+                    Attach::Fentry { program: "netdev_unregister_fentry", function: "unregister_netdevice_queue" },
+                    Attach::Fentry { program: "netdev_move_fentry", function: "__dev_change_net_namespace" },
+                ],
+                needs: DEV,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe { program: "netdev_register_kprobe", function: "register_netdevice" },
+                    Attach::Kretprobe { program: "netdev_register_kretprobe", function: "register_netdevice" },
+                    Attach::Kprobe { program: "netdev_unregister_kprobe", function: "unregister_netdevice_queue" },
+                    Attach::Kprobe { program: "netdev_move_kprobe", function: "__dev_change_net_namespace" },
+                ],
+                needs: DEV,
+                requires: Requires::Nothing,
+            },
+        ],
+    },
+    ProbeSpec {
+        name: "ipv4_addr",
+        purpose: "IPv4 addresses added to or removed from devices",
+        chain: &[
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry { program: "ipv4_add_fentry", function: "__inet_insert_ifa" },
+                    Attach::Fentry { program: "ipv4_del_fentry", function: "__inet_del_ifa" },
+                ],
+                needs: ADDR,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe { program: "ipv4_add_kprobe", function: "__inet_insert_ifa" },
+                    Attach::Kprobe { program: "ipv4_del_kprobe", function: "__inet_del_ifa" },
+                ],
+                needs: ADDR,
+                requires: Requires::Nothing,
+            },
+        ],
+    },
+    ProbeSpec {
+        name: "arp",
+        purpose: "ARP requests and replies sent and received, per device and namespace",
+        chain: &[
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry { program: "arp_tx_fentry", function: "arp_xmit" },
+                    Attach::Fentry { program: "arp_rx_fentry", function: "arp_process" },
+                ],
+                needs: ARP,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe { program: "arp_tx_kprobe", function: "arp_xmit" },
+                    Attach::Kprobe { program: "arp_rx_kprobe", function: "arp_process" },
+                ],
+                needs: ARP,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[
+                    Attach::BtfTracepoint { program: "arp_tx_tp", event: "net_dev_xmit" },
+                    Attach::BtfTracepoint { program: "arp_rx_tp", event: "netif_receive_skb" },
+                ],
+                needs: ARP,
+                requires: Requires::Nothing,
+            },
+        ],
+    },
+    ProbeSpec {
+        name: "neigh_update",
+        purpose: "IPv4 neighbour (ARP cache) entries changing",
+        chain: &[Link {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[Attach::BtfTracepoint { program: "neigh_update_tp", event: "neigh_update" }],
+            needs: &["neigh_primary_key", "neigh_dev", "neigh_tbl", "neigh_table_family", "netdev_ifindex", "netdev_nd_net", "net_ns_inum", "net_cookie"],
+            requires: Requires::Nothing,
+        }],
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static ProbeSpec> {
+    PROBES.iter().find(|p| p.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_chains_non_empty() {
+        let mut names: Vec<_> = PROBES.iter().map(|p| p.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), PROBES.len());
+        assert!(PROBES.iter().all(|p| !p.chain.is_empty()));
+    }
+
+    #[test]
+    fn chains_go_from_best_to_most_available() {
+        for p in PROBES {
+            let mechs: Vec<_> = p.chain.iter().map(|l| l.mechanism).collect();
+            let mut sorted = mechs.clone();
+            sorted.sort();
+            assert_eq!(mechs, sorted, "{}: chain out of order", p.name);
+        }
+    }
+
+    #[test]
+    fn every_needed_offset_exists_in_kernel_offsets() {
+        let known = format!("{:?}", netns_trace_common::offsets::KernelOffsets::UNRESOLVED);
+        for p in PROBES {
+            for l in p.chain {
+                for n in l.needs {
+                    assert!(known.contains(&format!("{n}:")), "{}: unknown offset {n}", p.name);
+                }
+            }
+        }
+    }
+}
