@@ -1,0 +1,235 @@
+//! The tracer spine against the running kernel: every probe that attached must deliver its
+//! events with the right fields. Runs on the host (tracepoint mode) and in the QEMU guests
+//! (full mode; NETNS_TRACE_EXPECT_MODE=full), where it also checks which mechanism each
+//! probe used.
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn bin() -> String {
+    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+}
+
+/// iproute2's ip (busybox's lacks `netns` and `type veth`).
+fn ip() -> &'static str {
+    if std::path::Path::new("/sbin/ip").exists() { "/sbin/ip" } else { "ip" }
+}
+
+fn sh(args: &[&str]) {
+    let st = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(st.success(), "{args:?} failed: {st}");
+}
+
+fn expect_mode() -> String {
+    std::env::var("NETNS_TRACE_EXPECT_MODE").unwrap_or_else(|_| "tracepoint".into())
+}
+
+/// `watch --json` in the background; events are collected when it stops.
+struct Watch {
+    child: Option<Child>,
+}
+
+impl Watch {
+    fn start() -> Self {
+        let mut child = Command::new(bin())
+            .args(["watch", "--json", "--raw"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netns-trace watch");
+        // Wait for the "watching" banner: probes are attached after it.
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[watch] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains("watching") => break,
+                Ok(_) => continue,
+                Err(_) => panic!("watch did not start within 60 s"),
+            }
+        }
+        Self { child: Some(child) }
+    }
+
+    fn stop(mut self) -> Vec<Value> {
+        let child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().expect("wait watch");
+        assert!(out.status.success(), "watch exited with {}", out.status);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+        }
+    }
+}
+
+struct Cleanup(Vec<&'static str>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = Command::new(ip()).args(["netns", "del", ns]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+fn inum(path: &str) -> u64 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}")).ino()
+}
+
+fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == t).collect()
+}
+
+fn in_ns(e: &Value, inum: u64) -> bool {
+    e["netns"]["inum"].as_u64() == Some(inum)
+}
+
+#[test]
+fn every_attached_probe_delivers_correct_events() {
+    if !is_root() {
+        eprintln!("SKIP every_attached_probe_delivers_correct_events: needs root to load BPF");
+        return;
+    }
+    let (a, b) = ("nt-e2e-a", "nt-e2e-b");
+    let _cleanup = Cleanup(vec![a, b]);
+    for ns in [a, b] {
+        let _ = Command::new(ip()).args(["netns", "del", ns]).stderr(Stdio::null()).status();
+    }
+    let watch = Watch::start();
+
+    sh(&[ip(), "netns", "add", a]);
+    sh(&[ip(), "netns", "add", b]);
+    let (ia, ib) = (inum(&format!("/run/netns/{a}")), inum(&format!("/run/netns/{b}")));
+    sh(&[ip(), "link", "add", "nte2a", "address", "02:00:0a:e7:09:01", "type", "veth", "peer", "name", "nte2b", "address", "02:00:0a:e7:09:02"]);
+    sh(&[ip(), "link", "set", "nte2a", "netns", a]);
+    sh(&[ip(), "link", "set", "nte2b", "netns", b]);
+    sh(&[ip(), "-n", a, "addr", "add", "10.231.9.1/24", "dev", "nte2a"]);
+    sh(&[ip(), "-n", b, "addr", "add", "10.231.9.2/24", "dev", "nte2b"]);
+    for (ns, dev) in [(a, "nte2a"), (b, "nte2b")] {
+        sh(&[ip(), "-n", ns, "link", "set", dev, "up"]);
+        sh(&[ip(), "-n", ns, "link", "set", "lo", "up"]);
+    }
+    // A member joins A (setns), pings B (ARP request from A, reply from B) and exits.
+    let member = Command::new(ip())
+        .args(["netns", "exec", a, "busybox", "ping", "-c", "1", "-W", "2", "10.231.9.2"])
+        .spawn()
+        .expect("spawn ping");
+    let member_pid = member.id() as u64;
+    let st = member.wait_with_output().expect("ping");
+    assert!(st.status.success(), "ping across the veth failed");
+
+    sh(&[ip(), "netns", "del", a]);
+    sh(&[ip(), "netns", "del", b]);
+    // From 6.13 a net's memory is freed on the *next* cleanup run; give it one.
+    for _ in 0..3 {
+        sh(&["unshare", "-n", "true"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let events = watch.stop();
+    assert!(!events.is_empty(), "no events at all");
+
+    let probes: Value = {
+        let out = Command::new(bin()).args(["probes", "--json"]).output().expect("probes --json");
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).expect("probes JSON")
+    };
+    let mode = probes["mode"].as_str().unwrap().to_string();
+    assert_eq!(mode, expect_mode(), "probe mode on this kernel");
+    let attached = |name: &str| probes["probes"].as_array().unwrap().iter().any(|p| p["name"] == name && p["status"] == "attached");
+
+    // Creation: both namespaces, with identity matching the bind-mounted file's inode.
+    let created = of_type(&events, "netns_created");
+    for (name, i) in [(a, ia), (b, ib)] {
+        let e = created.iter().find(|e| in_ns(e, i)).unwrap_or_else(|| panic!("no netns_created for {name} (inum {i}) in {created:?}"));
+        assert_eq!(e["comm"], "ip", "creator comm");
+        assert!(e["net_ptr"].as_u64().unwrap() != 0);
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+        if !kernel.starts_with("5.10") {
+            assert!(e["netns"]["cookie"].as_u64().unwrap() != 0, "net_cookie set at creation on 5.12+");
+        }
+        let want_source = if mode == "full" { "copy_net_ns" } else { "unshare" };
+        assert_eq!(e["source"], want_source);
+    }
+    let cookie_a = created.iter().find(|e| in_ns(e, ia)).unwrap()["netns"]["cookie"].clone();
+
+    // Pin: ip's bind mount of its own netns file onto /run/netns/A.
+    let mounts = of_type(&events, "mount_syscall");
+    let pin = mounts
+        .iter()
+        .find(|e| e["op"] == "mount" && e["target"] == format!("/run/netns/{a}"))
+        .unwrap_or_else(|| panic!("no mount of /run/netns/{a}: {mounts:?}"));
+    assert_eq!(pin["source"], "/proc/self/ns/net");
+    assert_eq!(pin["ret"], 0);
+    assert!(in_ns(pin, ia), "the mount syscall ran inside the new namespace");
+    assert!(pin["flags"].as_u64().unwrap() & 4096 != 0, "MS_BIND");
+    let umount = mounts.iter().find(|e| e["op"] == "umount" && e["source"] == format!("/run/netns/{a}"));
+    assert!(umount.is_some(), "ip netns del unmounts the pin");
+
+    // Membership: the ping joined A by setns and exited from A.
+    let tasks = of_type(&events, "task");
+    let joined = tasks.iter().find(|e| e["op"] == "setns" && e["pid"].as_u64() == Some(member_pid));
+    let joined = joined.unwrap_or_else(|| panic!("no setns of pid {member_pid}"));
+    assert!(in_ns(joined, ia));
+    assert_eq!(joined["netns"]["cookie"], cookie_a);
+    assert!(tasks.iter().any(|e| e["op"] == "exit" && e["pid"].as_u64() == Some(member_pid) && in_ns(e, ia)), "exit of the member from A");
+
+    // ARP: A asked for .2, B answered with its MAC, each seen on the right device and netns.
+    let arps = of_type(&events, "arp");
+    let request = arps.iter().find(|e| e["op"] == 1 && e["dir"] == "tx" && in_ns(e, ia) && e["target_ip"] == "10.231.9.2");
+    let request = request.unwrap_or_else(|| panic!("no ARP request sent from A: {arps:?}"));
+    assert_eq!(request["sender_ip"], "10.231.9.1");
+    assert_eq!(request["sender_mac"], "02:00:0a:e7:09:01");
+    let reply = arps.iter().find(|e| e["op"] == 2 && e["dir"] == "tx" && in_ns(e, ib));
+    let reply = reply.unwrap_or_else(|| panic!("no ARP reply sent from B: {arps:?}"));
+    assert_eq!(reply["sender_ip"], "10.231.9.2");
+    assert_eq!(reply["sender_mac"], "02:00:0a:e7:09:02");
+    assert!(arps.iter().any(|e| e["op"] == 2 && e["dir"] == "rx" && in_ns(e, ia)), "reply received in A");
+    if attached("neigh_update") {
+        let neigh = of_type(&events, "neigh_update");
+        assert!(
+            neigh.iter().any(|e| in_ns(e, ia) && e["ip"] == "10.231.9.2" && e["mac"] == "02:00:0a:e7:09:02"),
+            "A's neighbour entry for B: {neigh:?}"
+        );
+    }
+
+    // Teardown and free.
+    let destroyed_a = |t: &str| of_type(&events, t).iter().any(|e| in_ns(e, ia));
+    if mode == "full" {
+        assert!(destroyed_a("netns_teardown"), "teardown of A");
+        assert!(destroyed_a("nsfs_evict"), "nsfs inode of A evicted");
+        let nsfs = of_type(&events, "nsfs_mount");
+        assert!(nsfs.iter().any(|e| in_ns(e, ia) && e["comm"] == "ip"), "graft of A's nsfs file: {nsfs:?}");
+        let devs = of_type(&events, "net_dev");
+        assert!(devs.iter().any(|e| e["op"] == "register" && e["name"] == "nte2a" && e["mac"] == "02:00:0a:e7:09:01"), "veth registered: {devs:?}");
+        assert!(devs.iter().any(|e| e["op"] == "move" && e["name"] == "nte2a" && in_ns(e, ia)), "veth moved into A");
+        let addrs = of_type(&events, "ipv4_addr");
+        assert!(addrs.iter().any(|e| e["op"] == "add" && e["addr"] == "10.231.9.1" && e["prefix_len"] == 24 && in_ns(e, ia)), "address added in A: {addrs:?}");
+    } else {
+        assert!(!of_type(&events, "cleanup_run").is_empty() || !attached("netns_teardown"), "cleanup_net runs seen");
+    }
+    assert!(destroyed_a("netns_freed"), "struct net of A freed");
+}
