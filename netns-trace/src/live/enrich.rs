@@ -1,0 +1,406 @@
+//! Userspace observations that complete the kernel's story, emitted as events.
+//!
+//! The kernel tells us a mount syscall succeeded, a task left its last namespace, or a
+//! namespace saw traffic; it does not tell us (in tracepoint mode) which nsfs mounts exist
+//! afterwards, who holds fds on a namespace, or what interfaces it has. The enricher looks,
+//! and reports what it saw as `PinAdded` / `PinRemoved` / `Interfaces` events. Those go into
+//! the trace like any other event, so replay needs no access to the node.
+//!
+//! All reads go through [`Observer`]; the real one (snapshot module) never holds a namespace
+//! beyond the read itself.
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use crate::model::{Event, EventBody, Interface, MountOp, NsId, Pin, Snapshot, TaskOp};
+
+/// How the enricher looks at the system.
+pub trait Observer {
+    /// nsfs net bind mounts visible in mount namespace `mnt_ns`: (net inum, pin).
+    fn mount_ns_pins(&mut self, mnt_ns: u32) -> Result<Vec<(u32, Pin)>, String>;
+    /// Open fds on net namespace files, across all processes: (net inum, pin).
+    fn fd_pins(&mut self) -> Vec<(u32, Pin)>;
+    /// Interfaces of the namespace reachable through `handle`, and its identity.
+    fn interfaces(&mut self, handle: &std::path::Path) -> Result<(NsId, Vec<Interface>), String>;
+}
+
+/// Mount flags that make mount(2) attach something new (bind or move).
+const MS_BIND: u64 = 4096;
+const MS_MOVE: u64 = 8192;
+
+#[derive(Default)]
+pub struct Enricher<O: Observer> {
+    obs: O,
+    /// Pins last seen per mount namespace.
+    mount_pins: HashMap<u32, Vec<(u32, Pin)>>,
+    /// Fd pins last seen.
+    fd_pins: Vec<(u32, Pin)>,
+    /// Live tasks per namespace, for handles to read interfaces through.
+    tasks: HashMap<NsId, HashSet<u32>>,
+    /// Latest identity for an inum (mountinfo and /proc only show inums).
+    by_inum: HashMap<u32, NsId>,
+    /// Namespaces with activity since their interfaces were last read.
+    dirty: HashSet<NsId>,
+    /// Last interfaces reported per namespace (only changes are emitted).
+    reported: HashMap<NsId, Vec<Interface>>,
+    init: NsId,
+}
+
+impl<O: Observer> Enricher<O> {
+    pub fn new(obs: O) -> Self {
+        Self {
+            obs,
+            mount_pins: HashMap::new(),
+            fd_pins: Vec::new(),
+            tasks: HashMap::new(),
+            by_inum: HashMap::new(),
+            dirty: HashSet::new(),
+            reported: HashMap::new(),
+            init: NsId::default(),
+        }
+    }
+
+    /// Seeds state from the starting snapshot so that later changes are diffs against it.
+    pub fn seed(&mut self, snap: &Snapshot) {
+        self.init = snap.init_netns;
+        for ns in &snap.namespaces {
+            self.by_inum.insert(ns.netns.inum, ns.netns);
+            for m in &ns.members {
+                self.tasks.entry(ns.netns).or_default().insert(m.pid);
+            }
+            for p in &ns.pins {
+                match p {
+                    Pin::BindMount { mnt_ns, .. } => self.mount_pins.entry(*mnt_ns).or_default().push((ns.netns.inum, p.clone())),
+                    Pin::Fd { .. } => self.fd_pins.push((ns.netns.inum, p.clone())),
+                    Pin::Socket { .. } => {}
+                }
+            }
+            self.reported.insert(ns.netns, ns.interfaces.clone());
+        }
+    }
+
+    fn id_of(&self, inum: u32) -> NsId {
+        self.by_inum.get(&inum).copied().unwrap_or(NsId::new(0, inum))
+    }
+
+    fn learn(&mut self, id: NsId) {
+        if id.inum != 0 {
+            let e = self.by_inum.entry(id.inum).or_insert(id);
+            if id.cookie != 0 {
+                *e = id;
+            }
+        }
+    }
+
+    /// Re-reads a mount namespace's nsfs pins and reports the difference.
+    fn rescan_mount_ns(&mut self, mnt_ns: u32, ts: u64, out: &mut Vec<Event>) {
+        let now = match self.obs.mount_ns_pins(mnt_ns) {
+            Ok(v) => v,
+            // The mount namespace is gone (its last process exited): its copies went with it.
+            Err(_) => Vec::new(),
+        };
+        let before = self.mount_pins.remove(&mnt_ns).unwrap_or_default();
+        let key = |(i, p): &(u32, Pin)| match p {
+            Pin::BindMount { path, .. } => (*i, path.clone()),
+            _ => (*i, String::new()),
+        };
+        let before_keys: HashSet<_> = before.iter().map(key).collect();
+        let now_keys: HashSet<_> = now.iter().map(key).collect();
+        for entry in &before {
+            if !now_keys.contains(&key(entry)) {
+                out.push(Event::observed(ts, EventBody::PinRemoved { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+            }
+        }
+        for entry in &now {
+            if !before_keys.contains(&key(entry)) {
+                out.push(Event::observed(ts, EventBody::PinAdded { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+            }
+        }
+        if !now.is_empty() {
+            self.mount_pins.insert(mnt_ns, now);
+        }
+    }
+
+    fn rescan_fds(&mut self, ts: u64, out: &mut Vec<Event>) {
+        let now = self.obs.fd_pins();
+        for entry in &self.fd_pins {
+            if !now.contains(entry) {
+                out.push(Event::observed(ts, EventBody::PinRemoved { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+            }
+        }
+        for entry in &now {
+            if !self.fd_pins.contains(entry) {
+                out.push(Event::observed(ts, EventBody::PinAdded { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+            }
+        }
+        self.fd_pins = now;
+    }
+
+    /// Ways into a namespace, best first: a live member, a bind mount (through a process of
+    /// the mount namespace that holds it), an fd holder.
+    fn handles(&self, id: NsId) -> Vec<PathBuf> {
+        let mut h: Vec<PathBuf> = Vec::new();
+        if let Some(tids) = self.tasks.get(&id) {
+            h.extend(tids.iter().take(2).map(|t| PathBuf::from(format!("/proc/{t}/ns/net"))));
+        }
+        for pins in self.mount_pins.values() {
+            for (inum, p) in pins {
+                if let (true, Pin::BindMount { path, holder_pid, .. }) = (*inum == id.inum, p) {
+                    h.push(PathBuf::from(format!("/proc/{holder_pid}/root{path}")));
+                }
+            }
+        }
+        for (inum, p) in &self.fd_pins {
+            if let (true, Pin::Fd { pid, fd, .. }) = (*inum == id.inum, p) {
+                h.push(PathBuf::from(format!("/proc/{pid}/fd/{fd}")));
+            }
+        }
+        h
+    }
+
+    fn read_interfaces(&mut self, id: NsId, ts: u64, out: &mut Vec<Event>) {
+        for handle in self.handles(id) {
+            match self.obs.interfaces(&handle) {
+                // The handle may now lead elsewhere (a pid reused, a path remounted).
+                Ok((seen, ifaces)) if seen.inum == id.inum => {
+                    if self.reported.get(&id) != Some(&ifaces) {
+                        self.reported.insert(id, ifaces.clone());
+                        out.push(Event::observed(ts, EventBody::Interfaces { netns: id, interfaces: ifaces }));
+                    }
+                    return;
+                }
+                Ok(_) => continue,
+                Err(e) => tracing::debug!("reading interfaces of {id} via {}: {e}", handle.display()),
+            }
+        }
+    }
+
+    /// Reacts to one event; returns the observations it led to.
+    pub fn on_event(&mut self, ev: &Event) -> Vec<Event> {
+        let mut out = Vec::new();
+        let ts = ev.ts_ns;
+        match &ev.body {
+            EventBody::NetnsCreated { netns, .. } => {
+                self.learn(*netns);
+                self.dirty.insert(*netns);
+            }
+            EventBody::Task { op, netns, prev, mnt_ns, prev_mnt_ns, .. } => {
+                self.learn(*netns);
+                let tid = ev.pid;
+                match op {
+                    TaskOp::Fork => {
+                        self.tasks.entry(*netns).or_default().insert(tid);
+                    }
+                    TaskOp::Unshare | TaskOp::Setns => {
+                        if let Some(s) = self.tasks.get_mut(prev) {
+                            s.remove(&tid);
+                        }
+                        self.tasks.entry(*netns).or_default().insert(tid);
+                        self.dirty.insert(*netns);
+                    }
+                    TaskOp::Exit => {
+                        let emptied = match self.tasks.get_mut(netns) {
+                            Some(s) => s.remove(&tid) && s.is_empty(),
+                            None => true,
+                        };
+                        // A mount namespace dies with its last process, and its nsfs copies with
+                        // it: re-check any whose representative just exited.
+                        let held: Vec<u32> = self
+                            .mount_pins
+                            .iter()
+                            .filter(|(_, pins)| pins.iter().any(|(_, p)| matches!(p, Pin::BindMount { holder_pid, .. } if *holder_pid == ev.tgid)))
+                            .map(|(m, _)| *m)
+                            .collect();
+                        for m in held {
+                            self.rescan_mount_ns(m, ts, &mut out);
+                        }
+                        if self.fd_pins.iter().any(|(_, p)| matches!(p, Pin::Fd { pid, .. } if *pid == ev.tgid)) {
+                            self.rescan_fds(ts, &mut out);
+                        }
+                        if emptied && *netns != self.init {
+                            self.tasks.remove(netns);
+                            // Memberless: whatever still holds it is what we must name, and its
+                            // interfaces can only be read through that pin from now on.
+                            self.rescan_fds(ts, &mut out);
+                            self.read_interfaces(*netns, ts, &mut out);
+                        }
+                    }
+                }
+                if *mnt_ns != 0 && mnt_ns != prev_mnt_ns && *op != TaskOp::Exit {
+                    // A new mount namespace starts as a copy of its parent's, nsfs mounts included.
+                    self.rescan_mount_ns(*mnt_ns, ts, &mut out);
+                }
+            }
+            EventBody::MountSyscall { op, mnt_ns, ret, flags, .. } if *ret >= 0 => {
+                let relevant = match op {
+                    MountOp::Mount => flags & (MS_BIND | MS_MOVE) != 0,
+                    MountOp::Umount | MountOp::MoveMount => true,
+                    MountOp::OpenTree => false,
+                };
+                if relevant {
+                    self.rescan_mount_ns(*mnt_ns, ts, &mut out);
+                }
+            }
+            EventBody::NsfsMount { netns, mnt_ns, .. } => {
+                self.learn(*netns);
+                self.rescan_mount_ns(*mnt_ns, ts, &mut out);
+            }
+            EventBody::Arp { netns, .. } | EventBody::NeighUpdate { netns, .. } => {
+                if *netns != self.init {
+                    self.dirty.insert(*netns);
+                }
+            }
+            EventBody::NetnsTeardown { netns, .. } | EventBody::NetnsFreed { netns, .. } => {
+                self.dirty.remove(netns);
+                self.tasks.remove(netns);
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// Periodic work: re-read interfaces of namespaces that saw activity.
+    pub fn tick(&mut self, ts: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        let dirty: Vec<NsId> = self.dirty.drain().collect();
+        for id in dirty {
+            self.read_interfaces(id, ts, &mut out);
+        }
+        out
+    }
+
+    /// Every namespace the enricher can still reach, for a final interface read.
+    pub fn refresh_all(&mut self, ts: u64) -> Vec<Event> {
+        let mut ids: HashSet<NsId> = self.tasks.keys().copied().collect();
+        for pins in self.mount_pins.values() {
+            ids.extend(pins.iter().map(|(i, _)| self.id_of(*i)));
+        }
+        let mut out = Vec::new();
+        for id in ids {
+            if id != self.init {
+                self.read_interfaces(id, ts, &mut out);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Comm, Mac};
+    use std::net::Ipv4Addr;
+
+    #[derive(Default)]
+    struct Fake {
+        mounts: HashMap<u32, Vec<(u32, Pin)>>,
+        fds: Vec<(u32, Pin)>,
+        ifaces: HashMap<PathBuf, (NsId, Vec<Interface>)>,
+        reads: Vec<PathBuf>,
+    }
+
+    impl Observer for &mut Fake {
+        fn mount_ns_pins(&mut self, mnt_ns: u32) -> Result<Vec<(u32, Pin)>, String> {
+            self.mounts.get(&mnt_ns).cloned().ok_or_else(|| "gone".into())
+        }
+        fn fd_pins(&mut self) -> Vec<(u32, Pin)> {
+            self.fds.clone()
+        }
+        fn interfaces(&mut self, handle: &std::path::Path) -> Result<(NsId, Vec<Interface>), String> {
+            self.reads.push(handle.to_path_buf());
+            self.ifaces.get(handle).cloned().ok_or_else(|| "no such handle".into())
+        }
+    }
+
+    fn bind(path: &str, mnt_ns: u32, holder: u32) -> Pin {
+        Pin::BindMount { path: path.into(), mnt_ns, holder_pid: holder, holder_comm: Comm::from_str_lossy("containerd") }
+    }
+
+    fn task(op: TaskOp, pid: u32, netns: NsId, prev: NsId, mnt: u32, prev_mnt: u32) -> Event {
+        Event {
+            ts_ns: 10,
+            pid,
+            tgid: pid,
+            comm: Comm::from_str_lossy("pause"),
+            body: EventBody::Task { op, netns, prev, thread: false, group_dead: true, cgroup_id: 0, ppid: 1, mnt_ns: mnt, prev_mnt_ns: prev_mnt },
+        }
+    }
+
+    fn mount(op: MountOp, mnt_ns: u32, ret: i64, flags: u64) -> Event {
+        Event::observed(
+            5,
+            EventBody::MountSyscall { op, netns: NsId::new(1, 1), mnt_ns, ret, flags, from_dfd: -100, to_dfd: -100, source: "/proc/9/ns/net".into(), target: "/run/netns/cni-1".into() },
+        )
+    }
+
+    const HOST_MNT: u32 = 4026531841;
+
+    #[test]
+    fn a_bind_mount_becomes_a_pin_and_its_umount_removes_it() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let mut e = Enricher::new(&mut fake);
+        e.on_event(&Event::observed(1, EventBody::NetnsCreated { netns: pod, parent: NsId::new(1, 1), net_ptr: 1, source: crate::model::CreatedBy::Unshare, clone_flags: 0 }));
+        e.obs.mounts.insert(HOST_MNT, vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))]);
+        let out = e.on_event(&mount(MountOp::Mount, HOST_MNT, 0, MS_BIND));
+        assert_eq!(out.len(), 1);
+        assert!(matches!(&out[0].body, EventBody::PinAdded { netns, pin: Pin::BindMount { path, .. } } if *netns == pod && path == "/run/netns/cni-1"), "{out:?}");
+        // A failed mount changes nothing and is not even looked at.
+        assert!(e.on_event(&mount(MountOp::Mount, HOST_MNT, -16, MS_BIND)).is_empty());
+        e.obs.mounts.insert(HOST_MNT, vec![]);
+        let out = e.on_event(&mount(MountOp::Umount, HOST_MNT, 0, 2));
+        assert!(matches!(&out[..], [Event { body: EventBody::PinRemoved { netns, .. }, .. }] if *netns == pod), "{out:?}");
+    }
+
+    #[test]
+    fn a_new_mount_namespace_reveals_copies_and_loses_them_when_its_holder_exits() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let host_net = NsId::new(1, 4026531840);
+        let mut e = Enricher::new(&mut fake);
+        e.learn(pod);
+        let agent_mnt = 4026532999;
+        e.obs.mounts.insert(agent_mnt, vec![(pod.inum, bind("/run/netns/cni-1", agent_mnt, 500))]);
+        let out = e.on_event(&task(TaskOp::Unshare, 500, host_net, host_net, agent_mnt, HOST_MNT));
+        assert!(matches!(&out[..], [Event { body: EventBody::PinAdded { pin: Pin::BindMount { mnt_ns, .. }, .. }, .. }] if *mnt_ns == agent_mnt), "{out:?}");
+        e.obs.mounts.remove(&agent_mnt);
+        let out = e.on_event(&task(TaskOp::Exit, 500, host_net, host_net, agent_mnt, agent_mnt));
+        assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinRemoved { netns, .. } if *netns == pod)), "{out:?}");
+    }
+
+    #[test]
+    fn the_last_member_leaving_triggers_fd_scan_and_interface_read_through_the_pin() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let iface = Interface { name: "eth0".into(), ifindex: 2, mac: Mac([2, 0, 10, 231, 1, 10]), ipv4: vec![(Ipv4Addr::new(10, 231, 1, 10), 24)] };
+        fake.ifaces.insert(PathBuf::from("/proc/1/root/run/netns/cni-1"), (pod, vec![iface.clone()]));
+        fake.fds = vec![(pod.inum, Pin::Fd { pid: 700, fd: 5, comm: Comm::from_str_lossy("docker-proxy") })];
+        let mut e = Enricher::new(&mut fake);
+        e.learn(pod);
+        e.obs.mounts.insert(HOST_MNT, vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))]);
+        e.on_event(&mount(MountOp::Mount, HOST_MNT, 0, MS_BIND));
+        e.on_event(&task(TaskOp::Setns, 42, pod, NsId::new(1, 4026531840), HOST_MNT, HOST_MNT));
+        let out = e.on_event(&task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT));
+        assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinAdded { pin: Pin::Fd { pid: 700, fd: 5, .. }, .. })), "{out:?}");
+        let ifaces = out.iter().find_map(|ev| match &ev.body {
+            EventBody::Interfaces { netns, interfaces } if *netns == pod => Some(interfaces.clone()),
+            _ => None,
+        });
+        assert_eq!(ifaces, Some(vec![iface]));
+        // The member is gone, so the only way in is through the pin.
+        assert_eq!(e.obs.reads, vec![PathBuf::from("/proc/1/root/run/netns/cni-1")]);
+        // Unchanged interfaces are not reported twice.
+        e.dirty.insert(pod);
+        assert!(e.tick(20).is_empty());
+    }
+
+    #[test]
+    fn a_handle_leading_to_another_namespace_is_not_trusted() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        fake.ifaces.insert(PathBuf::from("/proc/42/ns/net"), (NsId::new(99, 4026532999), vec![]));
+        let mut e = Enricher::new(&mut fake);
+        e.on_event(&task(TaskOp::Fork, 42, pod, pod, HOST_MNT, HOST_MNT));
+        e.dirty.insert(pod);
+        assert!(e.tick(20).is_empty(), "pid 42 was reused by a process elsewhere");
+    }
+}
