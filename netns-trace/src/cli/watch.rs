@@ -24,9 +24,11 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("netns-trace: watching in {} mode; Ctrl-C to stop", tracer.mode());
         let mut batch = Vec::new();
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
         loop {
             tokio::select! {
                 r = source.next_batch(&mut batch) => r?,
+                _ = tick.tick() => batch.extend(source.lost_events(&tracer, crate::live::source::monotonic_ns())),
                 _ = tokio::signal::ctrl_c() => break,
                 _ = sigterm.recv() => break,
             }

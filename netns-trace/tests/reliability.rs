@@ -1,0 +1,122 @@
+//! Failure behaviour of the tracer itself: privileges, unloading, disabled probes, loss.
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn bin() -> String {
+    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+}
+
+/// Names of every BPF program loaded in the kernel (BPF syscall, no bpftool needed).
+fn loaded_program_names() -> Vec<String> {
+    aya::programs::loaded_programs().filter_map(Result::ok).filter_map(|p| p.name_as_str().map(str::to_string)).collect()
+}
+
+/// Our programs' names as the kernel stores them (BPF_OBJ_NAME_LEN - 1 = 15 bytes).
+const OUR_PROGRAMS: &[&str] = &["task_fork", "task_exit", "netns_created_t", "netns_freed_kme", "mount_exit", "arp_tx_tp", "neigh_update_tp"];
+
+fn ours_loaded() -> Vec<String> {
+    loaded_program_names().into_iter().filter(|n| OUR_PROGRAMS.contains(&n.as_str())).collect()
+}
+
+fn start_watch(extra: &[&str]) -> std::process::Child {
+    let mut child = Command::new(bin())
+        .args(["watch", "--json", "--raw"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watch");
+    // Ready when our programs show up in the kernel.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ours_loaded().len() < 3 {
+        assert!(Instant::now() < deadline, "watch did not load its programs within 60 s");
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("watch exited early: {st}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
+#[test]
+fn without_privileges_says_what_is_missing_and_exits_1() {
+    if !is_root() {
+        eprintln!("SKIP without_privileges_says_what_is_missing_and_exits_1: needs root to drop to an unprivileged user");
+        return;
+    }
+    let out = Command::new(bin()).args(["probes"]).uid(65534).gid(65534).output().expect("run as nobody");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "names the capabilities: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+}
+
+#[test]
+fn programs_are_released_after_sigkill_and_after_sigterm() {
+    if !is_root() {
+        eprintln!("SKIP programs_are_released_after_sigkill_and_after_sigterm: needs root");
+        return;
+    }
+    assert!(ours_loaded().is_empty(), "leftover programs from another run: {:?}", ours_loaded());
+    for signal in [libc::SIGKILL, libc::SIGTERM] {
+        let mut child = start_watch(&[]);
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let _ = child.wait();
+        // Program release is asynchronous (RCU); give the kernel a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ours_loaded().is_empty() {
+            assert!(Instant::now() < deadline, "still loaded after signal {signal}: {:?}", ours_loaded());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn disabled_probes_are_listed_and_unknown_names_rejected() {
+    if !is_root() {
+        eprintln!("SKIP disabled_probes_are_listed_and_unknown_names_rejected: needs root");
+        return;
+    }
+    let out = Command::new(bin()).args(["probes", "--json", "--disable-probe", "arp"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let arp = v["probes"].as_array().unwrap().iter().find(|p| p["name"] == "arp").unwrap();
+    assert_eq!(arp["status"], "disabled");
+    assert!(v["probes"].as_array().unwrap().iter().any(|p| p["status"] == "attached"), "others still attach");
+
+    let out = Command::new(bin()).args(["probes", "--disable-probe", "no_such_probe"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_probe"));
+}
+
+#[test]
+fn a_tiny_ring_under_a_fork_storm_counts_and_reports_lost_events() {
+    if !is_root() {
+        eprintln!("SKIP a_tiny_ring_under_a_fork_storm_counts_and_reports_lost_events: needs root");
+        return;
+    }
+    let child = start_watch(&["--ring-size", "4096"]);
+    // Forks outside the initial namespace are tracked: storm inside a fresh one. Threads are
+    // cheapest; busybox sh's loop of `true` forks is enough to overflow 4 KiB.
+    let st = Command::new("unshare")
+        .args(["-n", "busybox", "sh", "-c", "i=0; while [ $i -lt 3000 ]; do /bin/true; i=$((i+1)); done"])
+        .status()
+        .expect("fork storm");
+    assert!(st.success());
+    std::thread::sleep(Duration::from_secs(1));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lost: u64 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "lost")
+        .map(|v| v["count"].as_u64().unwrap())
+        .sum();
+    assert!(lost > 0, "a 4 KiB ring cannot hold 6000 task records; the loss must be reported");
+}
