@@ -1,0 +1,327 @@
+//! Streams a child's output (a guest console or a host `cargo test`) to a log file and to
+//! stdout with a label, parses libtest and init-script verdicts as they pass, and enforces a
+//! timeout. Shared by the guest and host runs so both produce the same per-binary results.
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Result, XtaskError};
+use crate::initramfs::{MARK_RESULT, MARK_SETUP_FAILED, MARK_TEST_START, MARK_TEST_VERDICT};
+use crate::util::{create_dir_all, describe};
+
+/// Console text after which a guest is dead or not worth waiting for.
+const KERNEL_FATAL_MARKERS: &[&str] = &[
+    "Kernel panic",
+    "BUG:",
+    "soft lockup",
+    "hard LOCKUP",
+    "rcu_sched detected stall",
+];
+
+/// One test executable's outcome.
+#[derive(Debug, Clone, Default)]
+pub struct BinaryResult {
+    pub name: String,
+    /// From the init script's verdict line (guest) or libtest's summary (host).
+    pub passed_overall: Option<bool>,
+    pub exit_code: Option<i32>,
+    pub passed: u64,
+    pub failed: u64,
+    pub ignored: u64,
+    pub filtered_out: u64,
+}
+
+/// What the console said, parsed line by line.
+#[derive(Debug, Default)]
+pub struct ConsoleParser {
+    pub binaries: Vec<BinaryResult>,
+    pub setup_failures: Vec<String>,
+    /// The guest's final NETNS_TRACE_VM_RESULT, if it got that far.
+    pub final_result: Option<bool>,
+}
+
+impl ConsoleParser {
+    pub fn feed(&mut self, line: &str) {
+        if let Some(rest) = after(line, MARK_TEST_START) {
+            self.start(rest.trim());
+        } else if let Some(rest) = after(line, MARK_TEST_VERDICT) {
+            self.verdict(rest);
+        } else if let Some(rest) = after(line, MARK_SETUP_FAILED) {
+            self.setup_failures.push(rest.trim().to_string());
+        } else if let Some(rest) = after(line, MARK_RESULT) {
+            self.final_result = Some(rest.trim() == "PASS");
+        } else if let Some(rest) = line.trim_start().strip_prefix("Running ") {
+            // cargo test on the host: "Running tests/vm_harness.rs (target/…/vm_harness-…)".
+            self.start(&cargo_target_label(rest));
+        } else if let Some(rest) = line.trim_start().strip_prefix("Doc-tests ") {
+            self.start(&format!("doc-tests {}", rest.trim()));
+        } else if let Some(rest) = after(line, "test result:") {
+            self.summary(rest);
+        }
+    }
+
+    fn start(&mut self, name: &str) {
+        self.binaries.push(BinaryResult {
+            name: name.to_string(),
+            ..BinaryResult::default()
+        });
+    }
+
+    fn current(&mut self) -> &mut BinaryResult {
+        if self.binaries.is_empty() {
+            self.start("(unknown)");
+        }
+        let last = self.binaries.len() - 1;
+        &mut self.binaries[last]
+    }
+
+    /// "name=vm_harness verdict=PASS exit=0"
+    fn verdict(&mut self, rest: &str) {
+        let field = |key: &str| {
+            rest.split_whitespace()
+                .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        };
+        let name = field("name").unwrap_or("(unknown)").to_string();
+        let passed = field("verdict") == Some("PASS");
+        let exit_code = field("exit").and_then(|v| v.parse().ok());
+        if !self.binaries.last().is_some_and(|b| b.name == name) {
+            self.start(&name);
+        }
+        let current = self.current();
+        current.passed_overall = Some(passed);
+        current.exit_code = exit_code;
+    }
+
+    /// " ok. 3 passed; 0 failed; 1 ignored; 0 measured; 2 filtered out; finished in 0.1s"
+    fn summary(&mut self, rest: &str) {
+        let ok = rest.trim_start().starts_with("ok");
+        let current = self.current();
+        for part in rest.split(';') {
+            let words: Vec<&str> = part.split_whitespace().collect();
+            let count_of = |label: &str| -> Option<u64> {
+                let at = words.iter().position(|w| *w == label)?;
+                words.get(at.checked_sub(1)?)?.parse().ok()
+            };
+            if let Some(n) = count_of("passed") {
+                current.passed += n;
+            }
+            if let Some(n) = count_of("failed") {
+                current.failed += n;
+            }
+            if let Some(n) = count_of("ignored") {
+                current.ignored += n;
+            }
+            if let Some(n) = count_of("filtered") {
+                current.filtered_out += n;
+            }
+        }
+        // The host has no init-script verdict line; libtest's summary is the verdict there.
+        if current.passed_overall != Some(false) {
+            current.passed_overall = Some(ok);
+        }
+    }
+}
+
+fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|at| &line[at + marker.len()..])
+}
+
+/// "tests/vm_harness.rs (target/…)" → "vm_harness"; "unittests src/lib.rs (…)" → "unittests src/lib.rs".
+fn cargo_target_label(rest: &str) -> String {
+    let source = rest.split(" (").next().unwrap_or(rest).trim();
+    match source.strip_prefix("tests/") {
+        Some(file) => file.trim_end_matches(".rs").to_string(),
+        None => source.to_string(),
+    }
+}
+
+/// How the streamed process ended.
+#[derive(Debug)]
+pub struct StreamOutcome {
+    pub exit: Option<ExitStatus>,
+    pub timed_out: bool,
+    /// The console line that made us kill a guest (panic, BUG, lockup).
+    pub fatal_line: Option<String>,
+    pub parser: ConsoleParser,
+}
+
+/// Runs `cmd` with stdout and stderr merged into one pipe, so lines keep their order.
+pub fn stream(
+    cmd: &mut Command,
+    label: &str,
+    log_path: &Path,
+    timeout: Duration,
+    watch_kernel: bool,
+) -> Result<StreamOutcome> {
+    if let Some(dir) = log_path.parent() {
+        create_dir_all(dir)?;
+    }
+    let mut log = std::fs::File::create(log_path).map_err(XtaskError::io(log_path))?;
+    let _ = writeln!(log, "# {}", describe(cmd));
+    let (reader, writer) = std::io::pipe().map_err(XtaskError::io("pipe"))?;
+    let writer_for_stderr = writer.try_clone().map_err(XtaskError::io("pipe"))?;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_for_stderr)
+        .spawn()
+        .map_err(|source| XtaskError::Spawn {
+            program: cmd.get_program().to_string_lossy().into_owned(),
+            source,
+        })?;
+    // The Command keeps its copies of the pipe's write end until told otherwise; drop them so
+    // the reader sees EOF when the child (and whatever it spawned) is gone.
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let reader_thread = std::thread::spawn(move || {
+        let mut reader = BufReader::new(reader);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    if lines_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    let deadline = started + timeout;
+    let mut parser = ConsoleParser::default();
+    let mut timed_out = false;
+    let mut fatal_line = None;
+    let mut stdout = std::io::stdout();
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            // Drain what is left in the pipe without blocking on a stray holder of the write end.
+            while let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(200)) {
+                handle_line(&line, label, &mut log, &mut stdout, &mut parser);
+            }
+            break;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        match lines_rx.recv_timeout((deadline - now).min(Duration::from_millis(500))) {
+            Ok(line) => {
+                handle_line(&line, label, &mut log, &mut stdout, &mut parser);
+                if watch_kernel
+                    && let Some(marker) = KERNEL_FATAL_MARKERS.iter().find(|m| line.contains(*m))
+                {
+                    let _ = writeln!(stdout, "[{label}] guest hit `{marker}`; stopping it");
+                    fatal_line = Some(line.clone());
+                    // Let the oops text reach the log, then stop the guest.
+                    let grace = Instant::now() + Duration::from_secs(2);
+                    while let Ok(more) =
+                        lines_rx.recv_timeout(grace.saturating_duration_since(Instant::now()))
+                    {
+                        handle_line(&more, label, &mut log, &mut stdout, &mut parser);
+                    }
+                    let _ = child.kill();
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = child.wait();
+                break;
+            }
+        }
+    }
+    let exit = child.wait().ok();
+    drop(lines_rx);
+    // Not joined: a leftover grandchild may still hold the pipe open. The thread ends on its
+    // next line or at EOF.
+    drop(reader_thread);
+    if timed_out {
+        let _ = writeln!(log, "# killed after the {}s timeout", timeout.as_secs());
+    }
+    Ok(StreamOutcome {
+        exit,
+        timed_out,
+        fatal_line,
+        parser,
+    })
+}
+
+fn handle_line(
+    line: &str,
+    label: &str,
+    log: &mut std::fs::File,
+    stdout: &mut std::io::Stdout,
+    parser: &mut ConsoleParser,
+) {
+    let _ = writeln!(log, "{line}");
+    let _ = writeln!(stdout, "[{label}] {line}");
+    parser.feed(line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_console_is_parsed() {
+        let mut parser = ConsoleParser::default();
+        for line in [
+            "[    1.2] random kernel line",
+            "NETNS_TRACE_VM_TEST_START: vm_harness",
+            "running 2 tests",
+            "test result: ok. 2 passed; 0 failed; 1 ignored; 0 measured; 3 filtered out; finished in 0.20s",
+            "NETNS_TRACE_VM_TEST: name=vm_harness verdict=PASS exit=0",
+            "NETNS_TRACE_VM_TEST_START: probes_e2e",
+            "test result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s",
+            "NETNS_TRACE_VM_TEST: name=probes_e2e verdict=FAIL exit=101",
+            "NETNS_TRACE_VM_RESULT: FAIL",
+        ] {
+            parser.feed(line);
+        }
+        assert_eq!(parser.binaries.len(), 2);
+        let harness = &parser.binaries[0];
+        assert_eq!(
+            (
+                harness.passed,
+                harness.failed,
+                harness.ignored,
+                harness.filtered_out
+            ),
+            (2, 0, 1, 3)
+        );
+        assert_eq!(harness.passed_overall, Some(true));
+        let e2e = &parser.binaries[1];
+        assert_eq!(
+            (e2e.passed, e2e.failed, e2e.exit_code, e2e.passed_overall),
+            (1, 1, Some(101), Some(false))
+        );
+        assert_eq!(parser.final_result, Some(false));
+    }
+
+    #[test]
+    fn host_cargo_output_is_parsed() {
+        let mut parser = ConsoleParser::default();
+        for line in [
+            "     Running unittests src/lib.rs (target/release/deps/netns_trace-0123)",
+            "test result: ok. 40 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.3s",
+            "     Running tests/vm_harness.rs (target/release/deps/vm_harness-4567)",
+            "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.1s",
+        ] {
+            parser.feed(line);
+        }
+        let names: Vec<&str> = parser.binaries.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["unittests src/lib.rs", "vm_harness"]);
+        assert_eq!(parser.binaries[0].passed, 40);
+        assert_eq!(parser.binaries[1].passed_overall, Some(true));
+    }
+}

@@ -1,0 +1,431 @@
+//! `cargo xtask vm-test`: runs netns-trace's integration tests inside real Debian kernels
+//! (5.10, 6.1, 6.12) under QEMU, and on the host, one after another, then prints a table.
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::console::{BinaryResult, stream};
+use crate::error::{Result, XtaskError};
+use crate::initramfs::{self, Payload};
+use crate::kernels::{self, KERNELS, KernelSpec};
+use crate::qemu::{self, Accel, Boot, GuestVerdict};
+use crate::util::{create_dir_all, output, workspace_root};
+
+const PACKAGE: &str = "netns-trace";
+const DEFAULT_TIMEOUT: &str = "15m";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask vm-test                               # 5.10, 6.1, 6.12 guests, then the host
+  cargo xtask vm-test --kernel 6.1 --test vm_harness          # one test executable, one guest
+  cargo xtask vm-test --kernel 6.12 -- veth_pair_in_a_fresh_namespace --exact
+  cargo xtask vm-test --kernel host --test probes_e2e
+
+Kernels are downloaded once into $NETNS_TRACE_VM_CACHE (default target/vm-cache); console
+logs go to target/vm-logs/<kernel>.log. See docs/vm-tests.md.")]
+pub struct VmTestArgs {
+    /// Where to run: a guest kernel (5.10, 6.1, 6.12), `host`, or `all` (every guest, then the host).
+    #[arg(long, default_value = "all", value_parser = parse_selection)]
+    pub kernel: Selection,
+    /// Run the remaining kernels after one fails (default: stop at the first failure).
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Look for a newer kernel package even when one is cached.
+    #[arg(long)]
+    pub refresh_kernels: bool,
+    /// Per-kernel time limit (e.g. 900, 900s, 15m); the guest is killed when it runs out.
+    #[arg(long, env = "NETNS_TRACE_VM_TIMEOUT", default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
+    pub timeout: Duration,
+    /// Only run this integration-test executable (tests/<NAME>.rs); repeat for more.
+    #[arg(long = "test", value_name = "NAME")]
+    pub tests: Vec<String>,
+    /// Arguments for every test executable (a name filter, --exact, --ignored, …).
+    #[arg(last = true)]
+    pub test_args: Vec<String>,
+}
+
+/// What `--kernel` selected.
+#[derive(Debug, Clone, Copy)]
+pub enum Selection {
+    Guest(&'static KernelSpec),
+    Host,
+    All,
+}
+
+fn parse_selection(value: &str) -> std::result::Result<Selection, String> {
+    match value {
+        "all" => Ok(Selection::All),
+        "host" => Ok(Selection::Host),
+        name => kernels::spec(name).map(Selection::Guest).ok_or_else(|| {
+            let names: Vec<&str> = KERNELS.iter().map(|k| k.name).collect();
+            format!(
+                "unknown kernel `{name}`; expected one of {}, host, all",
+                names.join(", ")
+            )
+        }),
+    }
+}
+
+/// "900", "900s", "15m", "1h".
+fn parse_timeout(value: &str) -> std::result::Result<Duration, String> {
+    let value = value.trim();
+    let (number, unit_secs) = match value.char_indices().last() {
+        Some((at, 's')) => (&value[..at], 1),
+        Some((at, 'm')) => (&value[..at], 60),
+        Some((at, 'h')) => (&value[..at], 3600),
+        _ => (value, 1),
+    };
+    let number: u64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a duration like 900, 900s or 15m"))?;
+    if number == 0 {
+        return Err("the timeout must be positive".into());
+    }
+    Ok(Duration::from_secs(number * unit_secs))
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Guest(&'static KernelSpec),
+    Host,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Guest(spec) => f.write_str(spec.name),
+            Target::Host => f.write_str("host"),
+        }
+    }
+}
+
+/// One row group of the final table.
+struct TargetSummary {
+    target: Target,
+    /// None when skipped after an earlier failure.
+    verdict: Option<GuestVerdict>,
+    detail: String,
+    binaries: Vec<BinaryResult>,
+    wall: Duration,
+}
+
+/// Runs the selection; Ok(true) when everything passed.
+pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
+    let root = workspace_root();
+    let targets: Vec<Target> = match args.kernel {
+        Selection::Guest(spec) => vec![Target::Guest(spec)],
+        Selection::Host => vec![Target::Host],
+        Selection::All => KERNELS
+            .iter()
+            .map(Target::Guest)
+            .chain([Target::Host])
+            .collect(),
+    };
+    let logs = root.join("target/vm-logs");
+    create_dir_all(&logs)?;
+
+    let build_started = Instant::now();
+    let payload = build_payload(&root, &args.tests)?;
+    println!(
+        "vm-test: built {} binaries and {} test executables in {:.1}s",
+        payload.bins.len(),
+        payload.tests.len(),
+        build_started.elapsed().as_secs_f64()
+    );
+
+    let accel = Accel::detect();
+    if targets.iter().any(|t| matches!(t, Target::Guest(_))) {
+        println!("vm-test: accelerator: {}", accel.describe());
+    }
+    let cache = kernels::cache_dir(&root);
+    let mut summaries = Vec::new();
+    let mut stop = false;
+    for target in targets {
+        if stop {
+            summaries.push(TargetSummary {
+                target,
+                verdict: None,
+                detail: "skipped (earlier failure; --keep-going runs it)".into(),
+                binaries: Vec::new(),
+                wall: Duration::ZERO,
+            });
+            continue;
+        }
+        let started = Instant::now();
+        let result = match target {
+            Target::Guest(spec) => run_guest(spec, &root, &cache, &payload, args, accel, &logs),
+            Target::Host => run_host(&root, &payload, args, &logs),
+        };
+        let summary = match result {
+            Ok((verdict, detail, binaries)) => TargetSummary {
+                target,
+                verdict: Some(verdict),
+                detail,
+                binaries,
+                wall: started.elapsed(),
+            },
+            Err(e) => TargetSummary {
+                target,
+                verdict: Some(GuestVerdict::Fail(e.to_string())),
+                detail: String::new(),
+                binaries: Vec::new(),
+                wall: started.elapsed(),
+            },
+        };
+        if summary.verdict != Some(GuestVerdict::Pass) && !args.keep_going {
+            stop = true;
+        }
+        summaries.push(summary);
+    }
+    print_table(&summaries);
+    Ok(summaries
+        .iter()
+        .all(|s| s.verdict == Some(GuestVerdict::Pass)))
+}
+
+type TargetResult = (GuestVerdict, String, Vec<BinaryResult>);
+
+fn run_guest(
+    spec: &KernelSpec,
+    root: &Path,
+    cache: &Path,
+    payload: &Payload,
+    args: &VmTestArgs,
+    accel: Accel,
+    logs: &Path,
+) -> Result<TargetResult> {
+    let kernel = kernels::prepare(spec, cache, args.refresh_kernels)?;
+    let work_dir = root.join("target/vm-initramfs");
+    create_dir_all(&work_dir)?;
+    let initrd = initramfs::build(&work_dir, &kernel, payload, &args.test_args)?;
+    let size_mib = std::fs::metadata(&initrd)
+        .map(|m| m.len() as f64 / 1048576.0)
+        .unwrap_or(0.0);
+    println!(
+        "[{}] initramfs {} ({size_mib:.1} MiB); booting {}",
+        spec.name,
+        initrd.display(),
+        kernel.release
+    );
+    let boot = Boot {
+        label: spec.name.to_string(),
+        vmlinuz: kernel.vmlinuz.clone(),
+        initrd,
+        log_path: logs.join(format!("{}.log", spec.name)),
+        timeout: args.timeout,
+        accel,
+    };
+    let (outcome, verdict) = qemu::run(&boot)?;
+    let accel_name = if accel == Accel::Kvm { "KVM" } else { "TCG" };
+    Ok((
+        verdict,
+        format!(
+            "{} ({accel_name}), log {}",
+            kernel.release,
+            boot.log_path.display()
+        ),
+        outcome.parser.binaries,
+    ))
+}
+
+fn run_host(
+    root: &Path,
+    payload: &Payload,
+    args: &VmTestArgs,
+    logs: &Path,
+) -> Result<TargetResult> {
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(["test", "--release", "-p", PACKAGE]);
+    for test in &args.tests {
+        cmd.args(["--test", test]);
+    }
+    cmd.args(["--", "--test-threads=1"])
+        .args(&args.test_args)
+        .env("NETNS_TRACE_EXPECT_MODE", "tracepoint")
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("NETNS_TRACE_IN_VM")
+        .env_remove("NETNS_TRACE_KERNEL");
+    if let Some(main) = payload.bins.iter().find(|b| {
+        b.file_name()
+            .is_some_and(|n| n == payload.main_bin.as_str())
+    }) {
+        cmd.env("NETNS_TRACE_BIN", main);
+    }
+    let log_path = logs.join("host.log");
+    let outcome = stream(&mut cmd, "host", &log_path, args.timeout, false)?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let verdict = if outcome.timed_out {
+        GuestVerdict::Fail(format!("timed out after {}s", args.timeout.as_secs()))
+    } else if outcome.exit.is_some_and(|s| s.success()) {
+        GuestVerdict::Pass
+    } else {
+        GuestVerdict::Fail(format!(
+            "cargo test failed ({})",
+            outcome.exit.map(|s| s.to_string()).unwrap_or_default()
+        ))
+    };
+    Ok((
+        verdict,
+        format!(
+            "{} (tracepoint mode), log {}",
+            release.trim(),
+            log_path.display()
+        ),
+        outcome.parser.binaries,
+    ))
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Builds the package's binaries and integration-test executables (release) and collects
+/// their paths from cargo's JSON messages, wherever CARGO_TARGET_DIR puts them.
+fn build_payload(root: &Path, only_tests: &[String]) -> Result<Payload> {
+    println!("vm-test: cargo build --release -p {PACKAGE} --bins");
+    let bins = executables(
+        root,
+        &["build", "--release", "-p", PACKAGE, "--bins"],
+        "bin",
+    )?;
+    println!("vm-test: cargo test --release -p {PACKAGE} --no-run");
+    let mut tests = executables(
+        root,
+        &["test", "--release", "-p", PACKAGE, "--no-run"],
+        "test",
+    )?;
+    for wanted in only_tests {
+        if !tests.iter().any(|(name, _)| name == wanted) {
+            let known: Vec<&str> = tests.iter().map(|(name, _)| name.as_str()).collect();
+            return Err(XtaskError::NotFound(format!(
+                "no test executable `{wanted}`; {PACKAGE} has {}",
+                known.join(", ")
+            )));
+        }
+    }
+    if !only_tests.is_empty() {
+        tests.retain(|(name, _)| only_tests.contains(name));
+    }
+    if bins.is_empty() || tests.is_empty() {
+        return Err(XtaskError::NotFound(format!(
+            "cargo built {} binaries and {} test executables for {PACKAGE}",
+            bins.len(),
+            tests.len()
+        )));
+    }
+    let main_bin = if bins.iter().any(|(name, _)| name == PACKAGE) {
+        PACKAGE.to_string()
+    } else {
+        bins[0].0.clone()
+    };
+    Ok(Payload {
+        bins: bins.into_iter().map(|(_, path)| path).collect(),
+        main_bin,
+        tests,
+        data_dirs: vec![root.join(PACKAGE).join("tests/data")],
+    })
+}
+
+/// (target name, executable) of every artifact of `kind` that cargo reports.
+fn executables(root: &Path, cargo_args: &[&str], kind: &str) -> Result<Vec<(String, PathBuf)>> {
+    let mut cmd = cargo();
+    cmd.current_dir(root)
+        .args(cargo_args)
+        .arg("--message-format=json-render-diagnostics");
+    cmd.stderr(std::process::Stdio::inherit());
+    let stdout = output(&mut cmd)?;
+    let mut found = Vec::new();
+    for line in stdout.lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let is_kind = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|k| k == kind));
+        let (Some(name), Some(exe)) = (
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+        ) else {
+            continue;
+        };
+        if is_kind && !found.iter().any(|(n, _)| n == name) {
+            found.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    Ok(found)
+}
+
+fn print_table(summaries: &[TargetSummary]) {
+    println!();
+    println!(
+        "{:<7} {:<26} {:<7} {:>6} {:>6} {:>7} {:>8}",
+        "kernel", "test binary", "result", "passed", "failed", "ignored", "filtered"
+    );
+    println!("{}", "-".repeat(73));
+    for summary in summaries {
+        for binary in &summary.binaries {
+            let result = match binary.passed_overall {
+                Some(true) => "pass",
+                Some(false) => "FAIL",
+                None => "no end",
+            };
+            println!(
+                "{:<7} {:<26} {:<7} {:>6} {:>6} {:>7} {:>8}",
+                summary.target.to_string(),
+                binary.name,
+                result,
+                binary.passed,
+                binary.failed,
+                binary.ignored,
+                binary.filtered_out
+            );
+        }
+        let verdict = match &summary.verdict {
+            Some(GuestVerdict::Pass) => "PASS".to_string(),
+            Some(GuestVerdict::Fail(reason)) => format!("FAIL: {reason}"),
+            None => "SKIPPED".to_string(),
+        };
+        println!(
+            "{:<7} => {verdict} in {:.1}s  {}",
+            summary.target.to_string(),
+            summary.wall.as_secs_f64(),
+            summary.detail
+        );
+        println!("{}", "-".repeat(73));
+    }
+    let all_pass = summaries
+        .iter()
+        .all(|s| s.verdict == Some(GuestVerdict::Pass));
+    println!("vm-test: {}", if all_pass { "PASS" } else { "FAIL" });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse() {
+        assert_eq!(parse_timeout("900"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_timeout("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert!(parse_timeout("soon").is_err());
+        assert!(parse_timeout("0").is_err());
+    }
+
+    #[test]
+    fn kernel_selection_parses() {
+        assert!(
+            matches!(parse_selection("6.1"), Ok(Selection::Guest(spec)) if spec.suite == "bookworm")
+        );
+        assert!(matches!(parse_selection("all"), Ok(Selection::All)));
+        assert!(matches!(parse_selection("host"), Ok(Selection::Host)));
+        assert!(parse_selection("4.19").is_err());
+    }
+}
