@@ -1,0 +1,311 @@
+//! Findings: what the collector concluded, with the evidence, and how sure it is.
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use netns_trace_common::kind;
+use serde::{Deserialize, Serialize};
+
+use super::namespace::{FailedUmount, InterfaceRecord, LastMember, NsState, PinKind, PinRecord};
+use crate::model::{Comm, Direction, Mac};
+
+/// Who made a pin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByTask {
+    pub pid: u32,
+    pub comm: Comm,
+}
+
+/// A pin as reported in a finding (and in the report's namespace list).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinEvidence {
+    pub kind: PinKind,
+    pub path: Option<String>,
+    pub mount_ns: Option<u32>,
+    pub pid: Option<u32>,
+    pub fd: Option<u32>,
+    pub by: Option<ByTask>,
+    pub at_ns: u64,
+}
+
+impl From<&PinRecord> for PinEvidence {
+    fn from(p: &PinRecord) -> Self {
+        Self {
+            kind: p.kind,
+            path: p.path.clone(),
+            mount_ns: p.mount_ns,
+            pid: p.pid,
+            fd: p.fd,
+            by: p.by.map(|a| ByTask { pid: a.pid, comm: a.comm }),
+            at_ns: p.at_ns,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceEvidence {
+    pub name: String,
+    pub ifindex: u32,
+    pub mac: Mac,
+    /// `a.b.c.d/len`
+    pub ipv4: Vec<String>,
+}
+
+impl From<&InterfaceRecord> for InterfaceEvidence {
+    fn from(i: &InterfaceRecord) -> Self {
+        Self {
+            name: i.name.clone(),
+            ifindex: i.ifindex,
+            mac: i.mac,
+            ipv4: i.ipv4.iter().map(|(a, l)| format!("{a}/{l}")).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateHolder {
+    pub netns: String,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub mac: Mac,
+    pub state: NsState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleReason {
+    /// Sent from a namespace already judged leaked.
+    SentFromLeakedNetns,
+    /// The sender MAC is not the MAC of the interface that currently owns the IP.
+    MacMismatch,
+}
+
+/// Kind-specific evidence. Serialized flat into the finding with a `kind` tag.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FindingDetail {
+    LeakedNetns {
+        /// What holds it, as known at the verdict.
+        pins: Vec<PinEvidence>,
+        last_member: Option<LastMember>,
+        /// umount attempts on a pin path that returned an error.
+        failed_cleanups: Vec<FailedUmount>,
+        interfaces: Vec<InterfaceEvidence>,
+        /// The namespace predates the trace (or its creation was missed).
+        history_unknown: bool,
+        /// Set when the namespace was destroyed after the verdict.
+        resolved_at_ns: Option<u64>,
+    },
+    DuplicateIp {
+        ip: Ipv4Addr,
+        holders: Vec<DuplicateHolder>,
+        /// One of the holders is (or later became) a leaked namespace.
+        involves_leaked: bool,
+    },
+    StaleArpReply {
+        observed_at_ns: u64,
+        /// The namespace the reply was seen in.
+        observed_in: String,
+        dir: Direction,
+        ifindex: u32,
+        sender_ip: Ipv4Addr,
+        sender_mac: Mac,
+        target_ip: Ipv4Addr,
+        /// MAC of the current owner of `sender_ip`, when there is one.
+        expected_mac: Option<Mac>,
+        owner_netns: Option<String>,
+        reason: StaleReason,
+    },
+}
+
+impl FindingDetail {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            FindingDetail::LeakedNetns { .. } => "leaked_netns",
+            FindingDetail::DuplicateIp { .. } => "duplicate_ip",
+            FindingDetail::StaleArpReply { .. } => "stale_arp_reply",
+        }
+    }
+
+    /// Record kinds whose loss could change this finding.
+    pub(crate) fn sensitive_kinds(&self) -> &'static [u16] {
+        match self {
+            FindingDetail::LeakedNetns { .. } => &[
+                kind::NETNS_CREATED,
+                kind::TASK_NETNS,
+                kind::NETNS_TEARDOWN,
+                kind::NETNS_FREED,
+                kind::MOUNT_SYSCALL,
+                kind::NSFS_MOUNT,
+                kind::NSFS_EVICT,
+            ],
+            FindingDetail::DuplicateIp { .. } => {
+                &[kind::NETDEV, kind::IPV4_ADDR, kind::NETNS_TEARDOWN, kind::NETNS_FREED]
+            }
+            FindingDetail::StaleArpReply { .. } => {
+                &[kind::ARP, kind::NETDEV, kind::IPV4_ADDR, kind::TASK_NETNS, kind::NETNS_TEARDOWN]
+            }
+        }
+    }
+}
+
+/// The span of time a finding's evidence covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceWindow {
+    pub from_ns: u64,
+    pub to_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The namespace the finding is about (for duplicate_ip: the holder whose address arrived last).
+    pub netns: String,
+    pub summary: String,
+    pub raised_at_ns: u64,
+    pub uncertain: bool,
+    pub uncertain_reason: Option<String>,
+    pub window: EvidenceWindow,
+    #[serde(flatten)]
+    pub detail: FindingDetail,
+}
+
+impl Finding {
+    pub fn kind(&self) -> &'static str {
+        self.detail.kind_name()
+    }
+
+    pub(crate) fn add_uncertainty(&mut self, reason: &str) {
+        self.uncertain = true;
+        match &mut self.uncertain_reason {
+            Some(r) if r.contains(reason) => {}
+            Some(r) => {
+                r.push_str("; ");
+                r.push_str(reason);
+            }
+            None => self.uncertain_reason = Some(reason.to_string()),
+        }
+    }
+}
+
+/// One `Lost` report: `count` records of `kind` dropped somewhere in `(from_ns, to_ns]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LossInterval {
+    pub kind: u16,
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub count: u64,
+}
+
+/// Loss reports kept for overlap checks; coalesced per kind past this many.
+const MAX_LOSS_INTERVALS: usize = 1024;
+
+#[derive(Default)]
+pub(crate) struct LossLog {
+    intervals: Vec<LossInterval>,
+    last_report: BTreeMap<u16, u64>,
+    pub totals: BTreeMap<u16, u64>,
+}
+
+impl LossLog {
+    /// Records a loss report at `ts` (losses happened since the previous report of that kind).
+    pub fn record(&mut self, kind: u16, count: u64, ts: u64) -> LossInterval {
+        let from = self.last_report.insert(kind, ts).unwrap_or(0);
+        *self.totals.entry(kind).or_insert(0) += count;
+        let iv = LossInterval { kind, from_ns: from, to_ns: ts, count };
+        self.intervals.push(iv);
+        if self.intervals.len() > MAX_LOSS_INTERVALS {
+            self.coalesce();
+        }
+        iv
+    }
+
+    /// Merges all intervals of a kind into one covering span: wider, so never less cautious.
+    fn coalesce(&mut self) {
+        let mut merged: BTreeMap<u16, LossInterval> = BTreeMap::new();
+        for iv in self.intervals.drain(..) {
+            merged
+                .entry(iv.kind)
+                .and_modify(|m| {
+                    m.from_ns = m.from_ns.min(iv.from_ns);
+                    m.to_ns = m.to_ns.max(iv.to_ns);
+                    m.count += iv.count;
+                })
+                .or_insert(iv);
+        }
+        self.intervals = merged.into_values().collect();
+    }
+
+    /// Lost kinds (name, count) that could have hidden evidence for `detail` in `window`.
+    pub fn overlapping(&self, detail: &FindingDetail, window: EvidenceWindow) -> BTreeMap<&'static str, u64> {
+        let mut out = BTreeMap::new();
+        for iv in &self.intervals {
+            if iv.affects(detail, window) {
+                *out.entry(kind::name(iv.kind)).or_insert(0) += iv.count;
+            }
+        }
+        out
+    }
+
+    #[cfg(test)]
+    pub fn total(&self) -> u64 {
+        self.totals.values().sum()
+    }
+}
+
+impl LossInterval {
+    pub fn affects(&self, detail: &FindingDetail, window: EvidenceWindow) -> bool {
+        let relevant = detail.sensitive_kinds().contains(&self.kind) || kind::name(self.kind) == "unknown";
+        relevant && self.from_ns <= window.to_ns && self.to_ns >= window.from_ns
+    }
+}
+
+/// The sentence put in `uncertain_reason` for overlapping losses.
+pub(crate) fn loss_reason(lost: &BTreeMap<&'static str, u64>) -> String {
+    let parts: Vec<String> = lost.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("events lost while the evidence was gathered: {}", parts.join(", "))
+}
+
+/// Loopback and unspecified addresses exist in every namespace and are never duplicates.
+pub(crate) fn ip_is_shareable(ip: Ipv4Addr) -> bool {
+    ip.is_loopback() || ip.is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaked() -> FindingDetail {
+        FindingDetail::LeakedNetns {
+            pins: vec![],
+            last_member: None,
+            failed_cleanups: vec![],
+            interfaces: vec![],
+            history_unknown: false,
+            resolved_at_ns: None,
+        }
+    }
+
+    #[test]
+    fn loss_intervals_run_from_the_previous_report() {
+        let mut log = LossLog::default();
+        log.record(kind::TASK_NETNS, 3, 100);
+        log.record(kind::TASK_NETNS, 2, 500);
+        let w = EvidenceWindow { from_ns: 200, to_ns: 300 };
+        // The second report covers (100, 500], which overlaps the window.
+        assert_eq!(log.overlapping(&leaked(), w).get("task_netns"), Some(&2));
+        // ARP losses do not matter to a leak verdict.
+        log.record(kind::ARP, 9, 250);
+        assert_eq!(log.overlapping(&leaked(), w).len(), 1);
+        assert_eq!(log.total(), 14);
+    }
+
+    #[test]
+    fn coalescing_keeps_coverage() {
+        let mut log = LossLog::default();
+        for i in 0..(MAX_LOSS_INTERVALS as u64 + 10) {
+            log.record(kind::TASK_NETNS, 1, 1000 + i * 10);
+        }
+        assert!(log.intervals.len() <= MAX_LOSS_INTERVALS);
+        let w = EvidenceWindow { from_ns: 1005, to_ns: 1006 };
+        assert!(!log.overlapping(&leaked(), w).is_empty());
+    }
+}

@@ -1,0 +1,255 @@
+//! Which namespace an event is about.
+//!
+//! The cookie (`net->net_cookie`) is the key whenever it is non-zero. Inode numbers are reused
+//! by the kernel, so an inum only names "the most recent namespace with that inum", and a
+//! creation with an inum whose holder is already destroyed starts a new life. On 5.8–5.11 the
+//! cookie is set lazily and snapshots may lack it: such events attach by inum, and the first
+//! event that reveals the cookie upgrades the key.
+use rustc_hash::FxHashMap;
+
+use super::namespace::{Namespace, Origin};
+use crate::model::NsId;
+
+/// A slot index plus the generation it was valid for; slots are reused after eviction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SlotRef {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// What the event intends to do with the namespace, which decides whether a destroyed
+/// namespace with the same inum may be meant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// Something only a live namespace can do (a task joins, a pin is made): a destroyed
+    /// namespace with this inum is not it.
+    Join,
+    /// Follow-ups (teardown, free, exits, late observations): the latest namespace with
+    /// this inum, destroyed or not.
+    Attach,
+}
+
+#[derive(Default)]
+pub(crate) struct Registry {
+    slots: Vec<Option<Namespace>>,
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    by_cookie: FxHashMap<u64, u32>,
+    by_inum: FxHashMap<u32, u32>,
+    by_ptr: FxHashMap<u64, u32>,
+    /// How many namespaces each inum has named in this trace.
+    incarnations: FxHashMap<u32, u32>,
+    live: usize,
+}
+
+impl Registry {
+    pub fn get(&self, r: SlotRef) -> Option<&Namespace> {
+        if self.generations.get(r.slot as usize) != Some(&r.generation) {
+            return None;
+        }
+        self.slots[r.slot as usize].as_ref()
+    }
+
+    pub fn get_mut(&mut self, r: SlotRef) -> Option<&mut Namespace> {
+        if self.generations.get(r.slot as usize) != Some(&r.generation) {
+            return None;
+        }
+        self.slots[r.slot as usize].as_mut()
+    }
+
+    fn slot_ref(&self, slot: u32) -> SlotRef {
+        SlotRef { slot, generation: self.generations[slot as usize] }
+    }
+
+    fn ns(&self, slot: u32) -> &Namespace {
+        self.slots[slot as usize].as_ref().expect("index maps only name occupied slots")
+    }
+
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (SlotRef, &Namespace)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|ns| (SlotRef { slot: i as u32, generation: self.generations[i] }, ns)))
+    }
+
+    /// The namespace `id` names for an event with `intent`, upgrading a cookie-less entry when
+    /// the event reveals its cookie. None when unknown.
+    pub fn find(&mut self, id: NsId, intent: Intent) -> Option<SlotRef> {
+        if id.is_none() {
+            return None;
+        }
+        if id.cookie != 0 {
+            if let Some(&slot) = self.by_cookie.get(&id.cookie) {
+                return Some(self.slot_ref(slot));
+            }
+            if id.inum == 0 {
+                return None;
+            }
+            let &slot = self.by_inum.get(&id.inum)?;
+            let ns = self.ns(slot);
+            if ns.cookie != 0 || (ns.is_destroyed() && intent == Intent::Join) {
+                // A different (or finished) life owns this inum.
+                return None;
+            }
+            self.by_cookie.insert(id.cookie, slot);
+            self.slots[slot as usize].as_mut().expect("occupied").cookie = id.cookie;
+            return Some(self.slot_ref(slot));
+        }
+        let &slot = self.by_inum.get(&id.inum)?;
+        let ns = self.ns(slot);
+        if ns.is_destroyed() && intent == Intent::Join {
+            return None;
+        }
+        Some(self.slot_ref(slot))
+    }
+
+    /// The namespace behind a `struct net *` seen at creation or teardown.
+    pub fn find_ptr(&self, net_ptr: u64) -> Option<SlotRef> {
+        if net_ptr == 0 {
+            return None;
+        }
+        self.by_ptr.get(&net_ptr).map(|&s| self.slot_ref(s))
+    }
+
+    pub fn set_ptr(&mut self, r: SlotRef, net_ptr: u64) {
+        if net_ptr == 0 {
+            return;
+        }
+        if let Some(ns) = self.get_mut(r) {
+            ns.net_ptr = net_ptr;
+            self.by_ptr.insert(net_ptr, r.slot);
+        }
+    }
+
+    /// The memory behind the pointer was freed; the allocator may hand it to a new namespace.
+    pub fn forget_ptr(&mut self, net_ptr: u64, r: SlotRef) {
+        if self.by_ptr.get(&net_ptr) == Some(&r.slot) {
+            self.by_ptr.remove(&net_ptr);
+        }
+    }
+
+    pub fn find_cookie(&self, cookie: u64) -> Option<SlotRef> {
+        if cookie == 0 {
+            return None;
+        }
+        self.by_cookie.get(&cookie).map(|&s| self.slot_ref(s))
+    }
+
+    /// The latest namespace named by `inum`, destroyed or not.
+    pub fn holder_of_inum(&self, inum: u32) -> Option<SlotRef> {
+        self.by_inum.get(&inum).map(|&s| self.slot_ref(s))
+    }
+
+    /// Records a cookie learnt late for a cookie-less entry.
+    pub fn set_cookie(&mut self, r: SlotRef, cookie: u64) {
+        if cookie == 0 {
+            return;
+        }
+        if let Some(ns) = self.get_mut(r)
+            && ns.cookie == 0
+        {
+            ns.cookie = cookie;
+            self.by_cookie.insert(cookie, r.slot);
+        }
+    }
+
+    /// The namespace currently named by `inum`, if it is not destroyed (another life cannot
+    /// share the inum while it lives).
+    pub fn live_holder_of_inum(&self, inum: u32) -> Option<SlotRef> {
+        let &slot = self.by_inum.get(&inum)?;
+        (!self.ns(slot).is_destroyed()).then(|| self.slot_ref(slot))
+    }
+
+    /// Registers a new namespace life. The caller must first retire a live holder of the same
+    /// inum (see `live_holder_of_inum`).
+    pub fn insert(&mut self, id: NsId, origin: Origin, ts: u64) -> SlotRef {
+        let n = self.incarnations.entry(id.inum).or_insert(0);
+        *n += 1;
+        let ns = Namespace::new(id, *n, origin, ts);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(ns);
+                s
+            }
+            None => {
+                self.slots.push(Some(ns));
+                self.generations.push(0);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        if id.cookie != 0 {
+            self.by_cookie.insert(id.cookie, slot);
+        }
+        if id.inum != 0 {
+            self.by_inum.insert(id.inum, slot);
+        }
+        self.live += 1;
+        self.slot_ref(slot)
+    }
+
+    /// Drops a namespace record entirely (retention limit); returns it.
+    pub fn remove(&mut self, r: SlotRef) -> Option<Namespace> {
+        self.get(r)?;
+        let ns = self.slots[r.slot as usize].take().expect("checked");
+        if ns.cookie != 0 && self.by_cookie.get(&ns.cookie) == Some(&r.slot) {
+            self.by_cookie.remove(&ns.cookie);
+        }
+        if self.by_inum.get(&ns.inum) == Some(&r.slot) {
+            self.by_inum.remove(&ns.inum);
+        }
+        if ns.net_ptr != 0 && self.by_ptr.get(&ns.net_ptr) == Some(&r.slot) {
+            self.by_ptr.remove(&ns.net_ptr);
+        }
+        self.generations[r.slot as usize] = self.generations[r.slot as usize].wrapping_add(1);
+        self.free.push(r.slot);
+        self.live -= 1;
+        Some(ns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_less_entry_is_upgraded_when_the_cookie_shows_up() {
+        let mut reg = Registry::default();
+        let r = reg.insert(NsId::new(0, 77), Origin::Traced, 1);
+        assert_eq!(reg.find(NsId::new(0, 77), Intent::Join), Some(r));
+        assert_eq!(reg.find(NsId::new(500, 77), Intent::Join), Some(r));
+        assert_eq!(reg.get(r).unwrap().cookie, 500);
+        assert_eq!(reg.get(r).unwrap().id(), "net:[77]#500");
+        // A different cookie with the same inum is another life.
+        assert_eq!(reg.find(NsId::new(501, 77), Intent::Join), None);
+    }
+
+    #[test]
+    fn destroyed_holder_of_an_inum_only_matches_follow_ups() {
+        let mut reg = Registry::default();
+        let r = reg.insert(NsId::new(0, 9), Origin::Traced, 1);
+        reg.get_mut(r).unwrap().teardown_at_ns = Some(5);
+        assert_eq!(reg.find(NsId::new(0, 9), Intent::Join), None);
+        assert_eq!(reg.find(NsId::new(0, 9), Intent::Attach), Some(r));
+        let r2 = reg.insert(NsId::new(0, 9), Origin::Traced, 6);
+        assert_ne!(r, r2);
+        assert_eq!(reg.get(r2).unwrap().id(), "net:[9]~2");
+        assert_eq!(reg.find(NsId::new(0, 9), Intent::Attach), Some(r2));
+    }
+
+    #[test]
+    fn removed_slots_are_reused_with_a_new_generation() {
+        let mut reg = Registry::default();
+        let r = reg.insert(NsId::new(3, 9), Origin::Traced, 1);
+        reg.remove(r);
+        assert!(reg.get(r).is_none());
+        let r2 = reg.insert(NsId::new(4, 10), Origin::Traced, 2);
+        assert_eq!(r.slot, r2.slot);
+        assert_ne!(r.generation, r2.generation);
+        assert!(reg.find(NsId::new(3, 9), Intent::Attach).is_none());
+        assert_eq!(reg.len(), 1);
+    }
+}
