@@ -16,9 +16,9 @@ pub const MAX_META_LEN: u32 = 1 << 20;
 pub const FRAME_MAGIC: [u8; 4] = [0xF7, b'N', b'S', b'F'];
 /// magic (4) + kind (1) + flags (1) + reserved (2) + payload len (4) + uncompressed len (4)
 /// + crc32c (4).
-pub const FRAME_HEADER_LEN: usize = 24;
+pub const FRAME_HEADER_LEN: usize = 20;
 /// Bytes of the frame header covered by the CRC (everything before the CRC field).
-pub const FRAME_CRC_COVERED: usize = 20;
+pub const FRAME_CRC_COVERED: usize = 16;
 /// Upper bound for both the stored and the uncompressed payload. A writer never produces
 /// more (a single event larger than this is refused); a reader treats more as corruption,
 /// which also bounds what hostile input can make it allocate.

@@ -580,6 +580,25 @@ pub(crate) fn realistic_mix(n: usize, seed: u64) -> Vec<Event> {
     events
 }
 
+/// Compares event lists without dumping thousands of events on failure.
+#[track_caller]
+fn assert_same_events(got: &[Event], expected: &[Event], context: &str) {
+    if got != expected {
+        let first = got
+            .iter()
+            .zip(expected)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(expected.len()));
+        panic!(
+            "{context}: got {} events, expected {}; first difference at index {first}: got {:?}, expected {:?}",
+            got.len(),
+            expected.len(),
+            got.get(first),
+            expected.get(first)
+        );
+    }
+}
+
 fn write_all(events: &[Event], options: WriterOptions) -> Vec<u8> {
     let mut w = TraceWriter::from_writer_with(Vec::new(), &meta(), options).unwrap();
     for ev in events {
@@ -640,9 +659,10 @@ fn every_variant_round_trips_with_and_without_compression() {
                 ..Default::default()
             };
             let (back, r) = read_all(write_all(&events, options));
-            assert_eq!(
-                back, events,
-                "{compression:?} / {max_frame_events} per frame"
+            assert_same_events(
+                &back,
+                &events,
+                &format!("{compression:?} / {max_frame_events} per frame"),
             );
             assert!(r.damage().is_intact(), "{:?}", r.damage());
             assert_eq!(r.meta(), &meta());
@@ -670,10 +690,10 @@ fn realistic_mix_round_trips_through_a_file() {
     w.finish(&end()).unwrap();
     let r = TraceReader::open(&path).unwrap();
     let back: Vec<Event> = r.collect();
-    assert_eq!(back, events);
+    assert_same_events(&back, &events, "file");
     // The chunked file input and the in-memory input agree.
     let (mem, r) = read_all(std::fs::read(&path).unwrap());
-    assert_eq!(mem, events);
+    assert_same_events(&mem, &events, "in memory");
     assert!(r.damage().is_intact());
 }
 
@@ -684,14 +704,14 @@ fn truncation_at_every_frame_boundary_keeps_all_earlier_frames() {
         let lay = layout(&events, 13, compression);
         for &(start, _, first, _) in &lay.frames {
             let (got, r) = read_all(lay.bytes[..start].to_vec());
-            assert_eq!(got, events[..first]);
+            assert_same_events(&got, &events[..first], &format!("cut at {start}"));
             assert_eq!(r.damage().tail_unreadable_bytes, 0);
             assert!(!r.damage().end_seen);
             assert!(r.damage().corrupt.is_empty());
         }
         // Cut right before the end frame: every event, but no clean end.
         let (got, r) = read_all(lay.bytes[..lay.end_frame].to_vec());
-        assert_eq!(got, events);
+        assert_same_events(&got, &events, "all");
         assert!(!r.damage().end_seen && r.end().is_none());
     }
 }
@@ -720,7 +740,7 @@ fn truncation_at_random_offsets_recovers_every_whole_frame() {
         let got: Vec<Event> = r.by_ref().collect();
         let whole: Vec<_> = lay.frames.iter().filter(|f| f.1 <= cut).collect();
         let expected_events = whole.last().map_or(0, |f| f.2 + f.3);
-        assert_eq!(got, events[..expected_events], "cut at {cut}");
+        assert_same_events(&got, &events[..expected_events], &format!("cut at {cut}"));
         let last_end = whole.last().map_or(header_end, |f| f.1);
         let d = r.damage();
         if cut < header_end {
@@ -764,7 +784,11 @@ fn flipped_bytes_lose_only_their_own_frame() {
                 .filter(|(i, _)| !hit.contains(i))
                 .flat_map(|(_, f)| events[f.2..f.2 + f.3].iter().cloned())
                 .collect();
-            assert_eq!(got, expected, "trial {trial}, frames hit {hit:?}");
+            assert_same_events(
+                &got,
+                &expected,
+                &format!("trial {trial}, frames hit {hit:?}"),
+            );
             let d = r.damage();
             assert!(d.end_seen, "the end frame was not touched");
             // Adjacent damaged frames merge into one region.
@@ -785,14 +809,14 @@ fn damaged_metadata_still_replays_events() {
     let mut bytes = write_all(&events, WriterOptions::default());
     bytes[25] ^= 0x40; // inside the metadata JSON
     let (got, r) = read_all(bytes.clone());
-    assert_eq!(got, events);
+    assert_same_events(&got, &events, "all");
     assert!(r.damage().meta_error.as_deref().unwrap().contains("CRC"));
     assert_eq!(r.meta(), &TraceMeta::default());
     // A wild metadata length: frames are still found by scanning.
     bytes[25] ^= 0x40;
     bytes[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
     let (got, r) = read_all(bytes);
-    assert_eq!(got, events);
+    assert_same_events(&got, &events, "all");
     assert!(r.damage().meta_error.is_some());
     assert!(r.damage().end_seen);
 }
@@ -811,7 +835,7 @@ fn garbage_between_and_after_frames_is_skipped() {
     bytes.extend_from_slice(&lay.bytes[s1..]);
     bytes.extend_from_slice(b"trailing junk");
     let (got, r) = read_all(bytes);
-    assert_eq!(got, events);
+    assert_same_events(&got, &events, "all");
     let d = r.damage();
     assert_eq!(d.corrupt.len(), 1);
     assert_eq!(d.corrupt[0].offset, s1 as u64);
@@ -840,7 +864,7 @@ fn streamed_input_matches_in_memory_input_even_when_damaged() {
     let (mem, mr) = read_all(bytes.clone());
     let mut sr = TraceReader::from_reader(Trickle(std::io::Cursor::new(bytes))).unwrap();
     let streamed: Vec<Event> = sr.by_ref().collect();
-    assert_eq!(streamed, mem);
+    assert_same_events(&streamed, &mem, "streamed");
     assert_eq!(sr.damage(), mr.damage());
     assert_eq!(mr.damage().corrupt.len(), 1);
     assert!(mr.damage().tail_unreadable_bytes > 0 && !mr.damage().end_seen);
@@ -929,7 +953,7 @@ fn unknown_frame_kinds_and_record_tags_are_skipped() {
     // Deltas chain through the unknown event: 5 + 100.
     expected.push(Event::observed(105, EventBody::CleanupRun));
     expected.extend_from_slice(&events[10..]);
-    assert_eq!(got, expected);
+    assert_same_events(&got, &expected, "with unknown records");
     let d = r.damage();
     assert_eq!((d.unknown_frames, d.unknown_records), (1, 2));
     assert!(d.corrupt.is_empty() && d.end_seen);
@@ -1243,23 +1267,28 @@ fn decode_throughput() {
     }
 }
 
-/// Writes the tiny seed trace for the fuzzer:
-/// `NETNS_TRACE_WRITE_SEED=fuzz/corpus/trace_reader/seed-every-variant cargo test -p netns-trace --lib trace::tests::write_fuzz_seed`
+/// Writes the small seed traces for the fuzzer (see fuzz/README.md):
+/// `NETNS_TRACE_WRITE_SEED_DIR=$PWD/fuzz/corpus/trace_reader cargo test -p netns-trace --lib trace::tests::write_fuzz_seed`
 #[test]
 fn write_fuzz_seed() {
-    let bytes = write_all(
-        &every_variant(),
-        WriterOptions {
+    for (name, compression) in [
+        ("seed-every-variant", Compression::Never),
+        ("seed-every-variant-lz4", Compression::Always),
+    ] {
+        let options = WriterOptions {
+            compression,
             max_frame_events: 16,
             ..Default::default()
-        },
-    );
-    // The seed must itself be a clean trace.
-    let (got, r) = read_all(bytes.clone());
-    assert_eq!(got, every_variant());
-    assert!(r.damage().is_intact());
-    if let Ok(path) = std::env::var("NETNS_TRACE_WRITE_SEED") {
-        std::fs::write(&path, &bytes).unwrap();
-        println!("wrote {} bytes to {path}", bytes.len());
+        };
+        let bytes = write_all(&every_variant(), options);
+        // A seed must itself be a clean trace.
+        let (got, r) = read_all(bytes.clone());
+        assert_same_events(&got, &every_variant(), "seed");
+        assert!(r.damage().is_intact());
+        if let Ok(dir) = std::env::var("NETNS_TRACE_WRITE_SEED_DIR") {
+            let path = std::path::Path::new(&dir).join(name);
+            std::fs::write(&path, &bytes).unwrap();
+            println!("wrote {} bytes to {}", bytes.len(), path.display());
+        }
     }
 }
