@@ -379,10 +379,19 @@ impl Collector {
         }
         let r = self.reg.insert(id, origin, ts);
         self.stats.namespaces_seen += 1;
-        if self.is_init(id)
-            && let Some(ns) = self.reg.get_mut(r)
-        {
-            ns.is_init = true;
+        let is_init = self.is_init(id);
+        if let Some(ns) = self.reg.get_mut(r) {
+            ns.is_init = is_init;
+        }
+        // The first state is set without a "changed" notice.
+        if let Some(ns) = self.reg.get(r) {
+            let first = self.evaluate(ns, ts);
+            if let Some(ns) = self.reg.get_mut(r) {
+                ns.state = first;
+            }
+            if first == NsState::LeakSuspect {
+                self.schedule(r, ts.saturating_add(self.cfg.grace_ns), DeadlineKind::Suspect);
+            }
         }
         if origin != Origin::Traced {
             self.notify(ts, Some(r), NoticeKind::Seen, |c| {
