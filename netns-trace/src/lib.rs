@@ -10,6 +10,7 @@
 //! - [`export`]: Perfetto and JSON-lines exports.
 //! - [`cli`]: the command line.
 
+pub mod attribution;
 pub mod cli;
 pub mod collector;
 pub mod export;

@@ -1,1 +1,542 @@
-//! (in progress)
+//! Userspace's view of every network namespace: members, pins, interfaces.
+//!
+//! The ironclad rule: the tracer never keeps a namespace alive. /proc links are only
+//! readlink'd or stat'ed; mountinfo is read as text (no mount is copied into our own mount
+//! namespace); a namespace is entered only by [`netns_handle::read_interfaces`], which closes
+//! its fd at once, closes its netlink socket and switches its dedicated thread back before
+//! returning.
+//!
+//! - [`take`] builds a whole [`Snapshot`].
+//! - [`scan_mount_ns_pins`], [`fd_pins_of`], [`all_fd_pins`], [`read_interfaces`] are the
+//!   pieces the live enricher calls on events; [`ProcObserver`] bundles them as its
+//!   [`Observer`](crate::live::enrich::Observer).
+
+pub mod mountinfo;
+pub mod netns_handle;
+pub mod procfs;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use netns_handle::{NsRead, ns_inum_of, read_interfaces};
+use procfs::{ProcFs, ProcessNs, is_vanished};
+
+use crate::model::{Comm, Interface, Member, NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("cannot enter the network namespace at {}: {source}", path.display())]
+    Enter { path: PathBuf, source: io::Error },
+    #[error("rtnetlink read through {}: {what}", path.display())]
+    Netlink { path: PathBuf, what: String },
+    #[error("the namespace reader thread for {} panicked", .0.display())]
+    ReaderPanicked(PathBuf),
+    #[error("no process lives in mount namespace mnt:[{0}], so its mounts cannot be read")]
+    NoProcessInMountNs(u32),
+}
+
+/// Takes a snapshot of every network namespace reachable from /proc.
+pub fn take(phase: SnapshotPhase) -> Result<Snapshot, SnapshotError> {
+    take_with(&ProcFs::host(), phase, &mut |p: &Path| read_interfaces(p))
+}
+
+/// What is known about one namespace while a snapshot is assembled.
+#[derive(Default)]
+struct Gathered {
+    members: Vec<Member>,
+    pins: Vec<Pin>,
+    /// Paths to reach the namespace through, best first.
+    handles: Vec<PathBuf>,
+}
+
+/// [`take`] with the /proc root and the interface reader replaceable (for tests).
+pub fn take_with(
+    proc: &ProcFs,
+    phase: SnapshotPhase,
+    read: &mut dyn FnMut(&Path) -> Result<NsRead, SnapshotError>,
+) -> Result<Snapshot, SnapshotError> {
+    let processes = proc.processes().map_err(|source| SnapshotError::Io {
+        path: proc.root().to_path_buf(),
+        source,
+    })?;
+    let mut by_inum: BTreeMap<u32, Gathered> = BTreeMap::new();
+
+    let mut member_handles: Vec<(u32, PathBuf)> = Vec::new();
+    for p in &processes {
+        for (inum, member, handle) in members_of(proc, p) {
+            by_inum.entry(inum).or_default().members.push(member);
+            member_handles.push((inum, handle));
+        }
+    }
+    for (inum, handle) in member_handles {
+        by_inum.entry(inum).or_default().handles.push(handle);
+    }
+
+    // One representative process per mount namespace: propagated and copied bind mounts
+    // live in other mount namespaces than ours.
+    let mut mount_namespaces: BTreeMap<u32, &ProcessNs> = BTreeMap::new();
+    for p in &processes {
+        if p.mnt_inum != 0 {
+            mount_namespaces.entry(p.mnt_inum).or_insert(p);
+        }
+    }
+    for (&mnt_ns, rep) in &mount_namespaces {
+        match bind_mount_pins(proc, mnt_ns, rep.pid, rep.comm) {
+            Ok(pins) => {
+                for (inum, pin) in pins {
+                    let g = by_inum.entry(inum).or_default();
+                    if let Pin::BindMount {
+                        path, holder_pid, ..
+                    } = &pin
+                    {
+                        g.handles.push(handle_in_mount_ns(proc, *holder_pid, path));
+                    }
+                    g.pins.push(pin);
+                }
+            }
+            Err(e) if matches!(&e, SnapshotError::Io { source, .. } if is_vanished(source)) => {}
+            Err(e) => tracing::warn!("mount namespace mnt:[{mnt_ns}]: {e}"),
+        }
+    }
+    for p in &processes {
+        for &(inum, fd) in &p.net_fds {
+            let g = by_inum.entry(inum).or_default();
+            g.pins.push(Pin::Fd {
+                pid: p.pid,
+                fd,
+                comm: p.comm,
+            });
+            g.handles
+                .push(proc.pid_path(p.pid).join("fd").join(fd.to_string()));
+        }
+    }
+
+    let init_inum = proc.net_ns(1).map_err(|source| SnapshotError::Io {
+        path: proc.pid_path(1).join("ns/net"),
+        source,
+    })?;
+    let mut namespaces = Vec::with_capacity(by_inum.len());
+    for (inum, mut g) in by_inum {
+        let (netns, interfaces, interfaces_error) = read_through_any(inum, &g.handles, read);
+        g.members.sort_by_key(|m| (m.tgid, m.pid));
+        namespaces.push(SnapNamespace {
+            netns,
+            members: g.members,
+            pins: g.pins,
+            interfaces,
+            interfaces_error,
+        });
+    }
+    let init_netns = namespaces
+        .iter()
+        .find(|n| n.netns.inum == init_inum)
+        .map(|n| n.netns)
+        .unwrap_or(NsId::new(0, init_inum));
+    Ok(Snapshot {
+        phase,
+        namespaces,
+        init_netns,
+    })
+}
+
+/// Members of a process: one per distinct network namespace among its threads. The entry
+/// for the thread-group leader's namespace carries the tgid as pid; a thread that sits in
+/// another namespace (containerd's locked thread) is listed with its own tid.
+fn members_of(proc: &ProcFs, p: &ProcessNs) -> Vec<(u32, Member, PathBuf)> {
+    let leader_inum = p.tasks.iter().find(|t| t.tid == p.tgid).map(|t| t.net_inum);
+    let mut out: Vec<(u32, Member, PathBuf)> = Vec::new();
+    for t in &p.tasks {
+        if out.iter().any(|(inum, _, _)| *inum == t.net_inum) {
+            continue;
+        }
+        let (pid, comm) = if Some(t.net_inum) == leader_inum {
+            (p.tgid, p.comm)
+        } else {
+            (t.tid, t.comm)
+        };
+        let handle = proc
+            .pid_path(p.pid)
+            .join("task")
+            .join(pid.to_string())
+            .join("ns/net");
+        out.push((
+            t.net_inum,
+            Member {
+                pid,
+                tgid: p.tgid,
+                comm,
+                cgroup: p.cgroup.clone(),
+            },
+            handle,
+        ));
+    }
+    out
+}
+
+/// The path of a bind mount as reached through a process of the mount namespace it lives in.
+fn handle_in_mount_ns(proc: &ProcFs, holder_pid: u32, path: &str) -> PathBuf {
+    proc.pid_path(holder_pid)
+        .join("root")
+        .join(path.trim_start_matches('/'))
+}
+
+/// Tries each handle until one reads the namespace we asked for (a pid can be reused and a
+/// mount replaced between the walk and the read).
+fn read_through_any(
+    inum: u32,
+    handles: &[PathBuf],
+    read: &mut dyn FnMut(&Path) -> Result<NsRead, SnapshotError>,
+) -> (NsId, Vec<Interface>, Option<String>) {
+    let mut last_error = String::from("no handle: no member, bind mount or fd could be used");
+    for handle in handles {
+        match read(handle) {
+            Ok(r) if r.netns.inum == inum => return (r.netns, r.interfaces, None),
+            Ok(r) => last_error = format!("{} now leads to {} instead", handle.display(), r.netns),
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    (NsId::new(0, inum), Vec::new(), Some(last_error))
+}
+
+/// nsfs net bind mounts in mount namespace `mnt_ns`, read through process `holder_pid`.
+fn bind_mount_pins(
+    proc: &ProcFs,
+    mnt_ns: u32,
+    holder_pid: u32,
+    holder_comm: Comm,
+) -> Result<Vec<(u32, Pin)>, SnapshotError> {
+    let text = proc
+        .mountinfo(holder_pid)
+        .map_err(|source| SnapshotError::Io {
+            path: proc.pid_path(holder_pid).join("mountinfo"),
+            source,
+        })?;
+    let entries = mountinfo::parse(&text);
+    let mut found = mountinfo::nsfs_net_pins(&entries);
+    // Kernels that print an nsfs root as "/": find the inum (and that it is a net ns) by
+    // looking at the mount point itself.
+    for e in mountinfo::nsfs_unnamed(&entries) {
+        let handle = handle_in_mount_ns(proc, holder_pid, &e.mount_point);
+        match netns_handle::net_inum_of_nsfs_file(&handle) {
+            Ok(Some(inum)) => found.push((inum, e.mount_point.clone())),
+            Ok(None) => {}
+            Err(err) => tracing::debug!("{}: {err}", handle.display()),
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(inum, path)| {
+            (
+                inum,
+                Pin::BindMount {
+                    path,
+                    mnt_ns,
+                    holder_pid,
+                    holder_comm,
+                },
+            )
+        })
+        .collect())
+}
+
+/// nsfs net bind mounts visible in mount namespace `mnt_ns_inum`: (net inum, pin). Finds a
+/// process in that mount namespace and reads its mountinfo.
+pub fn scan_mount_ns_pins(mnt_ns_inum: u32) -> Result<Vec<(u32, Pin)>, SnapshotError> {
+    scan_mount_ns_pins_in(&ProcFs::host(), mnt_ns_inum)
+}
+
+pub fn scan_mount_ns_pins_in(
+    proc: &ProcFs,
+    mnt_ns_inum: u32,
+) -> Result<Vec<(u32, Pin)>, SnapshotError> {
+    // A process may exit between being chosen and being read; try the next one then.
+    let pids = proc.pids().map_err(|source| SnapshotError::Io {
+        path: proc.root().to_path_buf(),
+        source,
+    })?;
+    for pid in pids {
+        if proc.mnt_ns(pid).ok() != Some(mnt_ns_inum) {
+            continue;
+        }
+        let comm = proc.comm(pid).unwrap_or_default();
+        match bind_mount_pins(proc, mnt_ns_inum, pid, comm) {
+            Ok(pins) => return Ok(pins),
+            Err(SnapshotError::Io { source, .. }) if is_vanished(&source) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(SnapshotError::NoProcessInMountNs(mnt_ns_inum))
+}
+
+/// Open fds of `pid` on network namespace files: (net inum, pin). Empty if it is gone.
+pub fn fd_pins_of(pid: u32) -> Vec<(u32, Pin)> {
+    fd_pins_of_in(&ProcFs::host(), pid)
+}
+
+pub fn fd_pins_of_in(proc: &ProcFs, pid: u32) -> Vec<(u32, Pin)> {
+    let Ok(fds) = proc.net_fds(pid) else {
+        return Vec::new();
+    };
+    if fds.is_empty() {
+        return Vec::new();
+    }
+    let comm = proc.comm(pid).unwrap_or_default();
+    fds.into_iter()
+        .map(|(inum, fd)| (inum, Pin::Fd { pid, fd, comm }))
+        .collect()
+}
+
+/// Open fds on network namespace files across every process.
+pub fn all_fd_pins() -> Vec<(u32, Pin)> {
+    let proc = ProcFs::host();
+    proc.pids()
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|pid| fd_pins_of_in(&proc, pid))
+        .collect()
+}
+
+/// The host's [`Observer`](crate::live::enrich::Observer): reads /proc and enters
+/// namespaces only through [`read_interfaces`].
+#[derive(Clone, Debug, Default)]
+pub struct ProcObserver;
+
+impl crate::live::enrich::Observer for ProcObserver {
+    fn mount_ns_pins(&mut self, mnt_ns: u32) -> Result<Vec<(u32, Pin)>, String> {
+        scan_mount_ns_pins(mnt_ns).map_err(|e| e.to_string())
+    }
+    fn fd_pins(&mut self) -> Vec<(u32, Pin)> {
+        all_fd_pins()
+    }
+    fn interfaces(&mut self, handle: &Path) -> Result<(NsId, Vec<Interface>), String> {
+        read_interfaces(handle)
+            .map(|r| (r.netns, r.interfaces))
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+    use crate::model::Mac;
+
+    fn fake_process(
+        root: &Path,
+        pid: u32,
+        comm: &str,
+        mnt: u32,
+        tasks: &[(u32, u32)],
+        fds: &[(u32, u32)],
+        mountinfo: &str,
+    ) {
+        let base = root.join(pid.to_string());
+        std::fs::create_dir_all(base.join("ns")).unwrap();
+        std::fs::create_dir_all(base.join("fd")).unwrap();
+        std::fs::write(base.join("comm"), format!("{comm}\n")).unwrap();
+        std::fs::write(
+            base.join("status"),
+            format!("Name:\t{comm}\nTgid:\t{pid}\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            base.join("cgroup"),
+            format!("0::/system.slice/{comm}.service\n"),
+        )
+        .unwrap();
+        std::fs::write(base.join("mountinfo"), mountinfo).unwrap();
+        symlink(format!("mnt:[{mnt}]"), base.join("ns/mnt")).unwrap();
+        symlink(format!("net:[{}]", tasks[0].1), base.join("ns/net")).unwrap();
+        for &(tid, net) in tasks {
+            let t = base.join("task").join(tid.to_string());
+            std::fs::create_dir_all(t.join("ns")).unwrap();
+            std::fs::write(t.join("comm"), format!("{comm}-{tid}\n")).unwrap();
+            symlink(format!("net:[{net}]"), t.join("ns/net")).unwrap();
+        }
+        for &(fd, net) in fds {
+            symlink(format!("net:[{net}]"), base.join("fd").join(fd.to_string())).unwrap();
+        }
+    }
+
+    const INIT_NET: u32 = 4026531833;
+    const HOST_MNT: u32 = 4026531832;
+
+    /// A fake /proc: init, a pod sandbox member, a copied bind mount in a private mount
+    /// namespace, an fd pin, and a containerd-style thread in another namespace.
+    #[test]
+    fn assembles_namespaces_from_a_fake_proc() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        let host_mounts = "27 1 254:0 / / rw - ext4 /dev/vda rw\n44 27 0:4 net:[4026532500] /run/netns/cni-1 rw shared:2 - nsfs nsfs rw\n";
+        let private_mounts = "90 89 254:0 / / rw - ext4 /dev/vda rw\n91 90 0:4 net:[4026532500] /run/netns/cni-1 rw - nsfs nsfs rw\n92 90 0:4 net:[4026532600] /tmp/only-here rw - nsfs nsfs rw\n";
+        fake_process(
+            p,
+            1,
+            "systemd",
+            HOST_MNT,
+            &[(1, INIT_NET)],
+            &[],
+            host_mounts,
+        );
+        fake_process(
+            p,
+            300,
+            "containerd",
+            HOST_MNT,
+            &[(300, INIT_NET), (305, 4026532700)],
+            &[],
+            host_mounts,
+        );
+        fake_process(
+            p,
+            400,
+            "pause",
+            HOST_MNT,
+            &[(400, 4026532500)],
+            &[],
+            host_mounts,
+        );
+        fake_process(
+            p,
+            500,
+            "sleep",
+            4026532900,
+            &[(500, INIT_NET)],
+            &[],
+            private_mounts,
+        );
+        fake_process(
+            p,
+            600,
+            "docker-proxy",
+            HOST_MNT,
+            &[(600, INIT_NET)],
+            &[(9, 4026532800)],
+            host_mounts,
+        );
+
+        let mut reads: Vec<PathBuf> = Vec::new();
+        let mut reader = |h: &Path| -> Result<NsRead, SnapshotError> {
+            reads.push(h.to_path_buf());
+            // Fake reader: answers with the inum the fake link names, cookie = inum + 1.
+            let inum = if let Ok(t) = std::fs::read_link(h) {
+                procfs::parse_ns_link(&t.to_string_lossy()).unwrap().1
+            } else {
+                // A bind mount handle: /…/PID/root/PATH; the fake cannot follow it.
+                return Err(SnapshotError::Enter {
+                    path: h.to_path_buf(),
+                    source: io::Error::from_raw_os_error(libc::ENOENT),
+                });
+            };
+            Ok(NsRead {
+                netns: NsId::new(inum as u64 + 1, inum),
+                interfaces: vec![Interface {
+                    name: "eth0".into(),
+                    ifindex: 2,
+                    mac: Mac([2, 0, 0, 0, 0, 1]),
+                    ipv4: vec![],
+                }],
+            })
+        };
+        let snap = take_with(&ProcFs::at(p), SnapshotPhase::Start, &mut reader).unwrap();
+        assert_eq!(snap.init_netns, NsId::new(INIT_NET as u64 + 1, INIT_NET));
+        let ns = |inum: u32| {
+            snap.namespaces
+                .iter()
+                .find(|n| n.netns.inum == inum)
+                .unwrap_or_else(|| panic!("{inum} missing"))
+        };
+
+        let init = ns(INIT_NET);
+        assert_eq!(
+            init.members.iter().map(|m| m.pid).collect::<Vec<_>>(),
+            vec![1, 300, 500, 600]
+        );
+        assert_eq!(init.members[1].cgroup, "/system.slice/containerd.service");
+
+        let sandbox = ns(4026532500);
+        assert_eq!(
+            sandbox
+                .members
+                .iter()
+                .map(|m| (m.pid, m.comm.as_str().into_owned()))
+                .collect::<Vec<_>>(),
+            vec![(400, "pause".into())]
+        );
+        assert_eq!(
+            sandbox.pins,
+            vec![
+                Pin::BindMount {
+                    path: "/run/netns/cni-1".into(),
+                    mnt_ns: HOST_MNT,
+                    holder_pid: 1,
+                    holder_comm: Comm::from_str_lossy("systemd")
+                },
+                Pin::BindMount {
+                    path: "/run/netns/cni-1".into(),
+                    mnt_ns: 4026532900,
+                    holder_pid: 500,
+                    holder_comm: Comm::from_str_lossy("sleep")
+                },
+            ]
+        );
+        assert_eq!(sandbox.netns.cookie, 4026532501);
+        assert!(sandbox.interfaces_error.is_none());
+
+        // Only pinned by a mount the fake reader cannot follow: identity by inum, reason kept.
+        let only_mount = ns(4026532600);
+        assert!(only_mount.members.is_empty());
+        assert_eq!(only_mount.netns, NsId::new(0, 4026532600));
+        assert!(
+            only_mount
+                .interfaces_error
+                .as_deref()
+                .unwrap()
+                .contains("only-here"),
+            "{:?}",
+            only_mount.interfaces_error
+        );
+
+        // The containerd thread that sits in another namespace is a member under its tid.
+        let thread_ns = ns(4026532700);
+        assert_eq!(
+            thread_ns.members,
+            vec![Member {
+                pid: 305,
+                tgid: 300,
+                comm: Comm::from_str_lossy("containerd-305"),
+                cgroup: "/system.slice/containerd.service".into()
+            }]
+        );
+
+        let fd_ns = ns(4026532800);
+        assert_eq!(
+            fd_ns.pins,
+            vec![Pin::Fd {
+                pid: 600,
+                fd: 9,
+                comm: Comm::from_str_lossy("docker-proxy")
+            }]
+        );
+        assert_eq!(fd_ns.netns.cookie, 4026532801);
+        assert!(reads.iter().any(|r| r.ends_with("600/fd/9")));
+
+        // Mount-namespace scans used by the live enricher.
+        let proc = ProcFs::at(p);
+        let private = scan_mount_ns_pins_in(&proc, 4026532900).unwrap();
+        assert_eq!(
+            private.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![4026532500, 4026532600]
+        );
+        assert!(matches!(
+            scan_mount_ns_pins_in(&proc, 1),
+            Err(SnapshotError::NoProcessInMountNs(1))
+        ));
+        assert_eq!(fd_pins_of_in(&proc, 600).len(), 1);
+        assert!(fd_pins_of_in(&proc, 12345).is_empty());
+    }
+}
