@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod probes;
+mod record;
 mod watch;
 
 pub use crate::probes::ModeRequest;
@@ -69,6 +70,8 @@ pub enum Command {
     Probes(probes::ProbesArgs),
     /// Trace live: lifecycle lines and findings as they happen, until Ctrl-C.
     Watch(watch::WatchArgs),
+    /// Record a trace file around a deployment, for offline `report`.
+    Record(record::RecordArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -77,6 +80,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Probes(a) => probes::run(a),
         Command::Watch(a) => watch::run(a),
+        Command::Record(a) => record::run(a),
     };
     match result {
         Ok(code) => code,
@@ -95,4 +99,48 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+/// Completes on Ctrl-C, SIGTERM, or after `limit`.
+pub async fn shutdown_signal(limit: Option<std::time::Duration>) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("cannot watch for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    let sleep = async {
+        match limit {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = sleep => {}
+    }
+}
+
+pub fn secs_to_ns(secs: f64) -> anyhow::Result<u64> {
+    if !secs.is_finite() || secs < 0.0 {
+        anyhow::bail!("{secs} is not a valid number of seconds");
+    }
+    Ok((secs * 1e9) as u64)
+}
+
+/// Nanoseconds since the epoch as RFC 3339 with milliseconds.
+pub fn rfc3339(realtime_ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(realtime_ns);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        0..1024 => format!("{b} B"),
+        1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
+        _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
+    }
 }

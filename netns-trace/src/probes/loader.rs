@@ -135,10 +135,11 @@ pub fn check_privileges() -> Result<(), LoadError> {
     )))
 }
 
-/// The init namespace's inode, from pid 1 (its tasks are not membership-tracked).
+/// The init namespace's inode (its tasks are not membership-tracked): pid 1's, or ours where
+/// pid 1 is hidden from us (netns-trace runs with the host network).
 pub fn init_net_inum() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/1/ns/net").map(|m| m.ino() as u32).unwrap_or(0)
+    ["/proc/1/ns/net", "/proc/self/ns/net"].iter().find_map(|p| std::fs::metadata(p).ok()).map(|m| m.ino() as u32).unwrap_or(0)
 }
 
 /// Resolves what the programs need on the running kernel: offsets, symbols, init netns.

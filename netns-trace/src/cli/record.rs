@@ -1,0 +1,148 @@
+//! `netns-trace record`: a trace file for offline analysis.
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use super::{ProbeArgs, shutdown_signal};
+use crate::collector::CollectorConfig;
+use crate::live::pipeline::{self, LiveOptions, LiveSink, LiveStatus};
+use crate::model::Event;
+use crate::probes::ProbeStatus;
+use crate::trace::{LostCount, ProbeRecord, TraceEnd, TraceMeta, TraceWriter};
+
+#[derive(Debug, clap::Args)]
+#[command(long_about = "Takes a snapshot of every namespace, attaches the probes and streams every \
+event into FILE until Ctrl-C, SIGTERM or --duration; a final snapshot records the interfaces \
+and addresses of what is still alive. Copy the file off the node and run `netns-trace report` \
+on it anywhere.\n\n\
+The file is written with mode 0600 and flushed every second: if the recorder is killed, \
+everything up to the last second replays.")]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+    /// The trace file to write.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Overwrite FILE if it exists (a symlink is never followed).
+    #[arg(long)]
+    pub force: bool,
+    /// No live status line; periodic log lines instead.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Grace period used for the live counters on the status line.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub grace: f64,
+}
+
+struct RecordSink {
+    path: PathBuf,
+    force: bool,
+    writer: Option<TraceWriter>,
+    last_flush: Instant,
+    live_line: bool,
+    last_log: Instant,
+}
+
+impl LiveSink for RecordSink {
+    fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], start_ns: u64) -> anyhow::Result<()> {
+        let records = probes
+            .iter()
+            .map(|p| ProbeRecord {
+                name: p.name.into(),
+                purpose: p.purpose.into(),
+                mechanism: p.mechanism.map(|m| m.as_str().to_string()).unwrap_or_default(),
+                target: p.targets.join(","),
+                status: p.status.into(),
+                detail: p.detail.join("; "),
+            })
+            .collect();
+        let mut meta = TraceMeta::for_this_host(mode, records);
+        meta.started_at_ns = start_ns;
+        self.writer = Some(TraceWriter::create(&self.path, &meta, self.force)?);
+        eprintln!("netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop", self.path.display());
+        Ok(())
+    }
+
+    fn event(&mut self, ev: &Event) -> anyhow::Result<()> {
+        let w = self.writer.as_mut().expect("started() creates the writer");
+        w.write_event(ev)?;
+        if self.last_flush.elapsed() >= Duration::from_secs(1) {
+            w.flush()?;
+            self.last_flush = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn status(&mut self, s: &LiveStatus) -> anyhow::Result<()> {
+        let w = self.writer.as_mut().expect("started() creates the writer");
+        // Also bounds what a SIGKILL can lose when events are sparse.
+        w.flush()?;
+        self.last_flush = Instant::now();
+        let line = format!(
+            "{:>6.0}s  events {}  namespaces {} (alive {}, leaked {})  lost {}  written {}",
+            s.elapsed.as_secs_f64(),
+            s.events,
+            s.namespaces_seen,
+            s.alive,
+            s.leaked,
+            s.lost,
+            super::human_bytes(w.bytes_written())
+        );
+        if self.live_line {
+            let mut err = std::io::stderr().lock();
+            write!(err, "\r\x1b[2K{line}")?;
+            err.flush()?;
+        } else if self.last_log.elapsed() >= Duration::from_secs(10) {
+            self.last_log = Instant::now();
+            tracing::info!("{line}");
+            eprintln!("netns-trace: {line}");
+        }
+        Ok(())
+    }
+}
+
+pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    // Refuse an existing output before loading anything: losing a trace to a typo is worse.
+    if !args.force && std::fs::symlink_metadata(&args.output).is_ok() {
+        anyhow::bail!("{} already exists; pass --force to overwrite it", args.output.display());
+    }
+    let duration = args.duration.map(super::secs_to_ns).transpose()?.map(Duration::from_nanos);
+    let opts = LiveOptions {
+        load: args.probe.load_options(),
+        collector: CollectorConfig { grace_ns: super::secs_to_ns(args.grace)?, notices: false, ..Default::default() },
+        final_snapshot: true,
+    };
+    let mut sink = RecordSink {
+        path: args.output.clone(),
+        force: args.force,
+        writer: None,
+        last_flush: Instant::now(),
+        live_line: !args.quiet && std::io::stderr().is_terminal(),
+        last_log: Instant::now(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let outcome = rt.block_on(pipeline::run(&opts, &mut sink, shutdown_signal(duration)))?;
+    if sink.live_line {
+        eprintln!();
+    }
+    let writer = sink.writer.take().expect("started() creates the writer");
+    let events = writer.events_written();
+    let bytes = writer.bytes_written();
+    let lost: Vec<LostCount> = outcome.collector.lost_events().iter().map(|(&kind, &count)| LostCount { kind, count }).collect();
+    writer.finish(&TraceEnd { events_written: events, lost: lost.clone(), ended_at_ns: outcome.ended_ns, clean_shutdown: true })?;
+    let s = pipeline::status(&outcome.collector, Duration::ZERO, outcome.events);
+    eprintln!(
+        "netns-trace: wrote {events} events ({}) to {}; {} namespaces, {} leaked so far, {} lost events. Analyse with: netns-trace report {}",
+        super::human_bytes(bytes),
+        args.output.display(),
+        s.namespaces_seen,
+        s.leaked,
+        lost.iter().map(|l| l.count).sum::<u64>(),
+        args.output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
