@@ -114,7 +114,9 @@ pub fn take_with(
         }
     }
 
-    let init_inum = proc.net_ns(1).map_err(|source| SnapshotError::Io {
+    // pid 1's namespace is the host's; where pid 1 is hidden from us (another user namespace,
+    // hidepid), our own stands in, since netns-trace runs with the host network.
+    let init_inum = proc.net_ns(1).or_else(|_| proc.net_ns(std::process::id())).map_err(|source| SnapshotError::Io {
         path: proc.pid_path(1).join("ns/net"),
         source,
     })?;
