@@ -1,1 +1,324 @@
-//! (in progress)
+//! The report: the collector's state as `netns-trace/report/v1` JSON or as text.
+//!
+//! The JSON shape is a contract, documented in docs/report-schema.md. Build with
+//! [`Report::build`], write with [`Report::write_json`] or [`Report::render_text`].
+mod text;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::collector::{
+    ArpCounters, Collector, FailedUmount, Finding, FindingDetail, InterfaceEvidence, JoinHow, LastMember, LeaveHow,
+    Namespace, NsState, Origin, PinEvidence,
+};
+use crate::model::{Comm, CreatedBy, NsId};
+
+pub const SCHEMA: &str = "netns-trace/report/v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("writing the report: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("encoding the report as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Pairs CLOCK_MONOTONIC with CLOCK_REALTIME, read at the same moment, so monotonic event
+/// timestamps can be shown as wall-clock time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockBase {
+    pub monotonic_ns: u64,
+    pub realtime_ns: u64,
+}
+
+impl ClockBase {
+    /// Wall-clock nanoseconds since the Unix epoch for a monotonic timestamp.
+    pub fn realtime_of(&self, monotonic_ns: u64) -> u64 {
+        (self.realtime_ns as i128 + monotonic_ns as i128 - self.monotonic_ns as i128).max(0) as u64
+    }
+
+    /// RFC 3339 (UTC, millisecond precision) for a monotonic timestamp.
+    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.realtime_of(monotonic_ns));
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+}
+
+/// Which namespaces (and so which findings) the report includes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportFilters {
+    /// A namespace id (`net:[INUM]#COOKIE`), or just `net:[INUM]` / the bare inode number to
+    /// match every life of that inode number.
+    pub netns: Option<String>,
+    /// Only namespaces alive at some point in `[since_ns, until_ns]` (monotonic ns).
+    pub since_ns: Option<u64>,
+    pub until_ns: Option<u64>,
+    pub state: Option<NsState>,
+}
+
+impl ReportFilters {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn admits(&self, ns: &Namespace, end_ns: u64) -> bool {
+        if let Some(want) = &self.netns {
+            let id = ns.id();
+            let by_inum = want.trim_start_matches("net:[").trim_end_matches(']').parse::<u32>().ok();
+            if id != *want && by_inum != Some(ns.inum) {
+                return false;
+            }
+        }
+        if self.state.is_some_and(|s| s != ns.state) {
+            return false;
+        }
+        let (born, gone) = (ns.born_at_ns(), ns.destroyed_at_ns().unwrap_or(end_ns.max(ns.born_at_ns())));
+        if self.since_ns.is_some_and(|s| gone < s) || self.until_ns.is_some_and(|u| born > u) {
+            return false;
+        }
+        true
+    }
+}
+
+/// What the report builder needs to know besides the collector.
+#[derive(Clone, Debug, Default)]
+pub struct ReportContext {
+    pub hostname: String,
+    pub kernel: String,
+    /// `full`, `tracepoint`, … as the loader named it (or as recorded in the trace).
+    pub probe_mode: String,
+    pub clock: Option<ClockBase>,
+    pub filters: ReportFilters,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub hostname: String,
+    pub kernel: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LostEvents {
+    pub total: u64,
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceInfo {
+    pub started_at_ns: Option<u64>,
+    pub ended_at_ns: Option<u64>,
+    /// Wall-clock equivalents when a clock base was known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<ClockBase>,
+    pub events: u64,
+    pub grace_ns: u64,
+    /// Destroyed namespaces dropped by the retention limit (not listed below), by prior state.
+    pub dropped_destroyed: BTreeMap<NsState, u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<ReportFilters>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatorView {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: Comm,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub pid: u32,
+    pub tgid: u32,
+    pub comm: Comm,
+    /// cgroup path (from the snapshot or a resolved cgroup id), else `cgroup_id:N`, else null.
+    pub cgroup: Option<String>,
+    pub joined_at_ns: Option<u64>,
+    pub left_at_ns: Option<u64>,
+    pub joined_how: JoinHow,
+    pub left_how: Option<LeaveHow>,
+    /// False for the creator's own stay before it first left.
+    pub counts_as_member: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceView {
+    pub id: String,
+    pub inum: u32,
+    pub cookie: u64,
+    pub state: NsState,
+    pub origin: Origin,
+    pub created_at_ns: Option<u64>,
+    pub created_by: Option<CreatorView>,
+    pub creation_source: Option<CreatedBy>,
+    pub parent: Option<NsId>,
+    pub first_seen_ns: u64,
+    pub destroyed_at_ns: Option<u64>,
+    pub freed_at_ns: Option<u64>,
+    pub last_member_exit_at_ns: Option<u64>,
+    pub last_member: Option<LastMember>,
+    pub members: Vec<MemberView>,
+    pub members_dropped: u32,
+    pub pins: Vec<PinEvidence>,
+    pub failed_cleanups: Vec<FailedUmount>,
+    pub interfaces: Vec<InterfaceEvidence>,
+    pub arp: ArpCounters,
+    /// Attribution (pod, container) — filled by a later stage; null here.
+    pub owner: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Namespaces listed (after filters).
+    pub namespaces: u64,
+    pub by_state: BTreeMap<NsState, u64>,
+    pub findings: BTreeMap<String, u64>,
+    pub uncertain_findings: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub host: HostInfo,
+    pub probe_mode: String,
+    pub lost_events: LostEvents,
+    pub trace: TraceInfo,
+    pub summary: Summary,
+    pub namespaces: Vec<NamespaceView>,
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn build(c: &Collector, ctx: &ReportContext) -> Report {
+        let stats = c.stats();
+        let end = stats.ended_at_ns.or(stats.last_ts_ns).unwrap_or(0);
+        let mut list: Vec<&Namespace> = c.namespaces().filter(|ns| ctx.filters.admits(ns, end)).collect();
+        list.sort_by_key(|ns| (ns.born_at_ns(), ns.inum, ns.incarnation));
+        let namespaces: Vec<NamespaceView> = list.iter().map(|ns| view(c, ns)).collect();
+        let ids: std::collections::HashSet<&str> = namespaces.iter().map(|n| n.id.as_str()).collect();
+        let findings: Vec<Finding> = c
+            .findings()
+            .iter()
+            .filter(|f| {
+                ctx.filters.is_empty()
+                    || ids.contains(f.netns.as_str())
+                    || matches!(&f.detail, FindingDetail::DuplicateIp { holders, .. } if holders.iter().any(|h| ids.contains(h.netns.as_str())))
+            })
+            .cloned()
+            .collect();
+
+        let mut summary = Summary { namespaces: namespaces.len() as u64, ..Default::default() };
+        for s in NsState::ALL {
+            summary.by_state.insert(s, 0);
+        }
+        for n in &namespaces {
+            *summary.by_state.entry(n.state).or_default() += 1;
+        }
+        if ctx.filters.is_empty() {
+            *summary.by_state.entry(NsState::Destroyed).or_default() += stats.dropped_destroyed.values().sum::<u64>();
+        }
+        for f in &findings {
+            *summary.findings.entry(f.kind().to_string()).or_default() += 1;
+            summary.uncertain_findings += f.uncertain as u64;
+        }
+
+        let lost = c.lost_events();
+        let lost_events = LostEvents {
+            total: lost.values().sum(),
+            by_kind: lost.iter().fold(BTreeMap::new(), |mut m, (k, n)| {
+                *m.entry(netns_trace_common::kind::name(*k).to_string()).or_default() += n;
+                m
+            }),
+        };
+        let wall = |t: Option<u64>| ctx.clock.zip(t).map(|(c, t)| c.rfc3339(t));
+        let trace = TraceInfo {
+            started_at_ns: stats.first_ts_ns,
+            ended_at_ns: stats.ended_at_ns.or(stats.last_ts_ns),
+            started_at: wall(stats.first_ts_ns),
+            ended_at: wall(stats.ended_at_ns.or(stats.last_ts_ns)),
+            clock: ctx.clock,
+            events: stats.events,
+            grace_ns: c.config().grace_ns,
+            dropped_destroyed: stats.dropped_destroyed.clone(),
+            filters: (!ctx.filters.is_empty()).then(|| ctx.filters.clone()),
+        };
+        Report {
+            schema: SCHEMA.to_string(),
+            host: HostInfo { hostname: ctx.hostname.clone(), kernel: ctx.kernel.clone() },
+            probe_mode: ctx.probe_mode.clone(),
+            lost_events,
+            trace,
+            summary,
+            namespaces,
+            findings,
+        }
+    }
+
+    pub fn write_json(&self, out: &mut impl Write, pretty: bool) -> Result<(), ReportError> {
+        if pretty {
+            serde_json::to_writer_pretty(&mut *out, self)?;
+        } else {
+            serde_json::to_writer(&mut *out, self)?;
+        }
+        writeln!(out)?;
+        Ok(())
+    }
+
+    /// Human-readable rendering: summary, namespace table, findings with evidence.
+    pub fn render_text(&self, out: &mut impl Write) -> Result<(), ReportError> {
+        text::render(self, out)
+    }
+}
+
+fn view(c: &Collector, ns: &Namespace) -> NamespaceView {
+    NamespaceView {
+        id: ns.id(),
+        inum: ns.inum,
+        cookie: ns.cookie,
+        state: ns.state,
+        origin: ns.origin,
+        created_at_ns: ns.created_at_ns,
+        created_by: ns.created_by.map(|a| CreatorView { pid: a.pid, tgid: a.tgid, comm: a.comm }),
+        creation_source: ns.source,
+        parent: ns.parent,
+        first_seen_ns: ns.first_seen_ns,
+        destroyed_at_ns: ns.teardown_at_ns.or(ns.vanished_at_ns).or(ns.freed_at_ns),
+        freed_at_ns: ns.freed_at_ns,
+        last_member_exit_at_ns: ns.last_member.map(|m| m.exited_at_ns),
+        last_member: ns.last_member,
+        members: ns
+            .members
+            .iter()
+            .map(|m| MemberView {
+                pid: m.pid,
+                tgid: m.tgid,
+                comm: m.comm,
+                cgroup: m
+                    .cgroup_path
+                    .as_deref()
+                    .map(str::to_string)
+                    .or_else(|| c.cgroup_path(m.cgroup_id).map(str::to_string))
+                    .or_else(|| (m.cgroup_id != 0).then(|| format!("cgroup_id:{}", m.cgroup_id))),
+                joined_at_ns: m.joined_at_ns,
+                left_at_ns: m.left_at_ns,
+                joined_how: m.joined_how,
+                left_how: m.left_how,
+                counts_as_member: m.counts_as_member,
+            })
+            .collect(),
+        members_dropped: ns.members_dropped,
+        pins: ns.pins.iter().map(PinEvidence::from).collect(),
+        failed_cleanups: ns.failed_umounts.clone(),
+        interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
+        arp: ns.arp,
+        owner: None,
+    }
+}
+
+#[cfg(test)]
+mod tests;
