@@ -544,3 +544,21 @@ fn notices_describe_the_lifecycle_and_serialize() {
     let back: Notice = serde_json::from_str(&json).unwrap();
     assert_eq!(back, n[0]);
 }
+
+/// Replay speed on the synthetic stream. Run with
+/// `cargo test --release -p netns-trace --lib collector::tests::replay_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn replay_throughput() {
+    let cfg = SyntheticConfig { namespaces: 100_000, seed: 1, concurrency: 256, leak_every: 1000, ..Default::default() };
+    let events: Vec<Event> = synthetic::generate(cfg).collect();
+    let mut c = Collector::new(CollectorConfig { notices: false, ..Default::default() });
+    let t = std::time::Instant::now();
+    for e in &events {
+        c.handle(e);
+    }
+    c.finish(events.last().unwrap().ts_ns + GRACE);
+    let secs = t.elapsed().as_secs_f64();
+    println!("{} events in {secs:.3}s: {:.2} M events/s; findings {}", events.len(), events.len() as f64 / secs / 1e6, c.findings().len());
+    assert_eq!(c.state_counts()[&NsState::Leaked], 100);
+}
