@@ -340,7 +340,13 @@ fn extract(spec: &KernelSpec, package: &str, deb: &Path, kernel_dir: &Path) -> R
     std::fs::copy(&config_src, &config).map_err(XtaskError::io(&config_src))?;
 
     let module_dir = modules_root.join(&release);
-    let dep_text = read_to_string(&module_dir.join("modules.dep"))?;
+    let dep_path = module_dir.join("modules.dep");
+    if !dep_path.is_file() {
+        // Packages ship no modules.dep (the postinst runs depmod); make it the same way.
+        let base = modules_root.parent().and_then(Path::parent).unwrap_or(&unpacked);
+        run(Command::new("depmod").arg("-b").arg(base).arg(&release))?;
+    }
+    let dep_text = read_to_string(&dep_path)?;
     let deps = parse_modules_dep(&dep_text);
     let order = load_order(&deps, GUEST_MODULES)?;
     let out_dir = kernel_dir.join("modules");
@@ -373,7 +379,7 @@ fn single_entry(dir: &Path) -> Result<String> {
     let names: Vec<String> = std::fs::read_dir(dir)
         .map_err(XtaskError::io(dir))?
         .flatten()
-        .filter(|e| e.path().join("modules.dep").is_file())
+        .filter(|e| e.path().join("modules.order").is_file())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     match names.as_slice() {

@@ -35,6 +35,9 @@ pub struct VmTestArgs {
     /// Look for a newer kernel package even when one is cached.
     #[arg(long)]
     pub refresh_kernels: bool,
+    /// Only download and extract the selected kernels (warms the cache); build and run nothing.
+    #[arg(long)]
+    pub fetch_only: bool,
     /// Per-kernel time limit (e.g. 900, 900s, 15m); the guest is killed when it runs out.
     #[arg(long, env = "NETNS_TRACE_VM_TIMEOUT", default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
     pub timeout: Duration,
@@ -126,6 +129,16 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
     };
     let logs = root.join("target/vm-logs");
     create_dir_all(&logs)?;
+    let cache = kernels::cache_dir(&root);
+    if args.fetch_only {
+        for target in &targets {
+            if let Target::Guest(spec) = target {
+                let kernel = kernels::prepare(spec, &cache, args.refresh_kernels)?;
+                println!("[{}] ready: {} in {}", spec.name, kernel.release, kernel.vmlinuz.display());
+            }
+        }
+        return Ok(true);
+    }
 
     let build_started = Instant::now();
     let payload = build_payload(&root, &args.tests)?;
@@ -140,7 +153,6 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
     if targets.iter().any(|t| matches!(t, Target::Guest(_))) {
         println!("vm-test: accelerator: {}", accel.describe());
     }
-    let cache = kernels::cache_dir(&root);
     let mut summaries = Vec::new();
     let mut stop = false;
     for target in targets {
