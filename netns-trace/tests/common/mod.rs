@@ -1,0 +1,451 @@
+//! Shared helpers for integration tests that need real namespaces: privilege check, the
+//! scenario testbed binary, and independent ways to look at kernel state (procfs, mountinfo,
+//! iproute2, ARP on the wire).
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// True when the test may create namespaces. Prints why it skips otherwise; tests skip only
+/// when really unprivileged (not root).
+pub fn require_root() -> bool {
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        eprintln!("SKIP: needs root to create namespaces and mounts (euid is {euid})");
+        return false;
+    }
+    true
+}
+
+/// The testbed binary: NETNS_TRACE_TESTBED_BIN (for running the tests elsewhere, e.g. in a
+/// QEMU guest) or the one cargo built alongside this test.
+pub fn testbed_bin() -> PathBuf {
+    std::env::var_os("NETNS_TRACE_TESTBED_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_netns-trace-testbed")))
+}
+
+/// Runs the testbed; Ok(JSON line) on success, Err(stderr + status) otherwise.
+pub fn try_testbed(args: &[&str]) -> Result<Value, String> {
+    let out: Output = Command::new(testbed_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", testbed_bin().display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "testbed {args:?} failed ({}): {stderr}",
+            out.status
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| {
+            format!("testbed {args:?} printed no JSON line; stdout {stdout:?}, stderr {stderr:?}")
+        })?;
+    serde_json::from_str(line)
+        .map_err(|e| format!("testbed {args:?} printed bad JSON {line:?}: {e}"))
+}
+
+/// Runs the testbed and returns its JSON line; panics with its stderr if it fails.
+pub fn testbed(args: &[&str]) -> Value {
+    try_testbed(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A scenario kept alive for the duration of a test. Dropping it (also while unwinding from a
+/// failed assertion) runs `teardown` on its directory before the directory is removed.
+pub struct Scenario {
+    dir: tempfile::TempDir,
+    pub out: Value,
+}
+
+impl Scenario {
+    /// Runs `testbed SUBCOMMAND --dir <tempdir> --keep EXTRA...`.
+    pub fn start(subcommand: &str, extra: &[&str]) -> Scenario {
+        let dir = tempfile::Builder::new()
+            .prefix("netns-trace-testbed-")
+            .tempdir()
+            .expect("create temp dir");
+        // The guard exists before the run, so even a half-built scenario gets torn down.
+        let mut scenario = Scenario {
+            dir,
+            out: Value::Null,
+        };
+        let dir_arg = scenario.dir.path().to_string_lossy().into_owned();
+        let mut args = vec![subcommand, "--dir", dir_arg.as_str(), "--keep"];
+        args.extend_from_slice(extra);
+        scenario.out = testbed(&args);
+        scenario
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Tears down now and returns the teardown report.
+    pub fn teardown(&self) -> Value {
+        testbed(&["teardown", "--dir", &self.dir.path().to_string_lossy()])
+    }
+
+    /// A u64 field of the scenario's JSON by JSON pointer ("/pod_a/netns_inum").
+    pub fn u64_at(&self, pointer: &str) -> u64 {
+        self.out
+            .pointer(pointer)
+            .and_then(Value::as_u64)
+            .unwrap_or_else(|| panic!("no {pointer} in {}", self.out))
+    }
+
+    pub fn str_at(&self, pointer: &str) -> &str {
+        self.out
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no {pointer} in {}", self.out))
+    }
+}
+
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if let Err(e) = try_testbed(&["teardown", "--dir", &self.dir.path().to_string_lossy()]) {
+            eprintln!("scenario teardown failed: {e}");
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn numeric_dirs(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn link_text(path: &Path) -> Option<String> {
+    fs::read_link(path)
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// One nsfs mount seen in some mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsfsMount {
+    pub mount_point: String,
+    /// e.g. "net:[4026532290]"
+    pub root: String,
+}
+
+/// nsfs mounts listed in one mountinfo file (e.g. /proc/self/mountinfo or /proc/PID/mountinfo).
+pub fn nsfs_mounts(mountinfo: &Path) -> Vec<NsfsMount> {
+    let Ok(text) = fs::read_to_string(mountinfo) else {
+        return vec![];
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            if right.split(' ').next()? != "nsfs" {
+                return None;
+            }
+            let fields: Vec<&str> = left.split(' ').collect();
+            Some(NsfsMount {
+                root: fields.get(3)?.to_string(),
+                mount_point: fields.get(4)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Everything that visibly holds net:[inum]: task namespaces, nsfs mounts in any mount
+/// namespace, open fds. Each entry says where it was seen. (Sockets are not covered.)
+pub fn netns_holders(inum: u64) -> Vec<String> {
+    let want = format!("net:[{inum}]");
+    let mut holders = vec![];
+    let mut mount_namespaces = HashSet::new();
+    for proc_dir in numeric_dirs(Path::new("/proc")) {
+        for task in numeric_dirs(&proc_dir.join("task")) {
+            if link_text(&task.join("ns/net")).as_deref() == Some(want.as_str()) {
+                holders.push(format!("task {}", task.display()));
+            }
+        }
+        if let Ok(fds) = fs::read_dir(proc_dir.join("fd")) {
+            for fd in fds.filter_map(Result::ok) {
+                if link_text(&fd.path()).as_deref() == Some(want.as_str()) {
+                    holders.push(format!("fd {}", fd.path().display()));
+                }
+            }
+        }
+        // One mountinfo per mount namespace is enough.
+        let Some(mnt_ns) = link_text(&proc_dir.join("ns/mnt")) else {
+            continue;
+        };
+        if !mount_namespaces.insert(mnt_ns.clone()) {
+            continue;
+        }
+        for m in nsfs_mounts(&proc_dir.join("mountinfo")) {
+            if m.root == want {
+                holders.push(format!(
+                    "mount {} in {mnt_ns} (seen via {})",
+                    m.mount_point,
+                    proc_dir.display()
+                ));
+            }
+        }
+    }
+    holders
+}
+
+/// Does anything visible still hold net:[inum]?
+pub fn netns_inum_exists(inum: u64) -> bool {
+    !netns_holders(inum).is_empty()
+}
+
+/// Active objects of the net_namespace slab cache, if /proc/slabinfo is readable and the
+/// cache is not merged into another.
+pub fn net_namespace_slab_count() -> Option<u64> {
+    let text = fs::read_to_string("/proc/slabinfo").ok()?;
+    text.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        (fields.next()? == "net_namespace").then(|| fields.next()?.parse().ok())?
+    })
+}
+
+/// Is `pid` a live (non-zombie) process?
+pub fn process_alive(pid: u64) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z") | Some("X") | None)
+}
+
+/// Inode number of a namespace file (/proc/PID/ns/net, a pin path).
+pub fn ns_inum(path: &Path) -> Option<u64> {
+    fs::metadata(path).ok().map(|m| m.ino())
+}
+
+/// iproute2's ip (busybox's applet lacks JSON output and veth).
+pub fn ip_bin() -> &'static str {
+    if Path::new("/sbin/ip").exists() {
+        "/sbin/ip"
+    } else {
+        "ip"
+    }
+}
+
+/// Runs `program args` with its network namespace switched to the one at `netns_file` (the
+/// `ip -n` / `nsenter --net=FILE` idea without needing /run/netns names).
+pub fn run_in_netns(netns_file: &Path, program: &str, args: &[&str]) -> Output {
+    let ns =
+        File::open(netns_file).unwrap_or_else(|e| panic!("open {}: {e}", netns_file.display()));
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null());
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output()
+        .unwrap_or_else(|e| panic!("run {program} in {}: {e}", netns_file.display()))
+}
+
+/// `ip -j ARGS` inside the netns at `netns_file`, parsed.
+pub fn ip_json_in(netns_file: &Path, args: &[&str]) -> Value {
+    let mut full = vec!["-j"];
+    full.extend_from_slice(args);
+    let out = run_in_netns(netns_file, ip_bin(), &full);
+    assert!(
+        out.status.success(),
+        "ip {full:?} in {}: {}",
+        netns_file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("ip {full:?} printed bad JSON: {e}"))
+}
+
+/// (MAC, IPv4 addresses) of `ifname` inside the netns at `netns_file`, as iproute2 reports them.
+pub fn link_mac_and_ipv4(netns_file: &Path, ifname: &str) -> (String, Vec<String>) {
+    let v = ip_json_in(netns_file, &["addr", "show", "dev", ifname]);
+    let link = &v[0];
+    let mac = link["address"].as_str().unwrap_or_default().to_string();
+    let addrs = link["addr_info"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|i| i["family"] == "inet")
+                .filter_map(|i| {
+                    Some(format!(
+                        "{}/{}",
+                        i["local"].as_str()?,
+                        i["prefixlen"].as_u64()?
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (mac, addrs)
+}
+
+/// Sends `count` broadcast ARP requests for `target` from `ifname` in the netns at
+/// `netns_file` and returns the sender MAC of every reply (lowercase, colon separated).
+/// Uses its own AF_PACKET socket on the client's interface, with the interface's own MAC and
+/// first IPv4 address as sender.
+pub fn arp_reply_macs(
+    netns_file: &Path,
+    ifname: &str,
+    target: Ipv4Addr,
+    count: u32,
+) -> Vec<String> {
+    let (mac_text, addrs) = link_mac_and_ipv4(netns_file, ifname);
+    let src_mac: Vec<u8> = mac_text
+        .split(':')
+        .filter_map(|b| u8::from_str_radix(b, 16).ok())
+        .collect();
+    assert_eq!(src_mac.len(), 6, "bad MAC {mac_text:?}");
+    let src_ip: Ipv4Addr = addrs
+        .first()
+        .and_then(|a| a.split('/').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("{ifname} in {} has no IPv4 address", netns_file.display()));
+    let ns =
+        File::open(netns_file).unwrap_or_else(|e| panic!("open {}: {e}", netns_file.display()));
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || {
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns: {}",
+            io::Error::last_os_error()
+        );
+        let proto = 0x0806u16.to_be();
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                proto as i32,
+            )
+        };
+        assert!(
+            raw >= 0,
+            "socket(AF_PACKET): {}",
+            io::Error::last_os_error()
+        );
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        let name = CString::new(ifname.clone()).unwrap();
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(ifindex > 0, "no {ifname}");
+        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        to.sll_family = libc::AF_PACKET as u16;
+        to.sll_protocol = proto;
+        to.sll_ifindex = ifindex as i32;
+        to.sll_halen = 6;
+        to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+        let rc = unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (&to as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+        // SOCK_DGRAM would strip the Ethernet header; here the kernel gets the full frame.
+        let mut frame = vec![0xffu8; 6];
+        frame.extend_from_slice(&src_mac);
+        frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        frame.extend_from_slice(&src_mac);
+        frame.extend_from_slice(&src_ip.octets());
+        frame.extend_from_slice(&[0; 6]);
+        frame.extend_from_slice(&target.octets());
+        frame.resize(60, 0);
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as u32,
+            )
+        };
+        let mut macs = vec![];
+        let mut buf = [0u8; 1600];
+        for _ in 0..count {
+            let sent =
+                unsafe { libc::send(sock.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            assert_eq!(
+                sent,
+                frame.len() as isize,
+                "send: {}",
+                io::Error::last_os_error()
+            );
+            let until = Instant::now() + Duration::from_millis(500);
+            while Instant::now() < until {
+                let n =
+                    unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if n < 42 {
+                    continue;
+                }
+                let f = &buf[..n as usize];
+                if f[12..14] == [0x08, 0x06]
+                    && f[20..22] == [0, 2]
+                    && f[28..32] == target.octets()
+                    && f[38..42] == src_ip.octets()
+                {
+                    macs.push(
+                        f[22..28]
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect::<Vec<_>>()
+                            .join(":"),
+                    );
+                }
+            }
+        }
+        macs
+    })
+    .join()
+    .expect("ARP probe thread panicked")
+}
