@@ -116,10 +116,7 @@ pub fn take_with(
 
     // pid 1's namespace is the host's; where pid 1 is hidden from us (another user namespace,
     // hidepid), our own stands in, since netns-trace runs with the host network.
-    let init_inum = proc.net_ns(1).or_else(|_| proc.net_ns(std::process::id())).map_err(|source| SnapshotError::Io {
-        path: proc.pid_path(1).join("ns/net"),
-        source,
-    })?;
+    let init_inum = init_net_inum(proc)?;
     let mut namespaces = Vec::with_capacity(by_inum.len());
     for (inum, mut g) in by_inum {
         let (netns, interfaces, interfaces_error) = read_through_any(inum, &g.handles, read);
@@ -142,6 +139,26 @@ pub fn take_with(
         namespaces,
         init_netns,
     })
+}
+
+/// The initial network namespace's inum: pid 1's. Where pid 1 cannot be read (some
+/// sandboxes hide it even from root, seen here: EACCES), kthreadd's (kernel threads always
+/// live in init_net), and last our own.
+fn init_net_inum(proc: &ProcFs) -> Result<u32, SnapshotError> {
+    let pid1 = match proc.net_ns(1) {
+        Ok(inum) => return Ok(inum),
+        Err(e) => e,
+    };
+    if proc.comm(2).is_ok_and(|c| c.as_str() == "kthreadd") {
+        if let Ok(inum) = proc.net_ns(2) {
+            return Ok(inum);
+        }
+    }
+    proc.net_ns(std::process::id())
+        .map_err(|_| SnapshotError::Io {
+            path: proc.pid_path(1).join("ns/net"),
+            source: pid1,
+        })
 }
 
 /// Members of a process: one per distinct network namespace among its threads. The entry

@@ -6,6 +6,7 @@
 //! silently, anything else is skipped with a debug message.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::Comm;
@@ -94,6 +95,24 @@ pub fn parse_cgroup_path(content: &str) -> Option<String> {
         }
     }
     v1.first().map(|(_, p)| p.to_string())
+}
+
+/// The device nsfs files live on (that of our own /proc/self/ns/net), found once.
+fn nsfs_dev() -> Option<u64> {
+    static DEV: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *DEV.get_or_init(|| std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.dev()))
+}
+
+/// For an fd link whose text is a path: the net inum if the fd is on a network namespace
+/// file. Only nsfs files are opened (to ask their type), and closed at once.
+fn net_inum_of_nsfs_fd(fd_link: &Path) -> Option<u32> {
+    let dev = std::fs::metadata(fd_link).ok()?.dev();
+    if Some(dev) != nsfs_dev() {
+        return None;
+    }
+    super::netns_handle::net_inum_of_nsfs_file(fd_link)
+        .ok()
+        .flatten()
 }
 
 impl ProcFs {
@@ -202,8 +221,15 @@ impl ProcFs {
             let Ok(target) = std::fs::read_link(entry.path()) else {
                 continue;
             };
-            if let Some(("net", inum)) = parse_ns_link(&target.to_string_lossy()) {
+            let target = target.to_string_lossy();
+            if let Some(("net", inum)) = parse_ns_link(&target) {
                 out.push((inum, fd));
+            } else if target.starts_with('/') {
+                // An nsfs file opened through a bind mount reads back as the mount's path
+                // (`/run/netns/x`), not `net:[…]` (seen on 6.18). Recognise it by device.
+                if let Some(inum) = net_inum_of_nsfs_fd(&entry.path()) {
+                    out.push((inum, fd));
+                }
             }
         }
         out.sort_unstable_by_key(|&(_, fd)| fd);
