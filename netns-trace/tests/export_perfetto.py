@@ -12,6 +12,8 @@ import collections
 import sys
 
 try:
+    from google.protobuf.message import DecodeError
+    from google.protobuf.unknown_fields import UnknownFieldSet
     from perfetto.protos.perfetto.trace import perfetto_trace_pb2 as pb
 except ImportError as err:  # the caller skips on 77
     print(f"perfetto python package unavailable: {err}", file=sys.stderr)
@@ -33,14 +35,15 @@ def main() -> int:
     trace = pb.Trace()
     with open(args.file, "rb") as f:
         data = f.read()
-    trace.ParseFromString(data)
-    # Round trip: every byte must belong to a known field layout (no garbage after a
-    # mis-numbered field would survive re-serialisation byte for byte).
-    if trace.SerializeToString() != data:
-        reparsed = pb.Trace()
-        reparsed.ParseFromString(trace.SerializeToString())
-        if reparsed != trace:
-            errors.append("trace does not round-trip through the protobuf classes")
+    try:
+        trace.ParseFromString(data)
+    except DecodeError as err:
+        errors.append(f"not a perfetto.protos.Trace: {err}")
+        return report(errors)
+    # A field number the schema does not know (a typo in the writer) parses silently as an
+    # unknown field; refuse it.
+    for path in unknown_fields(trace, "Trace"):
+        errors.append(f"unknown field {path}")
     if not trace.packet:
         errors.append("no packets")
         return report(errors)
@@ -133,6 +136,17 @@ def main() -> int:
         print(f"ok: {len(trace.packet)} packets, {len(tracks)} tracks, {len(namespaces)} namespaces "
               f"({len(leaked)} leaked), {slices} slices, {instants} instants ({arp} ARP)")
     return report(errors)
+
+
+def unknown_fields(message, path):
+    for field in UnknownFieldSet(message):
+        yield f"{path}.{field.field_number}"
+    for descriptor, value in message.ListFields():
+        if descriptor.message_type is None:
+            continue
+        items = value if descriptor.is_repeated else [value]
+        for index, item in enumerate(items):
+            yield from unknown_fields(item, f"{path}.{descriptor.name}[{index}]")
 
 
 def report(errors) -> int:

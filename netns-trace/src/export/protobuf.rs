@@ -69,6 +69,7 @@ impl ProtoWriter {
         &self.buf
     }
 
+    #[cfg(test)]
     pub fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
