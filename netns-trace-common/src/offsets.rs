@@ -71,7 +71,9 @@ pub struct KernelOffsets {
     pub neigh_dev: u32,
     pub neigh_tbl: u32,
     pub neigh_table_family: u32,
-    pub _pad: u32,
+    /// The tracer's own process id: its tasks (the threads that briefly enter namespaces to
+    /// read interfaces) are not traced, or reading would look like joining.
+    pub self_tgid: u32,
 }
 
 impl KernelOffsets {
@@ -117,7 +119,7 @@ impl KernelOffsets {
         neigh_dev: MISSING,
         neigh_tbl: MISSING,
         neigh_table_family: MISSING,
-        _pad: 0,
+        self_tgid: 0,
     };
 }
 

@@ -78,6 +78,12 @@ pub fn init_net_inum() -> u32 {
     off!(init_net_inum)
 }
 
+/// True for tasks of netns-trace itself.
+#[inline(always)]
+pub fn is_self(tgid: u32) -> bool {
+    tgid == off!(self_tgid)
+}
+
 #[inline(always)]
 pub fn cleanup_net_addr() -> u64 {
     off!(cleanup_net_addr)

@@ -15,7 +15,7 @@ use netns_trace_common::{
 
 use crate::{
     emit::{header, send},
-    kernel::{current_task, init_net_inum, net_id, off, read, task_mnt_ns, task_net, track_net},
+    kernel::{current_task, init_net_inum, is_self, net_id, off, read, task_mnt_ns, task_net, track_net},
     maps::{NS_BEFORE, NsBefore},
     probes::netns::emit_created,
 };
@@ -63,6 +63,9 @@ fn emit_task(
 pub fn task_fork(ctx: BtfTracePointContext) -> u32 {
     let parent: u64 = ctx.arg(0);
     let child: u64 = ctx.arg(1);
+    if is_self(read::<u32>(parent, off!(task_tgid))) {
+        return 0;
+    }
     let child_net = task_net(child);
     let child_id = net_id(child_net);
     if child_id.inum == init_net_inum() {
@@ -90,6 +93,9 @@ pub fn task_fork(ctx: BtfTracePointContext) -> u32 {
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn task_exit(ctx: BtfTracePointContext) -> u32 {
     let task: u64 = ctx.arg(0);
+    if is_self((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return 0;
+    }
     let net = task_net(task);
     let id = net_id(net);
     if net == 0 || id.inum == init_net_inum() {
@@ -106,6 +112,9 @@ pub fn task_exit(ctx: BtfTracePointContext) -> u32 {
 
 #[inline(always)]
 fn save_before() {
+    if is_self((bpf_get_current_pid_tgid() >> 32) as u32) {
+        return;
+    }
     let task = current_task();
     let net = task_net(task);
     let before = NsBefore { net_ptr: net, netns: net_id(net), mnt_ns: task_mnt_ns(task), _pad: 0 };

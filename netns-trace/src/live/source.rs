@@ -14,6 +14,7 @@ pub struct LiveSource {
     pub malformed: u64,
     /// Drop unshare/clone creation records: copy_net_ns already reports every creation.
     drop_tracepoint_creations: bool,
+    self_tgid: u32,
 }
 
 impl LiveSource {
@@ -26,7 +27,7 @@ impl LiveSource {
         // SAFETY: the RingBuf owns its fd and lives inside the AsyncFd, so the fd cannot be
         // closed while registered.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Self { ring, lost_seen: HashMap::new(), malformed: 0, drop_tracepoint_creations })
+        Ok(Self { ring, lost_seen: HashMap::new(), malformed: 0, drop_tracepoint_creations, self_tgid: std::process::id() })
     }
 
     /// Waits for records, then drains everything available into `out`.
@@ -36,6 +37,11 @@ impl LiveSource {
         while let Some(item) = ring.next() {
             match decode(&item) {
                 Ok(ev) => {
+                    // Our own reader threads entering namespaces are not news (the kernel
+                    // filters them too; this covers records already in flight).
+                    if ev.tgid == self.self_tgid {
+                        continue;
+                    }
                     if self.drop_tracepoint_creations
                         && matches!(ev.body, EventBody::NetnsCreated { source: crate::model::CreatedBy::Unshare | crate::model::CreatedBy::Clone, .. })
                     {

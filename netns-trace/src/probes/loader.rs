@@ -147,6 +147,7 @@ pub fn resolve_kernel(btf: &KernelBtf) -> Resolved {
     let mut resolved = btf.resolve();
     resolved.offsets.cleanup_net_addr = kallsyms_address("cleanup_net");
     resolved.offsets.init_net_inum = init_net_inum();
+    resolved.offsets.self_tgid = std::process::id();
     resolved
 }
 
