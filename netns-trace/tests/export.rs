@@ -484,4 +484,13 @@ fn jsonl_export_writes_one_parseable_line_per_event() {
             "{line}"
         );
     }
+    // The example in docs/export.md.
+    let batch_created = text
+        .lines()
+        .find(|l| l.contains("netns_created") && l.contains("pinns"))
+        .unwrap();
+    assert_eq!(
+        batch_created,
+        r#"{"clone_flags":1073741824,"comm":"pinns","net_ptr":18446612690391531982,"netns":{"cookie":4102,"inum":4026532302},"parent":{"cookie":1,"inum":4026531840},"pid":900,"source":"unshare","tgid":900,"time":"2025-06-15T15:06:40.050000000Z","ts_ns":1050000000,"type":"netns_created"}"#
+    );
 }
