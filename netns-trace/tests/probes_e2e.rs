@@ -73,7 +73,9 @@ impl Watch {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+            .filter(|v| v["type"] == "event")
+            .map(|v| v["event"].clone())
             .collect()
     }
 }
