@@ -30,6 +30,9 @@ const OPEN_TREE_CLONE: libc::c_uint = 1;
 const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x0000_0004;
 
+/// SO_NETNS_COOKIE (Linux 5.14+), from include/uapi/asm-generic/socket.h; not in libc yet.
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
 const STATE_FILE_NAME: &str = "netns-trace-testbed.state.json";
 const ETH_P_ARP: u16 = 0x0806;
 /// How long a teardown waits for killed processes to disappear.
@@ -395,9 +398,11 @@ fn proc_stat(pid: i32) -> Option<(u64, char)> {
 
 fn uuid_v4() -> Result<String> {
     let mut b = [0u8; 16];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map_err(os_err("read /dev/urandom"))?;
+    // getrandom(2) rather than /dev/urandom: minimal guests may lack a populated /dev.
+    let got = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if got != b.len() as isize {
+        return Err(last_os_err("getrandom"));
+    }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
@@ -568,6 +573,11 @@ fn detach_inherited_fds(keep: &[RawFd]) {
         if null > 2 {
             unsafe { libc::close(null) };
         }
+    } else {
+        // No /dev/null (bare guest): closing still releases the caller's output pipes.
+        for std_fd in 0..3 {
+            unsafe { libc::close(std_fd) };
+        }
     }
     let mut keep: Vec<u32> = keep.iter().map(|&fd| fd as u32).collect();
     keep.sort_unstable();
@@ -676,6 +686,32 @@ fn thread_pin_new_netns(target: &Path, method: PinMethod) -> Result<ThreadPin> {
             ))
         })
     })
+}
+
+/// The namespace's net_cookie, read through SO_NETNS_COOKIE on a socket made inside it. It is
+/// the key netns-trace uses, since inode numbers are reused. None before Linux 5.14.
+fn netns_cookie(netns_file: &Path) -> Option<u64> {
+    in_netns(netns_file, || {
+        let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if sock < 0 {
+            return Err(last_os_err("socket(AF_INET)"));
+        }
+        let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+        let mut cookie = 0u64;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        Ok((rc == 0).then_some(cookie))
+    })
+    .ok()
+    .flatten()
 }
 
 /// ifreq with only the flags member of the union used (struct size 40 on 64-bit).
@@ -1202,6 +1238,7 @@ fn mac_for(tag: u8, ip: Ipv4Addr) -> [u8; 6] {
 
 struct Pod {
     pause_pid: i32,
+    cookie: Option<u64>,
     pin: PathBuf,
     inum: u64,
     host_veth: String,
@@ -1253,6 +1290,7 @@ fn start_pod(
     ip_in(&pin, &["link", "set", "eth0", "up"])?;
     Ok(Pod {
         pause_pid: pause.pid,
+        cookie: netns_cookie(&pin),
         pin,
         inum,
         host_veth,
@@ -1278,7 +1316,9 @@ fn incident(run: &mut Run, args: &IncidentArgs) -> Result<Value> {
     // (3) pod A goes away: SIGKILL without cleanup (leak), or unmount first (clean).
     let mut pod_a_pin_mounted = true;
     if !leak {
+        // What `ip netns del` and a CNI DEL do: detach, then unlink.
         umount_detach(&pod_a.pin)?;
+        fs::remove_file(&pod_a.pin).map_err(os_err(format!("remove {}", pod_a.pin.display())))?;
         pod_a_pin_mounted = false;
     }
     kill_child(pod_a.pause_pid)?;
@@ -1369,12 +1409,19 @@ fn incident(run: &mut Run, args: &IncidentArgs) -> Result<Value> {
         })
         .collect();
     let stale_reply = responders.contains(&fmt_mac(&pod_a.mac));
+    // After a clean teardown the kernel may hand pod A's inode number to a later namespace:
+    // say so, since only the cookie tells them apart.
+    let pod_a_inum_reused_by = [("pod_b", pod_b.inum), ("client", client_pin.inum)]
+        .into_iter()
+        .find(|(_, inum)| *inum == pod_a.inum)
+        .map(|(role, _)| role);
 
     let pod_json = |pod: &Pod, alive: bool, pin_mounted: bool| {
         json!({
             "pause_pid": pod.pause_pid,
             "pause_alive": alive,
             "netns_inum": pod.inum,
+            "netns_cookie": pod.cookie,
             "pin": pod.pin,
             "pin_mounted": pin_mounted,
             "mac": fmt_mac(&pod.mac),
@@ -1388,12 +1435,19 @@ fn incident(run: &mut Run, args: &IncidentArgs) -> Result<Value> {
         "leak_expected": leak,
         "clean_teardown": !leak,
         "bridge": bridge,
-        "node": { "pin": node, "netns_inum": node_pin.inum, "creator_tid": node_pin.tid },
+        "node": {
+            "pin": node,
+            "netns_inum": node_pin.inum,
+            "netns_cookie": netns_cookie(&node),
+            "creator_tid": node_pin.tid,
+        },
         "pod_a": pod_json(&pod_a, false, pod_a_pin_mounted),
+        "pod_a_inum_reused_by": pod_a_inum_reused_by,
         "pod_b": pod_json(&pod_b, true, true),
         "client": {
             "pin": client,
             "netns_inum": client_pin.inum,
+            "netns_cookie": netns_cookie(&client),
             "mac": fmt_mac(&client_mac),
             "ip": client_ip.to_string(),
             "prefix": cidr.prefix,
@@ -1567,6 +1621,7 @@ fn fd_pin(run: &mut Run) -> Result<Value> {
         .parse()
         .map_err(|_| TestbedError::Unexpected(format!("member reported {:?}", member.report)))?;
     let member_pid = member.pid;
+    let cookie = netns_cookie(Path::new(&format!("/proc/{member_pid}/ns/net")));
     let member_ns = PathBuf::from(format!("/proc/{member_pid}/ns/net"));
     let holder = fork_child("docker-proxy", AfterReport::SleepForever, || {
         let fd = File::open(&member_ns).map_err(os_err(format!("open {}", member_ns.display())))?;
@@ -1600,6 +1655,7 @@ fn fd_pin(run: &mut Run) -> Result<Value> {
     let holder_netns = ns_inum(Path::new(&format!("/proc/{}/ns/net", holder.pid)))?;
     Ok(json!({
         "netns_inum": inum,
+        "netns_cookie": cookie,
         "member_pid": member_pid,
         "member_alive": false,
         "holder_pid": holder.pid,
@@ -1649,6 +1705,7 @@ fn copied_mount(run: &mut Run) -> Result<Value> {
         .report
         .parse()
         .map_err(|_| TestbedError::Unexpected(format!("holder reported {:?}", holder.report)))?;
+    let cookie = netns_cookie(&original);
     umount_detach(&original)?;
 
     let host_mountinfo = Path::new("/proc/self/mountinfo");
@@ -1667,6 +1724,7 @@ fn copied_mount(run: &mut Run) -> Result<Value> {
     })?;
     Ok(json!({
         "netns_inum": pin.inum,
+        "netns_cookie": cookie,
         "original_path": original,
         "original_mounted": false,
         "copy_mount_point": copy,
@@ -1680,12 +1738,14 @@ fn copied_mount(run: &mut Run) -> Result<Value> {
 fn new_mount_api(run: &mut Run) -> Result<Value> {
     let (path, pin) =
         run.pin_fresh_netns(&format!("newapi-{}", uuid_v4()?), PinMethod::NewMountApi)?;
+    let cookie = netns_cookie(&path);
     let mount_point =
         nsfs_mount_point(Path::new("/proc/self/mountinfo"), pin.inum)?.ok_or_else(|| {
             TestbedError::Unexpected(format!("no nsfs mount of net:[{}] in mountinfo", pin.inum))
         })?;
     Ok(json!({
         "netns_inum": pin.inum,
+        "netns_cookie": cookie,
         "pin": path,
         "mount_point": mount_point,
         "api": "open_tree+move_mount",
@@ -1697,6 +1757,7 @@ fn new_mount_api(run: &mut Run) -> Result<Value> {
 fn runtime_style(run: &mut Run, kill_member: bool) -> Result<Value> {
     let (pin_path, pin) =
         run.pin_fresh_netns(&format!("cni-{}", uuid_v4()?), PinMethod::BindMount)?;
+    let cookie = netns_cookie(&pin_path);
     let expected = pin.inum;
     let member = fork_child("pause", AfterReport::SleepForever, || {
         let ns = File::open(&pin_path).map_err(os_err(format!("open {}", pin_path.display())))?;
@@ -1721,6 +1782,7 @@ fn runtime_style(run: &mut Run, kill_member: bool) -> Result<Value> {
     }
     Ok(json!({
         "netns_inum": pin.inum,
+        "netns_cookie": cookie,
         "pin": pin_path,
         "creator_tid": pin.tid,
         "creator_restored_to_inum": pin.original_inum,

@@ -193,19 +193,28 @@ pub fn nsfs_mounts(mountinfo: &Path) -> Vec<NsfsMount> {
 /// Everything that visibly holds net:[inum]: task namespaces, nsfs mounts in any mount
 /// namespace, open fds. Each entry says where it was seen. (Sockets are not covered.)
 pub fn netns_holders(inum: u64) -> Vec<String> {
+    holders_with_paths(inum)
+        .into_iter()
+        .map(|(what, _)| what)
+        .collect()
+}
+
+/// Holders of net:[inum], each with a path through which the namespace can be opened.
+fn holders_with_paths(inum: u64) -> Vec<(String, PathBuf)> {
     let want = format!("net:[{inum}]");
     let mut holders = vec![];
     let mut mount_namespaces = HashSet::new();
     for proc_dir in numeric_dirs(Path::new("/proc")) {
         for task in numeric_dirs(&proc_dir.join("task")) {
-            if link_text(&task.join("ns/net")).as_deref() == Some(want.as_str()) {
-                holders.push(format!("task {}", task.display()));
+            let ns = task.join("ns/net");
+            if link_text(&ns).as_deref() == Some(want.as_str()) {
+                holders.push((format!("task {}", task.display()), ns));
             }
         }
         if let Ok(fds) = fs::read_dir(proc_dir.join("fd")) {
             for fd in fds.filter_map(Result::ok) {
                 if link_text(&fd.path()).as_deref() == Some(want.as_str()) {
-                    holders.push(format!("fd {}", fd.path().display()));
+                    holders.push((format!("fd {}", fd.path().display()), fd.path()));
                 }
             }
         }
@@ -218,11 +227,16 @@ pub fn netns_holders(inum: u64) -> Vec<String> {
         }
         for m in nsfs_mounts(&proc_dir.join("mountinfo")) {
             if m.root == want {
-                holders.push(format!(
+                // /proc/PID/root resolves the mount point inside that mount namespace.
+                let through = proc_dir
+                    .join("root")
+                    .join(m.mount_point.trim_start_matches('/'));
+                let what = format!(
                     "mount {} in {mnt_ns} (seen via {})",
                     m.mount_point,
                     proc_dir.display()
-                ));
+                );
+                holders.push((what, through));
             }
         }
     }
@@ -231,7 +245,51 @@ pub fn netns_holders(inum: u64) -> Vec<String> {
 
 /// Does anything visible still hold net:[inum]?
 pub fn netns_inum_exists(inum: u64) -> bool {
-    !netns_holders(inum).is_empty()
+    !holders_with_paths(inum).is_empty()
+}
+
+/// Like `netns_inum_exists`, but when `cookie` is known a holder counts only if it is that very
+/// namespace: inode numbers are recycled, and other tests create namespaces concurrently.
+pub fn netns_exists(inum: u64, cookie: Option<u64>) -> bool {
+    let holders = holders_with_paths(inum);
+    match cookie {
+        None => !holders.is_empty(),
+        // A holder whose cookie cannot be read (it vanished meanwhile) does not count.
+        Some(cookie) => holders
+            .iter()
+            .any(|(_, path)| netns_cookie(path) == Some(cookie)),
+    }
+}
+
+/// net_cookie of the namespace behind `netns_file` (SO_NETNS_COOKIE, Linux 5.14+).
+pub fn netns_cookie(netns_file: &Path) -> Option<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let ns = File::open(netns_file).ok()?;
+    std::thread::spawn(move || {
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return None;
+        }
+        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return None;
+        }
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut cookie = 0u64;
+        let mut len = size_of::<u64>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_NETNS_COOKIE,
+                (&mut cookie as *mut u64).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(cookie)
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 /// Active objects of the net_namespace slab cache, if /proc/slabinfo is readable and the
