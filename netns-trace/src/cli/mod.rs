@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 mod probes;
 mod record;
+mod report;
 mod watch;
 
 pub use crate::probes::ModeRequest;
@@ -72,6 +73,8 @@ pub enum Command {
     Watch(watch::WatchArgs),
     /// Record a trace file around a deployment, for offline `report`.
     Record(record::RecordArgs),
+    /// Analyse a recorded trace: namespaces, states and findings (no BPF, no root).
+    Report(report::ReportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Probes(a) => probes::run(a),
         Command::Watch(a) => watch::run(a),
         Command::Record(a) => record::run(a),
+        Command::Report(a) => report::run(a),
     };
     match result {
         Ok(code) => code,
