@@ -3,9 +3,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod export;
 mod probes;
 mod record;
 mod report;
+mod scan;
 mod watch;
 
 pub use crate::probes::ModeRequest;
@@ -75,6 +77,10 @@ pub enum Command {
     Record(record::RecordArgs),
     /// Analyse a recorded trace: namespaces, states and findings (no BPF, no root).
     Report(report::ReportArgs),
+    /// What is pinned right now: memberless namespaces, their pins, duplicate IPs (no BPF).
+    Scan(scan::ScanArgs),
+    /// Turn a trace into a Perfetto timeline or JSON lines.
+    Export(export::ExportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -85,6 +91,8 @@ pub fn main() -> ExitCode {
         Command::Watch(a) => watch::run(a),
         Command::Record(a) => record::run(a),
         Command::Report(a) => report::run(a),
+        Command::Scan(a) => scan::run(a),
+        Command::Export(a) => export::run(a),
     };
     match result {
         Ok(code) => code,

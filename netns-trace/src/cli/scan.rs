@@ -1,0 +1,53 @@
+//! `netns-trace scan`: the state of the node right now, without BPF.
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::collector::{Collector, CollectorConfig};
+use crate::model::{Event, EventBody, SnapshotPhase};
+use crate::report::{ClockBase, Report, ReportContext};
+
+#[derive(Debug, clap::Args)]
+#[command(long_about = "Walks every process's namespaces, every open nsfs fd and the mountinfo of \
+every mount namespace (copies of a bind mount live in other mount namespaces), reads each \
+namespace's interfaces, and reports:\n\
+  - namespaces with no member process that something still pins (leak suspects), naming the pin;\n\
+  - IPv4 addresses configured in more than one namespace.\n\n\
+No BPF is loaded, so it works on any kernel; history (who created a namespace, when its last \
+process died) needs `watch` or `record`. This is the automated form of the usual \
+`ip netns` / `lsns` / `nsenter` loops.")]
+pub struct ScanArgs {
+    /// The netns-trace/report/v1 JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with status 3 if a namespace is a leak suspect.
+    #[arg(long)]
+    pub fail_on_leak: bool,
+}
+
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let now = crate::live::source::monotonic_ns();
+    let clock = crate::trace::ClockBase::now();
+    let snap = crate::snapshot::take(SnapshotPhase::Start)?;
+    let mut c = Collector::new(CollectorConfig { notices: false, ..Default::default() });
+    c.handle(&Event::observed(now, EventBody::Snapshot(Box::new(snap))));
+    c.finish(now);
+    let ctx = ReportContext {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        probe_mode: "none (scan)".into(),
+        clock: Some(ClockBase { monotonic_ns: clock.monotonic_ns, realtime_ns: clock.realtime_ns }),
+        filters: Default::default(),
+    };
+    let report = Report::build(&c, &ctx);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        report.write_json(&mut out, true)?;
+        writeln!(out)?;
+    } else {
+        report.render_text(&mut out)?;
+    }
+    if args.fail_on_leak && super::report::has_leak(&report) {
+        return Ok(ExitCode::from(super::EXIT_LEAK));
+    }
+    Ok(ExitCode::SUCCESS)
+}
