@@ -7,6 +7,7 @@ mod error;
 mod initramfs;
 mod kernels;
 mod qemu;
+mod suite;
 mod util;
 mod vm_test;
 
@@ -35,6 +36,11 @@ enum Commands {
     VmTest(vm_test::VmTestArgs),
     /// Measure the tracer's cost on the node and the collector's speed.
     Bench(bench::BenchArgs),
+    /// The whole test suite, as CI runs it: bootstrap, unit and host tests, the 5.10 / 6.1 /
+    /// 6.12 guests, and bounded fuzzing. Needs root.
+    Test(suite::TestArgs),
+    /// Bootstrap, build, and run netns-trace with the given arguments (`-- watch`).
+    Run(suite::RunArgs),
     /// (internal) Paced thread generator used by `bench`.
     #[command(hide = true)]
     BenchGenerator(bench::GeneratorArgs),
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Commands::VmTest(args) => vm_test::run_vm_test(&args).map_err(Into::into),
         Commands::Bench(args) => bench::run(args).map(|()| true),
+        Commands::Test(args) => suite::test(args),
+        Commands::Run(args) => suite::run(args),
         Commands::BenchGenerator(args) => bench::generator(args).map(|()| true),
     };
     match result {
