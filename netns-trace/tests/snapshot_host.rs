@@ -118,10 +118,10 @@ fn references_to(inum: u32) -> Vec<String> {
                 }
             }
         }
-        if let Ok(mi) = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")) {
-            if mi.contains(&needle) {
-                found.push(format!("mountinfo of {pid}"));
-            }
+        if let Ok(mi) = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            && mi.contains(&needle)
+        {
+            found.push(format!("mountinfo of {pid}"));
         }
     }
     found

@@ -149,10 +149,10 @@ fn init_net_inum(proc: &ProcFs) -> Result<u32, SnapshotError> {
         Ok(inum) => return Ok(inum),
         Err(e) => e,
     };
-    if proc.comm(2).is_ok_and(|c| c.as_str() == "kthreadd") {
-        if let Ok(inum) = proc.net_ns(2) {
-            return Ok(inum);
-        }
+    if proc.comm(2).is_ok_and(|c| c.as_str() == "kthreadd")
+        && let Ok(inum) = proc.net_ns(2)
+    {
+        return Ok(inum);
     }
     proc.net_ns(std::process::id())
         .map_err(|_| SnapshotError::Io {

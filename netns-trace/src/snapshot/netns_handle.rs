@@ -207,12 +207,11 @@ fn dump_current_netns(path: &Path) -> Result<(u64, Vec<Interface>), SnapshotErro
         2,
         RouteNetlinkMessage::GetAddress(request),
         |msg| {
-            if let RouteNetlinkMessage::NewAddress(addr) = msg {
-                if let Some((index, ip, prefix)) = ipv4_of(&addr) {
-                    if let Some(iface) = interfaces.iter_mut().find(|i| i.ifindex == index) {
-                        iface.ipv4.push((ip, prefix));
-                    }
-                }
+            if let RouteNetlinkMessage::NewAddress(addr) = msg
+                && let Some((index, ip, prefix)) = ipv4_of(&addr)
+                && let Some(iface) = interfaces.iter_mut().find(|i| i.ifindex == index)
+            {
+                iface.ipv4.push((ip, prefix));
             }
         },
     )

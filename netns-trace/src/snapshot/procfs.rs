@@ -84,10 +84,10 @@ pub fn parse_cgroup_path(content: &str) -> Option<String> {
         }
     }
     // A hybrid host shows "0::/" next to real v1 paths; the v1 ones are more specific then.
-    if let Some(path) = unified {
-        if path != "/" || v1.is_empty() {
-            return Some(path.to_string());
-        }
+    if let Some(path) = unified
+        && (path != "/" || v1.is_empty())
+    {
+        return Some(path.to_string());
     }
     for wanted in ["pids", "memory", "net_cls", "cpu", "name=systemd"] {
         if let Some((_, path)) = v1.iter().find(|(c, _)| c.split(',').any(|c| c == wanted)) {
