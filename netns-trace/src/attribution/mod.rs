@@ -12,7 +12,7 @@ pub mod sandbox;
 
 use serde::{Deserialize, Serialize};
 
-pub use cgroup::owner_from_cgroup;
+pub use cgroup::{owner_from_cgroup, owner_from_proc_cgroup};
 pub use cni::{CniCacheEntry, CniIp, find_by_netns_path, parse_cni_cache, read_cni_cache_dir};
 pub use sandbox::{SandboxKind, SandboxRef, sandbox_from_pin_path};
 
