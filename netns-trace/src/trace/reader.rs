@@ -76,10 +76,13 @@ impl TraceDamage {
 const READ_CHUNK: usize = 1 << 20;
 
 /// A sliding window over the input: all of it for in-memory traces, chunks for files.
+/// `buf[pos..end]` is what has been read and not consumed; `buf` beyond `end` is spare room
+/// (kept allocated and initialised, so short reads cost no re-zeroing).
 struct Input {
     source: Option<Box<dyn Read + Send>>,
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
     /// File offset of `buf[pos]`.
     offset: u64,
     eof: bool,
@@ -87,43 +90,67 @@ struct Input {
 }
 
 impl Input {
+    fn in_memory(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        Self {
+            source: None,
+            buf: bytes,
+            pos: 0,
+            end,
+            offset: 0,
+            eof: true,
+            error: None,
+        }
+    }
+
+    fn streaming(source: Box<dyn Read + Send>) -> Self {
+        Self {
+            source: Some(source),
+            buf: Vec::new(),
+            pos: 0,
+            end: 0,
+            offset: 0,
+            eof: false,
+            error: None,
+        }
+    }
+
     fn available(&self) -> &[u8] {
-        &self.buf[self.pos..]
+        &self.buf[self.pos..self.end]
     }
 
     /// Makes at least `want` bytes available unless the input ends first; returns how many
     /// are available.
     fn fill(&mut self, want: usize) -> usize {
-        while self.buf.len() - self.pos < want && !self.eof {
+        while self.end - self.pos < want && !self.eof {
             let Some(source) = self.source.as_mut() else {
                 self.eof = true;
                 break;
             };
             if self.pos > 0 {
-                self.buf.drain(..self.pos);
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
                 self.pos = 0;
             }
-            let old = self.buf.len();
-            self.buf.resize(old + READ_CHUNK.max(want - old), 0);
-            match source.read(&mut self.buf[old..]) {
-                Ok(0) => {
-                    self.buf.truncate(old);
-                    self.eof = true;
-                }
-                Ok(n) => self.buf.truncate(old + n),
-                Err(e) if e.kind() == ErrorKind::Interrupted => self.buf.truncate(old),
+            let room = want.max(READ_CHUNK);
+            if self.buf.len() < room {
+                self.buf.resize(room, 0);
+            }
+            match source.read(&mut self.buf[self.end..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.end += n.min(self.buf.len() - self.end),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.buf.truncate(old);
                     self.eof = true;
                     self.error = Some(e);
                 }
             }
         }
-        self.buf.len() - self.pos
+        self.end - self.pos
     }
 
     fn consume(&mut self, n: usize) {
-        let n = n.min(self.buf.len() - self.pos);
+        let n = n.min(self.end - self.pos);
         self.pos += n;
         self.offset += n as u64;
     }
@@ -163,26 +190,12 @@ impl TraceReader {
     }
 
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, TraceError> {
-        Self::start(Input {
-            source: None,
-            buf: bytes,
-            pos: 0,
-            offset: 0,
-            eof: true,
-            error: None,
-        })
+        Self::start(Input::in_memory(bytes))
     }
 
     /// Reads from any byte stream, a chunk at a time.
     pub fn from_reader(source: impl Read + Send + 'static) -> Result<Self, TraceError> {
-        Self::start(Input {
-            source: Some(Box::new(source)),
-            buf: Vec::new(),
-            pos: 0,
-            offset: 0,
-            eof: false,
-            error: None,
-        })
+        Self::start(Input::streaming(Box::new(source)))
     }
 
     fn start(mut input: Input) -> Result<Self, TraceError> {

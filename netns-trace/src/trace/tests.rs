@@ -1061,18 +1061,21 @@ fn bytes_per_event_on_a_realistic_mix() {
     let events = realistic_mix(200_000, 21);
     let header_only = write_all(&[], WriterOptions::default()).len();
     for compression in [Compression::Never, Compression::Auto, Compression::Always] {
-        for max_frame_bytes in [4 * 1024, 64 * 1024] {
+        // 100 events per frame: a quiet node where the once-a-second flush ends most frames.
+        for (max_frame_bytes, max_frame_events) in
+            [(64 * 1024, 100), (4 * 1024, 8192), (64 * 1024, 8192)]
+        {
             let bytes = write_all(
                 &events,
                 WriterOptions {
                     compression,
                     max_frame_bytes,
-                    ..Default::default()
+                    max_frame_events,
                 },
             );
             let per_event = (bytes.len() - header_only) as f64 / events.len() as f64;
             println!(
-                "trace size: {compression:?}, frames of {} KiB: {per_event:.2} bytes/event ({} events, {} bytes)",
+                "trace size: {compression:?}, frames of <= {} KiB / <= {max_frame_events} events: {per_event:.2} bytes/event ({} events, {} bytes)",
                 max_frame_bytes / 1024,
                 events.len(),
                 bytes.len()
@@ -1228,7 +1231,7 @@ impl<'a> From<&'a Event> for PostcardEvent<'a> {
 #[ignore = "timing measurement, run in release with --ignored --nocapture"]
 fn decode_throughput() {
     let events = realistic_mix(1_000_000, 22);
-    for compression in [Compression::Never, Compression::Auto] {
+    for compression in [Compression::Never, Compression::Auto, Compression::Always] {
         let bytes = write_all(
             &events,
             WriterOptions {
