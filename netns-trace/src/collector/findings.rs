@@ -35,7 +35,10 @@ impl From<&PinRecord> for PinEvidence {
             mount_ns: p.mount_ns,
             pid: p.pid,
             fd: p.fd,
-            by: p.by.map(|a| ByTask { pid: a.pid, comm: a.comm }),
+            by: p.by.map(|a| ByTask {
+                pid: a.pid,
+                comm: a.comm,
+            }),
             at_ns: p.at_ns,
         }
     }
@@ -138,12 +141,19 @@ impl FindingDetail {
                 kind::NSFS_MOUNT,
                 kind::NSFS_EVICT,
             ],
-            FindingDetail::DuplicateIp { .. } => {
-                &[kind::NETDEV, kind::IPV4_ADDR, kind::NETNS_TEARDOWN, kind::NETNS_FREED]
-            }
-            FindingDetail::StaleArpReply { .. } => {
-                &[kind::ARP, kind::NETDEV, kind::IPV4_ADDR, kind::TASK_NETNS, kind::NETNS_TEARDOWN]
-            }
+            FindingDetail::DuplicateIp { .. } => &[
+                kind::NETDEV,
+                kind::IPV4_ADDR,
+                kind::NETNS_TEARDOWN,
+                kind::NETNS_FREED,
+            ],
+            FindingDetail::StaleArpReply { .. } => &[
+                kind::ARP,
+                kind::NETDEV,
+                kind::IPV4_ADDR,
+                kind::TASK_NETNS,
+                kind::NETNS_TEARDOWN,
+            ],
         }
     }
 }
@@ -210,7 +220,12 @@ impl LossLog {
     pub fn record(&mut self, kind: u16, count: u64, ts: u64) -> LossInterval {
         let from = self.last_report.insert(kind, ts).unwrap_or(0);
         *self.totals.entry(kind).or_insert(0) += count;
-        let iv = LossInterval { kind, from_ns: from, to_ns: ts, count };
+        let iv = LossInterval {
+            kind,
+            from_ns: from,
+            to_ns: ts,
+            count,
+        };
         self.intervals.push(iv);
         if self.intervals.len() > MAX_LOSS_INTERVALS {
             self.coalesce();
@@ -235,7 +250,11 @@ impl LossLog {
     }
 
     /// Lost kinds (name, count) that could have hidden evidence for `detail` in `window`.
-    pub fn overlapping(&self, detail: &FindingDetail, window: EvidenceWindow) -> BTreeMap<&'static str, u64> {
+    pub fn overlapping(
+        &self,
+        detail: &FindingDetail,
+        window: EvidenceWindow,
+    ) -> BTreeMap<&'static str, u64> {
         let mut out = BTreeMap::new();
         for iv in &self.intervals {
             if iv.affects(detail, window) {
@@ -253,7 +272,8 @@ impl LossLog {
 
 impl LossInterval {
     pub fn affects(&self, detail: &FindingDetail, window: EvidenceWindow) -> bool {
-        let relevant = detail.sensitive_kinds().contains(&self.kind) || kind::name(self.kind) == "unknown";
+        let relevant =
+            detail.sensitive_kinds().contains(&self.kind) || kind::name(self.kind) == "unknown";
         relevant && self.from_ns <= window.to_ns && self.to_ns >= window.from_ns
     }
 }
@@ -261,7 +281,10 @@ impl LossInterval {
 /// The sentence put in `uncertain_reason` for overlapping losses.
 pub(crate) fn loss_reason(lost: &BTreeMap<&'static str, u64>) -> String {
     let parts: Vec<String> = lost.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    format!("events lost while the evidence was gathered: {}", parts.join(", "))
+    format!(
+        "events lost while the evidence was gathered: {}",
+        parts.join(", ")
+    )
 }
 
 /// Loopback and unspecified addresses exist in every namespace and are never duplicates.
@@ -289,7 +312,10 @@ mod tests {
         let mut log = LossLog::default();
         log.record(kind::TASK_NETNS, 3, 100);
         log.record(kind::TASK_NETNS, 2, 500);
-        let w = EvidenceWindow { from_ns: 200, to_ns: 300 };
+        let w = EvidenceWindow {
+            from_ns: 200,
+            to_ns: 300,
+        };
         // The second report covers (100, 500], which overlaps the window.
         assert_eq!(log.overlapping(&leaked(), w).get("task_netns"), Some(&2));
         // ARP losses do not matter to a leak verdict.
@@ -305,7 +331,10 @@ mod tests {
             log.record(kind::TASK_NETNS, 1, 1000 + i * 10);
         }
         assert!(log.intervals.len() <= MAX_LOSS_INTERVALS);
-        let w = EvidenceWindow { from_ns: 1005, to_ns: 1006 };
+        let w = EvidenceWindow {
+            from_ns: 1005,
+            to_ns: 1006,
+        };
         assert!(!log.overlapping(&leaked(), w).is_empty());
     }
 }

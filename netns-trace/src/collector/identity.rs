@@ -58,11 +58,16 @@ impl Registry {
     }
 
     fn slot_ref(&self, slot: u32) -> SlotRef {
-        SlotRef { slot, generation: self.generations[slot as usize] }
+        SlotRef {
+            slot,
+            generation: self.generations[slot as usize],
+        }
     }
 
     fn ns(&self, slot: u32) -> &Namespace {
-        self.slots[slot as usize].as_ref().expect("index maps only name occupied slots")
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("index maps only name occupied slots")
     }
 
     pub fn len(&self) -> usize {
@@ -70,10 +75,17 @@ impl Registry {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (SlotRef, &Namespace)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.as_ref().map(|ns| (SlotRef { slot: i as u32, generation: self.generations[i] }, ns)))
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.as_ref().map(|ns| {
+                (
+                    SlotRef {
+                        slot: i as u32,
+                        generation: self.generations[i],
+                    },
+                    ns,
+                )
+            })
+        })
     }
 
     /// The namespace `id` names for an event with `intent`, upgrading a cookie-less entry when

@@ -31,8 +31,8 @@ use identity::{Intent, Registry, SlotRef};
 pub use namespace::*;
 
 use crate::model::{
-    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId, Pin, Snapshot,
-    SnapshotPhase, TaskOp,
+    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId,
+    Pin, Snapshot, SnapshotPhase, TaskOp,
 };
 
 /// init_net's inode number on 6.18 (fixed); older kernels allocate it at boot and the Start
@@ -59,7 +59,11 @@ pub struct CollectorConfig {
 
 impl Default for CollectorConfig {
     fn default() -> Self {
-        Self { grace_ns: 30_000_000_000, keep_destroyed: 10_000, notices: true }
+        Self {
+            grace_ns: 30_000_000_000,
+            keep_destroyed: 10_000,
+            notices: true,
+        }
     }
 }
 
@@ -239,7 +243,8 @@ impl Collector {
         for ns in self.namespaces() {
             *m.entry(ns.state).or_default() += 1;
         }
-        *m.entry(NsState::Destroyed).or_default() += self.stats.dropped_destroyed.values().sum::<u64>();
+        *m.entry(NsState::Destroyed).or_default() +=
+            self.stats.dropped_destroyed.values().sum::<u64>();
         m
     }
 
@@ -252,30 +257,70 @@ impl Collector {
         self.stats.last_ts_ns = Some(self.stats.last_ts_ns.map_or(ts, |t| t.max(ts)));
         self.advance(ts);
         match &ev.body {
-            EventBody::NetnsCreated { netns, parent, net_ptr, source, .. } => {
-                self.on_created(ev, *netns, *parent, *net_ptr, *source)
+            EventBody::NetnsCreated {
+                netns,
+                parent,
+                net_ptr,
+                source,
+                ..
+            } => self.on_created(ev, *netns, *parent, *net_ptr, *source),
+            EventBody::Task {
+                op,
+                netns,
+                prev,
+                cgroup_id,
+                ppid,
+                ..
+            } => self.on_task(ev, *op, *netns, *prev, *cgroup_id, *ppid),
+            EventBody::NetnsTeardown { netns, net_ptr, .. } => {
+                self.on_end(ts, *netns, *net_ptr, false)
             }
-            EventBody::Task { op, netns, prev, cgroup_id, ppid, .. } => {
-                self.on_task(ev, *op, *netns, *prev, *cgroup_id, *ppid)
-            }
-            EventBody::NetnsTeardown { netns, net_ptr, .. } => self.on_end(ts, *netns, *net_ptr, false),
             EventBody::NetnsFreed { netns, net_ptr, .. } => self.on_end(ts, *netns, *net_ptr, true),
             EventBody::CleanupRun => {
                 self.stats.cleanup_runs += 1;
                 self.stats.last_cleanup_run_ns = Some(ts);
             }
-            EventBody::MountSyscall { op, mnt_ns, ret, flags, target, .. } => {
-                self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, target)
-            }
-            EventBody::NsfsMount { netns, mnt_ns, net_ptr, .. } => self.on_nsfs_mount(ev, *netns, *mnt_ns, *net_ptr),
+            EventBody::MountSyscall {
+                op,
+                mnt_ns,
+                ret,
+                flags,
+                target,
+                ..
+            } => self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, target),
+            EventBody::NsfsMount {
+                netns,
+                mnt_ns,
+                net_ptr,
+                ..
+            } => self.on_nsfs_mount(ev, *netns, *mnt_ns, *net_ptr),
             EventBody::NsfsEvict { netns, net_ptr } => self.on_nsfs_evict(ts, *netns, *net_ptr),
-            EventBody::NetDev { op, netns, ifindex, other, mac, name } => {
-                self.on_netdev(ts, *op, *netns, *ifindex, *other, *mac, name)
-            }
-            EventBody::Ipv4Addr { op, netns, ifindex, addr, prefix_len, label } => {
-                self.on_ipv4(ts, *op, *netns, *ifindex, *addr, *prefix_len, label)
-            }
-            EventBody::Arp { netns, dir, op, ifindex, sender_ip, sender_mac, target_ip, .. } => {
+            EventBody::NetDev {
+                op,
+                netns,
+                ifindex,
+                other,
+                mac,
+                name,
+            } => self.on_netdev(ts, *op, *netns, *ifindex, *other, *mac, name),
+            EventBody::Ipv4Addr {
+                op,
+                netns,
+                ifindex,
+                addr,
+                prefix_len,
+                label,
+            } => self.on_ipv4(ts, *op, *netns, *ifindex, *addr, *prefix_len, label),
+            EventBody::Arp {
+                netns,
+                dir,
+                op,
+                ifindex,
+                sender_ip,
+                sender_mac,
+                target_ip,
+                ..
+            } => {
                 let reply = ArpReplySeen {
                     at_ns: ts,
                     dir: *dir,
@@ -290,7 +335,9 @@ impl Collector {
             EventBody::Lost { kind, count } => self.on_lost(ts, *kind, *count),
             EventBody::PinAdded { netns, pin } => self.on_pin_added(ts, *netns, pin),
             EventBody::PinRemoved { netns, pin } => self.on_pin_removed(ts, *netns, pin),
-            EventBody::Interfaces { netns, interfaces } => self.on_interfaces(ts, *netns, interfaces),
+            EventBody::Interfaces { netns, interfaces } => {
+                self.on_interfaces(ts, *netns, interfaces)
+            }
             EventBody::CgroupPath { cgroup_id, path } => self.on_cgroup_path(*cgroup_id, path),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
         }
@@ -321,7 +368,9 @@ impl Collector {
                 break;
             }
             self.deadlines.pop();
-            let Some(ns) = self.reg.get(d.ns) else { continue };
+            let Some(ns) = self.reg.get(d.ns) else {
+                continue;
+            };
             if ns.epoch != d.epoch {
                 continue;
             }
@@ -338,19 +387,38 @@ impl Collector {
 
     fn schedule(&mut self, r: SlotRef, at_ns: u64, kind: DeadlineKind) {
         if let Some(ns) = self.reg.get(r) {
-            self.deadlines.push(Reverse(Deadline { at_ns, ns: r, epoch: ns.epoch, kind }));
+            self.deadlines.push(Reverse(Deadline {
+                at_ns,
+                ns: r,
+                epoch: ns.epoch,
+                kind,
+            }));
         }
     }
 
     // ---- notices ----
 
-    fn notify(&mut self, ts: u64, r: Option<SlotRef>, kind: NoticeKind, text: impl FnOnce(&Self) -> String) {
+    fn notify(
+        &mut self,
+        ts: u64,
+        r: Option<SlotRef>,
+        kind: NoticeKind,
+        text: impl FnOnce(&Self) -> String,
+    ) {
         if !self.cfg.notices {
             return;
         }
-        let netns = r.and_then(|r| self.reg.get(r)).map(|ns| ns.id()).unwrap_or_default();
+        let netns = r
+            .and_then(|r| self.reg.get(r))
+            .map(|ns| ns.id())
+            .unwrap_or_default();
         let text = text(self);
-        self.out.push(Notice { ts_ns: ts, netns, kind, text });
+        self.out.push(Notice {
+            ts_ns: ts,
+            netns,
+            kind,
+            text,
+        });
     }
 
     // ---- identity ----
@@ -390,12 +458,20 @@ impl Collector {
                 ns.state = first;
             }
             if first == NsState::LeakSuspect {
-                self.schedule(r, ts.saturating_add(self.cfg.grace_ns), DeadlineKind::Suspect);
+                self.schedule(
+                    r,
+                    ts.saturating_add(self.cfg.grace_ns),
+                    DeadlineKind::Suspect,
+                );
             }
         }
         if origin != Origin::Traced {
             self.notify(ts, Some(r), NoticeKind::Seen, |c| {
-                let how = if origin == Origin::Snapshot { "existed before the trace" } else { "first seen mid-trace" };
+                let how = if origin == Origin::Snapshot {
+                    "existed before the trace"
+                } else {
+                    "first seen mid-trace"
+                };
                 format!("{} {how}", c.reg.get(r).map(|n| n.id()).unwrap_or_default())
             });
         }
@@ -431,10 +507,18 @@ impl Collector {
         }
         // Without a traced history (or a snapshot's member list) memberlessness is unproven.
         if ns.origin == Origin::Inferred || !ns.had_real_member {
-            return if ns.origin == Origin::Traced { NsState::Persistent } else { NsState::LeakSuspect };
+            return if ns.origin == Origin::Traced {
+                NsState::Persistent
+            } else {
+                NsState::LeakSuspect
+            };
         }
         let since = ns.last_member.map_or(ns.first_seen_ns, |m| m.exited_at_ns);
-        if now >= since.saturating_add(self.cfg.grace_ns) { NsState::Leaked } else { NsState::Draining }
+        if now >= since.saturating_add(self.cfg.grace_ns) {
+            NsState::Leaked
+        } else {
+            NsState::Draining
+        }
     }
 
     fn reevaluate(&mut self, r: SlotRef, ts: u64) {
@@ -451,10 +535,20 @@ impl Collector {
         if new == NsState::Destroyed {
             ns.state_before_destroy = Some(old);
         }
-        self.notify(ts, Some(r), NoticeKind::StateChanged, |_| format!("state {old} -> {new}"));
+        self.notify(ts, Some(r), NoticeKind::StateChanged, |_| {
+            format!("state {old} -> {new}")
+        });
         match new {
-            NsState::Draining => self.schedule(r, grace_from.saturating_add(self.cfg.grace_ns), DeadlineKind::Grace),
-            NsState::LeakSuspect => self.schedule(r, ts.saturating_add(self.cfg.grace_ns), DeadlineKind::Suspect),
+            NsState::Draining => self.schedule(
+                r,
+                grace_from.saturating_add(self.cfg.grace_ns),
+                DeadlineKind::Grace,
+            ),
+            NsState::LeakSuspect => self.schedule(
+                r,
+                ts.saturating_add(self.cfg.grace_ns),
+                DeadlineKind::Suspect,
+            ),
             NsState::Leaked => self.raise_leak(r, ts),
             NsState::Destroyed => self.on_destroyed(r, ts),
             NsState::Alive | NsState::Persistent => {}
@@ -462,7 +556,9 @@ impl Collector {
     }
 
     fn on_destroyed(&mut self, r: SlotRef, ts: u64) {
-        let Some(ns) = self.reg.get_mut(r) else { return };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
         // Members cannot outlive their namespace: exits were lost.
         for span in ns.members.iter_mut().filter(|s| s.left_at_ns.is_none()) {
             span.left_at_ns = Some(ts);
@@ -471,12 +567,17 @@ impl Collector {
         }
         ns.live_tasks = 0;
         if let Some(i) = ns.leak_finding
-            && let Some(FindingDetail::LeakedNetns { resolved_at_ns, .. }) = self.findings.get_mut(i).map(|f| &mut f.detail)
+            && let Some(FindingDetail::LeakedNetns { resolved_at_ns, .. }) =
+                self.findings.get_mut(i).map(|f| &mut f.detail)
         {
             resolved_at_ns.get_or_insert(ts);
         }
         let ips: Vec<(Ipv4Addr, u32)> = ns.ipv4().map(|(a, _, i)| (a, i.ifindex)).collect();
-        let paths: Vec<String> = ns.pins.iter().filter_map(|p| p.path.as_deref().map(|s| normalize_path(s).to_string())).collect();
+        let paths: Vec<String> = ns
+            .pins
+            .iter()
+            .filter_map(|p| p.path.as_deref().map(|s| normalize_path(s).to_string()))
+            .collect();
         for (ip, ifindex) in ips {
             self.unindex_ip(ip, r, ifindex);
         }
@@ -485,7 +586,9 @@ impl Collector {
         }
         self.destroyed.push_back(r);
         while self.destroyed.len() > self.cfg.keep_destroyed {
-            let Some(old) = self.destroyed.pop_front() else { break };
+            let Some(old) = self.destroyed.pop_front() else {
+                break;
+            };
             if let Some(ns) = self.reg.remove(old) {
                 let prior = ns.state_before_destroy.unwrap_or(NsState::Destroyed);
                 *self.stats.dropped_destroyed.entry(prior).or_default() += 1;
@@ -515,7 +618,11 @@ impl Collector {
             _ => self.new_life(id, Origin::Traced, ts),
         };
         self.reg.set_ptr(r, net_ptr);
-        let creator = Actor { pid: ev.pid, tgid: ev.tgid, comm: ev.comm };
+        let creator = Actor {
+            pid: ev.pid,
+            tgid: ev.tgid,
+            comm: ev.comm,
+        };
         if let Some(ns) = self.reg.get_mut(r) {
             ns.created_at_ns = Some(ts);
             ns.created_by = Some(creator);
@@ -538,7 +645,9 @@ impl Collector {
     }
 
     fn is_placeholder(&self, r: SlotRef, id: NsId, ts: u64, cookie_matched: bool) -> bool {
-        let Some(ns) = self.reg.get(r) else { return false };
+        let Some(ns) = self.reg.get(r) else {
+            return false;
+        };
         if cookie_matched {
             return true;
         }
@@ -549,7 +658,15 @@ impl Collector {
             && ns.first_seen_ns.saturating_add(REORDER_WINDOW_NS) >= ts
     }
 
-    fn on_task(&mut self, ev: &Event, op: TaskOp, netns: NsId, prev: NsId, cgroup_id: u64, ppid: u32) {
+    fn on_task(
+        &mut self,
+        ev: &Event,
+        op: TaskOp,
+        netns: NsId,
+        prev: NsId,
+        cgroup_id: u64,
+        ppid: u32,
+    ) {
         let ts = ev.ts_ns;
         let (tid, tgid, comm) = (ev.pid, ev.tgid, ev.comm);
         match op {
@@ -562,7 +679,18 @@ impl Collector {
                     // clone(CLONE_NEWNET) whose creation record was lost: the parent made it.
                     None if !prev.is_none() && prev != netns => {
                         let r = self.new_life(netns, Origin::Traced, ts);
-                        self.fill_creation(r, ts, Actor { pid: ppid, tgid: ppid, comm }, CreatedBy::Clone, prev, true);
+                        self.fill_creation(
+                            r,
+                            ts,
+                            Actor {
+                                pid: ppid,
+                                tgid: ppid,
+                                comm,
+                            },
+                            CreatedBy::Clone,
+                            prev,
+                            true,
+                        );
                         r
                     }
                     None => match self.place(netns, Intent::Join, true, ts) {
@@ -573,8 +701,11 @@ impl Collector {
                 self.join(r, tid, tgid, comm, cgroup_id, Some(ts), JoinHow::Fork, ts);
             }
             TaskOp::Unshare | TaskOp::Setns => {
-                let (join_how, leave_how) =
-                    if op == TaskOp::Unshare { (JoinHow::Unshare, LeaveHow::Unshare) } else { (JoinHow::Setns, LeaveHow::Setns) };
+                let (join_how, leave_how) = if op == TaskOp::Unshare {
+                    (JoinHow::Unshare, LeaveHow::Unshare)
+                } else {
+                    (JoinHow::Setns, LeaveHow::Setns)
+                };
                 if netns == prev {
                     // Only the mount namespace changed; still tells us the task is a member.
                     if !self.tasks.contains_key(&tid)
@@ -596,7 +727,18 @@ impl Collector {
                     // unshare(CLONE_NEWNET) always makes a fresh namespace: its record was lost.
                     None if op == TaskOp::Unshare => {
                         let r = self.new_life(netns, Origin::Traced, ts);
-                        self.fill_creation(r, ts, Actor { pid: tid, tgid, comm }, CreatedBy::Unshare, prev, false);
+                        self.fill_creation(
+                            r,
+                            ts,
+                            Actor {
+                                pid: tid,
+                                tgid,
+                                comm,
+                            },
+                            CreatedBy::Unshare,
+                            prev,
+                            false,
+                        );
                         r
                     }
                     None => match self.place(netns, Intent::Join, true, ts) {
@@ -614,7 +756,15 @@ impl Collector {
         }
     }
 
-    fn fill_creation(&mut self, r: SlotRef, ts: u64, by: Actor, source: CreatedBy, parent: NsId, creator_outside: bool) {
+    fn fill_creation(
+        &mut self,
+        r: SlotRef,
+        ts: u64,
+        by: Actor,
+        source: CreatedBy,
+        parent: NsId,
+        creator_outside: bool,
+    ) {
         if let Some(ns) = self.reg.get_mut(r) {
             ns.created_at_ns = Some(ts);
             ns.created_by = Some(by);
@@ -625,7 +775,10 @@ impl Collector {
             ns.creator_left = creator_outside;
         }
         self.notify(ts, Some(r), NoticeKind::Created, |_| {
-            format!("created by {} ({}) (creation inferred from membership)", by.pid, by.comm)
+            format!(
+                "created by {} ({}) (creation inferred from membership)",
+                by.pid, by.comm
+            )
         });
     }
 
@@ -648,7 +801,9 @@ impl Collector {
             // We missed it leaving its previous namespace.
             self.leave(tid, now, LeaveHow::Setns, None);
         }
-        let Some(ns) = self.reg.get_mut(r) else { return };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
         if ns.is_init || ns.is_destroyed() {
             return;
         }
@@ -685,7 +840,10 @@ impl Collector {
         if new_span {
             self.notify(now, Some(r), NoticeKind::MemberJoined, |_| {
                 let role = if counts { "" } else { " (creator)" };
-                format!("{tid} ({comm}){role} joined via {how:?}").to_lowercase()
+                format!(
+                    "{tid} ({comm}){role} joined via {}",
+                    format!("{how:?}").to_lowercase()
+                )
             });
         }
         self.reevaluate(r, now);
@@ -693,8 +851,12 @@ impl Collector {
 
     /// Removes `tid` from the namespace it is in. False when it was not known to be anywhere.
     fn leave(&mut self, tid: u32, now: u64, how: LeaveHow, exit_comm: Option<Comm>) -> bool {
-        let Some(loc) = self.tasks.remove(&tid) else { return false };
-        let Some(ns) = self.reg.get_mut(loc.ns) else { return true };
+        let Some(loc) = self.tasks.remove(&tid) else {
+            return false;
+        };
+        let Some(ns) = self.reg.get_mut(loc.ns) else {
+            return true;
+        };
         ns.live_tasks = ns.live_tasks.saturating_sub(1);
         ns.epoch = ns.epoch.wrapping_add(1);
         if tid == ns.creator_tid {
@@ -715,19 +877,44 @@ impl Collector {
             }
         }
         if ns.live_tasks == 0 {
-            ns.last_member = Some(LastMember { pid: who.0, tgid: who.1, comm: who.2, exited_at_ns: now, how });
+            ns.last_member = Some(LastMember {
+                pid: who.0,
+                tgid: who.1,
+                comm: who.2,
+                exited_at_ns: now,
+                how,
+            });
         }
         if closed {
-            self.notify(now, Some(loc.ns), NoticeKind::MemberLeft, |_| format!("{} ({}) left via {how:?}", who.0, who.2).to_lowercase());
+            self.notify(now, Some(loc.ns), NoticeKind::MemberLeft, |_| {
+                format!(
+                    "{} ({}) left via {}",
+                    who.0,
+                    who.2,
+                    format!("{how:?}").to_lowercase()
+                )
+            });
         }
         self.reevaluate(loc.ns, now);
         true
     }
 
     /// A task we never saw join left `netns` (joined before the trace, or the join was lost).
-    fn unseen_member_left(&mut self, netns: NsId, tid: u32, tgid: u32, comm: Comm, ts: u64, how: LeaveHow) {
-        let Some(r) = self.place(netns, Intent::Attach, false, ts) else { return };
-        let Some(ns) = self.reg.get_mut(r) else { return };
+    fn unseen_member_left(
+        &mut self,
+        netns: NsId,
+        tid: u32,
+        tgid: u32,
+        comm: Comm,
+        ts: u64,
+        how: LeaveHow,
+    ) {
+        let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+            return;
+        };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
         if ns.is_init || ns.is_destroyed() || ns.open_span_mut(tgid).is_some() {
             // Another thread of a known member process: nothing changes.
             return;
@@ -749,7 +936,13 @@ impl Collector {
         ns.had_real_member |= counts;
         if ns.live_tasks == 0 {
             ns.epoch = ns.epoch.wrapping_add(1);
-            ns.last_member = Some(LastMember { pid: tid, tgid, comm, exited_at_ns: ts, how });
+            ns.last_member = Some(LastMember {
+                pid: tid,
+                tgid,
+                comm,
+                exited_at_ns: ts,
+                how,
+            });
         }
         self.reevaluate(r, ts);
     }
@@ -758,9 +951,12 @@ impl Collector {
 
     fn on_end(&mut self, ts: u64, netns: NsId, net_ptr: u64, freed: bool) {
         let by_ptr = self.reg.find_ptr(net_ptr).filter(|r| {
-            self.reg.get(*r).is_some_and(|ns| netns.is_none() || ns.inum == netns.inum || netns.inum == 0)
+            self.reg
+                .get(*r)
+                .is_some_and(|ns| netns.is_none() || ns.inum == netns.inum || netns.inum == 0)
         });
-        let Some(r) = by_ptr.or_else(|| self.place(netns, Intent::Attach, !netns.is_none(), ts)) else {
+        let Some(r) = by_ptr.or_else(|| self.place(netns, Intent::Attach, !netns.is_none(), ts))
+        else {
             return;
         };
         if !freed {
@@ -772,8 +968,14 @@ impl Collector {
         if netns.cookie != 0 {
             self.reg.set_cookie(r, netns.cookie);
         }
-        let Some(ns) = self.reg.get_mut(r) else { return };
-        let first = if freed { ns.freed_at_ns.is_none() } else { ns.teardown_at_ns.is_none() };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
+        let first = if freed {
+            ns.freed_at_ns.is_none()
+        } else {
+            ns.teardown_at_ns.is_none()
+        };
         if freed {
             ns.freed_at_ns.get_or_insert(ts);
         } else {
@@ -783,8 +985,18 @@ impl Collector {
             self.reg.forget_ptr(net_ptr, r);
         }
         if first {
-            let kind = if freed { NoticeKind::Freed } else { NoticeKind::Teardown };
-            self.notify(ts, Some(r), kind, |_| if freed { "struct net freed".into() } else { "teardown started".into() });
+            let kind = if freed {
+                NoticeKind::Freed
+            } else {
+                NoticeKind::Teardown
+            };
+            self.notify(ts, Some(r), kind, |_| {
+                if freed {
+                    "struct net freed".into()
+                } else {
+                    "teardown started".into()
+                }
+            });
         }
         self.reevaluate(r, ts);
     }
@@ -801,7 +1013,9 @@ impl Collector {
     }
 
     fn add_pin(&mut self, r: SlotRef, pin: PinRecord, ts: u64) {
-        let Some(ns) = self.reg.get_mut(r) else { return };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
         if let Some(existing) = ns.pins.iter_mut().find(|p| p.same_holder(&pin)) {
             existing.pid = existing.pid.or(pin.pid);
             existing.holder_comm = existing.holder_comm.or(pin.holder_comm);
@@ -811,10 +1025,11 @@ impl Collector {
         }
         // A graft seen in full mode whose path is not known yet: the observation names it.
         if pin.kind == PinKind::BindMount
-            && let Some(pathless) = ns
-                .pins
-                .iter_mut()
-                .find(|p| p.kind == PinKind::BindMount && p.path.is_none() && (p.mount_ns == pin.mount_ns || pin.mount_ns.is_none()))
+            && let Some(pathless) = ns.pins.iter_mut().find(|p| {
+                p.kind == PinKind::BindMount
+                    && p.path.is_none()
+                    && (p.mount_ns == pin.mount_ns || pin.mount_ns.is_none())
+            })
         {
             pathless.path = pin.path.clone();
             pathless.pid = pathless.pid.or(pin.pid);
@@ -825,7 +1040,9 @@ impl Collector {
         if let Some(path) = &pin.path {
             self.index_path(normalize_path(path).to_string(), r);
         }
-        self.notify(ts, Some(r), NoticeKind::PinAdded, |_| format!("pinned by {}", pin.describe()));
+        self.notify(ts, Some(r), NoticeKind::PinAdded, |_| {
+            format!("pinned by {}", pin.describe())
+        });
     }
 
     fn index_path(&mut self, path: String, r: SlotRef) {
@@ -845,7 +1062,9 @@ impl Collector {
     }
 
     fn remove_pins(&mut self, r: SlotRef, ts: u64, mut matches: impl FnMut(&PinRecord) -> bool) {
-        let Some(ns) = self.reg.get_mut(r) else { return };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
         let mut removed = Vec::new();
         ns.pins.retain(|p| {
             let m = matches(p);
@@ -854,7 +1073,11 @@ impl Collector {
             }
             !m
         });
-        let still: Vec<String> = ns.pins.iter().filter_map(|p| p.path.as_deref().map(|s| normalize_path(s).to_string())).collect();
+        let still: Vec<String> = ns
+            .pins
+            .iter()
+            .filter_map(|p| p.path.as_deref().map(|s| normalize_path(s).to_string()))
+            .collect();
         for p in removed {
             if let Some(path) = &p.path {
                 let key = normalize_path(path).to_string();
@@ -862,13 +1085,20 @@ impl Collector {
                     self.unindex_path(&key, r);
                 }
             }
-            self.notify(ts, Some(r), NoticeKind::PinRemoved, |_| format!("no longer pinned by {}", p.describe()));
+            self.notify(ts, Some(r), NoticeKind::PinRemoved, |_| {
+                format!("no longer pinned by {}", p.describe())
+            });
         }
     }
 
     fn pin_record(pin: &Pin, ts: u64) -> PinRecord {
         match pin {
-            Pin::BindMount { path, mnt_ns, holder_pid, holder_comm } => PinRecord {
+            Pin::BindMount {
+                path,
+                mnt_ns,
+                holder_pid,
+                holder_comm,
+            } => PinRecord {
                 kind: PinKind::BindMount,
                 path: Some(path.clone()),
                 mount_ns: (*mnt_ns != 0).then_some(*mnt_ns),
@@ -879,7 +1109,11 @@ impl Collector {
                 at_ns: ts,
             },
             Pin::Fd { pid, fd, comm } | Pin::Socket { pid, fd, comm } => PinRecord {
-                kind: if matches!(pin, Pin::Fd { .. }) { PinKind::Fd } else { PinKind::Socket },
+                kind: if matches!(pin, Pin::Fd { .. }) {
+                    PinKind::Fd
+                } else {
+                    PinKind::Socket
+                },
                 path: None,
                 mount_ns: None,
                 pid: Some(*pid),
@@ -892,7 +1126,9 @@ impl Collector {
     }
 
     fn on_pin_added(&mut self, ts: u64, netns: NsId, pin: &Pin) {
-        let Some(r) = self.place(netns, Intent::Join, true, ts) else { return };
+        let Some(r) = self.place(netns, Intent::Join, true, ts) else {
+            return;
+        };
         let mut rec = Self::pin_record(pin, ts);
         if let Some(path) = rec.path.clone() {
             rec.by = self.recent_mount_for_path(&path, ts);
@@ -901,34 +1137,44 @@ impl Collector {
     }
 
     fn on_pin_removed(&mut self, ts: u64, netns: NsId, pin: &Pin) {
-        let Some(r) = self.place(netns, Intent::Attach, false, ts) else { return };
+        let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+            return;
+        };
         let rec = Self::pin_record(pin, ts);
         self.remove_pins(r, ts, |p| p.same_holder(&rec));
     }
 
     fn on_nsfs_mount(&mut self, ev: &Event, netns: NsId, mnt_ns: u32, net_ptr: u64) {
         let ts = ev.ts_ns;
-        let r = match self.reg.find(netns, Intent::Join).or_else(|| self.reg.find_ptr(net_ptr)) {
+        let r = match self
+            .reg
+            .find(netns, Intent::Join)
+            .or_else(|| self.reg.find_ptr(net_ptr))
+        {
             Some(r) => r,
             None => match self.place(netns, Intent::Join, true, ts) {
                 Some(r) => r,
                 None => return,
             },
         };
-        let by = Actor { pid: ev.pid, tgid: ev.tgid, comm: ev.comm };
+        let by = Actor {
+            pid: ev.pid,
+            tgid: ev.tgid,
+            comm: ev.comm,
+        };
         // The syscall record usually follows the graft (it is emitted at syscall exit), but a
         // decoder may deliver it first.
-        let preceding = self
-            .recent_mounts
-            .iter_mut()
-            .rev()
-            .find(|m| m.tid == ev.pid && !m.paired && ts.saturating_sub(m.ts) <= MOUNT_PAIRING_NS);
+        let preceding =
+            self.recent_mounts.iter_mut().rev().find(|m| {
+                m.tid == ev.pid && !m.paired && ts.saturating_sub(m.ts) <= MOUNT_PAIRING_NS
+            });
         let path = preceding.map(|m| {
             m.paired = true;
             m.target.clone()
         });
         if path.is_none() {
-            self.pending_nsfs.insert(ev.pid, PendingNsfs { ns: r, mnt_ns });
+            self.pending_nsfs
+                .insert(ev.pid, PendingNsfs { ns: r, mnt_ns });
         }
         let pin = PinRecord {
             kind: PinKind::BindMount,
@@ -944,16 +1190,34 @@ impl Collector {
     }
 
     fn on_nsfs_evict(&mut self, ts: u64, netns: NsId, net_ptr: u64) {
-        let Some(r) = self.reg.find_ptr(net_ptr).or_else(|| self.place(netns, Intent::Attach, false, ts)) else {
+        let Some(r) = self
+            .reg
+            .find_ptr(net_ptr)
+            .or_else(|| self.place(netns, Intent::Attach, false, ts))
+        else {
             return;
         };
         // The last nsfs inode went: no bind mount or open nsfs fd holds it any more.
-        self.remove_pins(r, ts, |p| matches!(p.kind, PinKind::BindMount | PinKind::Fd));
+        self.remove_pins(r, ts, |p| {
+            matches!(p.kind, PinKind::BindMount | PinKind::Fd)
+        });
     }
 
-    fn on_mount_syscall(&mut self, ev: &Event, op: MountOp, mnt_ns: u32, ret: i64, flags: u64, target: &str) {
+    fn on_mount_syscall(
+        &mut self,
+        ev: &Event,
+        op: MountOp,
+        mnt_ns: u32,
+        ret: i64,
+        flags: u64,
+        target: &str,
+    ) {
         let ts = ev.ts_ns;
-        let by = Actor { pid: ev.pid, tgid: ev.tgid, comm: ev.comm };
+        let by = Actor {
+            pid: ev.pid,
+            tgid: ev.tgid,
+            comm: ev.comm,
+        };
         match op {
             MountOp::Mount | MountOp::MoveMount if ret >= 0 => {
                 if let Some(p) = self.pending_nsfs.remove(&ev.pid) {
@@ -961,7 +1225,9 @@ impl Collector {
                     let mut named = false;
                     if let Some(ns) = self.reg.get_mut(p.ns)
                         && let Some(pin) = ns.pins.iter_mut().find(|x| {
-                            x.kind == PinKind::BindMount && x.path.is_none() && x.mount_ns == (p.mnt_ns != 0).then_some(p.mnt_ns)
+                            x.kind == PinKind::BindMount
+                                && x.path.is_none()
+                                && x.mount_ns == (p.mnt_ns != 0).then_some(p.mnt_ns)
                         })
                     {
                         pin.path = Some(target.to_string());
@@ -971,7 +1237,9 @@ impl Collector {
                     if named {
                         self.index_path(normalize_path(target).to_string(), p.ns);
                         let t = target.to_string();
-                        self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| format!("bind mount is at {t}"));
+                        self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| {
+                            format!("bind mount is at {t}")
+                        });
                     }
                     return;
                 }
@@ -979,21 +1247,39 @@ impl Collector {
                     if self.recent_mounts.len() >= RECENT_MOUNTS {
                         self.recent_mounts.pop_front();
                     }
-                    self.recent_mounts.push_back(RecentMount { tid: ev.pid, ts, target: target.to_string(), by, paired: false });
+                    self.recent_mounts.push_back(RecentMount {
+                        tid: ev.pid,
+                        ts,
+                        target: target.to_string(),
+                        by,
+                        paired: false,
+                    });
                 }
             }
             MountOp::Umount => {
                 let key = normalize_path(target).to_string();
-                let Some(slots) = self.pin_paths.get(&key).cloned() else { return };
+                let Some(slots) = self.pin_paths.get(&key).cloned() else {
+                    return;
+                };
                 for r in slots {
                     if ret < 0 {
-                        let Some(ns) = self.reg.get_mut(r) else { continue };
+                        let Some(ns) = self.reg.get_mut(r) else {
+                            continue;
+                        };
                         if ns.failed_umounts.len() >= MAX_FAILED_UMOUNTS {
                             ns.failed_umounts.remove(0);
                         }
-                        ns.failed_umounts.push(FailedUmount { path: target.to_string(), errno: -ret, at_ns: ts, by });
+                        ns.failed_umounts.push(FailedUmount {
+                            path: target.to_string(),
+                            errno: -ret,
+                            at_ns: ts,
+                            by,
+                        });
                         self.notify(ts, Some(r), NoticeKind::CleanupFailed, |_| {
-                            format!("umount {target} by {} ({}) failed: errno {}", by.pid, by.comm, -ret)
+                            format!(
+                                "umount {target} by {} ({}) failed: errno {}",
+                                by.pid, by.comm, -ret
+                            )
                         });
                     } else {
                         let mnt = (mnt_ns != 0).then_some(mnt_ns);
@@ -1012,7 +1298,10 @@ impl Collector {
     // ---- devices and addresses ----
 
     fn ips_of(&self, r: SlotRef) -> Vec<(Ipv4Addr, u32)> {
-        self.reg.get(r).map(|ns| ns.ipv4().map(|(a, _, i)| (a, i.ifindex)).collect()).unwrap_or_default()
+        self.reg
+            .get(r)
+            .map(|ns| ns.ipv4().map(|(a, _, i)| (a, i.ifindex)).collect())
+            .unwrap_or_default()
     }
 
     /// Brings the IP index in line with the namespace after its interfaces changed.
@@ -1043,10 +1332,21 @@ impl Collector {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_netdev(&mut self, ts: u64, op: NetDevOp, netns: NsId, ifindex: u32, other: NsId, mac: Mac, name: &str) {
+    fn on_netdev(
+        &mut self,
+        ts: u64,
+        op: NetDevOp,
+        netns: NsId,
+        ifindex: u32,
+        other: NsId,
+        mac: Mac,
+        name: &str,
+    ) {
         match op {
             NetDevOp::Register => {
-                let Some(r) = self.place(netns, Intent::Attach, false, ts) else { return };
+                let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+                    return;
+                };
                 let before = self.ips_of(r);
                 if let Some(ns) = self.reg.get_mut(r) {
                     match ns.interfaces.iter_mut().find(|i| i.ifindex == ifindex) {
@@ -1054,13 +1354,20 @@ impl Collector {
                             i.name = name.to_string();
                             i.mac = mac;
                         }
-                        None => ns.interfaces.push(InterfaceRecord { name: name.to_string(), ifindex, mac, ipv4: Vec::new() }),
+                        None => ns.interfaces.push(InterfaceRecord {
+                            name: name.to_string(),
+                            ifindex,
+                            mac,
+                            ipv4: Vec::new(),
+                        }),
                     }
                 }
                 self.reindex(r, before, ts);
             }
             NetDevOp::Unregister => {
-                let Some(r) = self.place(netns, Intent::Attach, false, ts) else { return };
+                let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+                    return;
+                };
                 let before = self.ips_of(r);
                 if let Some(ns) = self.reg.get_mut(r) {
                     ns.interfaces.retain(|i| i.ifindex != ifindex);
@@ -1080,17 +1387,35 @@ impl Collector {
                     && let Some(ns) = self.reg.get_mut(to)
                 {
                     ns.interfaces.retain(|i| i.ifindex != ifindex);
-                    ns.interfaces.push(InterfaceRecord { name: name.to_string(), ifindex, mac, ipv4: Vec::new() });
+                    ns.interfaces.push(InterfaceRecord {
+                        name: name.to_string(),
+                        ifindex,
+                        mac,
+                        ipv4: Vec::new(),
+                    });
                 }
             }
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_ipv4(&mut self, ts: u64, op: AddrOp, netns: NsId, ifindex: u32, addr: Ipv4Addr, prefix_len: u8, label: &str) {
-        let Some(r) = self.place(netns, Intent::Attach, false, ts) else { return };
+    fn on_ipv4(
+        &mut self,
+        ts: u64,
+        op: AddrOp,
+        netns: NsId,
+        ifindex: u32,
+        addr: Ipv4Addr,
+        prefix_len: u8,
+        label: &str,
+    ) {
+        let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+            return;
+        };
         let before = self.ips_of(r);
-        let Some(ns) = self.reg.get_mut(r) else { return };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
         match op {
             AddrOp::Add => {
                 let iface = match ns.interfaces.iter().position(|i| i.ifindex == ifindex) {
@@ -1098,7 +1423,12 @@ impl Collector {
                     None => {
                         // Address before (or without) the device record: the label names it.
                         let name = label.split(':').next().unwrap_or_default().to_string();
-                        ns.interfaces.push(InterfaceRecord { name, ifindex, mac: Mac::default(), ipv4: Vec::new() });
+                        ns.interfaces.push(InterfaceRecord {
+                            name,
+                            ifindex,
+                            mac: Mac::default(),
+                            ipv4: Vec::new(),
+                        });
                         ns.interfaces.last_mut().expect("just pushed")
                     }
                 };
@@ -1116,7 +1446,14 @@ impl Collector {
     }
 
     fn on_interfaces(&mut self, ts: u64, netns: NsId, interfaces: &[Interface]) {
-        let Some(r) = self.place(netns, Intent::Attach, !self.is_init(netns) || self.init.is_none(), ts) else { return };
+        let Some(r) = self.place(
+            netns,
+            Intent::Attach,
+            !self.is_init(netns) || self.init.is_none(),
+            ts,
+        ) else {
+            return;
+        };
         self.set_interfaces(r, interfaces, ts);
     }
 
@@ -1125,7 +1462,12 @@ impl Collector {
         if let Some(ns) = self.reg.get_mut(r) {
             ns.interfaces = interfaces
                 .iter()
-                .map(|i| InterfaceRecord { name: i.name.clone(), ifindex: i.ifindex, mac: i.mac, ipv4: i.ipv4.clone() })
+                .map(|i| InterfaceRecord {
+                    name: i.name.clone(),
+                    ifindex: i.ifindex,
+                    mac: i.mac,
+                    ipv4: i.ipv4.clone(),
+                })
                 .collect();
         }
         self.reindex(r, before, ts);
@@ -1166,7 +1508,11 @@ impl Collector {
             if sn.netns.is_none() {
                 continue;
             }
-            let origin = if start { Origin::Snapshot } else { Origin::Inferred };
+            let origin = if start {
+                Origin::Snapshot
+            } else {
+                Origin::Inferred
+            };
             let r = match self.reg.find(sn.netns, Intent::Join) {
                 Some(r) => r,
                 None => self.new_life(sn.netns, origin, ts),
@@ -1197,8 +1543,16 @@ impl Collector {
                 && !sn.members.is_empty()
                 && let Some(i) = self.reg.get(r).and_then(|ns| ns.leak_finding)
             {
-                let names: Vec<String> = sn.members.iter().take(3).map(|m| format!("{} ({})", m.pid, m.comm)).collect();
-                self.findings[i].add_uncertainty(&format!("the final snapshot found members: {}", names.join(", ")));
+                let names: Vec<String> = sn
+                    .members
+                    .iter()
+                    .take(3)
+                    .map(|m| format!("{} ({})", m.pid, m.comm))
+                    .collect();
+                self.findings[i].add_uncertainty(&format!(
+                    "the final snapshot found members: {}",
+                    names.join(", ")
+                ));
             }
             self.reevaluate(r, ts);
         }
@@ -1228,10 +1582,16 @@ impl Collector {
         let holders = if ns.pins.is_empty() {
             "no holder was observed (a socket or an fd opened before the trace?)".to_string()
         } else {
-            ns.pins.iter().map(|p| p.describe()).collect::<Vec<_>>().join(", ")
+            ns.pins
+                .iter()
+                .map(|p| p.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let summary = if history_unknown {
-            format!("{id} has no member process and still exists (history unknown); held by {holders}")
+            format!(
+                "{id} has no member process and still exists (history unknown); held by {holders}"
+            )
         } else {
             let last = ns
                 .last_member
@@ -1248,7 +1608,10 @@ impl Collector {
             raised_at_ns: ts,
             uncertain: false,
             uncertain_reason: None,
-            window: EvidenceWindow { from_ns: ns.born_at_ns(), to_ns: ts },
+            window: EvidenceWindow {
+                from_ns: ns.born_at_ns(),
+                to_ns: ts,
+            },
             detail: FindingDetail::LeakedNetns {
                 pins: ns.pins.iter().map(PinEvidence::from).collect(),
                 last_member: ns.last_member,
@@ -1288,7 +1651,11 @@ impl Collector {
             return;
         }
         for f in self.findings.iter_mut() {
-            if let FindingDetail::DuplicateIp { ip, holders, involves_leaked } = &mut f.detail
+            if let FindingDetail::DuplicateIp {
+                ip,
+                holders,
+                involves_leaked,
+            } = &mut f.detail
                 && let Some(h) = holders.iter_mut().find(|h| h.netns == my_id)
             {
                 h.state = NsState::Leaked;
@@ -1305,8 +1672,14 @@ impl Collector {
         if ip_is_shareable(ip) {
             return;
         }
-        let Some(v) = self.ip_index.get(&ip) else { return };
-        let mut slots: Vec<SlotRef> = v.iter().map(|x| x.0).filter(|s| self.reg.get(*s).is_some()).collect();
+        let Some(v) = self.ip_index.get(&ip) else {
+            return;
+        };
+        let mut slots: Vec<SlotRef> = v
+            .iter()
+            .map(|x| x.0)
+            .filter(|s| self.reg.get(*s).is_some())
+            .collect();
         slots.sort();
         slots.dedup();
         if slots.len() < 2 || !self.dup_keys.insert((ip, slots.clone())) {
@@ -1334,15 +1707,26 @@ impl Collector {
             raised_at_ns: ts,
             uncertain: false,
             uncertain_reason: None,
-            window: EvidenceWindow { from_ns: from, to_ns: ts },
-            detail: FindingDetail::DuplicateIp { ip, holders, involves_leaked },
+            window: EvidenceWindow {
+                from_ns: from,
+                to_ns: ts,
+            },
+            detail: FindingDetail::DuplicateIp {
+                ip,
+                holders,
+                involves_leaked,
+            },
         };
         self.push_finding(Some(r), f);
     }
 
     fn on_arp(&mut self, netns: NsId, op: u16, rep: ArpReplySeen) {
-        let Some(r) = self.place(netns, Intent::Attach, false, rep.at_ns) else { return };
-        let Some(ns) = self.reg.get_mut(r) else { return };
+        let Some(r) = self.place(netns, Intent::Attach, false, rep.at_ns) else {
+            return;
+        };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
         let c = &mut ns.arp;
         match (op, rep.dir) {
             (1, Direction::Tx) => c.requests_tx += 1,
@@ -1359,7 +1743,9 @@ impl Collector {
 
     /// Live, non-leaked holders of `ip` with their MACs; members-holding ones first.
     fn owners_of(&self, ip: Ipv4Addr) -> Vec<(SlotRef, Mac)> {
-        let Some(v) = self.ip_index.get(&ip) else { return Vec::new() };
+        let Some(v) = self.ip_index.get(&ip) else {
+            return Vec::new();
+        };
         let mut owners: Vec<(SlotRef, Mac, bool)> = v
             .iter()
             .filter_map(|&(s, ifindex)| {
@@ -1368,7 +1754,11 @@ impl Collector {
                     return None;
                 }
                 let mac = ns.interfaces.iter().find(|i| i.ifindex == ifindex)?.mac;
-                Some((s, mac, ns.state == NsState::Alive || ns.state == NsState::Persistent))
+                Some((
+                    s,
+                    mac,
+                    ns.state == NsState::Alive || ns.state == NsState::Persistent,
+                ))
             })
             .collect();
         if owners.iter().any(|o| o.2) {
@@ -1383,8 +1773,25 @@ impl Collector {
         }
         let Some(ns) = self.reg.get(r) else { return };
         let from_leaked = rep.dir == Direction::Tx && ns.state == NsState::Leaked;
+        // Common case without allocating: a single owner whose MAC matches.
+        if !from_leaked
+            && let Some(v) = self.ip_index.get(&rep.sender_ip)
+            && let [(s, ifindex)] = v.as_slice()
+            && let Some(owner) = self.reg.get(*s)
+            && !matches!(owner.state, NsState::Leaked | NsState::LeakSuspect)
+            && owner
+                .interfaces
+                .iter()
+                .any(|i| i.ifindex == *ifindex && i.mac == rep.sender_mac)
+        {
+            return;
+        }
         let owners = self.owners_of(rep.sender_ip);
-        let owner = owners.iter().find(|(s, _)| *s != r).or(owners.first()).copied();
+        let owner = owners
+            .iter()
+            .find(|(s, _)| *s != r)
+            .or(owners.first())
+            .copied();
         let reason = if from_leaked {
             StaleReason::SentFromLeakedNetns
         } else if !owners.is_empty() && !owners.iter().any(|(_, m)| *m == rep.sender_mac) {
@@ -1398,23 +1805,34 @@ impl Collector {
         let observed_in = ns.id();
         let owner_id = owner.and_then(|(s, _)| self.reg.get(s)).map(|o| o.id());
         let expected = owner.map(|(_, m)| m);
-        let verb = if rep.dir == Direction::Tx { "sent" } else { "received" };
-        let mut summary =
-            format!("{observed_in} {verb} an ARP reply claiming {} is at {}", rep.sender_ip, rep.sender_mac);
+        let verb = if rep.dir == Direction::Tx {
+            "sent"
+        } else {
+            "received"
+        };
+        let mut summary = format!(
+            "{observed_in} {verb} an ARP reply claiming {} is at {}",
+            rep.sender_ip, rep.sender_mac
+        );
         if from_leaked {
             summary.push_str(" from a leaked namespace");
         }
         if let (Some(o), Some(m)) = (&owner_id, expected) {
             summary.push_str(&format!("; {} belongs to {o} at {m}", rep.sender_ip));
         }
-        let from = ns.last_member.map_or(ns.born_at_ns(), |m| m.exited_at_ns.min(rep.at_ns));
+        let from = ns
+            .last_member
+            .map_or(ns.born_at_ns(), |m| m.exited_at_ns.min(rep.at_ns));
         let f = Finding {
             netns: observed_in.clone(),
             summary,
             raised_at_ns: rep.at_ns,
             uncertain: false,
             uncertain_reason: None,
-            window: EvidenceWindow { from_ns: from, to_ns: rep.at_ns },
+            window: EvidenceWindow {
+                from_ns: from,
+                to_ns: rep.at_ns,
+            },
             detail: FindingDetail::StaleArpReply {
                 observed_at_ns: rep.at_ns,
                 observed_in,
@@ -1436,19 +1854,32 @@ impl Collector {
             return;
         }
         let iv = self.losses.record(kind, count, ts);
-        let reason = loss_reason(&BTreeMap::from([(netns_trace_common::kind::name(kind), count)]));
+        let reason = loss_reason(&BTreeMap::from([(
+            netns_trace_common::kind::name(kind),
+            count,
+        )]));
         for f in self.findings.iter_mut() {
             if iv.affects(&f.detail, f.window) {
                 f.add_uncertainty(&reason);
             }
         }
         self.notify(ts, None, NoticeKind::EventsLost, |_| {
-            format!("{count} {} records lost (ring buffer full)", netns_trace_common::kind::name(kind))
+            format!(
+                "{count} {} records lost (ring buffer full)",
+                netns_trace_common::kind::name(kind)
+            )
         });
     }
 }
 
 fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {
-    let list: Vec<String> = holders.iter().map(|h| format!("{} ({} {}, {})", h.netns, h.ifname, h.mac, h.state)).collect();
-    format!("{ip} is assigned in {} live namespaces: {}", holders.len(), list.join(", "))
+    let list: Vec<String> = holders
+        .iter()
+        .map(|h| format!("{} ({} {}, {})", h.netns, h.ifname, h.mac, h.state))
+        .collect();
+    format!(
+        "{ip} is assigned in {} live namespaces: {}",
+        holders.len(),
+        list.join(", ")
+    )
 }

@@ -24,8 +24,14 @@ pub enum NsState {
 }
 
 impl NsState {
-    pub const ALL: [NsState; 6] =
-        [NsState::Alive, NsState::Draining, NsState::Persistent, NsState::Leaked, NsState::LeakSuspect, NsState::Destroyed];
+    pub const ALL: [NsState; 6] = [
+        NsState::Alive,
+        NsState::Draining,
+        NsState::Persistent,
+        NsState::Leaked,
+        NsState::LeakSuspect,
+        NsState::Destroyed,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -185,10 +191,20 @@ impl PinRecord {
                 s
             }
             PinKind::Fd | PinKind::Socket => {
-                let what = if self.kind == PinKind::Fd { "nsfs fd" } else { "socket" };
-                let pid = self.pid.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+                let what = if self.kind == PinKind::Fd {
+                    "nsfs fd"
+                } else {
+                    "socket"
+                };
+                let pid = self
+                    .pid
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into());
                 let fd = self.fd.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-                let comm = self.holder_comm.map(|c| format!(" ({c})")).unwrap_or_default();
+                let comm = self
+                    .holder_comm
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default();
                 format!("{what} {fd} of pid {pid}{comm}")
             }
         }
@@ -198,7 +214,10 @@ impl PinRecord {
 /// `/var/run` is a symlink to `/run` on every distribution this runs on; mount syscalls see the
 /// path as typed, mountinfo sees the resolved one.
 pub(crate) fn normalize_path(p: &str) -> &str {
-    p.strip_prefix("/var").filter(|rest| rest.starts_with("/run/")).unwrap_or(p).trim_end_matches('/')
+    p.strip_prefix("/var")
+        .filter(|rest| rest.starts_with("/run/"))
+        .unwrap_or(p)
+        .trim_end_matches('/')
 }
 
 /// A cleanup attempt that failed: `umount(path)` returned an error.
@@ -352,7 +371,9 @@ impl Namespace {
 
     /// When the namespace stopped existing, as far as the trace knows.
     pub fn destroyed_at_ns(&self) -> Option<u64> {
-        self.teardown_at_ns.or(self.freed_at_ns).or(self.vanished_at_ns)
+        self.teardown_at_ns
+            .or(self.freed_at_ns)
+            .or(self.vanished_at_ns)
     }
 
     /// When it was created, or first seen when creation was not traced.
@@ -361,11 +382,16 @@ impl Namespace {
     }
 
     pub fn ipv4(&self) -> impl Iterator<Item = (Ipv4Addr, u8, &InterfaceRecord)> + '_ {
-        self.interfaces.iter().flat_map(|i| i.ipv4.iter().map(move |(a, l)| (*a, *l, i)))
+        self.interfaces
+            .iter()
+            .flat_map(|i| i.ipv4.iter().map(move |(a, l)| (*a, *l, i)))
     }
 
     pub(crate) fn open_span_mut(&mut self, tgid: u32) -> Option<&mut MemberSpan> {
-        self.members.iter_mut().rev().find(|s| s.tgid == tgid && s.left_at_ns.is_none())
+        self.members
+            .iter_mut()
+            .rev()
+            .find(|s| s.tgid == tgid && s.left_at_ns.is_none())
     }
 
     /// Adds a span, dropping the oldest finished one when the history is full.
@@ -389,11 +415,23 @@ impl Namespace {
     /// Approximate heap + inline bytes this record uses (for the memory budget test).
     pub fn approx_bytes(&self) -> usize {
         let spans = self.members.capacity() * size_of::<MemberSpan>()
-            + self.members.iter().map(|s| s.cgroup_path.as_ref().map_or(0, |p| p.len())).sum::<usize>();
+            + self
+                .members
+                .iter()
+                .map(|s| s.cgroup_path.as_ref().map_or(0, |p| p.len()))
+                .sum::<usize>();
         let pins = self.pins.capacity() * size_of::<PinRecord>()
-            + self.pins.iter().map(|p| p.path.as_ref().map_or(0, |s| s.capacity())).sum::<usize>();
+            + self
+                .pins
+                .iter()
+                .map(|p| p.path.as_ref().map_or(0, |s| s.capacity()))
+                .sum::<usize>();
         let ifaces = self.interfaces.capacity() * size_of::<InterfaceRecord>()
-            + self.interfaces.iter().map(|i| i.name.capacity() + i.ipv4.capacity() * 8).sum::<usize>();
+            + self
+                .interfaces
+                .iter()
+                .map(|i| i.name.capacity() + i.ipv4.capacity() * 8)
+                .sum::<usize>();
         size_of::<Self>()
             + spans
             + pins

@@ -13,8 +13,8 @@ use std::net::Ipv4Addr;
 use rustc_hash::FxHashMap;
 
 use crate::model::{
-    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Interface, Mac, MountOp, NetDevOp, NsId, Pin, Snapshot,
-    SnapshotPhase, TaskOp,
+    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Interface, Mac, MountOp, NetDevOp,
+    NsId, Pin, Snapshot, SnapshotPhase, TaskOp,
 };
 
 /// The init namespace used by synthetic streams.
@@ -99,7 +99,14 @@ pub fn synthetic_ip(i: usize) -> Ipv4Addr {
 
 pub fn synthetic_mac(i: usize) -> Mac {
     let n = i as u32;
-    Mac([0x02, 0x42, (n >> 24) as u8, (n >> 16) as u8, (n >> 8) as u8, n as u8])
+    Mac([
+        0x02,
+        0x42,
+        (n >> 24) as u8,
+        (n >> 16) as u8,
+        (n >> 8) as u8,
+        n as u8,
+    ])
 }
 
 pub struct SyntheticStream {
@@ -127,7 +134,13 @@ pub fn generate(cfg: SyntheticConfig) -> SyntheticStream {
 }
 
 fn ev(ts: u64, pid: u32, tgid: u32, comm: Comm, body: EventBody) -> Event {
-    Event { ts_ns: ts, pid, tgid, comm, body }
+    Event {
+        ts_ns: ts,
+        pid,
+        tgid,
+        comm,
+        body,
+    }
 }
 
 impl SyntheticStream {
@@ -137,7 +150,11 @@ impl SyntheticStream {
     }
 
     fn pid(&mut self) -> u32 {
-        self.next_pid = if self.next_pid >= 4_000_000 { 10_000 } else { self.next_pid + 1 };
+        self.next_pid = if self.next_pid >= 4_000_000 {
+            10_000
+        } else {
+            self.next_pid + 1
+        };
         self.next_pid
     }
 
@@ -174,7 +191,13 @@ impl SyntheticStream {
                 clone_flags: 0x4000_0000,
             },
         ));
-        out.push(ev(t0 + 1_000, creator, creator, pinns, task(TaskOp::Unshare, id, SYNTH_INIT)));
+        out.push(ev(
+            t0 + 1_000,
+            creator,
+            creator,
+            pinns,
+            task(TaskOp::Unshare, id, SYNTH_INIT),
+        ));
         out.push(ev(
             t0 + 2_000,
             creator,
@@ -192,34 +215,107 @@ impl SyntheticStream {
                 target: path.clone(),
             },
         ));
-        let bind = Pin::BindMount { path: path.clone(), mnt_ns: SYNTH_HOST_MNT, holder_pid: 1, holder_comm: Comm::from_str_lossy("systemd") };
-        out.push(Event::observed(t0 + 3_000, EventBody::PinAdded { netns: id, pin: bind.clone() }));
-        out.push(ev(t0 + 4_000, creator, creator, pinns, task(TaskOp::Exit, id, id)));
+        let bind = Pin::BindMount {
+            path: path.clone(),
+            mnt_ns: SYNTH_HOST_MNT,
+            holder_pid: 1,
+            holder_comm: Comm::from_str_lossy("systemd"),
+        };
+        out.push(Event::observed(
+            t0 + 3_000,
+            EventBody::PinAdded {
+                netns: id,
+                pin: bind.clone(),
+            },
+        ));
+        out.push(ev(
+            t0 + 4_000,
+            creator,
+            creator,
+            pinns,
+            task(TaskOp::Exit, id, id),
+        ));
 
         let mac = synthetic_mac(i);
         let ip = synthetic_ip(i);
-        let dev = |op, ifindex, mac, name: &str| EventBody::NetDev { op, netns: id, ifindex, other: NsId::default(), mac, name: name.into() };
-        out.push(ev(t0 + 10_000, creator, creator, pinns, dev(NetDevOp::Register, 1, Mac::default(), "lo")));
-        out.push(ev(t0 + 11_000, 1, 1, Comm::from_str_lossy("cni"), dev(NetDevOp::Register, 2, mac, "eth0")));
+        let dev = |op, ifindex, mac, name: &str| EventBody::NetDev {
+            op,
+            netns: id,
+            ifindex,
+            other: NsId::default(),
+            mac,
+            name: name.into(),
+        };
+        out.push(ev(
+            t0 + 10_000,
+            creator,
+            creator,
+            pinns,
+            dev(NetDevOp::Register, 1, Mac::default(), "lo"),
+        ));
+        out.push(ev(
+            t0 + 11_000,
+            1,
+            1,
+            Comm::from_str_lossy("cni"),
+            dev(NetDevOp::Register, 2, mac, "eth0"),
+        ));
         out.push(ev(
             t0 + 12_000,
             1,
             1,
             Comm::from_str_lossy("cni"),
-            EventBody::Ipv4Addr { op: AddrOp::Add, netns: id, ifindex: 2, addr: ip, prefix_len: 24, label: "eth0".into() },
+            EventBody::Ipv4Addr {
+                op: AddrOp::Add,
+                netns: id,
+                ifindex: 2,
+                addr: ip,
+                prefix_len: 24,
+                label: "eth0".into(),
+            },
         ));
 
         let cgroup_id = 50_000 + i as u64;
-        out.push(Event::observed(t0 + 15_000, EventBody::CgroupPath { cgroup_id, path: format!("/kubepods/pod{i}") }));
+        out.push(Event::observed(
+            t0 + 15_000,
+            EventBody::CgroupPath {
+                cgroup_id,
+                path: format!("/kubepods/pod{i}"),
+            },
+        ));
         let pause = self.pid();
         let pause_comm = Comm::from_str_lossy("pause");
         let with_cg = |b: EventBody| match b {
-            EventBody::Task { op, netns, prev, thread, group_dead, ppid, mnt_ns, prev_mnt_ns, .. } => {
-                EventBody::Task { op, netns, prev, thread, group_dead, cgroup_id, ppid, mnt_ns, prev_mnt_ns }
-            }
+            EventBody::Task {
+                op,
+                netns,
+                prev,
+                thread,
+                group_dead,
+                ppid,
+                mnt_ns,
+                prev_mnt_ns,
+                ..
+            } => EventBody::Task {
+                op,
+                netns,
+                prev,
+                thread,
+                group_dead,
+                cgroup_id,
+                ppid,
+                mnt_ns,
+                prev_mnt_ns,
+            },
             other => other,
         };
-        out.push(ev(t0 + 20_000, pause, pause, pause_comm, with_cg(task(TaskOp::Setns, id, SYNTH_INIT))));
+        out.push(ev(
+            t0 + 20_000,
+            pause,
+            pause,
+            pause_comm,
+            with_cg(task(TaskOp::Setns, id, SYNTH_INIT)),
+        ));
         // (tid, tgid, comm) of everything that must exit.
         let mut members: Vec<(u32, u32, Comm)> = vec![(pause, pause, pause_comm)];
         let procs = self.rng.below(self.cfg.max_processes as u64 + 1) as u32;
@@ -233,7 +329,10 @@ impl SyntheticStream {
             for th in 1..threads {
                 let tid = self.pid();
                 let mut b = with_cg(task(TaskOp::Fork, id, id));
-                if let EventBody::Task { thread, group_dead, .. } = &mut b {
+                if let EventBody::Task {
+                    thread, group_dead, ..
+                } = &mut b
+                {
                     *thread = true;
                     *group_dead = false;
                 }
@@ -252,7 +351,17 @@ impl SyntheticStream {
             };
             out.push(Event::observed(
                 t,
-                EventBody::Arp { netns: id, dir, op, ifindex: 2, sender_ip, sender_mac, target_ip, target_mac: Mac::default(), hook: Hook::Tracepoint },
+                EventBody::Arp {
+                    netns: id,
+                    dir,
+                    op,
+                    ifindex: 2,
+                    sender_ip,
+                    sender_mac,
+                    target_ip,
+                    target_mac: Mac::default(),
+                    hook: Hook::Tracepoint,
+                },
             ));
         }
 
@@ -260,7 +369,10 @@ impl SyntheticStream {
         // Workload first, pause last (as the kubelet kills a pod).
         for (k, (tid, tgid, comm)) in members.iter().rev().enumerate() {
             let mut b = task(TaskOp::Exit, id, id);
-            if let EventBody::Task { thread, group_dead, .. } = &mut b {
+            if let EventBody::Task {
+                thread, group_dead, ..
+            } = &mut b
+            {
                 *thread = tid != tgid;
                 *group_dead = tid == tgid;
             }
@@ -286,10 +398,30 @@ impl SyntheticStream {
                     target: path.clone(),
                 },
             ));
-            out.push(Event::observed(t + 1_000, EventBody::PinRemoved { netns: id, pin: bind }));
+            out.push(Event::observed(
+                t + 1_000,
+                EventBody::PinRemoved {
+                    netns: id,
+                    pin: bind,
+                },
+            ));
             let ptr = 0xffff_8880_0000_0000 + ((i as u64) << 12);
-            out.push(Event::observed(t + 2_000_000, EventBody::NetnsTeardown { netns: id, net_ptr: ptr, hook: Hook::Fentry }));
-            out.push(Event::observed(t + 2_100_000, EventBody::NetnsFreed { netns: id, net_ptr: ptr, hook: Hook::Fentry }));
+            out.push(Event::observed(
+                t + 2_000_000,
+                EventBody::NetnsTeardown {
+                    netns: id,
+                    net_ptr: ptr,
+                    hook: Hook::Fentry,
+                },
+            ));
+            out.push(Event::observed(
+                t + 2_100_000,
+                EventBody::NetnsFreed {
+                    netns: id,
+                    net_ptr: ptr,
+                    hook: Hook::Fentry,
+                },
+            ));
         }
         out.sort_by_key(|e| e.ts_ns);
         out.into()
@@ -302,7 +434,12 @@ impl Iterator for SyntheticStream {
     fn next(&mut self) -> Option<Event> {
         if !self.snapshot_sent {
             self.snapshot_sent = true;
-            let init_ifaces = vec![Interface { name: "lo".into(), ifindex: 1, mac: Mac::default(), ipv4: vec![(Ipv4Addr::LOCALHOST, 8)] }];
+            let init_ifaces = vec![Interface {
+                name: "lo".into(),
+                ifindex: 1,
+                mac: Mac::default(),
+                ipv4: vec![(Ipv4Addr::LOCALHOST, 8)],
+            }];
             let snap = Snapshot {
                 phase: SnapshotPhase::Start,
                 namespaces: vec![crate::model::SnapNamespace {
@@ -314,10 +451,14 @@ impl Iterator for SyntheticStream {
                 }],
                 init_netns: SYNTH_INIT,
             };
-            return Some(Event::observed(self.cfg.start_ns, EventBody::Snapshot(Box::new(snap))));
+            return Some(Event::observed(
+                self.cfg.start_ns,
+                EventBody::Snapshot(Box::new(snap)),
+            ));
         }
         loop {
-            let pending_start = (self.next_ns < self.cfg.namespaces).then(|| self.start_of(self.next_ns));
+            let pending_start =
+                (self.next_ns < self.cfg.namespaces).then(|| self.start_of(self.next_ns));
             let top = self.heap.peek().map(|Reverse((ts, _))| *ts);
             match (top, pending_start) {
                 (top, Some(start)) if top.is_none_or(|t| start <= t) => {

@@ -17,92 +17,196 @@ fn comm(s: &str) -> Comm {
 }
 
 fn ev(ts: u64, pid: u32, tgid: u32, c: &str, body: EventBody) -> Event {
-    Event { ts_ns: ts, pid, tgid, comm: comm(c), body }
+    Event {
+        ts_ns: ts,
+        pid,
+        tgid,
+        comm: comm(c),
+        body,
+    }
 }
 
 fn task_body(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
-    EventBody::Task { op, netns, prev, thread: false, group_dead: op == TaskOp::Exit, cgroup_id: 0, ppid: 1, mnt_ns: HOST_MNT, prev_mnt_ns: HOST_MNT }
+    EventBody::Task {
+        op,
+        netns,
+        prev,
+        thread: false,
+        group_dead: op == TaskOp::Exit,
+        cgroup_id: 0,
+        ppid: 1,
+        mnt_ns: HOST_MNT,
+        prev_mnt_ns: HOST_MNT,
+    }
 }
 
 /// A collector with notices on and a Start snapshot naming the init namespace.
 fn collector() -> Collector {
-    let mut c = Collector::new(CollectorConfig { grace_ns: GRACE, keep_destroyed: 10_000, notices: true });
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: GRACE,
+        keep_destroyed: 10_000,
+        notices: true,
+    });
     c.handle(&start_snapshot(vec![]));
     c
 }
 
 fn start_snapshot(namespaces: Vec<SnapNamespace>) -> Event {
-    Event::observed(S, EventBody::Snapshot(Box::new(Snapshot { phase: SnapshotPhase::Start, namespaces, init_netns: INIT })))
+    Event::observed(
+        S,
+        EventBody::Snapshot(Box::new(Snapshot {
+            phase: SnapshotPhase::Start,
+            namespaces,
+            init_netns: INIT,
+        })),
+    )
 }
 
 fn created(ts: u64, pid: u32, tgid: u32, c: &str, id: NsId) -> Event {
-    ev(ts, pid, tgid, c, EventBody::NetnsCreated { netns: id, parent: INIT, net_ptr: 0xffff_0000 + id.inum as u64, source: CreatedBy::Unshare, clone_flags: 0x4000_0000 })
+    ev(
+        ts,
+        pid,
+        tgid,
+        c,
+        EventBody::NetnsCreated {
+            netns: id,
+            parent: INIT,
+            net_ptr: 0xffff_0000 + id.inum as u64,
+            source: CreatedBy::Unshare,
+            clone_flags: 0x4000_0000,
+        },
+    )
 }
 
 fn bind_mount(ts: u64, pid: u32, c: &str, target: &str) -> Event {
-    ev(ts, pid, pid, c, EventBody::MountSyscall {
-        op: MountOp::Mount,
-        netns: INIT,
-        mnt_ns: HOST_MNT,
-        ret: 0,
-        flags: 4096,
-        from_dfd: -100,
-        to_dfd: -100,
-        source: "/proc/self/ns/net".into(),
-        target: target.into(),
-    })
+    ev(
+        ts,
+        pid,
+        pid,
+        c,
+        EventBody::MountSyscall {
+            op: MountOp::Mount,
+            netns: INIT,
+            mnt_ns: HOST_MNT,
+            ret: 0,
+            flags: 4096,
+            from_dfd: -100,
+            to_dfd: -100,
+            source: "/proc/self/ns/net".into(),
+            target: target.into(),
+        },
+    )
 }
 
 fn umount(ts: u64, pid: u32, c: &str, target: &str, ret: i64) -> Event {
-    ev(ts, pid, pid, c, EventBody::MountSyscall {
-        op: MountOp::Umount,
-        netns: INIT,
-        mnt_ns: HOST_MNT,
-        ret,
-        flags: 2,
-        from_dfd: 0,
-        to_dfd: 0,
-        source: String::new(),
-        target: target.into(),
-    })
+    ev(
+        ts,
+        pid,
+        pid,
+        c,
+        EventBody::MountSyscall {
+            op: MountOp::Umount,
+            netns: INIT,
+            mnt_ns: HOST_MNT,
+            ret,
+            flags: 2,
+            from_dfd: 0,
+            to_dfd: 0,
+            source: String::new(),
+            target: target.into(),
+        },
+    )
 }
 
 fn bind_pin(path: &str) -> Pin {
-    Pin::BindMount { path: path.into(), mnt_ns: HOST_MNT, holder_pid: 1, holder_comm: comm("systemd") }
+    Pin::BindMount {
+        path: path.into(),
+        mnt_ns: HOST_MNT,
+        holder_pid: 1,
+        holder_comm: comm("systemd"),
+    }
 }
 
 fn pin_added(ts: u64, id: NsId, path: &str) -> Event {
-    Event::observed(ts, EventBody::PinAdded { netns: id, pin: bind_pin(path) })
+    Event::observed(
+        ts,
+        EventBody::PinAdded {
+            netns: id,
+            pin: bind_pin(path),
+        },
+    )
 }
 
-
 fn teardown(ts: u64, id: NsId) -> Event {
-    Event::observed(ts, EventBody::NetnsTeardown { netns: id, net_ptr: 0xffff_0000 + id.inum as u64, hook: Hook::Fentry })
+    Event::observed(
+        ts,
+        EventBody::NetnsTeardown {
+            netns: id,
+            net_ptr: 0xffff_0000 + id.inum as u64,
+            hook: Hook::Fentry,
+        },
+    )
 }
 
 fn freed(ts: u64, id: NsId) -> Event {
-    Event::observed(ts, EventBody::NetnsFreed { netns: id, net_ptr: 0xffff_0000 + id.inum as u64, hook: Hook::Fentry })
+    Event::observed(
+        ts,
+        EventBody::NetnsFreed {
+            netns: id,
+            net_ptr: 0xffff_0000 + id.inum as u64,
+            hook: Hook::Fentry,
+        },
+    )
 }
 
 fn veth(ts: u64, id: NsId, ifindex: u32, mac: Mac, ip: Ipv4Addr) -> [Event; 2] {
     [
-        ev(ts, 1, 1, "cni", EventBody::NetDev { op: NetDevOp::Register, netns: id, ifindex, other: NsId::default(), mac, name: "eth0".into() }),
-        ev(ts + 1, 1, 1, "cni", EventBody::Ipv4Addr { op: AddrOp::Add, netns: id, ifindex, addr: ip, prefix_len: 24, label: "eth0".into() }),
+        ev(
+            ts,
+            1,
+            1,
+            "cni",
+            EventBody::NetDev {
+                op: NetDevOp::Register,
+                netns: id,
+                ifindex,
+                other: NsId::default(),
+                mac,
+                name: "eth0".into(),
+            },
+        ),
+        ev(
+            ts + 1,
+            1,
+            1,
+            "cni",
+            EventBody::Ipv4Addr {
+                op: AddrOp::Add,
+                netns: id,
+                ifindex,
+                addr: ip,
+                prefix_len: 24,
+                label: "eth0".into(),
+            },
+        ),
     ]
 }
 
 fn arp_reply(ts: u64, id: NsId, dir: Direction, ip: Ipv4Addr, mac: Mac) -> Event {
-    Event::observed(ts, EventBody::Arp {
-        netns: id,
-        dir,
-        op: 2,
-        ifindex: 2,
-        sender_ip: ip,
-        sender_mac: mac,
-        target_ip: Ipv4Addr::new(10, 0, 0, 1),
-        target_mac: Mac::default(),
-        hook: Hook::Tracepoint,
-    })
+    Event::observed(
+        ts,
+        EventBody::Arp {
+            netns: id,
+            dir,
+            op: 2,
+            ifindex: 2,
+            sender_ip: ip,
+            sender_mac: mac,
+            target_ip: Ipv4Addr::new(10, 0, 0, 1),
+            target_mac: Mac::default(),
+            hook: Hook::Tracepoint,
+        },
+    )
 }
 
 fn feed(c: &mut Collector, evs: impl IntoIterator<Item = Event>) {
@@ -112,7 +216,10 @@ fn feed(c: &mut Collector, evs: impl IntoIterator<Item = Event>) {
 }
 
 fn state_of(c: &Collector, id: NsId) -> NsState {
-    c.namespaces().find(|n| n.ns_id() == id).unwrap_or_else(|| panic!("{id} not tracked")).state
+    c.namespaces()
+        .find(|n| n.ns_id() == id)
+        .unwrap_or_else(|| panic!("{id} not tracked"))
+        .state
 }
 
 fn kinds(c: &Collector) -> Vec<&'static str> {
@@ -121,26 +228,60 @@ fn kinds(c: &Collector) -> Vec<&'static str> {
 
 /// CRI-O style: pinns unshares, bind-mounts, exits; pause joins later with setns.
 fn crio_pod(c: &mut Collector, t: u64, id: NsId, path: &str, pause: u32) {
-    feed(c, [
-        created(t, 700, 700, "pinns", id),
-        ev(t + 1, 700, 700, "pinns", task_body(TaskOp::Unshare, id, INIT)),
-        bind_mount(t + 2, 700, "pinns", path),
-        pin_added(t + 3, id, path),
-        ev(t + 4, 700, 700, "pinns", task_body(TaskOp::Exit, id, id)),
-    ]);
-    assert_eq!(state_of(c, id), NsState::Persistent, "only the creator was inside so far");
-    c.handle(&ev(t + S, pause, pause, "pause", task_body(TaskOp::Setns, id, INIT)));
+    feed(
+        c,
+        [
+            created(t, 700, 700, "pinns", id),
+            ev(
+                t + 1,
+                700,
+                700,
+                "pinns",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
+            bind_mount(t + 2, 700, "pinns", path),
+            pin_added(t + 3, id, path),
+            ev(t + 4, 700, 700, "pinns", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    assert_eq!(
+        state_of(c, id),
+        NsState::Persistent,
+        "only the creator was inside so far"
+    );
+    c.handle(&ev(
+        t + S,
+        pause,
+        pause,
+        "pause",
+        task_body(TaskOp::Setns, id, INIT),
+    ));
 }
 
 #[test]
 fn alive_while_a_member_lives() {
     let mut c = collector();
     let id = NsId::new(77, 4026532100);
-    feed(&mut c, [
-        created(2 * S, 100, 100, "unshare", id),
-        ev(2 * S + 1, 100, 100, "unshare", task_body(TaskOp::Unshare, id, INIT)),
-        ev(2 * S + 2, 101, 101, "unshare", task_body(TaskOp::Fork, id, id)),
-    ]);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 100, 100, "unshare", id),
+            ev(
+                2 * S + 1,
+                100,
+                100,
+                "unshare",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
+            ev(
+                2 * S + 2,
+                101,
+                101,
+                "unshare",
+                task_body(TaskOp::Fork, id, id),
+            ),
+        ],
+    );
     c.tick(200 * S);
     assert_eq!(state_of(&c, id), NsState::Alive);
     let ns = c.namespace("net:[4026532100]#77").unwrap();
@@ -154,18 +295,31 @@ fn alive_while_a_member_lives() {
 fn ip_netns_add_is_persistent_not_leaked() {
     let mut c = collector();
     let id = NsId::new(5, 4026532200);
-    feed(&mut c, [
-        created(2 * S, 300, 300, "ip", id),
-        ev(2 * S + 1, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
-        bind_mount(2 * S + 2, 300, "ip", "/run/netns/foo"),
-        pin_added(2 * S + 3, id, "/run/netns/foo"),
-        ev(2 * S + 4, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
-    ]);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 300, 300, "ip", id),
+            ev(
+                2 * S + 1,
+                300,
+                300,
+                "ip",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
+            bind_mount(2 * S + 2, 300, "ip", "/run/netns/foo"),
+            pin_added(2 * S + 3, id, "/run/netns/foo"),
+            ev(2 * S + 4, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
     c.finish(1000 * S);
     assert_eq!(state_of(&c, id), NsState::Persistent);
     assert!(c.findings().is_empty(), "{:?}", c.findings());
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
-    assert_eq!(ns.pins[0].by.unwrap().comm.as_str(), "ip", "the mount syscall names who pinned it");
+    assert_eq!(
+        ns.pins[0].by.unwrap().comm.as_str(),
+        "ip",
+        "the mount syscall names who pinned it"
+    );
 }
 
 #[test]
@@ -173,23 +327,50 @@ fn containerd_style_leaks_only_after_pause_dies_and_grace_passes() {
     let mut c = collector();
     let id = NsId::new(900, 4026532300);
     let path = "/var/run/netns/cni-1234";
-    feed(&mut c, [
-        // A locked thread (tid 501) of containerd (tgid 500) unshares, bind-mounts, switches back.
-        created(2 * S, 501, 500, "containerd", id),
-        ev(2 * S + 1, 501, 500, "containerd", task_body(TaskOp::Unshare, id, INIT)),
-        bind_mount(2 * S + 2, 501, "containerd", path),
-        // mountinfo shows the resolved path.
-        pin_added(2 * S + 3, id, "/run/netns/cni-1234"),
-        ev(2 * S + 4, 501, 500, "containerd", task_body(TaskOp::Setns, INIT, id)),
-    ]);
+    feed(
+        &mut c,
+        [
+            // A locked thread (tid 501) of containerd (tgid 500) unshares, bind-mounts, switches back.
+            created(2 * S, 501, 500, "containerd", id),
+            ev(
+                2 * S + 1,
+                501,
+                500,
+                "containerd",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
+            bind_mount(2 * S + 2, 501, "containerd", path),
+            // mountinfo shows the resolved path.
+            pin_added(2 * S + 3, id, "/run/netns/cni-1234"),
+            ev(
+                2 * S + 4,
+                501,
+                500,
+                "containerd",
+                task_body(TaskOp::Setns, INIT, id),
+            ),
+        ],
+    );
     assert_eq!(state_of(&c, id), NsState::Persistent);
-    c.handle(&ev(3 * S, 600, 600, "pause", task_body(TaskOp::Setns, id, INIT)));
+    c.handle(&ev(
+        3 * S,
+        600,
+        600,
+        "pause",
+        task_body(TaskOp::Setns, id, INIT),
+    ));
     assert_eq!(state_of(&c, id), NsState::Alive);
     c.tick(100 * S);
     assert_eq!(state_of(&c, id), NsState::Alive);
     assert!(c.findings().is_empty());
 
-    c.handle(&ev(200 * S, 600, 600, "pause", task_body(TaskOp::Exit, id, id)));
+    c.handle(&ev(
+        200 * S,
+        600,
+        600,
+        "pause",
+        task_body(TaskOp::Exit, id, id),
+    ));
     assert_eq!(state_of(&c, id), NsState::Draining);
     c.tick(200 * S + GRACE - 1);
     assert_eq!(state_of(&c, id), NsState::Draining);
@@ -199,11 +380,19 @@ fn containerd_style_leaks_only_after_pause_dies_and_grace_passes() {
     assert_eq!(kinds(&c), ["leaked_netns"]);
     let f = &c.findings()[0];
     assert!(!f.uncertain, "{:?}", f.uncertain_reason);
-    let FindingDetail::LeakedNetns { pins, last_member, .. } = &f.detail else { panic!() };
+    let FindingDetail::LeakedNetns {
+        pins, last_member, ..
+    } = &f.detail
+    else {
+        panic!()
+    };
     assert_eq!(pins[0].path.as_deref(), Some("/run/netns/cni-1234"));
     assert_eq!(pins[0].by.as_ref().map(|b| b.pid), Some(501));
     let lm = last_member.unwrap();
-    assert_eq!((lm.pid, lm.comm.as_str().as_ref(), lm.exited_at_ns), (600, "pause", 200 * S));
+    assert_eq!(
+        (lm.pid, lm.comm.as_str().as_ref(), lm.exited_at_ns),
+        (600, "pause", 200 * S)
+    );
     assert!(f.summary.contains("/run/netns/cni-1234"), "{}", f.summary);
 }
 
@@ -213,7 +402,13 @@ fn crio_style_pod_leaks_after_pause_dies() {
     let id = NsId::new(901, 4026532301);
     crio_pod(&mut c, 2 * S, id, "/var/run/netns/abc", 610);
     assert_eq!(state_of(&c, id), NsState::Alive);
-    c.handle(&ev(50 * S, 610, 610, "pause", task_body(TaskOp::Exit, id, id)));
+    c.handle(&ev(
+        50 * S,
+        610,
+        610,
+        "pause",
+        task_body(TaskOp::Exit, id, id),
+    ));
     c.finish(50 * S + GRACE + 1);
     assert_eq!(state_of(&c, id), NsState::Leaked);
     assert_eq!(kinds(&c), ["leaked_netns"]);
@@ -224,17 +419,23 @@ fn normal_teardown_is_destroyed_without_findings() {
     let mut c = collector();
     let id = NsId::new(902, 4026532302);
     crio_pod(&mut c, 2 * S, id, "/var/run/netns/ok", 620);
-    feed(&mut c, [
-        ev(10 * S, 620, 620, "pause", task_body(TaskOp::Exit, id, id)),
-        umount(11 * S, 900, "crio", "/var/run/netns/ok", 0),
-        teardown(11 * S + 10, id),
-        freed(11 * S + 20, id),
-    ]);
+    feed(
+        &mut c,
+        [
+            ev(10 * S, 620, 620, "pause", task_body(TaskOp::Exit, id, id)),
+            umount(11 * S, 900, "crio", "/var/run/netns/ok", 0),
+            teardown(11 * S + 10, id),
+            freed(11 * S + 20, id),
+        ],
+    );
     c.finish(500 * S);
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
     assert_eq!(ns.state, NsState::Destroyed);
     assert!(ns.pins.is_empty(), "the successful umount removed the pin");
-    assert_eq!((ns.teardown_at_ns, ns.freed_at_ns), (Some(11 * S + 10), Some(11 * S + 20)));
+    assert_eq!(
+        (ns.teardown_at_ns, ns.freed_at_ns),
+        (Some(11 * S + 10), Some(11 * S + 20))
+    );
     assert_eq!(ns.state_before_destroy, Some(NsState::Draining));
     assert!(c.findings().is_empty());
 }
@@ -242,12 +443,26 @@ fn normal_teardown_is_destroyed_without_findings() {
 #[test]
 fn leak_suspect_from_the_start_snapshot() {
     let id = NsId::new(0, 4026532400);
-    let mut c = Collector::new(CollectorConfig { grace_ns: GRACE, ..Default::default() });
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: GRACE,
+        ..Default::default()
+    });
     c.handle(&start_snapshot(vec![
-        SnapNamespace { netns: id, members: vec![], pins: vec![bind_pin("/run/netns/old")], interfaces: vec![], interfaces_error: None },
+        SnapNamespace {
+            netns: id,
+            members: vec![],
+            pins: vec![bind_pin("/run/netns/old")],
+            interfaces: vec![],
+            interfaces_error: None,
+        },
         SnapNamespace {
             netns: NsId::new(0, 4026532401),
-            members: vec![Member { pid: 42, tgid: 42, comm: comm("nginx"), cgroup: "/kubepods/x".into() }],
+            members: vec![Member {
+                pid: 42,
+                tgid: 42,
+                comm: comm("nginx"),
+                cgroup: "/kubepods/x".into(),
+            }],
             pins: vec![],
             interfaces: vec![],
             interfaces_error: None,
@@ -259,12 +474,35 @@ fn leak_suspect_from_the_start_snapshot() {
     c.finish(S + GRACE);
     assert_eq!(kinds(&c), ["leaked_netns"]);
     let f = &c.findings()[0];
-    assert!(f.uncertain && f.uncertain_reason.as_deref().unwrap().contains("history unknown"));
-    let FindingDetail::LeakedNetns { history_unknown, pins, .. } = &f.detail else { panic!() };
+    assert!(
+        f.uncertain
+            && f.uncertain_reason
+                .as_deref()
+                .unwrap()
+                .contains("history unknown")
+    );
+    let FindingDetail::LeakedNetns {
+        history_unknown,
+        pins,
+        ..
+    } = &f.detail
+    else {
+        panic!()
+    };
     assert!(*history_unknown);
     assert_eq!(pins.len(), 1);
     // The member seen in the snapshot is a real member: when it exits the namespace drains.
-    c.handle(&ev(S + GRACE + 5, 42, 42, "nginx", task_body(TaskOp::Exit, NsId::new(0, 4026532401), NsId::new(0, 4026532401))));
+    c.handle(&ev(
+        S + GRACE + 5,
+        42,
+        42,
+        "nginx",
+        task_body(
+            TaskOp::Exit,
+            NsId::new(0, 4026532401),
+            NsId::new(0, 4026532401),
+        ),
+    ));
     assert_eq!(state_of(&c, NsId::new(0, 4026532401)), NsState::Draining);
 }
 
@@ -272,7 +510,13 @@ fn leak_suspect_from_the_start_snapshot() {
 fn init_namespace_is_never_leaked() {
     let mut c = collector();
     // Containerd's thread going back to the host namespace must not count as init membership.
-    c.handle(&ev(2 * S, 501, 500, "containerd", task_body(TaskOp::Setns, INIT, NsId::new(3, 99))));
+    c.handle(&ev(
+        2 * S,
+        501,
+        500,
+        "containerd",
+        task_body(TaskOp::Setns, INIT, NsId::new(3, 99)),
+    ));
     c.finish(10_000 * S);
     assert_eq!(state_of(&c, INIT), NsState::Alive);
     assert!(c.findings().is_empty());
@@ -282,20 +526,41 @@ fn init_namespace_is_never_leaked() {
 fn reused_inum_makes_two_namespaces() {
     let mut c = collector();
     let a = NsId::new(0, 4026532500);
-    feed(&mut c, [
-        created(2 * S, 100, 100, "unshare", a),
-        ev(2 * S + 1, 100, 100, "unshare", task_body(TaskOp::Unshare, a, INIT)),
-        ev(3 * S, 100, 100, "unshare", task_body(TaskOp::Exit, a, a)),
-        teardown(3 * S + 5, a),
-        created(4 * S, 200, 200, "unshare", a),
-        ev(4 * S + 1, 200, 200, "unshare", task_body(TaskOp::Unshare, a, INIT)),
-    ]);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 100, 100, "unshare", a),
+            ev(
+                2 * S + 1,
+                100,
+                100,
+                "unshare",
+                task_body(TaskOp::Unshare, a, INIT),
+            ),
+            ev(3 * S, 100, 100, "unshare", task_body(TaskOp::Exit, a, a)),
+            teardown(3 * S + 5, a),
+            created(4 * S, 200, 200, "unshare", a),
+            ev(
+                4 * S + 1,
+                200,
+                200,
+                "unshare",
+                task_body(TaskOp::Unshare, a, INIT),
+            ),
+        ],
+    );
     let mut lives: Vec<&Namespace> = c.namespaces().filter(|n| n.inum == a.inum).collect();
     lives.sort_by_key(|n| n.born_at_ns());
     assert_eq!(lives.len(), 2);
     assert_eq!(lives[0].state, NsState::Destroyed);
     assert_eq!(lives[1].state, NsState::Alive);
-    assert_eq!((lives[0].id(), lives[1].id()), ("net:[4026532500]".to_string(), "net:[4026532500]~2".to_string()));
+    assert_eq!(
+        (lives[0].id(), lives[1].id()),
+        (
+            "net:[4026532500]".to_string(),
+            "net:[4026532500]~2".to_string()
+        )
+    );
     assert_eq!(lives[1].created_by.unwrap().pid, 200);
     // The late free of the first life attaches to... the latest holder of the inum is alive,
     // so a free identified only by inum and pointer goes by pointer first.
@@ -305,15 +570,30 @@ fn reused_inum_makes_two_namespaces() {
 fn cookie_revealed_later_upgrades_the_key() {
     let mut c = collector();
     let lazy = NsId::new(0, 4026532600);
-    feed(&mut c, [
-        created(2 * S, 100, 100, "unshare", lazy),
-        ev(2 * S + 1, 100, 100, "unshare", task_body(TaskOp::Unshare, NsId::new(4242, 4026532600), INIT)),
-    ]);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 100, 100, "unshare", lazy),
+            ev(
+                2 * S + 1,
+                100,
+                100,
+                "unshare",
+                task_body(TaskOp::Unshare, NsId::new(4242, 4026532600), INIT),
+            ),
+        ],
+    );
     assert_eq!(c.namespaces().filter(|n| n.inum == lazy.inum).count(), 1);
     let ns = c.namespace("net:[4026532600]#4242").expect("upgraded");
     assert_eq!(ns.live_tasks, 1);
     // Later cookie-less events still attach to it.
-    c.handle(&ev(3 * S, 101, 101, "x", task_body(TaskOp::Fork, lazy, lazy)));
+    c.handle(&ev(
+        3 * S,
+        101,
+        101,
+        "x",
+        task_body(TaskOp::Fork, lazy, lazy),
+    ));
     assert_eq!(c.namespace("net:[4026532600]#4242").unwrap().live_tasks, 2);
 }
 
@@ -322,25 +602,64 @@ fn lost_events_make_findings_uncertain() {
     let mut c = collector();
     let id = NsId::new(903, 4026532700);
     crio_pod(&mut c, 2 * S, id, "/run/netns/lossy", 630);
-    c.handle(&Event::observed(5 * S, EventBody::Lost { kind: kind::ARP, count: 3 }));
-    c.handle(&ev(10 * S, 630, 630, "pause", task_body(TaskOp::Exit, id, id)));
-    c.handle(&Event::observed(12 * S, EventBody::Lost { kind: kind::TASK_NETNS, count: 7 }));
+    c.handle(&Event::observed(
+        5 * S,
+        EventBody::Lost {
+            kind: kind::ARP,
+            count: 3,
+        },
+    ));
+    c.handle(&ev(
+        10 * S,
+        630,
+        630,
+        "pause",
+        task_body(TaskOp::Exit, id, id),
+    ));
+    c.handle(&Event::observed(
+        12 * S,
+        EventBody::Lost {
+            kind: kind::TASK_NETNS,
+            count: 7,
+        },
+    ));
     c.finish(10 * S + GRACE);
     assert_eq!(c.lost_events().get(&kind::TASK_NETNS), Some(&7));
     let f = &c.findings()[0];
     assert!(f.uncertain);
     let reason = f.uncertain_reason.as_deref().unwrap();
     assert!(reason.contains("7 task_netns"), "{reason}");
-    assert!(!reason.contains("arp"), "ARP losses do not bear on a leak: {reason}");
+    assert!(
+        !reason.contains("arp"),
+        "ARP losses do not bear on a leak: {reason}"
+    );
 
     // A loss reported after the verdict but covering its window also counts.
     let mut c = collector();
     crio_pod(&mut c, 2 * S, id, "/run/netns/lossy", 630);
-    c.handle(&ev(10 * S, 630, 630, "pause", task_body(TaskOp::Exit, id, id)));
+    c.handle(&ev(
+        10 * S,
+        630,
+        630,
+        "pause",
+        task_body(TaskOp::Exit, id, id),
+    ));
     c.tick(10 * S + GRACE);
     assert!(!c.findings()[0].uncertain);
-    c.handle(&Event::observed(10 * S + GRACE + 1, EventBody::Lost { kind: kind::NETNS_TEARDOWN, count: 1 }));
-    assert!(c.findings()[0].uncertain_reason.as_deref().unwrap().contains("netns_teardown"));
+    c.handle(&Event::observed(
+        10 * S + GRACE + 1,
+        EventBody::Lost {
+            kind: kind::NETNS_TEARDOWN,
+            count: 1,
+        },
+    ));
+    assert!(
+        c.findings()[0]
+            .uncertain_reason
+            .as_deref()
+            .unwrap()
+            .contains("netns_teardown")
+    );
 }
 
 #[test]
@@ -348,14 +667,30 @@ fn failed_umount_is_reported_as_a_failed_cleanup() {
     let mut c = collector();
     let id = NsId::new(904, 4026532800);
     crio_pod(&mut c, 2 * S, id, "/run/netns/busy", 640);
-    feed(&mut c, [
-        ev(10 * S, 640, 640, "pause", task_body(TaskOp::Exit, id, id)),
-        umount(11 * S, 900, "crio", "/var/run/netns/busy", -16),
-    ]);
+    feed(
+        &mut c,
+        [
+            ev(10 * S, 640, 640, "pause", task_body(TaskOp::Exit, id, id)),
+            umount(11 * S, 900, "crio", "/var/run/netns/busy", -16),
+        ],
+    );
     c.finish(10 * S + GRACE);
-    let FindingDetail::LeakedNetns { failed_cleanups, pins, .. } = &c.findings()[0].detail else { panic!() };
+    let FindingDetail::LeakedNetns {
+        failed_cleanups,
+        pins,
+        ..
+    } = &c.findings()[0].detail
+    else {
+        panic!()
+    };
     assert_eq!(failed_cleanups.len(), 1);
-    assert_eq!((failed_cleanups[0].errno, failed_cleanups[0].by.comm.as_str().as_ref()), (16, "crio"));
+    assert_eq!(
+        (
+            failed_cleanups[0].errno,
+            failed_cleanups[0].by.comm.as_str().as_ref()
+        ),
+        (16, "crio")
+    );
     assert_eq!(pins.len(), 1, "a failed umount leaves the pin");
 }
 
@@ -363,20 +698,52 @@ fn failed_umount_is_reported_as_a_failed_cleanup() {
 fn full_mode_nsfs_graft_is_named_by_the_following_syscall() {
     let mut c = collector();
     let id = NsId::new(905, 4026532900);
-    feed(&mut c, [
-        created(2 * S, 300, 300, "ip", id),
-        ev(2 * S + 1, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
-        ev(2 * S + 2, 300, 300, "ip", EventBody::NsfsMount { netns: id, mnt_ns: HOST_MNT, net_ptr: 0, hook: Hook::Fentry }),
-        bind_mount(2 * S + 3, 300, "ip", "/run/netns/full"),
-        // The enricher's observation of the same mount merges into it.
-        pin_added(2 * S + 4, id, "/run/netns/full"),
-    ]);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 300, 300, "ip", id),
+            ev(
+                2 * S + 1,
+                300,
+                300,
+                "ip",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
+            ev(
+                2 * S + 2,
+                300,
+                300,
+                "ip",
+                EventBody::NsfsMount {
+                    netns: id,
+                    mnt_ns: HOST_MNT,
+                    net_ptr: 0,
+                    hook: Hook::Fentry,
+                },
+            ),
+            bind_mount(2 * S + 3, 300, "ip", "/run/netns/full"),
+            // The enricher's observation of the same mount merges into it.
+            pin_added(2 * S + 4, id, "/run/netns/full"),
+        ],
+    );
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
     assert_eq!(ns.pins.len(), 1, "{:?}", ns.pins);
     assert_eq!(ns.pins[0].path.as_deref(), Some("/run/netns/full"));
     assert_eq!(ns.pins[0].by.unwrap().pid, 300);
-    c.handle(&Event::observed(3 * S, EventBody::NsfsEvict { netns: id, net_ptr: 0 }));
-    assert!(c.namespaces().find(|n| n.ns_id() == id).unwrap().pins.is_empty());
+    c.handle(&Event::observed(
+        3 * S,
+        EventBody::NsfsEvict {
+            netns: id,
+            net_ptr: 0,
+        },
+    ));
+    assert!(
+        c.namespaces()
+            .find(|n| n.ns_id() == id)
+            .unwrap()
+            .pins
+            .is_empty()
+    );
 }
 
 #[test]
@@ -390,7 +757,13 @@ fn incident_leak_duplicate_ip_and_stale_arp() {
     crio_pod(&mut c, 2 * S, a, "/var/run/netns/pod-a", 700_1);
     feed(&mut c, veth(3 * S, a, 2, mac_a, ip));
     // Pause is killed; nobody unmounts.
-    c.handle(&ev(60 * S, 700_1, 700_1, "pause", task_body(TaskOp::Exit, a, a)));
+    c.handle(&ev(
+        60 * S,
+        700_1,
+        700_1,
+        "pause",
+        task_body(TaskOp::Exit, a, a),
+    ));
     c.tick(60 * S + GRACE);
     assert_eq!(state_of(&c, a), NsState::Leaked);
     // Pod B gets the same IP with MAC B.
@@ -404,23 +777,44 @@ fn incident_leak_duplicate_ip_and_stale_arp() {
 
     let mut k = kinds(&c);
     k.sort();
-    assert_eq!(k, ["duplicate_ip", "leaked_netns", "stale_arp_reply"], "{:#?}", c.findings());
+    assert_eq!(
+        k,
+        ["duplicate_ip", "leaked_netns", "stale_arp_reply"],
+        "{:#?}",
+        c.findings()
+    );
     for f in c.findings() {
         match &f.detail {
-            FindingDetail::LeakedNetns { pins, interfaces, .. } => {
+            FindingDetail::LeakedNetns {
+                pins, interfaces, ..
+            } => {
                 assert_eq!(f.netns, "net:[4026533001]#1001");
                 assert_eq!(pins[0].path.as_deref(), Some("/var/run/netns/pod-a"));
                 assert_eq!(pins[0].by.as_ref().unwrap().comm.as_str(), "pinns");
                 assert_eq!(interfaces[0].ipv4, ["10.244.1.7/24"]);
             }
-            FindingDetail::DuplicateIp { ip: dip, holders, involves_leaked } => {
+            FindingDetail::DuplicateIp {
+                ip: dip,
+                holders,
+                involves_leaked,
+            } => {
                 assert_eq!(*dip, ip);
                 assert_eq!(holders.len(), 2);
                 assert!(*involves_leaked);
-                assert!(holders.iter().any(|h| h.mac == mac_a && h.state == NsState::Leaked));
+                assert!(
+                    holders
+                        .iter()
+                        .any(|h| h.mac == mac_a && h.state == NsState::Leaked)
+                );
                 assert!(holders.iter().any(|h| h.mac == mac_b));
             }
-            FindingDetail::StaleArpReply { sender_mac, expected_mac, reason, owner_netns, .. } => {
+            FindingDetail::StaleArpReply {
+                sender_mac,
+                expected_mac,
+                reason,
+                owner_netns,
+                ..
+            } => {
                 assert_eq!(*sender_mac, mac_a);
                 assert_eq!(*expected_mac, Some(mac_b));
                 assert_eq!(*reason, StaleReason::SentFromLeakedNetns);
@@ -438,9 +832,21 @@ fn stale_reply_before_the_verdict_is_found_when_the_leak_is() {
     let a = NsId::new(1101, 4026533101);
     crio_pod(&mut c, 2 * S, a, "/run/netns/pod-a", 7101);
     feed(&mut c, veth(3 * S, a, 2, Mac([2, 0, 0, 0, 1, 0xa]), ip));
-    c.handle(&ev(60 * S, 7101, 7101, "pause", task_body(TaskOp::Exit, a, a)));
+    c.handle(&ev(
+        60 * S,
+        7101,
+        7101,
+        "pause",
+        task_body(TaskOp::Exit, a, a),
+    ));
     // While draining, the reply matches the namespace's own interface: nothing yet.
-    c.handle(&arp_reply(61 * S, a, Direction::Tx, ip, Mac([2, 0, 0, 0, 1, 0xa])));
+    c.handle(&arp_reply(
+        61 * S,
+        a,
+        Direction::Tx,
+        ip,
+        Mac([2, 0, 0, 0, 1, 0xa]),
+    ));
     assert!(c.findings().is_empty());
     c.finish(60 * S + GRACE);
     let mut k = kinds(&c);
@@ -455,19 +861,41 @@ fn mac_mismatch_against_the_live_owner() {
     let b = NsId::new(1201, 4026533201);
     crio_pod(&mut c, 2 * S, b, "/run/netns/pod-b", 7201);
     feed(&mut c, veth(3 * S, b, 2, Mac([2, 0, 0, 0, 2, 0xb]), ip));
-    c.handle(&arp_reply(4 * S, b, Direction::Rx, ip, Mac([2, 0, 0, 0, 2, 0xc])));
+    c.handle(&arp_reply(
+        4 * S,
+        b,
+        Direction::Rx,
+        ip,
+        Mac([2, 0, 0, 0, 2, 0xc]),
+    ));
     assert_eq!(kinds(&c), ["stale_arp_reply"]);
-    let FindingDetail::StaleArpReply { reason, .. } = &c.findings()[0].detail else { panic!() };
+    let FindingDetail::StaleArpReply { reason, .. } = &c.findings()[0].detail else {
+        panic!()
+    };
     assert_eq!(*reason, StaleReason::MacMismatch);
     // A matching reply raises nothing more.
-    c.handle(&arp_reply(5 * S, b, Direction::Rx, ip, Mac([2, 0, 0, 0, 2, 0xb])));
+    c.handle(&arp_reply(
+        5 * S,
+        b,
+        Direction::Rx,
+        ip,
+        Mac([2, 0, 0, 0, 2, 0xb]),
+    ));
     assert_eq!(c.findings().len(), 1);
 }
 
 #[test]
 fn churn_of_200_namespaces_all_destroyed_no_findings() {
-    let cfg = SyntheticConfig { namespaces: 200, seed: 7, concurrency: 16, ..Default::default() };
-    let mut c = Collector::new(CollectorConfig { grace_ns: GRACE, ..Default::default() });
+    let cfg = SyntheticConfig {
+        namespaces: 200,
+        seed: 7,
+        concurrency: 16,
+        ..Default::default()
+    };
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: GRACE,
+        ..Default::default()
+    });
     let mut last = 0;
     for e in synthetic::generate(cfg) {
         last = e.ts_ns;
@@ -477,36 +905,73 @@ fn churn_of_200_namespaces_all_destroyed_no_findings() {
     let counts = c.state_counts();
     assert_eq!(counts[&NsState::Destroyed], 200, "{counts:?}");
     assert_eq!(counts[&NsState::Alive], 1, "only init");
-    assert!(c.findings().is_empty(), "{:#?}", &c.findings()[..c.findings().len().min(3)]);
+    assert!(
+        c.findings().is_empty(),
+        "{:#?}",
+        &c.findings()[..c.findings().len().min(3)]
+    );
     assert_eq!(c.stats().unattributed_events, 0);
 }
 
 #[test]
 fn synthetic_leaks_are_found_and_stream_is_deterministic() {
-    let cfg = SyntheticConfig { namespaces: 100, seed: 3, concurrency: 8, leak_every: 10, ..Default::default() };
+    let cfg = SyntheticConfig {
+        namespaces: 100,
+        seed: 3,
+        concurrency: 8,
+        leak_every: 10,
+        ..Default::default()
+    };
     let a: Vec<Event> = synthetic::generate(cfg.clone()).collect();
     let b: Vec<Event> = synthetic::generate(cfg.clone()).collect();
     assert_eq!(a, b);
-    assert!(a.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns), "merged in time order");
-    let mut c = Collector::new(CollectorConfig { grace_ns: GRACE, notices: false, ..Default::default() });
+    assert!(
+        a.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns),
+        "merged in time order"
+    );
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: GRACE,
+        notices: false,
+        ..Default::default()
+    });
     for e in &a {
         assert!(c.handle(e).is_empty(), "notices are off");
     }
     c.finish(a.last().unwrap().ts_ns + GRACE + 1);
     assert_eq!(c.state_counts()[&NsState::Leaked], 10);
-    assert_eq!(c.findings().iter().filter(|f| f.kind() == "leaked_netns").count(), 10);
+    assert_eq!(
+        c.findings()
+            .iter()
+            .filter(|f| f.kind() == "leaked_netns")
+            .count(),
+        10
+    );
     // Their ARP replies carried their own MACs, sent before the last member left: not stale.
     assert!(c.findings().iter().all(|f| f.kind() == "leaked_netns"));
 }
 
 #[test]
 fn destroyed_retention_drops_oldest_and_counts_them() {
-    let cfg = SyntheticConfig { namespaces: 50, seed: 9, concurrency: 4, ..Default::default() };
-    let mut c = Collector::new(CollectorConfig { grace_ns: GRACE, keep_destroyed: 5, notices: false });
+    let cfg = SyntheticConfig {
+        namespaces: 50,
+        seed: 9,
+        concurrency: 4,
+        ..Default::default()
+    };
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: GRACE,
+        keep_destroyed: 5,
+        notices: false,
+    });
     for e in synthetic::generate(cfg) {
         c.handle(&e);
     }
-    assert_eq!(c.namespaces().filter(|n| n.state == NsState::Destroyed).count(), 5);
+    assert_eq!(
+        c.namespaces()
+            .filter(|n| n.state == NsState::Destroyed)
+            .count(),
+        5
+    );
     assert_eq!(c.stats().dropped_destroyed.values().sum::<u64>(), 45);
     assert_eq!(c.state_counts()[&NsState::Destroyed], 50);
 }
@@ -514,8 +979,18 @@ fn destroyed_retention_drops_oldest_and_counts_them() {
 #[test]
 fn memory_per_live_namespace_stays_under_2_kib() {
     // Long lifetimes so that everything is still alive at the end.
-    let cfg = SyntheticConfig { namespaces: 500, seed: 11, concurrency: 100_000, mean_lifetime_ns: 100_000 * S, ..Default::default() };
-    let mut c = Collector::new(CollectorConfig { grace_ns: GRACE, notices: false, ..Default::default() });
+    let cfg = SyntheticConfig {
+        namespaces: 500,
+        seed: 11,
+        concurrency: 100_000,
+        mean_lifetime_ns: 100_000 * S,
+        ..Default::default()
+    };
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: GRACE,
+        notices: false,
+        ..Default::default()
+    });
     let mut n = 0;
     for e in synthetic::generate(cfg) {
         if e.ts_ns > 1_000 * S {
@@ -525,7 +1000,10 @@ fn memory_per_live_namespace_stays_under_2_kib() {
         c.handle(&e);
     }
     assert!(n > 5_000);
-    let live: Vec<&Namespace> = c.namespaces().filter(|ns| !ns.is_init && ns.state == NsState::Alive).collect();
+    let live: Vec<&Namespace> = c
+        .namespaces()
+        .filter(|ns| !ns.is_init && ns.state == NsState::Alive)
+        .collect();
     assert!(live.len() >= 400, "{}", live.len());
     let avg = live.iter().map(|ns| ns.approx_bytes()).sum::<usize>() / live.len();
     assert!(avg <= 2048, "average {avg} bytes per namespace");
@@ -550,15 +1028,29 @@ fn notices_describe_the_lifecycle_and_serialize() {
 #[test]
 #[ignore]
 fn replay_throughput() {
-    let cfg = SyntheticConfig { namespaces: 100_000, seed: 1, concurrency: 256, leak_every: 1000, ..Default::default() };
+    let cfg = SyntheticConfig {
+        namespaces: 100_000,
+        seed: 1,
+        concurrency: 256,
+        leak_every: 1000,
+        ..Default::default()
+    };
     let events: Vec<Event> = synthetic::generate(cfg).collect();
-    let mut c = Collector::new(CollectorConfig { notices: false, ..Default::default() });
+    let mut c = Collector::new(CollectorConfig {
+        notices: false,
+        ..Default::default()
+    });
     let t = std::time::Instant::now();
     for e in &events {
         c.handle(e);
     }
     c.finish(events.last().unwrap().ts_ns + GRACE);
     let secs = t.elapsed().as_secs_f64();
-    println!("{} events in {secs:.3}s: {:.2} M events/s; findings {}", events.len(), events.len() as f64 / secs / 1e6, c.findings().len());
+    println!(
+        "{} events in {secs:.3}s: {:.2} M events/s; findings {}",
+        events.len(),
+        events.len() as f64 / secs / 1e6,
+        c.findings().len()
+    );
     assert_eq!(c.state_counts()[&NsState::Leaked], 100);
 }

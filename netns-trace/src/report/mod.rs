@@ -10,8 +10,8 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::collector::{
-    ArpCounters, Collector, FailedUmount, Finding, FindingDetail, InterfaceEvidence, JoinHow, LastMember, LeaveHow,
-    Namespace, NsState, Origin, PinEvidence,
+    ArpCounters, Collector, FailedUmount, Finding, FindingDetail, InterfaceEvidence, JoinHow,
+    LastMember, LeaveHow, Namespace, NsState, Origin, PinEvidence,
 };
 use crate::model::{Comm, CreatedBy, NsId};
 
@@ -41,7 +41,8 @@ impl ClockBase {
 
     /// RFC 3339 (UTC, millisecond precision) for a monotonic timestamp.
     pub fn rfc3339(&self, monotonic_ns: u64) -> String {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.realtime_of(monotonic_ns));
+        let t =
+            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.realtime_of(monotonic_ns));
         humantime::format_rfc3339_millis(t).to_string()
     }
 }
@@ -66,7 +67,11 @@ impl ReportFilters {
     fn admits(&self, ns: &Namespace, end_ns: u64) -> bool {
         if let Some(want) = &self.netns {
             let id = ns.id();
-            let by_inum = want.trim_start_matches("net:[").trim_end_matches(']').parse::<u32>().ok();
+            let by_inum = want
+                .trim_start_matches("net:[")
+                .trim_end_matches(']')
+                .parse::<u32>()
+                .ok();
             if id != *want && by_inum != Some(ns.inum) {
                 return false;
             }
@@ -74,7 +79,10 @@ impl ReportFilters {
         if self.state.is_some_and(|s| s != ns.state) {
             return false;
         }
-        let (born, gone) = (ns.born_at_ns(), ns.destroyed_at_ns().unwrap_or(end_ns.max(ns.born_at_ns())));
+        let (born, gone) = (
+            ns.born_at_ns(),
+            ns.destroyed_at_ns().unwrap_or(end_ns.max(ns.born_at_ns())),
+        );
         if self.since_ns.is_some_and(|s| gone < s) || self.until_ns.is_some_and(|u| born > u) {
             return false;
         }
@@ -197,10 +205,14 @@ impl Report {
     pub fn build(c: &Collector, ctx: &ReportContext) -> Report {
         let stats = c.stats();
         let end = stats.ended_at_ns.or(stats.last_ts_ns).unwrap_or(0);
-        let mut list: Vec<&Namespace> = c.namespaces().filter(|ns| ctx.filters.admits(ns, end)).collect();
+        let mut list: Vec<&Namespace> = c
+            .namespaces()
+            .filter(|ns| ctx.filters.admits(ns, end))
+            .collect();
         list.sort_by_key(|ns| (ns.born_at_ns(), ns.inum, ns.incarnation));
         let namespaces: Vec<NamespaceView> = list.iter().map(|ns| view(c, ns)).collect();
-        let ids: std::collections::HashSet<&str> = namespaces.iter().map(|n| n.id.as_str()).collect();
+        let ids: std::collections::HashSet<&str> =
+            namespaces.iter().map(|n| n.id.as_str()).collect();
         let findings: Vec<Finding> = c
             .findings()
             .iter()
@@ -212,7 +224,10 @@ impl Report {
             .cloned()
             .collect();
 
-        let mut summary = Summary { namespaces: namespaces.len() as u64, ..Default::default() };
+        let mut summary = Summary {
+            namespaces: namespaces.len() as u64,
+            ..Default::default()
+        };
         for s in NsState::ALL {
             summary.by_state.insert(s, 0);
         }
@@ -220,7 +235,8 @@ impl Report {
             *summary.by_state.entry(n.state).or_default() += 1;
         }
         if ctx.filters.is_empty() {
-            *summary.by_state.entry(NsState::Destroyed).or_default() += stats.dropped_destroyed.values().sum::<u64>();
+            *summary.by_state.entry(NsState::Destroyed).or_default() +=
+                stats.dropped_destroyed.values().sum::<u64>();
         }
         for f in &findings {
             *summary.findings.entry(f.kind().to_string()).or_default() += 1;
@@ -231,7 +247,8 @@ impl Report {
         let lost_events = LostEvents {
             total: lost.values().sum(),
             by_kind: lost.iter().fold(BTreeMap::new(), |mut m, (k, n)| {
-                *m.entry(netns_trace_common::kind::name(*k).to_string()).or_default() += n;
+                *m.entry(netns_trace_common::kind::name(*k).to_string())
+                    .or_default() += n;
                 m
             }),
         };
@@ -249,7 +266,10 @@ impl Report {
         };
         Report {
             schema: SCHEMA.to_string(),
-            host: HostInfo { hostname: ctx.hostname.clone(), kernel: ctx.kernel.clone() },
+            host: HostInfo {
+                hostname: ctx.hostname.clone(),
+                kernel: ctx.kernel.clone(),
+            },
             probe_mode: ctx.probe_mode.clone(),
             lost_events,
             trace,
@@ -283,7 +303,11 @@ fn view(c: &Collector, ns: &Namespace) -> NamespaceView {
         state: ns.state,
         origin: ns.origin,
         created_at_ns: ns.created_at_ns,
-        created_by: ns.created_by.map(|a| CreatorView { pid: a.pid, tgid: a.tgid, comm: a.comm }),
+        created_by: ns.created_by.map(|a| CreatorView {
+            pid: a.pid,
+            tgid: a.tgid,
+            comm: a.comm,
+        }),
         creation_source: ns.source,
         parent: ns.parent,
         first_seen_ns: ns.first_seen_ns,

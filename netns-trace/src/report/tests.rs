@@ -8,8 +8,17 @@ use crate::model::{AddrOp, Event, EventBody, Hook, Mac, NetDevOp, Pin, TaskOp};
 const S: u64 = 1_000_000_000;
 
 fn leaky_collector() -> Collector {
-    let cfg = SyntheticConfig { namespaces: 30, seed: 5, concurrency: 4, leak_every: 10, ..Default::default() };
-    let mut c = Collector::new(CollectorConfig { notices: false, ..Default::default() });
+    let cfg = SyntheticConfig {
+        namespaces: 30,
+        seed: 5,
+        concurrency: 4,
+        leak_every: 10,
+        ..Default::default()
+    };
+    let mut c = Collector::new(CollectorConfig {
+        notices: false,
+        ..Default::default()
+    });
     let mut last = 0;
     for e in synthetic::generate(cfg) {
         last = e.ts_ns;
@@ -17,18 +26,100 @@ fn leaky_collector() -> Collector {
     }
     c.tick(last + 60 * S);
     // A duplicate of a leaked namespace's address, in a fresh namespace, plus a stale reply.
-    let leaked = c.namespaces().find(|n| n.state == NsState::Leaked).map(|n| n.ns_id()).unwrap();
-    let leaked_ip = c.namespaces().find(|n| n.ns_id() == leaked).unwrap().ipv4().next().unwrap().0;
+    let leaked = c
+        .namespaces()
+        .find(|n| n.state == NsState::Leaked)
+        .map(|n| n.ns_id())
+        .unwrap();
+    let leaked_ip = c
+        .namespaces()
+        .find(|n| n.ns_id() == leaked)
+        .unwrap()
+        .ipv4()
+        .next()
+        .unwrap()
+        .0;
     let fresh = NsId::new(99_999, 4026599999);
     let t = last + 100 * S;
     let evs = [
-        Event::observed(t, EventBody::NetnsCreated { netns: fresh, parent: synthetic::SYNTH_INIT, net_ptr: 1, source: CreatedBy::Unshare, clone_flags: 0 }),
-        Event::observed(t + 1, EventBody::Task { op: TaskOp::Fork, netns: fresh, prev: fresh, thread: false, group_dead: false, cgroup_id: 0, ppid: 1, mnt_ns: 1, prev_mnt_ns: 1 }),
-        Event::observed(t + 2, EventBody::NetDev { op: NetDevOp::Register, netns: fresh, ifindex: 2, other: NsId::default(), mac: Mac([2, 0, 0, 0, 0, 0xbb]), name: "eth0".into() }),
-        Event::observed(t + 3, EventBody::Ipv4Addr { op: AddrOp::Add, netns: fresh, ifindex: 2, addr: leaked_ip, prefix_len: 24, label: "eth0".into() }),
-        Event::observed(t + 4, EventBody::Arp { netns: leaked, dir: crate::model::Direction::Tx, op: 2, ifindex: 2, sender_ip: leaked_ip, sender_mac: Mac([9; 6]), target_ip: Ipv4Addr::new(10, 0, 0, 1), target_mac: Mac::default(), hook: Hook::Tracepoint }),
-        Event::observed(t + 5, EventBody::PinAdded { netns: fresh, pin: Pin::Fd { pid: 4, fd: 7, comm: crate::model::Comm::from_str_lossy("dockerd") } }),
-        Event::observed(t + 6, EventBody::Lost { kind: netns_trace_common::kind::ARP, count: 2 }),
+        Event::observed(
+            t,
+            EventBody::NetnsCreated {
+                netns: fresh,
+                parent: synthetic::SYNTH_INIT,
+                net_ptr: 1,
+                source: CreatedBy::Unshare,
+                clone_flags: 0,
+            },
+        ),
+        Event::observed(
+            t + 1,
+            EventBody::Task {
+                op: TaskOp::Fork,
+                netns: fresh,
+                prev: fresh,
+                thread: false,
+                group_dead: false,
+                cgroup_id: 0,
+                ppid: 1,
+                mnt_ns: 1,
+                prev_mnt_ns: 1,
+            },
+        ),
+        Event::observed(
+            t + 2,
+            EventBody::NetDev {
+                op: NetDevOp::Register,
+                netns: fresh,
+                ifindex: 2,
+                other: NsId::default(),
+                mac: Mac([2, 0, 0, 0, 0, 0xbb]),
+                name: "eth0".into(),
+            },
+        ),
+        Event::observed(
+            t + 3,
+            EventBody::Ipv4Addr {
+                op: AddrOp::Add,
+                netns: fresh,
+                ifindex: 2,
+                addr: leaked_ip,
+                prefix_len: 24,
+                label: "eth0".into(),
+            },
+        ),
+        Event::observed(
+            t + 4,
+            EventBody::Arp {
+                netns: leaked,
+                dir: crate::model::Direction::Tx,
+                op: 2,
+                ifindex: 2,
+                sender_ip: leaked_ip,
+                sender_mac: Mac([9; 6]),
+                target_ip: Ipv4Addr::new(10, 0, 0, 1),
+                target_mac: Mac::default(),
+                hook: Hook::Tracepoint,
+            },
+        ),
+        Event::observed(
+            t + 5,
+            EventBody::PinAdded {
+                netns: fresh,
+                pin: Pin::Fd {
+                    pid: 4,
+                    fd: 7,
+                    comm: crate::model::Comm::from_str_lossy("dockerd"),
+                },
+            },
+        ),
+        Event::observed(
+            t + 6,
+            EventBody::Lost {
+                kind: netns_trace_common::kind::ARP,
+                count: 2,
+            },
+        ),
     ];
     for e in &evs {
         c.handle(e);
@@ -42,7 +133,10 @@ fn ctx() -> ReportContext {
         hostname: "node-1".into(),
         kernel: "6.18.0".into(),
         probe_mode: "tracepoint".into(),
-        clock: Some(ClockBase { monotonic_ns: 0, realtime_ns: 1_700_000_000 * S }),
+        clock: Some(ClockBase {
+            monotonic_ns: 0,
+            realtime_ns: 1_700_000_000 * S,
+        }),
         filters: ReportFilters::default(),
     }
 }
@@ -64,18 +158,57 @@ fn json_round_trips_and_carries_the_schema() {
     assert_eq!(v["summary"]["by_state"]["leaked"], 3);
     assert_eq!(v["summary"]["by_state"]["destroyed"], 27);
     let ns0 = &v["namespaces"][1];
-    for key in ["id", "inum", "cookie", "state", "created_at_ns", "created_by", "destroyed_at_ns", "freed_at_ns", "last_member_exit_at_ns", "members", "pins", "interfaces", "owner"] {
+    for key in [
+        "id",
+        "inum",
+        "cookie",
+        "state",
+        "created_at_ns",
+        "created_by",
+        "destroyed_at_ns",
+        "freed_at_ns",
+        "last_member_exit_at_ns",
+        "members",
+        "pins",
+        "interfaces",
+        "owner",
+    ] {
         assert!(ns0.get(key).is_some(), "namespace lacks {key}: {ns0}");
     }
     assert!(ns0["owner"].is_null());
     assert_eq!(ns0["created_by"]["comm"], "pinns");
-    assert!(ns0["interfaces"][1]["ipv4"][0].as_str().unwrap().ends_with("/24"));
-    let kinds: Vec<&str> = v["findings"].as_array().unwrap().iter().map(|f| f["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"leaked_netns") && kinds.contains(&"duplicate_ip") && kinds.contains(&"stale_arp_reply"), "{kinds:?}");
-    let stale = v["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "stale_arp_reply").unwrap();
+    assert!(
+        ns0["interfaces"][1]["ipv4"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("/24")
+    );
+    let kinds: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"leaked_netns")
+            && kinds.contains(&"duplicate_ip")
+            && kinds.contains(&"stale_arp_reply"),
+        "{kinds:?}"
+    );
+    let stale = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "stale_arp_reply")
+        .unwrap();
     assert_eq!(stale["uncertain"], true, "the ARP loss overlaps its window");
     assert!(stale["sender_mac"].as_str().unwrap().contains(':'));
-    assert!(v["trace"]["started_at"].as_str().unwrap().starts_with("2023-11-14T"));
+    assert!(
+        v["trace"]["started_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2023-11-14T")
+    );
 }
 
 #[test]
@@ -86,19 +219,38 @@ fn filters_select_namespaces_and_their_findings() {
     let r = Report::build(&c, &cx);
     assert_eq!(r.namespaces.len(), 3);
     assert!(r.namespaces.iter().all(|n| n.state == NsState::Leaked));
-    assert!(r.findings.iter().any(|f| f.kind() == "duplicate_ip"), "a holder is listed");
+    assert!(
+        r.findings.iter().any(|f| f.kind() == "duplicate_ip"),
+        "a holder is listed"
+    );
 
     let one = r.namespaces[0].id.clone();
-    cx.filters = ReportFilters { netns: Some(one.clone()), ..Default::default() };
+    cx.filters = ReportFilters {
+        netns: Some(one.clone()),
+        ..Default::default()
+    };
     let r = Report::build(&c, &cx);
     assert_eq!(r.namespaces.len(), 1);
-    assert!(r.findings.iter().all(|f| f.netns == one || f.kind() == "duplicate_ip"));
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.netns == one || f.kind() == "duplicate_ip")
+    );
     // By bare inode number.
-    cx.filters = ReportFilters { netns: Some(r.namespaces[0].inum.to_string()), ..Default::default() };
+    cx.filters = ReportFilters {
+        netns: Some(r.namespaces[0].inum.to_string()),
+        ..Default::default()
+    };
     assert!(!Report::build(&c, &cx).namespaces.is_empty());
 
-    cx.filters = ReportFilters { until_ns: Some(0), ..Default::default() };
-    assert!(Report::build(&c, &cx).namespaces.is_empty(), "nothing was born before t=0");
+    cx.filters = ReportFilters {
+        until_ns: Some(0),
+        ..Default::default()
+    };
+    assert!(
+        Report::build(&c, &cx).namespaces.is_empty(),
+        "nothing was born before t=0"
+    );
 }
 
 #[test]

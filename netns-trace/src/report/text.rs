@@ -26,7 +26,11 @@ fn short(clock: Option<ClockBase>, ns: u64) -> String {
 
 fn duration(ns: u64) -> String {
     let d = std::time::Duration::from_millis(ns / 1_000_000);
-    if d.is_zero() { format!("{}us", ns / 1000) } else { humantime::format_duration(d).to_string() }
+    if d.is_zero() {
+        format!("{}us", ns / 1000)
+    } else {
+        humantime::format_duration(d).to_string()
+    }
 }
 
 fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 8] {
@@ -36,11 +40,22 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 8] {
         None => format!("<{}", short(clock, ns.first_seen_ns)),
     };
     let ended = match ns.destroyed_at_ns {
-        Some(t) => format!("{} (lived {})", short(clock, t), duration(t.saturating_sub(born))),
+        Some(t) => format!(
+            "{} (lived {})",
+            short(clock, t),
+            duration(t.saturating_sub(born))
+        ),
         None => format!("alive for {}", duration(end.saturating_sub(born))),
     };
-    let creator = ns.created_by.as_ref().map(|c| format!("{} {}", c.pid, c.comm)).unwrap_or_else(|| "?".into());
-    let last = ns.last_member.map(|m| format!("{} {}", m.pid, m.comm)).unwrap_or_else(|| "-".into());
+    let creator = ns
+        .created_by
+        .as_ref()
+        .map(|c| format!("{} {}", c.pid, c.comm))
+        .unwrap_or_else(|| "?".into());
+    let last = ns
+        .last_member
+        .map(|m| format!("{} {}", m.pid, m.comm))
+        .unwrap_or_else(|| "-".into());
     let pins = if ns.pins.is_empty() {
         "-".into()
     } else {
@@ -54,46 +69,120 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 8] {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let ips: Vec<String> = ns.interfaces.iter().flat_map(|i| i.ipv4.iter().filter(|a| !a.starts_with("127.")).cloned()).collect();
-    let ips = if ips.is_empty() { "-".into() } else { ips.join(",") };
-    [ns.id.clone(), ns.state.to_string(), created, ended, creator, last, pins, ips]
+    let ips: Vec<String> = ns
+        .interfaces
+        .iter()
+        .flat_map(|i| i.ipv4.iter().filter(|a| !a.starts_with("127.")).cloned())
+        .collect();
+    let ips = if ips.is_empty() {
+        "-".into()
+    } else {
+        ips.join(",")
+    };
+    [
+        ns.id.clone(),
+        ns.state.to_string(),
+        created,
+        ended,
+        creator,
+        last,
+        pins,
+        ips,
+    ]
 }
 
 pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError> {
     let clock = r.trace.clock;
     let end = r.trace.ended_at_ns.unwrap_or(0);
     writeln!(out, "netns-trace report ({})", r.schema)?;
-    writeln!(out, "host: {}  kernel: {}  probe mode: {}", r.host.hostname, r.host.kernel, r.probe_mode)?;
+    writeln!(
+        out,
+        "host: {}  kernel: {}  probe mode: {}",
+        r.host.hostname, r.host.kernel, r.probe_mode
+    )?;
     if let (Some(s), Some(e)) = (r.trace.started_at_ns, r.trace.ended_at_ns) {
-        writeln!(out, "trace: {} .. {} ({}), {} events", at(clock, s), at(clock, e), duration(e.saturating_sub(s)), r.trace.events)?;
+        writeln!(
+            out,
+            "trace: {} .. {} ({}), {} events",
+            at(clock, s),
+            at(clock, e),
+            duration(e.saturating_sub(s)),
+            r.trace.events
+        )?;
     }
     if r.lost_events.total > 0 {
-        let kinds: Vec<String> = r.lost_events.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        writeln!(out, "LOST EVENTS: {} ({}) — findings touching these are marked uncertain", r.lost_events.total, kinds.join(", "))?;
+        let kinds: Vec<String> = r
+            .lost_events
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "LOST EVENTS: {} ({}) — findings touching these are marked uncertain",
+            r.lost_events.total,
+            kinds.join(", ")
+        )?;
     } else {
         writeln!(out, "lost events: 0")?;
     }
-    let states: Vec<String> = NsState::ALL.iter().map(|s| format!("{s} {}", r.summary.by_state.get(s).copied().unwrap_or(0))).collect();
-    writeln!(out, "namespaces: {} listed; {}", r.summary.namespaces, states.join(", "))?;
+    let states: Vec<String> = NsState::ALL
+        .iter()
+        .map(|s| format!("{s} {}", r.summary.by_state.get(s).copied().unwrap_or(0)))
+        .collect();
+    writeln!(
+        out,
+        "namespaces: {} listed; {}",
+        r.summary.namespaces,
+        states.join(", ")
+    )?;
     let dropped: u64 = r.trace.dropped_destroyed.values().sum();
     if dropped > 0 {
-        writeln!(out, "  ({dropped} older destroyed namespaces not listed: retention limit)")?;
+        writeln!(
+            out,
+            "  ({dropped} older destroyed namespaces not listed: retention limit)"
+        )?;
     }
     if let Some(f) = &r.trace.filters {
         writeln!(out, "filters: {}", serde_json::to_string(f)?)?;
     }
-    let fk: Vec<String> = r.summary.findings.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    let fk: Vec<String> = r
+        .summary
+        .findings
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     writeln!(
         out,
         "findings: {}{}{}",
         r.findings.len(),
-        if fk.is_empty() { String::new() } else { format!(" ({})", fk.join(", ")) },
-        if r.summary.uncertain_findings > 0 { format!(", {} uncertain", r.summary.uncertain_findings) } else { String::new() }
+        if fk.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", fk.join(", "))
+        },
+        if r.summary.uncertain_findings > 0 {
+            format!(", {} uncertain", r.summary.uncertain_findings)
+        } else {
+            String::new()
+        }
     )?;
 
     writeln!(out, "\nNAMESPACES")?;
-    let header = ["ID", "STATE", "CREATED", "DESTROYED / LIVED", "CREATOR", "LAST MEMBER", "PINS", "IPV4"].map(String::from);
-    let rows: Vec<[String; 8]> = std::iter::once(header).chain(r.namespaces.iter().map(|n| row(n, clock, end))).collect();
+    let header = [
+        "ID",
+        "STATE",
+        "CREATED",
+        "DESTROYED / LIVED",
+        "CREATOR",
+        "LAST MEMBER",
+        "PINS",
+        "IPV4",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 8]> = std::iter::once(header)
+        .chain(r.namespaces.iter().map(|n| row(n, clock, end)))
+        .collect();
     let mut widths = [0usize; 8];
     for rw in &rows {
         for (w, cell) in widths.iter_mut().zip(rw) {
@@ -117,14 +206,28 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         writeln!(out, "none")?;
     }
     for (i, f) in r.findings.iter().enumerate() {
-        writeln!(out, "[{}] {} {}{}", i + 1, f.kind(), f.netns, if f.uncertain { "  (UNCERTAIN)" } else { "" })?;
+        writeln!(
+            out,
+            "[{}] {} {}{}",
+            i + 1,
+            f.kind(),
+            f.netns,
+            if f.uncertain { "  (UNCERTAIN)" } else { "" }
+        )?;
         writeln!(out, "    {}", f.summary)?;
         writeln!(out, "    raised at {}", at(clock, f.raised_at_ns))?;
         if let Some(why) = &f.uncertain_reason {
             writeln!(out, "    uncertain: {why}")?;
         }
         match &f.detail {
-            FindingDetail::LeakedNetns { pins, last_member, failed_cleanups, interfaces, history_unknown, resolved_at_ns } => {
+            FindingDetail::LeakedNetns {
+                pins,
+                last_member,
+                failed_cleanups,
+                interfaces,
+                history_unknown,
+                resolved_at_ns,
+            } => {
                 if pins.is_empty() {
                     writeln!(out, "    held by: no pin observed")?;
                 }
@@ -133,22 +236,57 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                         PinKind::BindMount => format!(
                             "bind mount {}{}",
                             p.path.as_deref().unwrap_or("<path unknown>"),
-                            p.mount_ns.map(|m| format!(" in mnt:[{m}]")).unwrap_or_default()
+                            p.mount_ns
+                                .map(|m| format!(" in mnt:[{m}]"))
+                                .unwrap_or_default()
                         ),
-                        PinKind::Fd => format!("nsfs fd {} of pid {}", p.fd.unwrap_or(0), p.pid.unwrap_or(0)),
-                        PinKind::Socket => format!("socket fd {} of pid {}", p.fd.unwrap_or(0), p.pid.unwrap_or(0)),
+                        PinKind::Fd => format!(
+                            "nsfs fd {} of pid {}",
+                            p.fd.unwrap_or(0),
+                            p.pid.unwrap_or(0)
+                        ),
+                        PinKind::Socket => format!(
+                            "socket fd {} of pid {}",
+                            p.fd.unwrap_or(0),
+                            p.pid.unwrap_or(0)
+                        ),
                     };
-                    let by = p.by.as_ref().map(|b| format!(", made by {} ({})", b.pid, b.comm)).unwrap_or_default();
+                    let by =
+                        p.by.as_ref()
+                            .map(|b| format!(", made by {} ({})", b.pid, b.comm))
+                            .unwrap_or_default();
                     writeln!(out, "    held by: {what}{by}, seen {}", at(clock, p.at_ns))?;
                 }
                 if let Some(m) = last_member {
-                    writeln!(out, "    last member: {} ({}) left via {:?} at {}", m.pid, m.comm, m.how, at(clock, m.exited_at_ns))?;
+                    writeln!(
+                        out,
+                        "    last member: {} ({}) left via {:?} at {}",
+                        m.pid,
+                        m.comm,
+                        m.how,
+                        at(clock, m.exited_at_ns)
+                    )?;
                 }
                 for u in failed_cleanups {
-                    writeln!(out, "    failed cleanup: umount {} by {} ({}) -> errno {} at {}", u.path, u.by.pid, u.by.comm, u.errno, at(clock, u.at_ns))?;
+                    writeln!(
+                        out,
+                        "    failed cleanup: umount {} by {} ({}) -> errno {} at {}",
+                        u.path,
+                        u.by.pid,
+                        u.by.comm,
+                        u.errno,
+                        at(clock, u.at_ns)
+                    )?;
                 }
                 for i in interfaces {
-                    writeln!(out, "    interface: {} (ifindex {}, {}) {}", i.name, i.ifindex, i.mac, i.ipv4.join(" "))?;
+                    writeln!(
+                        out,
+                        "    interface: {} (ifindex {}, {}) {}",
+                        i.name,
+                        i.ifindex,
+                        i.mac,
+                        i.ipv4.join(" ")
+                    )?;
                 }
                 if *history_unknown {
                     writeln!(out, "    history: unknown (existed before the trace)")?;
@@ -157,15 +295,34 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     writeln!(out, "    resolved: destroyed at {}", at(clock, *t))?;
                 }
             }
-            FindingDetail::DuplicateIp { ip, holders, involves_leaked } => {
+            FindingDetail::DuplicateIp {
+                ip,
+                holders,
+                involves_leaked,
+            } => {
                 for h in holders {
-                    writeln!(out, "    {ip} on {} {} (ifindex {}, {}) [{}]", h.netns, h.ifname, h.ifindex, h.mac, h.state)?;
+                    writeln!(
+                        out,
+                        "    {ip} on {} {} (ifindex {}, {}) [{}]",
+                        h.netns, h.ifname, h.ifindex, h.mac, h.state
+                    )?;
                 }
                 if *involves_leaked {
                     writeln!(out, "    one holder is a leaked namespace")?;
                 }
             }
-            FindingDetail::StaleArpReply { observed_at_ns, observed_in, dir, ifindex, sender_ip, sender_mac, target_ip, expected_mac, owner_netns, reason } => {
+            FindingDetail::StaleArpReply {
+                observed_at_ns,
+                observed_in,
+                dir,
+                ifindex,
+                sender_ip,
+                sender_mac,
+                target_ip,
+                expected_mac,
+                owner_netns,
+                reason,
+            } => {
                 writeln!(
                     out,
                     "    reply {sender_ip} is-at {sender_mac} (to {target_ip}), {dir:?} on ifindex {ifindex} in {observed_in} at {}",
