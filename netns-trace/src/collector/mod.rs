@@ -505,8 +505,16 @@ impl Collector {
         if ns.is_init || ns.live_tasks > 0 {
             return NsState::Alive;
         }
+        // A creator that pinned its own namespace (`ip netns add`, CRI-O's pinns, containerd's
+        // locked thread) was only setting it up. One that someone else pinned (a CNI
+        // bind-mounting the pause process's /proc/PID/ns/net) lived there: a real member.
+        let creator_lived_there = ns.creator_tgid != 0
+            && ns.last_member.is_some()
+            && !ns.pins.iter().any(|p| {
+                p.by.is_some_and(|by| by.tgid == ns.creator_tgid || ns.created_by.is_some_and(|c| c.pid == by.pid))
+            });
         // Without a traced history (or a snapshot's member list) memberlessness is unproven.
-        if ns.origin == Origin::Inferred || !ns.had_real_member {
+        if ns.origin == Origin::Inferred || !(ns.had_real_member || creator_lived_there) {
             return if ns.origin == Origin::Traced {
                 NsState::Persistent
             } else {

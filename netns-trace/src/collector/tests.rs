@@ -1054,3 +1054,28 @@ fn replay_throughput() {
     );
     assert_eq!(c.state_counts()[&NsState::Leaked], 100);
 }
+
+/// `unshare -n pause` whose namespace a CNI bind-mounts from outside: the creator itself was
+/// the pod, so its death leaves a leak (unlike `ip netns add`, which pins its own namespace).
+#[test]
+fn a_creator_pinned_by_someone_else_is_a_real_member() {
+    use crate::model::{Comm, CreatedBy, Event, EventBody, NsId, Pin, TaskOp};
+    let host = NsId::new(1, 4026531833);
+    let pod = NsId::new(500, 4026532500);
+    let ev = |ts: u64, pid: u32, comm: &str, body: EventBody| Event { ts_ns: ts, pid, tgid: pid, comm: Comm::from_str_lossy(comm), body };
+    let mut c = Collector::new(CollectorConfig { grace_ns: 1_000, ..Default::default() });
+    c.handle(&ev(10, 40, "pause", EventBody::NetnsCreated { netns: pod, parent: host, net_ptr: 0xffff1, source: CreatedBy::Unshare, clone_flags: 0x4000_0000 }));
+    c.handle(&ev(10, 40, "pause", EventBody::Task { op: TaskOp::Unshare, netns: pod, prev: host, thread: false, group_dead: false, cgroup_id: 0, ppid: 0, mnt_ns: 1, prev_mnt_ns: 1 }));
+    c.handle(&ev(
+        20,
+        41,
+        "cni",
+        EventBody::MountSyscall { op: crate::model::MountOp::Mount, netns: host, mnt_ns: 1, ret: 0, flags: 4096, from_dfd: -100, to_dfd: -100, source: "/proc/40/ns/net".into(), target: "/run/netns/cni-x".into() },
+    ));
+    c.handle(&Event::observed(21, EventBody::PinAdded { netns: pod, pin: Pin::BindMount { path: "/run/netns/cni-x".into(), mnt_ns: 1, holder_pid: 1, holder_comm: Comm::from_str_lossy("init") } }));
+    c.handle(&ev(30, 40, "pause", EventBody::Task { op: TaskOp::Exit, netns: pod, prev: pod, thread: false, group_dead: true, cgroup_id: 0, ppid: 0, mnt_ns: 1, prev_mnt_ns: 1 }));
+    c.tick(5_000);
+    let ns = c.namespaces().find(|n| n.inum == pod.inum).unwrap();
+    assert_eq!(ns.state, NsState::Leaked, "{ns:?}");
+    assert!(c.findings().iter().any(|f| f.kind() == "leaked_netns" && f.netns == ns.id()));
+}
