@@ -38,17 +38,24 @@ pub struct RecordArgs {
     pub grace: f64,
 }
 
-struct RecordSink {
+/// The trace-writing half of `record`, shared with `watch --record`.
+pub struct TraceSink {
     path: PathBuf,
     force: bool,
     writer: Option<TraceWriter>,
     last_flush: Instant,
-    live_line: bool,
-    last_log: Instant,
 }
 
-impl LiveSink for RecordSink {
-    fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], start_ns: u64) -> anyhow::Result<()> {
+impl TraceSink {
+    /// Refuses an existing output before anything loads: losing a trace to a typo is worse.
+    pub fn new(path: PathBuf, force: bool) -> anyhow::Result<Self> {
+        if !force && std::fs::symlink_metadata(&path).is_ok() {
+            anyhow::bail!("{} already exists; pass --force to overwrite it", path.display());
+        }
+        Ok(Self { path, force, writer: None, last_flush: Instant::now() })
+    }
+
+    pub fn create(&mut self, mode: &'static str, probes: &[ProbeStatus], start_ns: u64) -> anyhow::Result<()> {
         let records = probes
             .iter()
             .map(|p| ProbeRecord {
@@ -63,25 +70,65 @@ impl LiveSink for RecordSink {
         let mut meta = TraceMeta::for_this_host(mode, records);
         meta.started_at_ns = start_ns;
         self.writer = Some(TraceWriter::create(&self.path, &meta, self.force)?);
-        eprintln!("netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop", self.path.display());
         Ok(())
     }
 
-    fn event(&mut self, ev: &Event) -> anyhow::Result<()> {
-        let w = self.writer.as_mut().expect("started() creates the writer");
+    fn writer(&mut self) -> anyhow::Result<&mut TraceWriter> {
+        self.writer.as_mut().ok_or_else(|| anyhow::anyhow!("internal: trace written before it was created"))
+    }
+
+    /// Writes one event; flushes at least once a second so a SIGKILL loses at most that.
+    pub fn write(&mut self, ev: &Event) -> anyhow::Result<()> {
+        let due = self.last_flush.elapsed() >= Duration::from_secs(1);
+        let w = self.writer()?;
         w.write_event(ev)?;
-        if self.last_flush.elapsed() >= Duration::from_secs(1) {
+        if due {
             w.flush()?;
             self.last_flush = Instant::now();
         }
         Ok(())
     }
 
-    fn status(&mut self, s: &LiveStatus) -> anyhow::Result<()> {
-        let w = self.writer.as_mut().expect("started() creates the writer");
-        // Also bounds what a SIGKILL can lose when events are sparse.
+    pub fn flush(&mut self) -> anyhow::Result<u64> {
+        let w = self.writer()?;
         w.flush()?;
+        let bytes = w.bytes_written();
         self.last_flush = Instant::now();
+        Ok(bytes)
+    }
+
+    /// Writes the end frame (counts, losses, clean shutdown) and syncs. Returns (events, bytes).
+    pub fn finish(mut self, outcome: &pipeline::LiveOutcome) -> anyhow::Result<(u64, u64, u64)> {
+        let writer = self.writer.take().ok_or_else(|| anyhow::anyhow!("internal: no trace to finish"))?;
+        let events = writer.events_written();
+        let lost: Vec<LostCount> = outcome.collector.lost_events().iter().map(|(&kind, &count)| LostCount { kind, count }).collect();
+        let lost_total = lost.iter().map(|l| l.count).sum();
+        writer.finish(&TraceEnd { events_written: events, lost, ended_at_ns: outcome.ended_ns, clean_shutdown: true })?;
+        let bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        Ok((events, bytes, lost_total))
+    }
+}
+
+struct RecordSink {
+    trace: TraceSink,
+    live_line: bool,
+    last_log: Instant,
+}
+
+impl LiveSink for RecordSink {
+    fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], start_ns: u64) -> anyhow::Result<()> {
+        self.trace.create(mode, probes, start_ns)?;
+        eprintln!("netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop", self.trace.path.display());
+        Ok(())
+    }
+
+    fn event(&mut self, ev: &Event) -> anyhow::Result<()> {
+        self.trace.write(ev)
+    }
+
+    fn status(&mut self, s: &LiveStatus) -> anyhow::Result<()> {
+        // Also bounds what a SIGKILL can lose when events are sparse.
+        let bytes = self.trace.flush()?;
         let line = format!(
             "{:>6.0}s  events {}  namespaces {} (alive {}, leaked {})  lost {}  written {}",
             s.elapsed.as_secs_f64(),
@@ -90,7 +137,7 @@ impl LiveSink for RecordSink {
             s.alive,
             s.leaked,
             s.lost,
-            super::human_bytes(w.bytes_written())
+            super::human_bytes(bytes)
         );
         if self.live_line {
             let mut err = std::io::stderr().lock();
@@ -98,7 +145,6 @@ impl LiveSink for RecordSink {
             err.flush()?;
         } else if self.last_log.elapsed() >= Duration::from_secs(10) {
             self.last_log = Instant::now();
-            tracing::info!("{line}");
             eprintln!("netns-trace: {line}");
         }
         Ok(())
@@ -106,10 +152,6 @@ impl LiveSink for RecordSink {
 }
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
-    // Refuse an existing output before loading anything: losing a trace to a typo is worse.
-    if !args.force && std::fs::symlink_metadata(&args.output).is_ok() {
-        anyhow::bail!("{} already exists; pass --force to overwrite it", args.output.display());
-    }
     let duration = args.duration.map(super::secs_to_ns).transpose()?.map(Duration::from_nanos);
     let opts = LiveOptions {
         load: args.probe.load_options(),
@@ -117,10 +159,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         final_snapshot: true,
     };
     let mut sink = RecordSink {
-        path: args.output.clone(),
-        force: args.force,
-        writer: None,
-        last_flush: Instant::now(),
+        trace: TraceSink::new(args.output.clone(), args.force)?,
         live_line: !args.quiet && std::io::stderr().is_terminal(),
         last_log: Instant::now(),
     };
@@ -129,11 +168,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     if sink.live_line {
         eprintln!();
     }
-    let writer = sink.writer.take().expect("started() creates the writer");
-    let events = writer.events_written();
-    let bytes = writer.bytes_written();
-    let lost: Vec<LostCount> = outcome.collector.lost_events().iter().map(|(&kind, &count)| LostCount { kind, count }).collect();
-    writer.finish(&TraceEnd { events_written: events, lost: lost.clone(), ended_at_ns: outcome.ended_ns, clean_shutdown: true })?;
+    let (events, bytes, lost) = sink.trace.finish(&outcome)?;
     let s = pipeline::status(&outcome.collector, Duration::ZERO, outcome.events);
     eprintln!(
         "netns-trace: wrote {events} events ({}) to {}; {} namespaces, {} leaked so far, {} lost events. Analyse with: netns-trace report {}",
@@ -141,7 +176,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         args.output.display(),
         s.namespaces_seen,
         s.leaked,
-        lost.iter().map(|l| l.count).sum::<u64>(),
+        lost,
         args.output.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -30,6 +30,10 @@ pub struct WatchArgs {
     /// Destroyed namespaces kept in memory; older ones are only counted.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub keep_destroyed: usize,
+    /// Also record every event to this trace file (as `record` would), so what you watched
+    /// can be replayed with `report`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<std::path::PathBuf>,
 }
 
 struct WatchSink {
@@ -38,6 +42,7 @@ struct WatchSink {
     clock: ClockBase,
     findings_printed: usize,
     out: std::io::StdoutLock<'static>,
+    trace: Option<super::record::TraceSink>,
 }
 
 impl WatchSink {
@@ -47,7 +52,10 @@ impl WatchSink {
 }
 
 impl LiveSink for WatchSink {
-    fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], _start: u64) -> anyhow::Result<()> {
+    fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], start: u64) -> anyhow::Result<()> {
+        if let Some(t) = self.trace.as_mut() {
+            t.create(mode, probes, start)?;
+        }
         let missing: Vec<&str> = probes.iter().filter(|p| !p.is_attached()).map(|p| p.name).collect();
         eprintln!(
             "netns-trace: watching in {mode} mode{}; Ctrl-C to stop",
@@ -57,6 +65,9 @@ impl LiveSink for WatchSink {
     }
 
     fn event(&mut self, ev: &Event) -> anyhow::Result<()> {
+        if let Some(t) = self.trace.as_mut() {
+            t.write(ev)?;
+        }
         if self.raw {
             if self.json {
                 writeln!(self.out, "{}", serde_json::json!({"type": "event", "event": ev}))?;
@@ -95,9 +106,13 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         collector: CollectorConfig { grace_ns: super::secs_to_ns(args.grace)?, keep_destroyed: args.keep_destroyed, notices: true },
         final_snapshot: false,
     };
-    let mut sink = WatchSink { json: args.json, raw: args.raw, clock: ClockBase::now(), findings_printed: 0, out: std::io::stdout().lock() };
+    let trace = args.record.as_ref().map(|p| super::record::TraceSink::new(p.clone(), false)).transpose()?;
+    let mut sink = WatchSink { json: args.json, raw: args.raw, clock: ClockBase::now(), findings_printed: 0, out: std::io::stdout().lock(), trace };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let outcome = rt.block_on(pipeline::run(&opts, &mut sink, shutdown_signal(None)))?;
+    if let Some(t) = sink.trace.take() {
+        t.finish(&outcome)?;
+    }
     let s = pipeline::status(&outcome.collector, std::time::Duration::ZERO, outcome.events);
     eprintln!(
         "netns-trace: {} events, {} namespaces ({} alive, {} leaked), {} findings, {} lost events",
