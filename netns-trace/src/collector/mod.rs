@@ -42,6 +42,10 @@ const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
 /// A NetnsCreated may arrive a little after another CPU's first event about the namespace.
 const REORDER_WINDOW_NS: u64 = 1_000_000_000;
+/// A task that setns-joins and leaves again within this is a visitor (`ip -n`, a CNI
+/// plugin configuring the namespace), not a member whose departure can make a leak.
+const VISIT_NS: u64 = 1_000_000_000;
+
 /// How long a mount syscall stays pairable with an nsfs graft or a pin observation.
 const MOUNT_PAIRING_NS: u64 = 10_000_000_000;
 const RECENT_MOUNTS: usize = 64;
@@ -523,7 +527,13 @@ impl Collector {
         }
         let since = ns.last_member.map_or(ns.first_seen_ns, |m| m.exited_at_ns);
         if now >= since.saturating_add(self.cfg.grace_ns) {
-            NsState::Leaked
+            // Tracepoint mode on 6.13+ sees a namespace's end only as its free, which waits for
+            // the *next* cleanup_net run. Nothing observed holds it and a cleanup ran after its
+            // last member left: its teardown is pending, not a leak.
+            let teardown_pending = ns.pins.is_empty()
+                && !self.stats.teardown_hook_seen
+                && self.stats.last_cleanup_run_ns.is_some_and(|run| run >= since);
+            if teardown_pending { NsState::Draining } else { NsState::Leaked }
         } else {
             NsState::Draining
         }
@@ -818,7 +828,9 @@ impl Collector {
         let counts = !(ns.creator_tgid != 0 && tgid == ns.creator_tgid && !ns.creator_left);
         ns.live_tasks += 1;
         ns.epoch = ns.epoch.wrapping_add(1);
-        if counts {
+        // A setns visitor (`ip -n`, `ip netns exec`, a CNI plugin's ns.Do) only counts once it
+        // has stayed VISIT_NS: see `leave`.
+        if counts && how != JoinHow::Setns {
             ns.had_real_member = true;
         }
         let new_span = match ns.open_span_mut(tgid) {
@@ -872,6 +884,7 @@ impl Collector {
         }
         let mut who = (tid, loc.tgid, exit_comm.unwrap_or_default());
         let mut closed = false;
+        let mut visit = false;
         if let Some(span) = ns.open_span_mut(loc.tgid) {
             if let Some(c) = exit_comm {
                 span.comm = c;
@@ -882,9 +895,17 @@ impl Collector {
                 span.left_at_ns = Some(now);
                 span.left_how = Some(how);
                 closed = true;
+                visit = span.joined_how == JoinHow::Setns
+                    && span.joined_at_ns.is_some_and(|j| now.saturating_sub(j) < VISIT_NS);
+                if visit {
+                    span.counts_as_member = false;
+                } else if span.counts_as_member {
+                    ns.had_real_member = true;
+                }
             }
         }
-        if ns.live_tasks == 0 {
+        // A visit does not move the leak clock: the namespace was already memberless before.
+        if ns.live_tasks == 0 && !(visit && ns.last_member.is_some()) {
             ns.last_member = Some(LastMember {
                 pid: who.0,
                 tgid: who.1,
@@ -1633,16 +1654,6 @@ impl Collector {
             f.add_uncertainty("history unknown: memberless when first seen, so it may be a deliberate persistent namespace");
         }
         let last_exit = ns.last_member.map(|m| m.exited_at_ns);
-        if ns.pins.is_empty()
-            && !self.stats.teardown_hook_seen
-            && let (Some(run), Some(exit)) = (self.stats.last_cleanup_run_ns, last_exit)
-            && run >= exit
-        {
-            f.add_uncertainty(
-                "no holder observed and no teardown hook in this trace; a cleanup_net run after the last exit \
-                 suggests teardown may only be pending (6.13+ defers the free to the next run)",
-            );
-        }
         let replies: Vec<ArpReplySeen> = ns
             .recent_replies
             .iter()

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod watch;
+
 /// True when the test may create namespaces. Prints why it skips otherwise; tests skip only
 /// when really unprivileged (not root).
 pub fn require_root() -> bool {

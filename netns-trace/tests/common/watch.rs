@@ -1,0 +1,75 @@
+//! `netns-trace watch --json` run in the background by a test.
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn netns_trace_bin() -> String {
+    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+}
+
+pub struct Watch {
+    child: Option<Child>,
+}
+
+impl Watch {
+    /// Starts `watch --json ARGS` and returns once its probes are attached.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(netns_trace_bin())
+            .args(["watch", "--json"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn netns-trace watch");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[watch] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(l) if l.contains("watching") => break,
+                Ok(_) => continue,
+                Err(_) => panic!("watch did not start within 120 s"),
+            }
+        }
+        Self { child: Some(child) }
+    }
+
+    /// SIGTERM, then every JSON line it printed.
+    pub fn stop(mut self) -> Vec<Value> {
+        let child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().expect("wait for watch");
+        assert!(out.status.success(), "watch exited with {}", out.status);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+            .collect()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+        }
+    }
+}
+
+/// The `{"type":"finding"}` objects of a watch run.
+pub fn findings(lines: &[Value]) -> Vec<Value> {
+    lines.iter().filter(|v| v["type"] == "finding").map(|v| v["finding"].clone()).collect()
+}
+
+/// The raw events of a `watch --raw` run.
+pub fn events(lines: &[Value]) -> Vec<Value> {
+    lines.iter().filter(|v| v["type"] == "event").map(|v| v["event"].clone()).collect()
+}
