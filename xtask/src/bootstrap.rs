@@ -43,6 +43,8 @@ pub fn run_bootstrap(args: &BootstrapArgs) -> Result<()> {
     rust_src(args.check)?;
     bpf_linker(args.check)?;
     debian_packages(args.check)?;
+    cargo_fuzz(args.check)?;
+    python_packages(args.check)?;
     tracefs(args.check)?;
     println!("bootstrap: done");
     Ok(())
@@ -117,6 +119,42 @@ fn bpf_linker(check: bool) -> Result<()> {
             "--locked",
         ]);
     run(&mut cmd)
+}
+
+/// cargo-fuzz drives the bounded fuzz runs of `cargo xtask test`.
+fn cargo_fuzz(check: bool) -> Result<()> {
+    let name = "cargo-fuzz";
+    if output_if_ok(Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").args(["fuzz", "--version"])).is_some() {
+        step(name, "already present");
+        return Ok(());
+    }
+    if check {
+        step(name, "MISSING");
+        return Ok(());
+    }
+    step(name, "installing (about 2 min)");
+    run(Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO_TARGET_DIR").args(["install", "cargo-fuzz", "--locked"]))
+}
+
+/// The Perfetto export is checked against Perfetto's own protobuf schema (tests/export_perfetto.py).
+const PYTHON_PACKAGES: &[(&str, &str)] = &[("perfetto", "0.59.1"), ("protobuf", "7.36.2")];
+
+fn python_packages(check: bool) -> Result<()> {
+    for (pkg, version) in PYTHON_PACKAGES {
+        let name = format!("python: {pkg}=={version}");
+        let shown = output_if_ok(Command::new("python3").args(["-m", "pip", "show", pkg])).unwrap_or_default();
+        if shown.lines().any(|l| l.trim() == format!("Version: {version}")) {
+            step(&name, "already present");
+            continue;
+        }
+        if check {
+            step(&name, "MISSING");
+            continue;
+        }
+        step(&name, "installing");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", &format!("{pkg}=={version}")]))?;
+    }
+    Ok(())
 }
 
 fn package_installed(package: &str) -> bool {
