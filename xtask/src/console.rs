@@ -8,7 +8,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, XtaskError};
-use crate::initramfs::{MARK_RESULT, MARK_SETUP_FAILED, MARK_TEST_START, MARK_TEST_VERDICT};
+use crate::initramfs::{
+    MARK_BOOTED, MARK_RESULT, MARK_SETUP_FAILED, MARK_TEST_START, MARK_TEST_VERDICT,
+};
 use crate::util::{create_dir_all, describe};
 
 /// Console text after which a guest is dead or not worth waiting for.
@@ -40,11 +42,15 @@ pub struct ConsoleParser {
     pub setup_failures: Vec<String>,
     /// The guest's final NETNS_TRACE_VM_RESULT, if it got that far.
     pub final_result: Option<bool>,
+    /// The guest's /init started.
+    pub booted: bool,
 }
 
 impl ConsoleParser {
     pub fn feed(&mut self, line: &str) {
-        if let Some(rest) = after(line, MARK_TEST_START) {
+        if line.contains(MARK_BOOTED) {
+            self.booted = true;
+        } else if let Some(rest) = after(line, MARK_TEST_START) {
             self.start(rest.trim());
         } else if let Some(rest) = after(line, MARK_TEST_VERDICT) {
             self.verdict(rest);
@@ -144,7 +150,19 @@ pub struct StreamOutcome {
     pub timed_out: bool,
     /// The console line that made us kill a guest (panic, BUG, lockup).
     pub fatal_line: Option<String>,
+    /// The guest's /init had not started by the boot deadline; it was killed.
+    pub boot_stalled: bool,
     pub parser: ConsoleParser,
+}
+
+/// How to watch a streamed process.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch {
+    pub timeout: Duration,
+    /// Stop a guest at a kernel panic, BUG or lockup line.
+    pub kernel_fatal: bool,
+    /// Kill the process if the guest's /init has not said it booted by then.
+    pub boot_deadline: Option<Duration>,
 }
 
 /// Runs `cmd` with stdout and stderr merged into one pipe, so lines keep their order.
@@ -152,9 +170,13 @@ pub fn stream(
     cmd: &mut Command,
     label: &str,
     log_path: &Path,
-    timeout: Duration,
-    watch_kernel: bool,
+    watch: Watch,
 ) -> Result<StreamOutcome> {
+    let Watch {
+        timeout,
+        kernel_fatal: watch_kernel,
+        boot_deadline,
+    } = watch;
     if let Some(dir) = log_path.parent() {
         create_dir_all(dir)?;
     }
@@ -199,6 +221,7 @@ pub fn stream(
     let mut parser = ConsoleParser::default();
     let mut timed_out = false;
     let mut fatal_line = None;
+    let mut boot_stalled = false;
     let mut stdout = std::io::stdout();
     loop {
         if let Ok(Some(_)) = child.try_wait() {
@@ -211,6 +234,19 @@ pub fn stream(
         let now = Instant::now();
         if now >= deadline {
             timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        if let Some(boot_deadline) = boot_deadline
+            && !parser.booted
+            && now >= started + boot_deadline
+        {
+            boot_stalled = true;
+            let _ = writeln!(
+                stdout,
+                "[{label}] guest did not reach /init within {}s; stopping it",
+                boot_deadline.as_secs()
+            );
             let _ = child.kill();
             break;
         }
@@ -252,6 +288,7 @@ pub fn stream(
         exit,
         timed_out,
         fatal_line,
+        boot_stalled,
         parser,
     })
 }

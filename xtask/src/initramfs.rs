@@ -16,6 +16,7 @@ pub const GUEST_TEST_DIR: &str = "/tests";
 const GUEST_MODULE_DIR: &str = "/lib/modules/netns-trace";
 
 /// Verdict lines the init script prints and qemu.rs parses.
+pub const MARK_BOOTED: &str = "NETNS_TRACE_VM_BOOTED:";
 pub const MARK_TEST_START: &str = "NETNS_TRACE_VM_TEST_START:";
 pub const MARK_TEST_VERDICT: &str = "NETNS_TRACE_VM_TEST:";
 pub const MARK_SETUP_FAILED: &str = "NETNS_TRACE_VM_SETUP_FAILED:";
@@ -295,7 +296,7 @@ setup mount -t debugfs debugfs /sys/kernel/debug
 setup mount -t bpf bpf /sys/fs/bpf
 setup mount -t cgroup2 cgroup2 /sys/fs/cgroup
 mkdir -p /run/netns /var/run
-echo "NETNS_TRACE_VM_BOOTED: release=$(cat /proc/sys/kernel/osrelease) cpus=$(grep -c ^processor /proc/cpuinfo)"
+echo "{MARK_BOOTED} release=$(cat /proc/sys/kernel/osrelease) cpus=$(grep -c ^processor /proc/cpuinfo)"
 setup /sbin/ip link set lo up
 for module in {modules}; do
     setup insmod {GUEST_MODULE_DIR}/$module

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::console::{StreamOutcome, stream};
+use crate::console::{StreamOutcome, Watch, stream};
 use crate::error::Result;
 
 const GUEST_MEMORY_MB: u32 = 2048;
@@ -73,17 +73,53 @@ pub fn command(boot: &Boot) -> Command {
     cmd
 }
 
-/// Boots, streams the console to `log_path` and stdout, and returns the parsed outcome.
-pub fn run(boot: &Boot) -> Result<(StreamOutcome, GuestVerdict)> {
-    let outcome = stream(
-        &mut command(boot),
-        &boot.label,
-        &boot.log_path,
-        boot.timeout,
-        true,
-    )?;
+/// A guest under KVM reaches /init in seconds. One that has not by then is on a KVM that
+/// cannot run stock kernels (nested setups such as kvm-pvm hang in early boot, and `-cpu host`
+/// can abort on MSRs the outer hypervisor refuses).
+const KVM_BOOT_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Boots, streams the console to `log_path` and stdout, and returns the parsed outcome plus
+/// the accelerator that actually ran it: when KVM cannot boot the guest, it is retried under
+/// TCG (the KVM attempt's console is kept next to the log as `<kernel>.kvm-attempt.log`).
+pub fn run(boot: &Boot) -> Result<(StreamOutcome, GuestVerdict, Accel)> {
+    let watch = |boot_deadline| Watch {
+        timeout: boot.timeout,
+        kernel_fatal: true,
+        boot_deadline,
+    };
+    if boot.accel == Accel::Kvm {
+        let outcome = stream(
+            &mut command(boot),
+            &boot.label,
+            &boot.log_path,
+            watch(Some(KVM_BOOT_DEADLINE)),
+        )?;
+        if outcome.parser.booted || outcome.timed_out {
+            let verdict = judge(&outcome, boot.timeout);
+            return Ok((outcome, verdict, Accel::Kvm));
+        }
+        let reason = if outcome.boot_stalled {
+            format!("no /init after {}s", KVM_BOOT_DEADLINE.as_secs())
+        } else {
+            format!(
+                "qemu exited: {}",
+                outcome.exit.map(|s| s.to_string()).unwrap_or_default()
+            )
+        };
+        println!(
+            "[{}] KVM could not boot the guest ({reason}); retrying under TCG",
+            boot.label
+        );
+        let kvm_log = boot.log_path.with_extension("kvm-attempt.log");
+        let _ = std::fs::rename(&boot.log_path, &kvm_log);
+    }
+    let tcg = Boot {
+        accel: Accel::Tcg,
+        ..boot.clone()
+    };
+    let outcome = stream(&mut command(&tcg), &tcg.label, &tcg.log_path, watch(None))?;
     let verdict = judge(&outcome, boot.timeout);
-    Ok((outcome, verdict))
+    Ok((outcome, verdict, Accel::Tcg))
 }
 
 fn judge(outcome: &StreamOutcome, timeout: Duration) -> GuestVerdict {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::console::{BinaryResult, stream};
+use crate::console::{BinaryResult, Watch, stream};
 use crate::error::{Result, XtaskError};
 use crate::initramfs::{self, Payload};
 use crate::kernels::{self, KERNELS, KernelSpec};
@@ -134,7 +134,12 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
         for target in &targets {
             if let Target::Guest(spec) = target {
                 let kernel = kernels::prepare(spec, &cache, args.refresh_kernels)?;
-                println!("[{}] ready: {} in {}", spec.name, kernel.release, kernel.vmlinuz.display());
+                println!(
+                    "[{}] ready: {} in {}",
+                    spec.name,
+                    kernel.release,
+                    kernel.vmlinuz.display()
+                );
             }
         }
         return Ok(true);
@@ -149,7 +154,7 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
         build_started.elapsed().as_secs_f64()
     );
 
-    let accel = Accel::detect();
+    let mut accel = Accel::detect();
     if targets.iter().any(|t| matches!(t, Target::Guest(_))) {
         println!("vm-test: accelerator: {}", accel.describe());
     }
@@ -168,7 +173,9 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
         }
         let started = Instant::now();
         let result = match target {
-            Target::Guest(spec) => run_guest(spec, &root, &cache, &payload, args, accel, &logs),
+            Target::Guest(spec) => {
+                run_guest(spec, &root, &cache, &payload, args, &mut accel, &logs)
+            }
             Target::Host => run_host(&root, &payload, args, &logs),
         };
         let summary = match result {
@@ -206,7 +213,7 @@ fn run_guest(
     cache: &Path,
     payload: &Payload,
     args: &VmTestArgs,
-    accel: Accel,
+    accel: &mut Accel,
     logs: &Path,
 ) -> Result<TargetResult> {
     let kernel = kernels::prepare(spec, cache, args.refresh_kernels)?;
@@ -228,10 +235,14 @@ fn run_guest(
         initrd,
         log_path: logs.join(format!("{}.log", spec.name)),
         timeout: args.timeout,
-        accel,
+        accel: *accel,
     };
-    let (outcome, verdict) = qemu::run(&boot)?;
-    let accel_name = if accel == Accel::Kvm { "KVM" } else { "TCG" };
+    let (outcome, verdict, used) = qemu::run(&boot)?;
+    if used != *accel {
+        println!("vm-test: KVM cannot boot these guests here; the remaining guests run under TCG");
+        *accel = used;
+    }
+    let accel_name = if used == Accel::Kvm { "KVM" } else { "TCG" };
     Ok((
         verdict,
         format!(
@@ -268,7 +279,12 @@ fn run_host(
         cmd.env("NETNS_TRACE_BIN", main);
     }
     let log_path = logs.join("host.log");
-    let outcome = stream(&mut cmd, "host", &log_path, args.timeout, false)?;
+    let watch = Watch {
+        timeout: args.timeout,
+        kernel_fatal: false,
+        boot_deadline: None,
+    };
+    let outcome = stream(&mut cmd, "host", &log_path, watch)?;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let verdict = if outcome.timed_out {
         GuestVerdict::Fail(format!("timed out after {}s", args.timeout.as_secs()))
@@ -305,11 +321,12 @@ fn build_payload(root: &Path, only_tests: &[String]) -> Result<Payload> {
         "bin",
     )?;
     println!("vm-test: cargo test --release -p {PACKAGE} --no-run");
-    let mut tests = executables(
-        root,
-        &["test", "--release", "-p", PACKAGE, "--no-run"],
-        "test",
-    )?;
+    // With --test, build only those (cargo names any unknown one).
+    let mut test_args = vec!["test", "--release", "-p", PACKAGE, "--no-run"];
+    for name in only_tests {
+        test_args.extend(["--test", name.as_str()]);
+    }
+    let mut tests = executables(root, &test_args, "test")?;
     for wanted in only_tests {
         if !tests.iter().any(|(name, _)| name == wanted) {
             let known: Vec<&str> = tests.iter().map(|(name, _)| name.as_str()).collect();
