@@ -124,7 +124,13 @@ fn bpf_linker(check: bool) -> Result<()> {
 /// cargo-fuzz drives the bounded fuzz runs of `cargo xtask test`.
 fn cargo_fuzz(check: bool) -> Result<()> {
     let name = "cargo-fuzz";
-    if output_if_ok(Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").args(["fuzz", "--version"])).is_some() {
+    if output_if_ok(
+        Command::new("cargo")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .args(["fuzz", "--version"]),
+    )
+    .is_some()
+    {
         step(name, "already present");
         return Ok(());
     }
@@ -133,7 +139,10 @@ fn cargo_fuzz(check: bool) -> Result<()> {
         return Ok(());
     }
     step(name, "installing (about 2 min)");
-    run(Command::new("cargo").env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO_TARGET_DIR").args(["install", "cargo-fuzz", "--locked"]))
+    run(Command::new("cargo")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO_TARGET_DIR")
+        .args(["install", "cargo-fuzz", "--locked"]))
 }
 
 /// The Perfetto export is checked against Perfetto's own protobuf schema (tests/export_perfetto.py).
@@ -142,8 +151,12 @@ const PYTHON_PACKAGES: &[(&str, &str)] = &[("perfetto", "0.59.1"), ("protobuf", 
 fn python_packages(check: bool) -> Result<()> {
     for (pkg, version) in PYTHON_PACKAGES {
         let name = format!("python: {pkg}=={version}");
-        let shown = output_if_ok(Command::new("python3").args(["-m", "pip", "show", pkg])).unwrap_or_default();
-        if shown.lines().any(|l| l.trim() == format!("Version: {version}")) {
+        let shown = output_if_ok(Command::new("python3").args(["-m", "pip", "show", pkg]))
+            .unwrap_or_default();
+        if shown
+            .lines()
+            .any(|l| l.trim() == format!("Version: {version}"))
+        {
             step(&name, "already present");
             continue;
         }
@@ -152,7 +165,13 @@ fn python_packages(check: bool) -> Result<()> {
             continue;
         }
         step(&name, "installing");
-        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", &format!("{pkg}=={version}")]))?;
+        run(Command::new("python3").args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            &format!("{pkg}=={version}"),
+        ]))?;
     }
     Ok(())
 }

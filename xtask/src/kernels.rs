@@ -343,7 +343,10 @@ fn extract(spec: &KernelSpec, package: &str, deb: &Path, kernel_dir: &Path) -> R
     let dep_path = module_dir.join("modules.dep");
     if !dep_path.is_file() {
         // Packages ship no modules.dep (the postinst runs depmod); make it the same way.
-        let base = modules_root.parent().and_then(Path::parent).unwrap_or(&unpacked);
+        let base = modules_root
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(&unpacked);
         run(Command::new("depmod").arg("-b").arg(base).arg(&release))?;
     }
     let dep_text = read_to_string(&dep_path)?;
