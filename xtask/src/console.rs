@@ -361,4 +361,82 @@ mod tests {
         assert_eq!(parser.binaries[0].passed, 40);
         assert_eq!(parser.binaries[1].passed_overall, Some(true));
     }
+
+    fn shell(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    #[test]
+    fn kernel_panic_stops_the_process_early() {
+        let log =
+            std::env::temp_dir().join(format!("xtask-console-panic-{}.log", std::process::id()));
+        let watch = Watch {
+            timeout: Duration::from_secs(60),
+            kernel_fatal: true,
+            boot_deadline: None,
+        };
+        let started = Instant::now();
+        let outcome = stream(
+            &mut shell("echo booting; echo '[ 1.0] Kernel panic - not syncing: x'; sleep 30"),
+            "t",
+            &log,
+            watch,
+        )
+        .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not stopped at the panic"
+        );
+        assert!(
+            outcome
+                .fatal_line
+                .as_deref()
+                .is_some_and(|l| l.contains("Kernel panic"))
+        );
+        assert!(!outcome.timed_out);
+        let logged = std::fs::read_to_string(&log).unwrap();
+        assert!(logged.contains("booting") && logged.contains("Kernel panic"));
+        let _ = std::fs::remove_file(log);
+    }
+
+    #[test]
+    fn timeout_and_boot_deadline_kill_the_process() {
+        let log =
+            std::env::temp_dir().join(format!("xtask-console-timeout-{}.log", std::process::id()));
+        let watch = Watch {
+            timeout: Duration::from_secs(1),
+            kernel_fatal: false,
+            boot_deadline: None,
+        };
+        let outcome = stream(&mut shell("sleep 30"), "t", &log, watch).unwrap();
+        assert!(outcome.timed_out);
+
+        let watch = Watch {
+            timeout: Duration::from_secs(60),
+            kernel_fatal: true,
+            boot_deadline: Some(Duration::from_secs(1)),
+        };
+        let outcome = stream(&mut shell("echo SeaBIOS; sleep 30"), "t", &log, watch).unwrap();
+        assert!(outcome.boot_stalled && !outcome.timed_out);
+
+        let watch = Watch {
+            timeout: Duration::from_secs(60),
+            kernel_fatal: true,
+            boot_deadline: Some(Duration::from_secs(1)),
+        };
+        let outcome = stream(
+            &mut shell(
+                "echo 'NETNS_TRACE_VM_BOOTED: x'; sleep 2; echo 'NETNS_TRACE_VM_RESULT: PASS'",
+            ),
+            "t",
+            &log,
+            watch,
+        )
+        .unwrap();
+        assert!(!outcome.boot_stalled && outcome.exit.is_some_and(|s| s.success()));
+        assert_eq!(outcome.parser.final_result, Some(true));
+        let _ = std::fs::remove_file(log);
+    }
 }
