@@ -409,7 +409,7 @@ pub(crate) fn every_variant() -> Vec<Event> {
             Event {
                 ts_ns,
                 pid: (i as u32) * 1000,
-                tgid: if i % 3 == 0 { i as u32 * 1000 } else { 7 },
+                tgid: if i.is_multiple_of(3) { i as u32 * 1000 } else { 7 },
                 comm: comms[i as usize % comms.len()],
                 body,
             }
