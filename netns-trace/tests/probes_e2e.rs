@@ -159,6 +159,10 @@ fn every_attached_probe_delivers_correct_events() {
         assert!(out.status.success());
         serde_json::from_slice(&out.stdout).expect("probes JSON")
     };
+    // The probe table of this kernel, for the log (the VM harness keeps it per kernel).
+    for p in probes["probes"].as_array().unwrap() {
+        eprintln!("PROBE {:<16} {:<12} {:<11} {}", p["name"].as_str().unwrap(), p["status"].as_str().unwrap(), p["mechanism"].as_str().unwrap_or("-"), if p["status"] == "attached" { p["targets"].to_string() } else { p["detail"].to_string() });
+    }
     let mode = probes["mode"].as_str().unwrap().to_string();
     assert_eq!(mode, expect_mode(), "probe mode on this kernel");
     let attached = |name: &str| probes["probes"].as_array().unwrap().iter().any(|p| p["name"] == name && p["status"] == "attached");
@@ -233,5 +237,7 @@ fn every_attached_probe_delivers_correct_events() {
     } else {
         assert!(!of_type(&events, "cleanup_run").is_empty() || !attached("netns_teardown"), "cleanup_net runs seen");
     }
-    assert!(destroyed_a("netns_freed"), "struct net of A freed");
+    if attached("netns_freed") {
+        assert!(destroyed_a("netns_freed"), "struct net of A freed");
+    }
 }
