@@ -43,6 +43,15 @@ pub fn read_bytes(base: u64, offset: u32, dst: &mut [u8]) {
     let _ = unsafe { bpf_probe_read_kernel_buf((base + offset as u64) as *const u8, dst) };
 }
 
+/// Argument `n` of a tp_btf/fentry program read as a plain integer. Up to 6.1 the verifier
+/// refuses typed context access to pointer arguments that are not structs (`const void *`,
+/// `const u8 *`: "arg#1 type is not a struct"); reading the argument array with
+/// bpf_probe_read_kernel yields the same value as an untyped scalar on every kernel.
+#[inline(always)]
+pub fn raw_arg(ctx: *mut core::ffi::c_void, n: usize) -> u64 {
+    unsafe { bpf_probe_read_kernel((ctx as *const u64).wrapping_add(n)) }.unwrap_or(0)
+}
+
 #[inline(always)]
 pub fn current_task() -> u64 {
     unsafe { bpf_get_current_task() }

@@ -18,8 +18,8 @@ pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::SLOTS, 0
 #[map]
 pub static TRACKED_NETS: LruHashMap<u64, NetnsId> = LruHashMap::with_max_entries(65536, 0);
 
-/// Per-cache constant seen on the first `kmem_cache_free` of a tracked net: afterwards only
-/// frees from that cache pay for a hash lookup.
+/// The `kmem_cache_free` call site seen on the first free of a tracked net: afterwards only
+/// frees from that call site pay for a hash lookup.
 #[map]
 pub static NET_CACHE: Array<u64> = Array::with_max_entries(1, 0);
 

@@ -37,10 +37,11 @@ fn resolves_every_member_this_kernel_has() {
     if let Some((nsproxy, inum)) = expected {
         assert_eq!((o.task_nsproxy, o.net_ns_inum), (nsproxy, inum), "kernel {k}");
     }
-    // dev_addr became a pointer in 5.15; the namespace type moved to ns_common in 6.18.
+    // dev_addr is a pointer on every supported kernel (const since 5.15); the namespace type
+    // moved to ns_common in 6.18.
     let major_minor: Vec<u32> = k.split(['.', '-']).take(2).filter_map(|p| p.parse().ok()).collect();
     let v = (major_minor[0], major_minor[1]);
-    assert_eq!(o.netdev_dev_addr_is_ptr == 1, v >= (5, 15), "dev_addr kind on {k}");
+    assert_eq!(o.netdev_dev_addr_is_ptr, 1, "dev_addr kind on {k}");
     assert_eq!(o.ns_common_ns_type != netns_trace_common::offsets::MISSING, v >= (6, 18), "ns_type on {k}");
     println!("kernel {k}: {o:?}");
 }

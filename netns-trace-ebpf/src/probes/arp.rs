@@ -3,6 +3,7 @@
 //! The packet hooks see every packet of the node, so the first thing each does is one read
 //! of `skb->protocol`; anything that is not ARP returns there.
 use aya_ebpf::{
+    EbpfContext as _,
     macros::{btf_tracepoint, fentry, kprobe},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
@@ -10,7 +11,7 @@ use netns_trace_common::{Arp, NeighUpdate, arp_dir, hook, kernel::{AF_INET, ETH_
 
 use crate::{
     emit::{header, send},
-    kernel::{dev_ifindex, dev_net, net_id, off, read, read_bytes, read_ptr},
+    kernel::{dev_ifindex, dev_net, net_id, off, raw_arg, read, read_bytes, read_ptr},
 };
 
 /// The 28-byte Ethernet/IPv4 ARP payload.
@@ -132,9 +133,9 @@ pub fn arp_rx_kprobe(ctx: ProbeContext) -> u32 {
 /// u32 nlmsg_pid)`, 5.3+. IPv4 tables only.
 #[btf_tracepoint(function = "neigh_update")]
 pub fn neigh_update_tp(ctx: BtfTracePointContext) -> u32 {
-    let n: u64 = ctx.arg(0);
-    let lladdr: u64 = ctx.arg(1);
-    let new_state: u64 = ctx.arg(2);
+    let n = raw_arg(ctx.as_ptr(), 0);
+    let lladdr = raw_arg(ctx.as_ptr(), 1);
+    let new_state = raw_arg(ctx.as_ptr(), 2);
     let tbl = read_ptr(n, off!(neigh_tbl));
     if read::<u32>(tbl, off!(neigh_table_family)) != AF_INET {
         return 0;

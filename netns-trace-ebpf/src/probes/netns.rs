@@ -1,5 +1,6 @@
 //! Namespace creation, teardown and free.
 use aya_ebpf::{
+    EbpfContext as _,
     macros::{btf_tracepoint, fentry, fexit, kprobe, kretprobe},
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
@@ -11,7 +12,7 @@ use netns_trace_common::{
 
 use crate::{
     emit::{header, send},
-    kernel::{cleanup_net_addr, current_task, net_id, task_net, track_net},
+    kernel::{cleanup_net_addr, current_task, net_id, raw_arg, task_net, track_net},
     maps::{ENTRY_ARGS, NET_CACHE, TRACKED_NETS},
 };
 
@@ -129,26 +130,28 @@ pub fn netns_cleanup_run(ctx: BtfTracePointContext) -> u32 {
     0
 }
 
-/// Memory freed: tp_btf `kmem_cache_free(unsigned long call_site, const void *ptr,
-/// <cache>)` where <cache> is `const char *name` (≤ 6.1) or `struct kmem_cache *s` (6.2+):
-/// a per-cache constant either way. This is hot, so once the net cache is learned every
-/// other free costs one compare. From 6.13 the free is deferred to the next cleanup_net run.
+/// Memory freed: tp_btf `kmem_cache_free(unsigned long call_site, const void *ptr, <cache>)`,
+/// where <cache> is `const char *name` (≤ 6.1, and tp_btf may not even read a non-struct
+/// pointer argument) or `struct kmem_cache *s`. So the filter keys on `call_site`, a plain
+/// integer everywhere: a struct net is freed from one place (net_free / net_passive_dec), so
+/// once the first tracked free teaches us that address, every other free costs one compare.
+/// This is hot. From 6.13 the free is deferred to the next cleanup_net run.
 #[btf_tracepoint(function = "kmem_cache_free")]
 pub fn netns_freed_kmem(ctx: BtfTracePointContext) -> u32 {
-    let ptr: u64 = ctx.arg(1);
-    let cache: u64 = ctx.arg(2);
+    let call_site = raw_arg(ctx.as_ptr(), 0);
+    let ptr = raw_arg(ctx.as_ptr(), 1);
     let Some(learned) = NET_CACHE.get_ptr_mut(0) else {
         return 0;
     };
     let known = unsafe { *learned };
-    if known != 0 && cache != known {
+    if known != 0 && call_site != known {
         return 0;
     }
     let Some(id) = (unsafe { TRACKED_NETS.get(&ptr) }).copied() else {
         return 0;
     };
     if known == 0 {
-        unsafe { *learned = cache };
+        unsafe { *learned = call_site };
     }
     let _ = TRACKED_NETS.remove(&ptr);
     emit_object(kind::NETNS_FREED, ptr, id, hook::TRACEPOINT);

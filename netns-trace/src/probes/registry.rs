@@ -211,6 +211,17 @@ pub const PROBES: &[ProbeSpec] = &[
                 needs: DEV,
                 requires: Requires::Nothing,
             },
+            // Before 5.13 the move is the exported dev_change_net_namespace (same first two args).
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fexit { program: "netdev_register_fexit", function: "register_netdevice" },
+                    Attach::Fentry { program: "netdev_unregister_fentry", function: "unregister_netdevice_queue" },
+                    Attach::Fentry { program: "netdev_move_fentry", function: "dev_change_net_namespace" },
+                ],
+                needs: DEV,
+                requires: Requires::Nothing,
+            },
             Link {
                 mechanism: Mechanism::Kprobe,
                 attaches: &[
