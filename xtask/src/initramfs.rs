@@ -278,6 +278,7 @@ pub fn init_script(
 export PATH={GUEST_BIN_DIR}:/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
 export NETNS_TRACE_BIN={GUEST_BIN_DIR}/{main_bin}
+export NETNS_TRACE_TESTBED_BIN={GUEST_BIN_DIR}/netns-trace-testbed
 export NETNS_TRACE_EXPECT_MODE=full
 export NETNS_TRACE_KERNEL={kernel}
 export NETNS_TRACE_IN_VM=1
