@@ -26,7 +26,10 @@ pub struct RunArgs {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -47,7 +50,10 @@ fn stage(name: &str, cmd: &mut Command, results: &mut Vec<(String, bool, f64)>) 
         }
     };
     let secs = t0.elapsed().as_secs_f64();
-    println!("=== xtask test: {name}: {} in {secs:.0} s", if ok { "PASSED" } else { "FAILED" });
+    println!(
+        "=== xtask test: {name}: {} in {secs:.0} s",
+        if ok { "PASSED" } else { "FAILED" }
+    );
     results.push((name.to_string(), ok, secs));
 }
 
@@ -63,21 +69,33 @@ pub fn test(args: TestArgs) -> Result<bool> {
     // one at a time: they share kernel state.
     stage(
         "unit and host integration tests (tracepoint mode)",
-        cargo().args(["test", "--workspace", "--release", "--", "--test-threads=1"]).env("NETNS_TRACE_EXPECT_MODE", host_mode()),
+        cargo()
+            .args(["test", "--workspace", "--release", "--", "--test-threads=1"])
+            .env("NETNS_TRACE_EXPECT_MODE", host_mode()),
         &mut results,
     );
 
     if !args.no_vm {
         let me = std::env::current_exe()?;
         for kernel in ["5.10", "6.1", "6.12"] {
-            stage(&format!("guest {kernel} (full mode)"), Command::new(&me).current_dir(root()).args(["vm-test", "--kernel", kernel]), &mut results);
+            stage(
+                &format!("guest {kernel} (full mode)"),
+                Command::new(&me)
+                    .current_dir(root())
+                    .args(["vm-test", "--kernel", kernel]),
+                &mut results,
+            );
         }
     }
 
     if args.fuzz_seconds > 0 {
         let targets = std::fs::read_dir(root().join("fuzz/fuzz_targets"))?
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .filter_map(|e| {
+                e.path()
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+            })
             .collect::<Vec<_>>();
         for t in targets {
             let corpus = root().join("fuzz/corpus").join(&t);
@@ -87,15 +105,29 @@ pub fn test(args: TestArgs) -> Result<bool> {
                 Command::new("cargo")
                     .current_dir(root().join("fuzz"))
                     .env_remove("RUSTUP_TOOLCHAIN")
-                    .args(["+nightly", "fuzz", "run", &t, "--", &format!("-max_total_time={}", args.fuzz_seconds), "-rss_limit_mb=4096"]),
+                    .args([
+                        "+nightly",
+                        "fuzz",
+                        "run",
+                        &t,
+                        "--",
+                        &format!("-max_total_time={}", args.fuzz_seconds),
+                        "-rss_limit_mb=4096",
+                    ]),
                 &mut results,
             );
         }
     }
 
-    println!("\n=== xtask test summary ({:.0} s)", t0.elapsed().as_secs_f64());
+    println!(
+        "\n=== xtask test summary ({:.0} s)",
+        t0.elapsed().as_secs_f64()
+    );
     for (name, ok, secs) in &results {
-        println!("  {:<6} {name} ({secs:.0} s)", if *ok { "PASS" } else { "FAIL" });
+        println!(
+            "  {:<6} {name} ({secs:.0} s)",
+            if *ok { "PASS" } else { "FAIL" }
+        );
     }
     let passed = results.iter().filter(|r| r.1).count();
     println!("stages: {passed} passed, {} failed", results.len() - passed);
@@ -114,10 +146,14 @@ fn host_mode() -> &'static str {
 
 pub fn run(args: RunArgs) -> Result<bool> {
     run_bootstrap(&BootstrapArgs { check: false }).context("bootstrap")?;
-    let st = cargo().args(["build", "--release", "-p", "netns-trace", "--bins"]).status()?;
+    let st = cargo()
+        .args(["build", "--release", "-p", "netns-trace", "--bins"])
+        .status()?;
     if !st.success() {
         bail!("build failed");
     }
-    let st = Command::new(root().join("target/release/netns-trace")).args(&args.args).status()?;
+    let st = Command::new(root().join("target/release/netns-trace"))
+        .args(&args.args)
+        .status()?;
     Ok(st.success())
 }
