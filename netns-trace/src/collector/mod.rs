@@ -1811,8 +1811,15 @@ impl Collector {
             .find(|(s, _)| *s != r)
             .or(owners.first())
             .copied();
+        // A live namespace answering for its own address is not stale just because its
+        // interfaces have not been read yet while a memberless one still lists the address:
+        // only an owner that is itself alive can contradict a live replier.
+        let replier_alive = rep.dir == Direction::Tx && ns.state == NsState::Alive;
+        let owner_alive = owners.iter().any(|(s, _)| self.reg.get(*s).is_some_and(|o| o.state == NsState::Alive));
         let reason = if from_leaked {
             StaleReason::SentFromLeakedNetns
+        } else if replier_alive && !owner_alive {
+            return;
         } else if !owners.is_empty() && !owners.iter().any(|(_, m)| *m == rep.sender_mac) {
             StaleReason::MacMismatch
         } else {
