@@ -2,11 +2,13 @@
 //! events with the right fields. Runs on the host (tracepoint mode) and in the QEMU guests
 //! (full mode; NETNS_TRACE_EXPECT_MODE=full), where it also checks which mechanism each
 //! probe used.
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::MetadataExt;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::watch::{Watch, events as raw_events};
 use serde_json::Value;
 
 fn is_root() -> bool {
@@ -14,7 +16,7 @@ fn is_root() -> bool {
 }
 
 fn bin() -> String {
-    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+    common::watch::netns_trace_bin()
 }
 
 /// iproute2's ip (busybox's lacks `netns` and `type veth`).
@@ -29,63 +31,6 @@ fn sh(args: &[&str]) {
 
 fn expect_mode() -> String {
     std::env::var("NETNS_TRACE_EXPECT_MODE").unwrap_or_else(|_| "tracepoint".into())
-}
-
-/// `watch --json` in the background; events are collected when it stops.
-struct Watch {
-    child: Option<Child>,
-}
-
-impl Watch {
-    fn start() -> Self {
-        let mut child = Command::new(bin())
-            .args(["watch", "--json", "--raw"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netns-trace watch");
-        // Wait for the "watching" banner: probes are attached after it.
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[watch] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(l) if l.contains("watching") => break,
-                Ok(_) => continue,
-                Err(_) => panic!("watch did not start within 60 s"),
-            }
-        }
-        Self { child: Some(child) }
-    }
-
-    fn stop(mut self) -> Vec<Value> {
-        let child = self.child.take().unwrap();
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().expect("wait watch");
-        assert!(out.status.success(), "watch exited with {}", out.status);
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
-            .filter(|v| v["type"] == "event")
-            .map(|v| v["event"].clone())
-            .collect()
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            let _ = c.kill();
-        }
-    }
 }
 
 struct Cleanup(Vec<&'static str>);
@@ -120,7 +65,7 @@ fn every_attached_probe_delivers_correct_events() {
     for ns in [a, b] {
         let _ = Command::new(ip()).args(["netns", "del", ns]).stderr(Stdio::null()).status();
     }
-    let watch = Watch::start();
+    let watch = Watch::start(&["--raw"]);
 
     sh(&[ip(), "netns", "add", a]);
     sh(&[ip(), "netns", "add", b]);
@@ -151,7 +96,7 @@ fn every_attached_probe_delivers_correct_events() {
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let events = watch.stop();
+    let events = raw_events(&watch.stop());
     assert!(!events.is_empty(), "no events at all");
 
     let probes: Value = {
