@@ -111,6 +111,17 @@ fn every_attached_probe_delivers_correct_events() {
     let mode = probes["mode"].as_str().unwrap().to_string();
     assert_eq!(mode, expect_mode(), "probe mode on this kernel");
     let attached = |name: &str| probes["probes"].as_array().unwrap().iter().any(|p| p["name"] == name && p["status"] == "attached");
+    // Which mechanism each probe used: full mode must get fentry/kprobe wherever such a link
+    // exists (ipv4_addr's hooks are static, so kprobes there); tracepoint mode only tracepoints.
+    for p in probes["probes"].as_array().unwrap() {
+        let (name, mech) = (p["name"].as_str().unwrap(), p["mechanism"].as_str().unwrap_or("-"));
+        if mode == "full" && ["netns_created", "netns_teardown", "nsfs_mount", "nsfs_evict", "netdev", "ipv4_addr", "arp"].contains(&name) {
+            assert!(mech == "fentry" || mech == "kprobe", "{name} used {mech} in full mode: {p}");
+        }
+        if mode == "tracepoint" && p["status"] == "attached" {
+            assert_eq!(mech, "tracepoint", "{name} in tracepoint mode");
+        }
+    }
 
     // Creation: both namespaces, with identity matching the bind-mounted file's inode.
     let created = of_type(&events, "netns_created");
