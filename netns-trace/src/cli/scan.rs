@@ -25,7 +25,7 @@ pub struct ScanArgs {
 }
 
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
-    let now = crate::live::source::monotonic_ns();
+    let now = crate::trace::monotonic_now_ns();
     let clock = crate::trace::ClockBase::now();
     let snap = crate::snapshot::take(SnapshotPhase::Start)?;
     let mut c = Collector::new(CollectorConfig { notices: false, ..Default::default() });

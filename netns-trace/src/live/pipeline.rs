@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use crate::collector::{Collector, CollectorConfig, Notice};
 use crate::live::enrich::Enricher;
-use crate::live::source::{LiveSource, monotonic_ns};
+use crate::live::source::LiveSource;
 use crate::model::{Event, EventBody, SnapshotPhase};
 use crate::probes::{LoadOptions, ProbeStatus, Tracer};
 use crate::snapshot::{self, ProcObserver};
+use crate::trace::monotonic_now_ns as monotonic_ns;
 
 /// Where live output goes.
 pub trait LiveSink {
