@@ -143,12 +143,6 @@ pub fn secs_to_ns(secs: f64) -> anyhow::Result<u64> {
     Ok((secs * 1e9) as u64)
 }
 
-/// Nanoseconds since the epoch as RFC 3339 with milliseconds.
-pub fn rfc3339(realtime_ns: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(realtime_ns);
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
 pub fn human_bytes(b: u64) -> String {
     match b {
         0..1024 => format!("{b} B"),

@@ -90,7 +90,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         hostname: meta.hostname.clone(),
         kernel: meta.kernel_release.clone(),
         probe_mode: meta.probe_mode.clone(),
-        clock: Some(crate::report::ClockBase { monotonic_ns: meta.clock.monotonic_ns, realtime_ns: meta.clock.realtime_ns }),
+        clock: Some(meta.clock),
         filters,
     };
     let _ = end;

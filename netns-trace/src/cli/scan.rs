@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use crate::collector::{Collector, CollectorConfig};
 use crate::model::{Event, EventBody, SnapshotPhase};
-use crate::report::{ClockBase, Report, ReportContext};
+use crate::report::{Report, ReportContext};
 
 #[derive(Debug, clap::Args)]
 #[command(long_about = "Walks every process's namespaces, every open nsfs fd and the mountinfo of \
@@ -35,7 +35,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
         probe_mode: "none (scan)".into(),
-        clock: Some(ClockBase { monotonic_ns: clock.monotonic_ns, realtime_ns: clock.realtime_ns }),
+        clock: Some(clock),
         filters: Default::default(),
     };
     let report = Report::build(&c, &ctx);

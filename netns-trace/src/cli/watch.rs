@@ -47,7 +47,7 @@ struct WatchSink {
 
 impl WatchSink {
     fn time(&self, ts: u64) -> String {
-        super::rfc3339(self.clock.to_realtime_ns(ts))
+        self.clock.rfc3339(ts)
     }
 }
 

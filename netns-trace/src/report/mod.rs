@@ -25,27 +25,8 @@ pub enum ReportError {
     Json(#[from] serde_json::Error),
 }
 
-/// Pairs CLOCK_MONOTONIC with CLOCK_REALTIME, read at the same moment, so monotonic event
-/// timestamps can be shown as wall-clock time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClockBase {
-    pub monotonic_ns: u64,
-    pub realtime_ns: u64,
-}
-
-impl ClockBase {
-    /// Wall-clock nanoseconds since the Unix epoch for a monotonic timestamp.
-    pub fn realtime_of(&self, monotonic_ns: u64) -> u64 {
-        (self.realtime_ns as i128 + monotonic_ns as i128 - self.monotonic_ns as i128).max(0) as u64
-    }
-
-    /// RFC 3339 (UTC, millisecond precision) for a monotonic timestamp.
-    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
-        let t =
-            std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.realtime_of(monotonic_ns));
-        humantime::format_rfc3339_millis(t).to_string()
-    }
-}
+/// Pairs CLOCK_MONOTONIC with CLOCK_REALTIME so event timestamps can be shown as wall time.
+pub use crate::trace::ClockBase;
 
 /// Which namespaces (and so which findings) the report includes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -64,6 +64,12 @@ impl ClockBase {
     }
 
     /// Wall-clock nanoseconds since the Unix epoch for a monotonic timestamp of the same boot.
+    /// RFC 3339 (UTC, millisecond precision) for a monotonic timestamp.
+    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.to_realtime_ns(monotonic_ns));
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+
     pub fn to_realtime_ns(&self, monotonic_ns: u64) -> u64 {
         let wall =
             i128::from(self.realtime_ns) + i128::from(monotonic_ns) - i128::from(self.monotonic_ns);
