@@ -43,14 +43,86 @@ fn cargo() -> Command {
     c
 }
 
-fn stage(name: &str, cmd: &mut Command, results: &mut Vec<(String, bool, f64)>) {
+/// One stage's outcome; `evidence` holds the lines that say why it failed, so the summary at
+/// the very end of the output (all a CI log tail may show) names the failing tests.
+struct StageResult {
+    name: String,
+    ok: bool,
+    secs: f64,
+    evidence: Vec<String>,
+}
+
+/// Lines worth repeating in the summary: failing test names, panic sites and their messages,
+/// compiler errors, guest verdicts.
+fn is_evidence(line: &str) -> bool {
+    line.starts_with("---- ")
+        || line.contains("panicked at")
+        || line.starts_with("error")
+        || line.contains(" FAILED")
+        || line.starts_with("failures:")
+        || line.contains("FAIL ")
+}
+
+fn stage(name: &str, cmd: &mut Command, results: &mut Vec<StageResult>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+
     println!("\n=== xtask test: {name}");
     println!("    {cmd:?}");
     let t0 = Instant::now();
-    let ok = match cmd.status() {
-        Ok(s) => s.success(),
+    let evidence = Arc::new(Mutex::new(Vec::<String>::new()));
+    let ok = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(mut child) => {
+            // Echo both streams as they come, keeping the lines that explain a failure.
+            let mut pumps = Vec::new();
+            let out = child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+            let err = child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+            for (stream, to_stderr) in [(out, false), (err, true)] {
+                let Some(stream) = stream else { continue };
+                let evidence = Arc::clone(&evidence);
+                pumps.push(std::thread::spawn(move || {
+                    let mut after_panic = 0usize;
+                    for line in BufReader::new(stream).split(b'\n') {
+                        let Ok(line) = line else { break };
+                        let text = String::from_utf8_lossy(&line).into_owned();
+                        if to_stderr {
+                            let _ = writeln!(std::io::stderr(), "{text}");
+                        } else {
+                            let _ = writeln!(std::io::stdout(), "{text}");
+                        }
+                        let keep = is_evidence(&text) || after_panic > 0;
+                        after_panic = if text.contains("panicked at") {
+                            3
+                        } else {
+                            after_panic.saturating_sub(1)
+                        };
+                        if keep {
+                            let mut ev = evidence.lock().unwrap_or_else(|p| p.into_inner());
+                            if ev.len() < 200 {
+                                ev.push(text);
+                            }
+                        }
+                    }
+                }));
+            }
+            let status = child.wait();
+            for p in pumps {
+                let _ = p.join();
+            }
+            matches!(status, Ok(s) if s.success())
+        }
         Err(e) => {
-            eprintln!("cannot run {cmd:?}: {e}");
+            evidence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("cannot run {cmd:?}: {e}"));
             false
         }
     };
@@ -59,7 +131,13 @@ fn stage(name: &str, cmd: &mut Command, results: &mut Vec<(String, bool, f64)>) 
         "=== xtask test: {name}: {} in {secs:.0} s",
         if ok { "PASSED" } else { "FAILED" }
     );
-    results.push((name.to_string(), ok, secs));
+    let evidence = std::mem::take(&mut *evidence.lock().unwrap_or_else(|p| p.into_inner()));
+    results.push(StageResult {
+        name: name.to_string(),
+        ok,
+        secs,
+        evidence,
+    });
 }
 
 pub fn test(args: TestArgs) -> Result<bool> {
@@ -75,7 +153,15 @@ pub fn test(args: TestArgs) -> Result<bool> {
     stage(
         "unit and host integration tests (tracepoint mode)",
         cargo()
-            .args(["test", "--workspace", "--exclude", "netns-trace-ebpf", "--release", "--", "--test-threads=1"])
+            .args([
+                "test",
+                "--workspace",
+                "--exclude",
+                "netns-trace-ebpf",
+                "--release",
+                "--",
+                "--test-threads=1",
+            ])
             .env("NETNS_TRACE_EXPECT_MODE", host_mode()),
         &mut results,
     );
@@ -84,11 +170,16 @@ pub fn test(args: TestArgs) -> Result<bool> {
         let me = std::env::current_exe()?;
         for kernel in ["5.10", "6.1", "6.12"] {
             let mut cmd = Command::new(&me);
-            cmd.current_dir(root()).args(["vm-test", "--kernel", kernel]);
+            cmd.current_dir(root())
+                .args(["vm-test", "--kernel", kernel]);
             for t in GUEST_TESTS {
                 cmd.args(["--test", t]);
             }
-            stage(&format!("guest {kernel} (full mode)"), &mut cmd, &mut results);
+            stage(
+                &format!("guest {kernel} (full mode)"),
+                &mut cmd,
+                &mut results,
+            );
         }
     }
 
@@ -127,13 +218,22 @@ pub fn test(args: TestArgs) -> Result<bool> {
         "\n=== xtask test summary ({:.0} s)",
         t0.elapsed().as_secs_f64()
     );
-    for (name, ok, secs) in &results {
+    for r in &results {
         println!(
-            "  {:<6} {name} ({secs:.0} s)",
-            if *ok { "PASS" } else { "FAIL" }
+            "  {:<6} {} ({:.0} s)",
+            if r.ok { "PASS" } else { "FAIL" },
+            r.name,
+            r.secs
         );
     }
-    let passed = results.iter().filter(|r| r.1).count();
+    // Why each failed stage failed, last, where a truncated CI log still shows it.
+    for r in results.iter().filter(|r| !r.ok) {
+        println!("\n--- why \"{}\" failed:", r.name);
+        for line in &r.evidence {
+            println!("  | {line}");
+        }
+    }
+    let passed = results.iter().filter(|r| r.ok).count();
     println!("stages: {passed} passed, {} failed", results.len() - passed);
     Ok(passed == results.len())
 }
