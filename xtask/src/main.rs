@@ -7,6 +7,7 @@ mod error;
 mod initramfs;
 mod kernels;
 mod qemu;
+mod soak;
 mod suite;
 mod util;
 mod vm_test;
@@ -39,6 +40,9 @@ enum Commands {
     /// The whole test suite, as CI runs it: bootstrap, unit and host tests, the 5.10 / 6.1 /
     /// 6.12 guests, and bounded fuzzing. Needs root.
     Test(suite::TestArgs),
+    /// `watch` under namespace churn for --minutes, sampling its RSS; fails if memory grows.
+    /// Long: not part of `test` or CI.
+    Soak(soak::SoakArgs),
     /// Bootstrap, build, and run netns-trace with the given arguments (`-- watch`).
     Run(suite::RunArgs),
     /// (internal) Paced thread generator used by `bench`.
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Commands::VmTest(args) => vm_test::run_vm_test(&args).map_err(Into::into),
         Commands::Bench(args) => bench::run(args).map(|()| true),
         Commands::Test(args) => suite::test(args),
+        Commands::Soak(args) => soak::run(args),
         Commands::Run(args) => suite::run(args),
         Commands::BenchGenerator(args) => bench::generator(args).map(|()| true),
     };
