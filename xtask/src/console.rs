@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Result, XtaskError};
 use crate::initramfs::{
-    MARK_BOOTED, MARK_RESULT, MARK_SETUP_FAILED, MARK_TEST_START, MARK_TEST_VERDICT,
+    MARK_BOOTED, MARK_FILE_BEGIN, MARK_FILE_END, MARK_RESULT, MARK_SETUP_FAILED, MARK_TEST_START,
+    MARK_TEST_VERDICT,
 };
 use crate::util::{create_dir_all, describe};
 
@@ -44,11 +45,62 @@ pub struct ConsoleParser {
     pub final_result: Option<bool>,
     /// The guest's /init started.
     pub booted: bool,
+    /// Files the guest shipped (collect runs), each verified against its size and SHA-256.
+    pub files: Vec<CollectedFile>,
+    /// Files that arrived damaged or incomplete, one line each.
+    pub file_errors: Vec<String>,
+    incoming: Option<IncomingFile>,
+}
+
+/// A file received over the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectedFile {
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A file between its BEGIN and END lines.
+#[derive(Debug)]
+struct IncomingFile {
+    name: String,
+    size: Option<usize>,
+    sha256: String,
+    base64: String,
 }
 
 impl ConsoleParser {
+    /// True between a file's BEGIN and END lines: its base64 lines are not worth echoing.
+    pub fn receiving_file(&self) -> bool {
+        self.incoming.is_some()
+    }
+
     pub fn feed(&mut self, line: &str) {
-        if line.contains(MARK_BOOTED) {
+        if let Some(incoming) = self.incoming.as_mut() {
+            if let Some(rest) = after(line, MARK_FILE_END) {
+                self.end_file(rest);
+            } else if line.contains(MARK_FILE_BEGIN) || line.contains(MARK_RESULT) {
+                let name = incoming.name.clone();
+                self.file_errors
+                    .push(format!("{name}: no end line before the next marker"));
+                self.incoming = None;
+                self.feed(line);
+            } else {
+                incoming.base64.push_str(line.trim());
+            }
+            return;
+        }
+        if let Some(rest) = after(line, MARK_FILE_BEGIN) {
+            let field = |key: &str| {
+                rest.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+            };
+            self.incoming = Some(IncomingFile {
+                name: field("name").unwrap_or_default().to_string(),
+                size: field("size").and_then(|v| v.parse().ok()),
+                sha256: field("sha256").unwrap_or_default().to_ascii_lowercase(),
+                base64: String::new(),
+            });
+        } else if line.contains(MARK_BOOTED) {
             self.booted = true;
         } else if let Some(rest) = after(line, MARK_TEST_START) {
             self.start(rest.trim());
@@ -65,6 +117,46 @@ impl ConsoleParser {
             self.start(&format!("doc-tests {}", rest.trim()));
         } else if let Some(rest) = after(line, "test result:") {
             self.summary(rest);
+        }
+    }
+
+    /// "name=N" after a file's base64: decode, check size and SHA-256, keep or complain.
+    fn end_file(&mut self, rest: &str) {
+        let Some(incoming) = self.incoming.take() else {
+            return;
+        };
+        let name = incoming.name;
+        let end_name = rest
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("name="))
+            .unwrap_or_default();
+        let checked = (|| {
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(format!("unusable file name {name:?}"));
+            }
+            if end_name != name {
+                return Err(format!("ends as {end_name:?}"));
+            }
+            let bytes = decode_base64(&incoming.base64)?;
+            if incoming.size != Some(bytes.len()) {
+                return Err(format!(
+                    "{} bytes arrived, {:?} were sent",
+                    bytes.len(),
+                    incoming.size
+                ));
+            }
+            let sha256 = sha256_hex(&bytes)?;
+            if sha256 != incoming.sha256 {
+                return Err(format!(
+                    "SHA-256 {sha256} differs from the guest's {}",
+                    incoming.sha256
+                ));
+            }
+            Ok(bytes)
+        })();
+        match checked {
+            Ok(bytes) => self.files.push(CollectedFile { name, bytes }),
+            Err(why) => self.file_errors.push(format!("{name}: {why}")),
         }
     }
 
@@ -127,6 +219,70 @@ impl ConsoleParser {
         if current.passed_overall != Some(false) {
             current.passed_overall = Some(ok);
         }
+    }
+}
+
+/// Standard base64 (RFC 4648, `=` padding), as busybox `base64` writes it; whitespace is ignored.
+fn decode_base64(text: &str) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let mut acc = 0u32;
+    let mut bits = 0u32;
+    let mut padding = 0usize;
+    for (at, c) in text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace())
+        .enumerate()
+    {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => {
+                padding += 1;
+                continue;
+            }
+            _ => return Err(format!("byte {c:#04x} at base64 offset {at} is not base64")),
+        };
+        if padding > 0 {
+            return Err(format!("base64 data after padding at offset {at}"));
+        }
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if padding > 2 {
+        return Err("too much base64 padding".into());
+    }
+    Ok(out)
+}
+
+/// SHA-256 as lowercase hex, by the host's coreutils `sha256sum` (xtask keeps its
+/// dependencies to what the workspace already has).
+fn sha256_hex(bytes: &[u8]) -> std::result::Result<String, String> {
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run sha256sum: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("sha256sum has no stdin")?;
+    let data = bytes.to_vec();
+    // Written from a thread so a full stdout pipe cannot stall the write.
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("sha256sum: {e}"))?;
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.split_whitespace().next() {
+        Some(hex) if out.status.success() && hex.len() == 64 => Ok(hex.to_ascii_lowercase()),
+        _ => Err(format!("sha256sum failed ({})", out.status)),
     }
 }
 
@@ -301,7 +457,10 @@ fn handle_line(
     parser: &mut ConsoleParser,
 ) {
     let _ = writeln!(log, "{line}");
-    let _ = writeln!(stdout, "[{label}] {line}");
+    // A shipped file's base64 lines go to the log only.
+    if !parser.receiving_file() || line.contains(MARK_FILE_END) {
+        let _ = writeln!(stdout, "[{label}] {line}");
+    }
     parser.feed(line);
 }
 
@@ -360,6 +519,69 @@ mod tests {
         assert_eq!(names, ["unittests src/lib.rs", "vm_harness"]);
         assert_eq!(parser.binaries[0].passed, 40);
         assert_eq!(parser.binaries[1].passed_overall, Some(true));
+    }
+
+    fn ship(parser: &mut ConsoleParser, name: &str, bytes: &[u8], damage: impl Fn(&mut String)) {
+        let sha = sha256_hex(bytes).unwrap();
+        parser.feed(&format!(
+            "{MARK_FILE_BEGIN} name={name} size={} sha256={sha}",
+            bytes.len()
+        ));
+        // busybox base64's layout, produced here by the host's coreutils.
+        let mut child = Command::new("base64")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let mut text = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+        damage(&mut text);
+        for line in text.lines() {
+            parser.feed(line);
+        }
+        parser.feed(&format!("{MARK_FILE_END} name={name}"));
+    }
+
+    #[test]
+    fn files_arrive_intact_or_are_rejected() {
+        let bytes: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut parser = ConsoleParser::default();
+        ship(&mut parser, "a.nstrace", &bytes, |_| {});
+        ship(&mut parser, "short.bin", &bytes[..1], |_| {});
+        ship(&mut parser, "flipped.bin", &bytes, |t| {
+            let first = t.as_bytes()[10];
+            let other = if first == b'A' { "B" } else { "A" };
+            t.replace_range(10..11, other);
+        });
+        ship(&mut parser, "interleaved.bin", &bytes, |t| {
+            t.insert_str(100, "[   12.5] veth: link up");
+        });
+        parser.feed(&format!("{MARK_FILE_BEGIN} name=cut.bin size=3 sha256=00"));
+        parser.feed("AAAA");
+        parser.feed("NETNS_TRACE_VM_RESULT: PASS");
+        assert_eq!(
+            parser.final_result,
+            Some(true),
+            "the result line still counts"
+        );
+        let names: Vec<&str> = parser.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["a.nstrace", "short.bin"]);
+        assert_eq!(parser.files[0].bytes, bytes);
+        assert_eq!(parser.files[1].bytes, &bytes[..1]);
+        assert_eq!(parser.file_errors.len(), 3, "{:?}", parser.file_errors);
+        assert!(parser.file_errors[0].starts_with("flipped.bin: SHA-256"));
+        assert!(parser.file_errors[1].starts_with("interleaved.bin: byte"));
+        assert!(parser.file_errors[2].starts_with("cut.bin: no end line"));
+    }
+
+    #[test]
+    fn base64_decodes_like_rfc_4648() {
+        assert_eq!(decode_base64("").unwrap(), b"");
+        assert_eq!(decode_base64("Zg==").unwrap(), b"f");
+        assert_eq!(decode_base64("Zm8=").unwrap(), b"fo");
+        assert_eq!(decode_base64("Zm9v\nYmFy").unwrap(), b"foobar");
+        assert!(decode_base64("Zm9v!").is_err());
+        assert!(decode_base64("Zg==Zg").is_err());
     }
 
     fn shell(script: &str) -> Command {

@@ -21,6 +21,12 @@ pub const MARK_TEST_START: &str = "NETNS_TRACE_VM_TEST_START:";
 pub const MARK_TEST_VERDICT: &str = "NETNS_TRACE_VM_TEST:";
 pub const MARK_SETUP_FAILED: &str = "NETNS_TRACE_VM_SETUP_FAILED:";
 pub const MARK_RESULT: &str = "NETNS_TRACE_VM_RESULT:";
+/// A file the guest ships to the host over the console: base64 lines between these two.
+pub const MARK_FILE_BEGIN: &str = "NETNS_TRACE_VM_FILE_BEGIN:";
+pub const MARK_FILE_END: &str = "NETNS_TRACE_VM_FILE_END:";
+
+/// Where guest tests leave files for the host (NETNS_TRACE_COLLECT_DIR) when the run collects.
+pub const GUEST_COLLECT_DIR: &str = "/collect";
 
 /// Host tools copied in: busybox's `ip` lacks `netns` and `type veth`, and its unshare,
 /// nsenter and mount lack options the tests use.
@@ -46,6 +52,27 @@ pub fn build(
     kernel: &GuestKernel,
     payload: &Payload,
     test_args: &[String],
+) -> Result<PathBuf> {
+    build_image(work_dir, kernel, payload, test_args, false)
+}
+
+/// Like `build`, with an /init that ships the files tests leave in GUEST_COLLECT_DIR back
+/// over the console.
+pub fn build_collecting(
+    work_dir: &Path,
+    kernel: &GuestKernel,
+    payload: &Payload,
+    test_args: &[String],
+) -> Result<PathBuf> {
+    build_image(work_dir, kernel, payload, test_args, true)
+}
+
+fn build_image(
+    work_dir: &Path,
+    kernel: &GuestKernel,
+    payload: &Payload,
+    test_args: &[String],
+    collect: bool,
 ) -> Result<PathBuf> {
     let root = work_dir.join(format!("{}-root", kernel.name));
     remove_dir_if_exists(&root)?;
@@ -88,6 +115,7 @@ pub fn build(
         &module_names,
         &test_names,
         test_args,
+        collect,
     );
     let init_path = image.path("/init");
     write(&init_path, init)?;
@@ -261,13 +289,26 @@ fn shell_quote(word: &str) -> String {
 
 /// The guest's /init (busybox sh): mounts, modules, then every test executable with
 /// `--test-threads=1` and the filter args, a verdict line each, a final result, poweroff.
+/// With `collect`, tests get NETNS_TRACE_COLLECT_DIR, and every file left there is printed
+/// to the console before the final result (see `collect_script`).
 pub fn init_script(
     kernel: &str,
     main_bin: &str,
     modules: &[String],
     tests: &[String],
     test_args: &[String],
+    collect: bool,
 ) -> String {
+    let (collect_env, collect_files) = if collect {
+        (
+            format!(
+                "export NETNS_TRACE_COLLECT_DIR={GUEST_COLLECT_DIR}\nmkdir -p {GUEST_COLLECT_DIR}\n"
+            ),
+            collect_script(),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     let filter: Vec<String> = test_args.iter().map(|a| shell_quote(a)).collect();
     let filter = filter.join(" ");
     let modules: Vec<String> = modules.iter().map(|m| shell_quote(m)).collect();
@@ -282,7 +323,7 @@ export NETNS_TRACE_TESTBED_BIN={GUEST_BIN_DIR}/netns-trace-testbed
 export NETNS_TRACE_EXPECT_MODE=full
 export NETNS_TRACE_KERNEL={kernel}
 export NETNS_TRACE_IN_VM=1
-
+{collect_env}
 setup_failed=0
 setup() {{
     "$@" || {{ echo "{MARK_SETUP_FAILED} $*"; setup_failed=1; }}
@@ -312,12 +353,34 @@ for test in {tests}; do
     if [ "$status" = 0 ]; then verdict=PASS; else verdict=FAIL; overall=FAIL; fi
     echo "{MARK_TEST_VERDICT} name=$test verdict=$verdict exit=$status"
 done
-echo "{MARK_RESULT} $overall"
+{collect_files}echo "{MARK_RESULT} $overall"
 sync
 poweroff -f
 "#,
         modules = modules.join(" "),
         tests = tests.join(" "),
+    )
+}
+
+/// Prints every regular file in the collect directory as
+/// `BEGIN name=N size=BYTES sha256=HEX`, base64 lines (76 columns), `END name=N`.
+/// The guest has no network card and no shared filesystem; the console is the one channel
+/// the harness already reads, under KVM and TCG alike, with no extra driver or module.
+/// Kernel messages are held back meanwhile (console loglevel 1), so none lands inside a
+/// base64 line; the size and SHA-256 catch whatever damage still gets through.
+fn collect_script() -> String {
+    format!(
+        r#"loglevel=$(cut -f1 /proc/sys/kernel/printk)
+dmesg -n 1
+for file in {GUEST_COLLECT_DIR}/*; do
+    [ -f "$file" ] || continue
+    name=$(basename "$file")
+    echo "{MARK_FILE_BEGIN} name=$name size=$(wc -c < "$file" | tr -d " ") sha256=$(sha256sum "$file" | cut -d' ' -f1)"
+    base64 "$file"
+    echo "{MARK_FILE_END} name=$name"
+done
+dmesg -n "$loglevel"
+"#
     )
 }
 
@@ -347,11 +410,26 @@ mod tests {
             &["llc.ko".into(), "veth.ko".into()],
             &["vm_harness".into()],
             &["it's".into(), "--exact".into()],
+            false,
         );
         assert!(script.contains(r"--test-threads=1 'it'\''s' '--exact'"));
         assert!(script.contains("for module in 'llc.ko' 'veth.ko'; do"));
         assert!(script.contains("export NETNS_TRACE_KERNEL=6.1"));
         assert!(script.contains("NETNS_TRACE_BIN=/usr/local/bin/netns-trace"));
         assert!(script.trim_end().ends_with("poweroff -f"));
+        assert!(!script.contains("NETNS_TRACE_COLLECT_DIR"));
+    }
+
+    #[test]
+    fn collecting_init_ships_files_before_the_result() {
+        let script = init_script("6.12", "netns-trace", &[], &["t".into()], &[], true);
+        assert!(script.contains("export NETNS_TRACE_COLLECT_DIR=/collect"));
+        let begin = script.find(MARK_FILE_BEGIN).unwrap();
+        let result = script.find(&format!("echo \"{MARK_RESULT}")).unwrap();
+        let tests = script.find(MARK_TEST_VERDICT).unwrap();
+        assert!(
+            tests < begin && begin < result,
+            "files go out after the tests, before the verdict"
+        );
     }
 }

@@ -35,6 +35,8 @@ enum Commands {
     Bootstrap(bootstrap::BootstrapArgs),
     /// Run the integration tests in Debian 5.10 / 6.1 / 6.12 guests under QEMU and on the host.
     VmTest(vm_test::VmTestArgs),
+    /// Record the trace fixtures (tests/data/traces) in the 5.10 / 6.1 / 6.12 guests.
+    RecordFixtures(vm_test::RecordFixturesArgs),
     /// Measure the tracer's cost on the node and the collector's speed.
     Bench(bench::BenchArgs),
     /// The whole test suite, as CI runs it: bootstrap, unit and host tests, the 5.10 / 6.1 /
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
             .map(|()| true)
             .map_err(Into::into),
         Commands::VmTest(args) => vm_test::run_vm_test(&args).map_err(Into::into),
+        Commands::RecordFixtures(args) => vm_test::run_record_fixtures(&args).map_err(Into::into),
         Commands::Bench(args) => bench::run(args).map(|()| true),
         Commands::Test(args) => suite::test(args),
         Commands::Soak(args) => soak::run(args),

@@ -44,9 +44,23 @@ pub struct VmTestArgs {
     /// Only run this integration-test executable (tests/<NAME>.rs); repeat for more.
     #[arg(long = "test", value_name = "NAME")]
     pub tests: Vec<String>,
+    /// Bring back the files guest tests leave in $NETNS_TRACE_COLLECT_DIR (recorded traces):
+    /// each is shipped over the console with its size and SHA-256 and written here as
+    /// <kernel>-<name>. A damaged transfer fails that guest.
+    #[arg(long, value_name = "DIR")]
+    pub collect_traces: Option<PathBuf>,
     /// Arguments for every test executable (a name filter, --exact, --ignored, …).
     #[arg(last = true)]
     pub test_args: Vec<String>,
+}
+
+/// Where this run's logs and initramfs trees go: under CARGO_TARGET_DIR when it is set, so
+/// runs with different target dirs (parallel sessions) do not overwrite each other's guests.
+fn run_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => root.join(dir),
+        _ => root.join("target"),
+    }
 }
 
 /// What `--kernel` selected.
@@ -127,7 +141,7 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
             .chain([Target::Host])
             .collect(),
     };
-    let logs = root.join("target/vm-logs");
+    let logs = run_dir(&root).join("vm-logs");
     create_dir_all(&logs)?;
     let cache = kernels::cache_dir(&root);
     if args.fetch_only {
@@ -205,6 +219,105 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
         .all(|s| s.verdict == Some(GuestVerdict::Pass)))
 }
 
+/// The guest test that records the fixtures, and where they are committed.
+const FIXTURE_TEST: &str = "recorded_traces";
+/// Only its round-trip tests: the fixture checks need the fixtures being made.
+const FIXTURE_FILTER: &str = "recorded_then_reported";
+const FIXTURE_DIR: &str = "netns-trace/tests/data/traces";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Boots each guest, runs the round-trip tests of tests/recorded_traces.rs there (the incident scenario, leaking and \
+clean, under `netns-trace record` in full mode), ships the traces back over the console and \
+replaces netns-trace/tests/data/traces/<kernel>-*. A kernel whose guest fails keeps its old \
+fixtures. See docs/vm-tests.md.")]
+pub struct RecordFixturesArgs {
+    /// Only these guest kernels (default: every one).
+    #[arg(long = "kernel", value_name = "NAME", value_parser = parse_guest)]
+    pub kernels: Vec<&'static KernelSpec>,
+    /// Per-kernel time limit (e.g. 900, 900s, 15m).
+    #[arg(long, env = "NETNS_TRACE_VM_TIMEOUT", default_value = DEFAULT_TIMEOUT, value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+fn parse_guest(value: &str) -> std::result::Result<&'static KernelSpec, String> {
+    match parse_selection(value)? {
+        Selection::Guest(spec) => Ok(spec),
+        _ => Err(format!("`{value}` is not a guest kernel")),
+    }
+}
+
+/// `cargo xtask record-fixtures`: Ok(true) when every selected kernel produced its fixtures.
+pub fn run_record_fixtures(args: &RecordFixturesArgs) -> Result<bool> {
+    let root = workspace_root();
+    let kernels: Vec<&'static KernelSpec> = if args.kernels.is_empty() {
+        KERNELS.iter().collect()
+    } else {
+        args.kernels.clone()
+    };
+    let fixtures = root.join(FIXTURE_DIR);
+    create_dir_all(&fixtures)?;
+    let mut all_ok = true;
+    for spec in kernels {
+        // Each guest's files land in a staging dir first; fixtures change only on a pass.
+        let staging = run_dir(&root).join("vm-collect").join(spec.name);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(XtaskError::io(&staging))?;
+        }
+        let vm_args = VmTestArgs {
+            kernel: Selection::Guest(spec),
+            keep_going: false,
+            refresh_kernels: false,
+            fetch_only: false,
+            timeout: args.timeout,
+            tests: vec![FIXTURE_TEST.to_string()],
+            collect_traces: Some(staging.clone()),
+            test_args: vec![FIXTURE_FILTER.to_string()],
+        };
+        if !run_vm_test(&vm_args)? {
+            println!(
+                "record-fixtures: {} failed; its fixtures are unchanged",
+                spec.name
+            );
+            all_ok = false;
+            continue;
+        }
+        let mut collected: Vec<PathBuf> = std::fs::read_dir(&staging)
+            .map_err(XtaskError::io(&staging))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        collected.sort();
+        if !collected
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "nstrace"))
+        {
+            println!(
+                "record-fixtures: {} shipped no trace; its fixtures are unchanged",
+                spec.name
+            );
+            all_ok = false;
+            continue;
+        }
+        let prefix = format!("{}-", spec.name);
+        for old in std::fs::read_dir(&fixtures)
+            .map_err(XtaskError::io(&fixtures))?
+            .flatten()
+        {
+            if old.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_file(old.path()).map_err(XtaskError::io(old.path()))?;
+            }
+        }
+        for file in collected {
+            let dest = fixtures.join(file.file_name().unwrap_or_default());
+            std::fs::copy(&file, &dest).map_err(XtaskError::io(&file))?;
+            let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+            println!("record-fixtures: {} ({size} bytes)", dest.display());
+        }
+    }
+    Ok(all_ok)
+}
+
 type TargetResult = (GuestVerdict, String, Vec<BinaryResult>);
 
 fn run_guest(
@@ -217,9 +330,13 @@ fn run_guest(
     logs: &Path,
 ) -> Result<TargetResult> {
     let kernel = kernels::prepare(spec, cache, args.refresh_kernels)?;
-    let work_dir = root.join("target/vm-initramfs");
+    let work_dir = run_dir(root).join("vm-initramfs");
     create_dir_all(&work_dir)?;
-    let initrd = initramfs::build(&work_dir, &kernel, payload, &args.test_args)?;
+    let initrd = if args.collect_traces.is_some() {
+        initramfs::build_collecting(&work_dir, &kernel, payload, &args.test_args)?
+    } else {
+        initramfs::build(&work_dir, &kernel, payload, &args.test_args)?
+    };
     let size_mib = std::fs::metadata(&initrd)
         .map(|m| m.len() as f64 / 1048576.0)
         .unwrap_or(0.0);
@@ -243,6 +360,27 @@ fn run_guest(
         *accel = used;
     }
     let accel_name = if used == Accel::Kvm { "KVM" } else { "TCG" };
+    let mut verdict = verdict;
+    if let Some(dir) = &args.collect_traces {
+        let parser = &outcome.parser;
+        for file in &parser.files {
+            let path = dir.join(format!("{}-{}", spec.name, file.name));
+            create_dir_all(dir)?;
+            std::fs::write(&path, &file.bytes).map_err(XtaskError::io(&path))?;
+            println!(
+                "[{}] collected {} ({} bytes)",
+                spec.name,
+                path.display(),
+                file.bytes.len()
+            );
+        }
+        if !parser.file_errors.is_empty() && verdict == GuestVerdict::Pass {
+            verdict = GuestVerdict::Fail(format!(
+                "collected files arrived damaged: {}",
+                parser.file_errors.join("; ")
+            ));
+        }
+    }
     Ok((
         verdict,
         format!(
