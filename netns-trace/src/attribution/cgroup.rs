@@ -21,7 +21,7 @@ pub fn owner_from_proc_cgroup(content: &str) -> Option<Owner> {
 /// not show stay `None`; `cgroup` is always the path itself.
 pub fn owner_from_cgroup(path: &str) -> Owner {
     let mut owner = Owner {
-        cgroup: path.to_string(),
+        cgroup: Some(path.to_string()),
         ..Default::default()
     };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -163,6 +163,8 @@ mod tests {
         );
         assert!(
             o.cgroup
+                .as_deref()
+                .unwrap()
                 .starts_with("/kubepods.slice/kubepods-burstable.slice/")
         );
         assert_eq!(o.cni_network, None);
@@ -250,7 +252,7 @@ mod tests {
         assert_eq!(
             h,
             Owner {
-                cgroup: "/system.slice/containerd.service".into(),
+                cgroup: Some("/system.slice/containerd.service".into()),
                 ..Default::default()
             }
         );
@@ -298,6 +300,9 @@ mod tests {
             "runtime",
             "cgroup",
             "cni_network",
+            "sandbox_id",
+            "pod_namespace",
+            "pod_name",
         ] {
             assert!(v.get(k).is_some(), "{k} missing in {v}");
         }

@@ -28,7 +28,10 @@ pub enum AttributionError {
 }
 
 /// The owner of a namespace as far as the node can tell. Serialized as JSON
-/// `namespaces[].owner`.
+/// `namespaces[].owner`; every field is null when unknown.
+///
+/// Sources, in order of trust: the cgroup of a member process (recorded while it was alive),
+/// the sandbox a pin path names, and the CNI result cache entry of that sandbox.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
     /// Kubernetes pod UID (with dashes).
@@ -36,27 +39,125 @@ pub struct Owner {
     /// `guaranteed`, `burstable` or `besteffort`.
     pub qos: Option<String>,
     pub container_id: Option<String>,
-    /// `containerd`, `crio` or `docker`.
+    /// `containerd`, `crio`, `docker` or `podman`.
     pub runtime: Option<String>,
-    /// The cgroup path the rest was read from.
-    pub cgroup: String,
-    /// The CNI network the container was attached to (from the CNI result cache).
+    /// The cgroup path the pod and container were read from.
+    pub cgroup: Option<String>,
+    /// The CNI network the sandbox was attached to (from the CNI result cache).
     pub cni_network: Option<String>,
+    /// The sandbox a pin path names: the UUID of `cni-<uuid>` / CRI-O's `<uuid>`, docker's
+    /// sandbox key, or the pin's file name.
+    pub sandbox_id: Option<String>,
+    /// From the CNI result cache's K8S_POD_NAMESPACE / K8S_POD_NAME arguments.
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
 }
 
 impl Owner {
-    /// Fills `cni_network` from the cache entry of this owner's container (the sandbox's
-    /// container id is what CNI was called with). Returns whether one matched.
+    /// Nothing is known.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// How much a cgroup-derived owner says: a pod and a container beat either alone.
+    pub fn cgroup_rank(&self) -> u8 {
+        u8::from(self.pod_uid.is_some()) * 2 + u8::from(self.container_id.is_some())
+    }
+
+    /// Takes the cgroup-derived fields of `from` when it says more than what is known (the
+    /// first pod member, normally the sandbox's pause process, wins ties). Returns whether
+    /// anything changed.
+    pub fn merge_cgroup(&mut self, from: &Owner) -> bool {
+        let current = self
+            .cgroup
+            .as_deref()
+            .map(|c| owner_from_cgroup(c).cgroup_rank());
+        if current.is_some_and(|rank| from.cgroup_rank() <= rank) || from.cgroup.is_none() {
+            return false;
+        }
+        let before = self.clone();
+        self.pod_uid = from.pod_uid.clone().or(self.pod_uid.take());
+        self.qos = from.qos.clone().or(self.qos.take());
+        self.container_id = from.container_id.clone().or(self.container_id.take());
+        self.runtime = from.runtime.clone().or(self.runtime.take());
+        self.cgroup = from.cgroup.clone();
+        *self != before
+    }
+
+    /// Fills what is still unknown from the sandbox a pin path names. Returns whether
+    /// anything changed.
+    pub fn merge_sandbox(&mut self, sandbox: &SandboxRef) -> bool {
+        let before = self.clone();
+        if self.sandbox_id.is_none() && !matches!(sandbox.kind, SandboxKind::Process { .. }) {
+            self.sandbox_id = Some(sandbox.uuid.clone().unwrap_or_else(|| sandbox.name.clone()));
+        }
+        if self.runtime.is_none() {
+            self.runtime = match sandbox.kind {
+                SandboxKind::Containerd => Some("containerd".into()),
+                SandboxKind::Crio => Some("crio".into()),
+                SandboxKind::Docker => Some("docker".into()),
+                SandboxKind::Podman => Some("podman".into()),
+                SandboxKind::IpNetns | SandboxKind::Process { .. } => None,
+            };
+        }
+        *self != before
+    }
+
+    /// Fills what is still unknown from the CNI cache entry of this namespace's sandbox (the
+    /// entry's container id is the sandbox's, which is what CNI was called with). Returns
+    /// whether anything changed.
+    pub fn merge_cni(&mut self, e: &CniCacheEntry) -> bool {
+        let before = self.clone();
+        self.cni_network
+            .get_or_insert_with(|| e.network_name.clone());
+        if self.container_id.is_none() {
+            self.container_id = Some(e.container_id.clone());
+        }
+        if self.pod_uid.is_none() {
+            self.pod_uid = e.pod_uid.clone();
+        }
+        if self.pod_namespace.is_none() {
+            self.pod_namespace = e.pod_namespace.clone();
+        }
+        if self.pod_name.is_none() {
+            self.pod_name = e.pod_name.clone();
+        }
+        *self != before
+    }
+
+    /// Fills `cni_network` (and the other CNI fields) from the cache entry of this owner's
+    /// container. Returns whether one matched.
     pub fn attach_cni(&mut self, entries: &[CniCacheEntry]) -> bool {
         let Some(id) = &self.container_id else {
             return false;
         };
         match entries.iter().find(|e| &e.container_id == id) {
             Some(e) => {
-                self.cni_network = Some(e.network_name.clone());
+                let e = e.clone();
+                self.merge_cni(&e);
                 true
             }
             None => false,
         }
+    }
+
+    /// `pod <uid> container <id12>` (or the parts that are known), for summaries and tables.
+    pub fn short(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(uid) = &self.pod_uid {
+            parts.push(format!("pod {uid}"));
+        }
+        if let (Some(ns), Some(name)) = (&self.pod_namespace, &self.pod_name) {
+            parts.push(format!("({ns}/{name})"));
+        }
+        if let Some(id) = &self.container_id {
+            parts.push(format!("container {id}"));
+        }
+        if parts.is_empty()
+            && let Some(s) = &self.sandbox_id
+        {
+            parts.push(format!("sandbox {s}"));
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
     }
 }

@@ -3,6 +3,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attribution::Owner;
 use crate::model::{Comm, CreatedBy, Direction, Mac, NsId};
 
 /// Where a namespace's verdict stands. See docs/report-schema.md for the exact rules.
@@ -298,6 +299,9 @@ pub struct Namespace {
     pub state_since_ns: u64,
     /// The state it was in when destruction was seen.
     pub state_before_destroy: Option<NsState>,
+    /// Pod, container, sandbox and CNI network, from members' cgroups (recorded while they
+    /// were alive), pin paths and the CNI result cache. Empty when nothing is known.
+    pub owner: Owner,
     #[serde(skip)]
     pub(crate) creator_tgid: u32,
     #[serde(skip)]
@@ -341,6 +345,7 @@ impl Namespace {
             state: NsState::LeakSuspect,
             state_since_ns: ts,
             state_before_destroy: None,
+            owner: Owner::default(),
             creator_tgid: 0,
             creator_tid: 0,
             creator_left: false,

@@ -13,6 +13,7 @@ use crate::collector::{
     ArpCounters, Collector, FailedUmount, Finding, FindingDetail, InterfaceEvidence, JoinHow,
     LastMember, LeaveHow, Namespace, NsState, Origin, PinEvidence,
 };
+use crate::attribution::Owner;
 use crate::model::{Comm, CreatedBy, NsId};
 
 pub const SCHEMA: &str = "netns-trace/report/v1";
@@ -157,8 +158,9 @@ pub struct NamespaceView {
     pub failed_cleanups: Vec<FailedUmount>,
     pub interfaces: Vec<InterfaceEvidence>,
     pub arp: ArpCounters,
-    /// Attribution (pod, container) — filled by a later stage; null here.
-    pub owner: Option<serde_json::Value>,
+    /// Who owns it (pod, container, sandbox, CNI network); null when nothing is known, and
+    /// for the host's initial namespace. Unknown fields inside are null.
+    pub owner: Option<Owner>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,7 +323,7 @@ fn view(c: &Collector, ns: &Namespace) -> NamespaceView {
         failed_cleanups: ns.failed_umounts.clone(),
         interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
         arp: ns.arp,
-        owner: None,
+        owner: (!ns.is_init && !ns.owner.is_empty()).then(|| ns.owner.clone()),
     }
 }
 
