@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dev;
 mod export;
 mod probes;
 mod record;
@@ -81,6 +82,9 @@ pub enum Command {
     Scan(scan::ScanArgs),
     /// Turn a trace into a Perfetto timeline or JSON lines.
     Export(export::ExportArgs),
+    /// Development and benchmark tools (synthetic traces, collector-only replay).
+    #[command(hide = true)]
+    Dev(dev::DevArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -93,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Report(a) => report::run(a),
         Command::Scan(a) => scan::run(a),
         Command::Export(a) => export::run(a),
+        Command::Dev(a) => dev::run(a),
     };
     match result {
         Ok(code) => code,
