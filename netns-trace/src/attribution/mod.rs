@@ -161,3 +161,6 @@ impl Owner {
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 }
+
+#[cfg(test)]
+mod tests;

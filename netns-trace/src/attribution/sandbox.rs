@@ -54,6 +54,15 @@ pub fn sandbox_from_pin_path(path: &str) -> Option<SandboxRef> {
     }
     let dir = dir.strip_prefix("/var").unwrap_or(dir);
     let uuid_in = |s: &str| is_uuid(s).then(|| s.to_string());
+    // containerd's netns directory is configurable (`netns_mounts_under`), and `cni-<uuid>`
+    // is distinctive enough to recognise anywhere.
+    if let Some(u) = name.strip_prefix("cni-").and_then(uuid_in) {
+        return Some(SandboxRef {
+            kind: SandboxKind::Containerd,
+            name: name.to_string(),
+            uuid: Some(u),
+        });
+    }
     let (kind, uuid) = match dir {
         "/run/docker/netns" => (SandboxKind::Docker, None),
         "/run/netns" => {
@@ -136,6 +145,10 @@ mod tests {
         assert_eq!(
             sandbox_from_pin_path("/run/netns/blue"),
             r(SandboxKind::IpNetns, "blue", None)
+        );
+        assert_eq!(
+            sandbox_from_pin_path(&format!("/var/lib/containerd/netns/cni-{u}")),
+            r(SandboxKind::Containerd, &format!("cni-{u}"), Some(u))
         );
         // cni- without a UUID is just a name.
         assert_eq!(

@@ -30,6 +30,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let snap = crate::snapshot::take(SnapshotPhase::Start)?;
     let mut c = Collector::new(CollectorConfig { notices: false, ..Default::default() });
     c.handle(&Event::observed(now, EventBody::Snapshot(Box::new(snap))));
+    for entry in crate::snapshot::cni_results() {
+        c.handle(&Event::observed(now, EventBody::CniResult(Box::new(entry))));
+    }
     c.finish(now);
     let ctx = ReportContext {
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),

@@ -97,6 +97,9 @@ pub enum FindingDetail {
         history_unknown: bool,
         /// Set when the namespace was destroyed after the verdict.
         resolved_at_ns: Option<u64>,
+        /// Who owned it (pod, container, sandbox, CNI network), as known now.
+        #[serde(default)]
+        owner: Option<crate::attribution::Owner>,
     },
     DuplicateIp {
         ip: Ipv4Addr,
@@ -304,6 +307,7 @@ mod tests {
             interfaces: vec![],
             history_unknown: false,
             resolved_at_ns: None,
+            owner: None,
         }
     }
 

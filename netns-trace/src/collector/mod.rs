@@ -30,6 +30,9 @@ pub use findings::*;
 use identity::{Intent, Registry, SlotRef};
 pub use namespace::*;
 
+use crate::attribution::{
+    CniCacheEntry, find_by_netns_path, owner_from_cgroup, sandbox_from_pin_path,
+};
 use crate::model::{
     AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId,
     Pin, Snapshot, SnapshotPhase, TaskOp,
@@ -50,6 +53,8 @@ const VISIT_NS: u64 = 1_000_000_000;
 const MOUNT_PAIRING_NS: u64 = 10_000_000_000;
 const RECENT_MOUNTS: usize = 64;
 const MAX_CGROUP_PATHS: usize = 65_536;
+/// CNI result cache entries remembered (a node has one per pod interface).
+const MAX_CNI_ENTRIES: usize = 4_096;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectorConfig {
@@ -162,6 +167,8 @@ pub struct Collector {
     tasks: FxHashMap<u32, TaskLoc>,
     cgroups: FxHashMap<u64, Box<str>>,
     cgroup_order: VecDeque<u64>,
+    /// The CNI result cache as last observed, oldest first.
+    cni: Vec<CniCacheEntry>,
     /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
     ip_index: FxHashMap<Ipv4Addr, Vec<(SlotRef, u32)>>,
     /// Normalized bind-mount pin path → namespaces pinned there.
@@ -187,6 +194,7 @@ impl Collector {
             tasks: FxHashMap::default(),
             cgroups: FxHashMap::default(),
             cgroup_order: VecDeque::new(),
+            cni: Vec::new(),
             ip_index: FxHashMap::default(),
             pin_paths: FxHashMap::default(),
             recent_mounts: VecDeque::new(),
@@ -342,7 +350,11 @@ impl Collector {
             EventBody::Interfaces { netns, interfaces } => {
                 self.on_interfaces(ts, *netns, interfaces)
             }
-            EventBody::CgroupPath { cgroup_id, path } => self.on_cgroup_path(*cgroup_id, path),
+            EventBody::CgroupPath { cgroup_id, path } => {
+                self.on_cgroup_path(ts, *cgroup_id, path)
+            }
+            EventBody::MemberCgroup { netns, path } => self.on_member_cgroup(ev, *netns, path),
+            EventBody::CniResult(entry) => self.on_cni_result(entry),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
         }
         &self.out
@@ -857,6 +869,9 @@ impl Collector {
             }
         };
         self.tasks.insert(tid, TaskLoc { ns: r, tgid });
+        if new_span && let Some(path) = self.cgroups.get(&cgroup_id).cloned() {
+            self.note_member_cgroup(r, &path, now);
+        }
         if new_span {
             self.notify(now, Some(r), NoticeKind::MemberJoined, |_| {
                 let role = if counts { "" } else { " (creator)" };
@@ -1068,6 +1083,7 @@ impl Collector {
         }
         if let Some(path) = &pin.path {
             self.index_path(normalize_path(path).to_string(), r);
+            self.note_pin_path(r, path, ts);
         }
         self.notify(ts, Some(r), NoticeKind::PinAdded, |_| {
             format!("pinned by {}", pin.describe())
@@ -1265,6 +1281,7 @@ impl Collector {
                     }
                     if named {
                         self.index_path(normalize_path(target).to_string(), p.ns);
+                        self.note_pin_path(p.ns, target, ts);
                         let t = target.to_string();
                         self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| {
                             format!("bind mount is at {t}")
@@ -1502,7 +1519,26 @@ impl Collector {
         self.reindex(r, before, ts);
     }
 
-    fn on_cgroup_path(&mut self, cgroup_id: u64, path: &str) {
+    fn on_cgroup_path(&mut self, ts: u64, cgroup_id: u64, path: &str) {
+        if cgroup_id != 0 {
+            // Members that joined with this id before it was resolved.
+            let waiting: Vec<SlotRef> = self
+                .reg
+                .iter()
+                .filter(|(_, ns)| {
+                    !ns.is_init
+                        && ns.members.iter().any(|m| {
+                            m.cgroup_id == cgroup_id
+                                && m.left_at_ns.is_none()
+                                && m.cgroup_path.is_none()
+                        })
+                })
+                .map(|(r, _)| r)
+                .collect();
+            for r in waiting {
+                self.note_member_cgroup(r, path, ts);
+            }
+        }
         if self.cgroups.insert(cgroup_id, path.into()).is_none() {
             self.cgroup_order.push_back(cgroup_id);
             if self.cgroup_order.len() > MAX_CGROUP_PATHS
@@ -1510,6 +1546,141 @@ impl Collector {
             {
                 self.cgroups.remove(&old);
             }
+        }
+    }
+
+    // ---- attribution ----
+
+    /// A member's cgroup, read while it was alive: the cgroup path of its span, and the
+    /// namespace's owner when the path says more than what is known.
+    fn on_member_cgroup(&mut self, ev: &Event, netns: NsId, path: &str) {
+        let ts = ev.ts_ns;
+        let Some(r) = self.reg.find(netns, Intent::Attach) else {
+            self.stats.unattributed_events += 1;
+            return;
+        };
+        if let Some(span) = self.reg.get_mut(r).and_then(|ns| {
+            ns.members
+                .iter_mut()
+                .rev()
+                .find(|s| s.tgid == ev.tgid || s.pid == ev.pid)
+        }) {
+            span.cgroup_path = Some(path.into());
+        }
+        self.note_member_cgroup(r, path, ts);
+    }
+
+    fn note_member_cgroup(&mut self, r: SlotRef, path: &str, ts: u64) {
+        let from = owner_from_cgroup(path);
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
+        if ns.is_init || !ns.owner.merge_cgroup(&from) {
+            return;
+        }
+        if let Some(id) = ns.owner.container_id.clone()
+            && let Some(e) = self.cni.iter().rev().find(|e| e.container_id == id)
+        {
+            ns.owner.merge_cni(e);
+        }
+        self.owner_changed(r, ts);
+    }
+
+    /// A pin path names the sandbox (and, through the CNI cache, its pod and network).
+    fn note_pin_path(&mut self, r: SlotRef, path: &str, ts: u64) {
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
+        if ns.is_init {
+            return;
+        }
+        let mut changed = false;
+        if let Some(sandbox) = sandbox_from_pin_path(path) {
+            changed |= ns.owner.merge_sandbox(&sandbox);
+        }
+        if let Some(e) = find_by_netns_path(&self.cni, path) {
+            changed |= ns.owner.merge_cni(e);
+        }
+        if changed {
+            self.owner_changed(r, ts);
+        }
+    }
+
+    /// A CNI cache entry: remembered, and given to the namespace its netns path or its
+    /// container id points at.
+    fn on_cni_result(&mut self, e: &CniCacheEntry) {
+        let ts = self.stats.last_ts_ns.unwrap_or(0);
+        self.cni.retain(|x| {
+            (&x.network_name, &x.container_id, &x.if_name)
+                != (&e.network_name, &e.container_id, &e.if_name)
+        });
+        if self.cni.len() >= MAX_CNI_ENTRIES {
+            self.cni.remove(0);
+        }
+        self.cni.push(e.clone());
+
+        let mut targets: Vec<SlotRef> = Vec::new();
+        if let Some(path) = e.netns_path.as_deref() {
+            let proc_pid = crate::attribution::sandbox_from_pin_path(path).and_then(|s| match s
+                .kind
+            {
+                crate::attribution::SandboxKind::Process { pid } => Some(pid),
+                _ => None,
+            });
+            match proc_pid {
+                // `/proc/PID/ns/net` (docker, podman): the namespace that process was in.
+                Some(pid) => targets.extend(
+                    self.reg
+                        .iter()
+                        .filter(|(_, ns)| {
+                            !ns.is_destroyed() && ns.members.iter().any(|m| m.tgid == pid)
+                        })
+                        .map(|(r, _)| r),
+                ),
+                None => {
+                    if let Some(slots) = self.pin_paths.get(normalize_path(path)) {
+                        targets.extend(slots.iter().copied());
+                    }
+                }
+            }
+        }
+        targets.extend(
+            self.reg
+                .iter()
+                .filter(|(_, ns)| ns.owner.container_id.as_deref() == Some(&e.container_id))
+                .map(|(r, _)| r),
+        );
+        targets.sort();
+        targets.dedup();
+        for r in targets {
+            if let Some(ns) = self.reg.get_mut(r)
+                && !ns.is_init
+                && ns.owner.merge_cni(e)
+            {
+                self.owner_changed(r, ts);
+            }
+        }
+    }
+
+    /// Keeps a raised leak finding's owner (and the owner in its summary) current.
+    fn owner_changed(&mut self, r: SlotRef, _ts: u64) {
+        let Some(ns) = self.reg.get(r) else {
+            return;
+        };
+        let Some(i) = ns.leak_finding else {
+            return;
+        };
+        let (id, owner) = (ns.id(), ns.owner.clone());
+        let Some(f) = self.findings.get_mut(i) else {
+            return;
+        };
+        if let FindingDetail::LeakedNetns { owner: o, .. } = &mut f.detail {
+            let old = owner_part(o.as_ref());
+            let new = owner_part(Some(&owner));
+            if f.summary.starts_with(&format!("{id}{old}")) {
+                f.summary = format!("{id}{new}{}", &f.summary[id.len() + old.len()..]);
+            }
+            *o = Some(owner);
         }
     }
 
@@ -1564,6 +1735,7 @@ impl Collector {
                         && !m.cgroup.is_empty()
                     {
                         span.cgroup_path = Some(m.cgroup.as_str().into());
+                        self.note_member_cgroup(r, &m.cgroup, ts);
                     }
                 }
             }
@@ -1619,7 +1791,8 @@ impl Collector {
         };
         let summary = if history_unknown {
             format!(
-                "{id} has no member process and still exists (history unknown); held by {holders}"
+                "{id}{} has no member process and still exists (history unknown); held by {holders}",
+                owner_part(Some(&ns.owner))
             )
         } else {
             let last = ns
@@ -1629,7 +1802,10 @@ impl Collector {
                     format!("last member {} ({}) left {ago}s ago", m.pid, m.comm)
                 })
                 .unwrap_or_else(|| "its last member left".into());
-            format!("{id} leaked: {last}; held by {holders}")
+            format!(
+                "{id}{} leaked: {last}; held by {holders}",
+                owner_part(Some(&ns.owner))
+            )
         };
         let mut f = Finding {
             netns: id,
@@ -1648,6 +1824,7 @@ impl Collector {
                 interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
                 history_unknown,
                 resolved_at_ns: None,
+                owner: (!ns.owner.is_empty()).then(|| ns.owner.clone()),
             },
         };
         if history_unknown {
@@ -1896,6 +2073,14 @@ impl Collector {
             )
         });
     }
+}
+
+/// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
+fn owner_part(owner: Option<&crate::attribution::Owner>) -> String {
+    owner
+        .and_then(|o| o.short())
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default()
 }
 
 fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {

@@ -1209,6 +1209,7 @@ impl Builder {
                 }
             }
             EventBody::CgroupPath { .. } => {} // folded into member annotations up front
+            EventBody::MemberCgroup { .. } | EventBody::CniResult(_) => {} // attribution only
             EventBody::Snapshot(snapshot) => self.snapshot(ts, snapshot),
         }
     }

@@ -11,7 +11,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::model::{Event, EventBody, Interface, MountOp, NsId, Pin, Snapshot, TaskOp};
+use crate::attribution::CniCacheEntry;
+use crate::model::{Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Snapshot, TaskOp};
 
 /// How the enricher looks at the system.
 pub trait Observer {
@@ -21,7 +22,15 @@ pub trait Observer {
     fn fd_pins(&mut self) -> Vec<(u32, Pin)>;
     /// Interfaces of the namespace reachable through `handle`, and its identity.
     fn interfaces(&mut self, handle: &std::path::Path) -> Result<(NsId, Vec<Interface>), String>;
+    /// The cgroup path of task `pid` (/proc/PID/cgroup), None when it is gone.
+    fn member_cgroup(&mut self, pid: u32) -> Option<String>;
+    /// The CNI result cache's entries as they are now.
+    fn cni_results(&mut self) -> Vec<CniCacheEntry>;
 }
+
+/// After a pin or device appears, the CNI result cache is re-read on every tick for this long:
+/// the runtime writes the entry only once the CNI ADD has returned.
+const CNI_SETTLE_NS: u64 = 5_000_000_000;
 
 /// Mount flags that make mount(2) attach something new (bind or move).
 const MS_BIND: u64 = 4096;
@@ -42,6 +51,12 @@ pub struct Enricher<O: Observer> {
     dirty: HashSet<NsId>,
     /// Last interfaces reported per namespace (only changes are emitted).
     reported: HashMap<NsId, Vec<Interface>>,
+    /// Cgroup last reported per member process (tgid), with the namespace it joined.
+    member_cgroups: HashMap<u32, (NsId, String)>,
+    /// CNI cache entries last reported, by (network, container id, interface).
+    cni: HashMap<(String, String, String), CniCacheEntry>,
+    /// Re-read the CNI cache on ticks until this time (a pin or a device appeared).
+    cni_until: Option<u64>,
     init: NsId,
 }
 
@@ -55,6 +70,9 @@ impl<O: Observer> Enricher<O> {
             by_inum: HashMap::new(),
             dirty: HashSet::new(),
             reported: HashMap::new(),
+            member_cgroups: HashMap::new(),
+            cni: HashMap::new(),
+            cni_until: None,
             init: NsId::default(),
         }
     }
@@ -183,9 +201,12 @@ impl<O: Observer> Enricher<O> {
                 self.learn(*netns);
                 self.dirty.insert(*netns);
             }
-            EventBody::Task { op, netns, prev, mnt_ns, prev_mnt_ns, .. } => {
+            EventBody::Task { op, netns, prev, mnt_ns, prev_mnt_ns, thread, .. } => {
                 self.learn(*netns);
                 let tid = ev.pid;
+                if *op != TaskOp::Exit && !*thread && *netns != self.init && !netns.is_none() {
+                    self.record_member_cgroup(ev, *netns, &mut out);
+                }
                 match op {
                     TaskOp::Fork => {
                         self.tasks.entry(*netns).or_default().insert(tid);
@@ -216,6 +237,9 @@ impl<O: Observer> Enricher<O> {
                         if self.fd_pins.iter().any(|(_, p)| matches!(p, Pin::Fd { pid, .. } if *pid == ev.tgid)) {
                             self.rescan_fds(ts, &mut out);
                         }
+                        if ev.pid == ev.tgid {
+                            self.member_cgroups.remove(&ev.tgid);
+                        }
                         if emptied && *netns != self.init {
                             self.tasks.remove(netns);
                             // Memberless: whatever still holds it is what we must name, and its
@@ -240,7 +264,11 @@ impl<O: Observer> Enricher<O> {
                     self.rescan_mount_ns(*mnt_ns, ts, &mut out);
                 }
             }
+            EventBody::Snapshot(_) => self.read_cni(ts, &mut out),
+            EventBody::PinAdded { .. } => self.cni_soon(ts),
+            EventBody::NetDev { op: NetDevOp::Register | NetDevOp::Move, netns, .. } if *netns != self.init => self.cni_soon(ts),
             EventBody::NsfsMount { netns, mnt_ns, .. } => {
+                self.cni_soon(ts);
                 self.learn(*netns);
                 self.rescan_mount_ns(*mnt_ns, ts, &mut out);
             }
@@ -258,9 +286,46 @@ impl<O: Observer> Enricher<O> {
         out
     }
 
-    /// Periodic work: re-read interfaces of namespaces that saw activity.
+    /// Reads the cgroup of a task that just became a member of `netns`, while it is alive,
+    /// and reports it (once per process and namespace).
+    fn record_member_cgroup(&mut self, ev: &Event, netns: NsId, out: &mut Vec<Event>) {
+        let Some(path) = self.obs.member_cgroup(ev.pid) else {
+            return;
+        };
+        if self.member_cgroups.get(&ev.tgid).is_some_and(|(n, p)| *n == netns && *p == path) {
+            return;
+        }
+        self.member_cgroups.insert(ev.tgid, (netns, path.clone()));
+        out.push(Event { ts_ns: ev.ts_ns, pid: ev.pid, tgid: ev.tgid, comm: ev.comm, body: EventBody::MemberCgroup { netns, path } });
+    }
+
+    fn cni_soon(&mut self, ts: u64) {
+        self.cni_until = Some(ts.saturating_add(CNI_SETTLE_NS));
+    }
+
+    /// Re-reads the CNI result cache and reports new or changed entries.
+    fn read_cni(&mut self, ts: u64, out: &mut Vec<Event>) {
+        for e in self.obs.cni_results() {
+            let key = (e.network_name.clone(), e.container_id.clone(), e.if_name.clone());
+            if self.cni.get(&key) != Some(&e) {
+                self.cni.insert(key, e.clone());
+                out.push(Event::observed(ts, EventBody::CniResult(Box::new(e))));
+            }
+        }
+    }
+
+    /// Periodic work: re-read interfaces of namespaces that saw activity, and the CNI cache
+    /// while a pin or device is recent.
     pub fn tick(&mut self, ts: u64) -> Vec<Event> {
         let mut out = Vec::new();
+        match self.cni_until {
+            Some(until) if ts <= until => self.read_cni(ts, &mut out),
+            Some(_) => {
+                self.cni_until = None;
+                self.read_cni(ts, &mut out);
+            }
+            None => {}
+        }
         let dirty: Vec<NsId> = self.dirty.drain().collect();
         for id in dirty {
             self.read_interfaces(id, ts, &mut out);
@@ -280,6 +345,7 @@ impl<O: Observer> Enricher<O> {
                 self.read_interfaces(id, ts, &mut out);
             }
         }
+        self.read_cni(ts, &mut out);
         out
     }
 }
@@ -296,6 +362,9 @@ mod tests {
         fds: Vec<(u32, Pin)>,
         ifaces: HashMap<PathBuf, (NsId, Vec<Interface>)>,
         reads: Vec<PathBuf>,
+        cgroups: HashMap<u32, String>,
+        cni: Vec<CniCacheEntry>,
+        cni_reads: u32,
     }
 
     impl Observer for &mut Fake {
@@ -308,6 +377,13 @@ mod tests {
         fn interfaces(&mut self, handle: &std::path::Path) -> Result<(NsId, Vec<Interface>), String> {
             self.reads.push(handle.to_path_buf());
             self.ifaces.get(handle).cloned().ok_or_else(|| "no such handle".into())
+        }
+        fn member_cgroup(&mut self, pid: u32) -> Option<String> {
+            self.cgroups.get(&pid).cloned()
+        }
+        fn cni_results(&mut self) -> Vec<CniCacheEntry> {
+            self.cni_reads += 1;
+            self.cni.clone()
         }
     }
 
@@ -402,5 +478,75 @@ mod tests {
         e.on_event(&task(TaskOp::Fork, 42, pod, pod, HOST_MNT, HOST_MNT));
         e.dirty.insert(pod);
         assert!(e.tick(20).is_empty(), "pid 42 was reused by a process elsewhere");
+    }
+
+    fn cni_entry(container: &str, netns_path: &str) -> CniCacheEntry {
+        CniCacheEntry {
+            container_id: container.into(),
+            if_name: "eth0".into(),
+            network_name: "cbr0".into(),
+            config_name: Some("cbr0".into()),
+            netns_path: Some(netns_path.into()),
+            ips: vec![],
+            pod_namespace: None,
+            pod_name: None,
+            pod_uid: None,
+        }
+    }
+
+    #[test]
+    fn a_joining_process_has_its_cgroup_recorded_once_and_threads_not_at_all() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let host = NsId::new(1, 4026531840);
+        let cg = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1_2.slice/cri-containerd-ab.scope";
+        fake.cgroups.insert(42, cg.into());
+        let mut e = Enricher::new(&mut fake);
+        e.init = host;
+        let out = e.on_event(&task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT));
+        assert!(
+            matches!(&out[..], [Event { pid: 42, tgid: 42, body: EventBody::MemberCgroup { netns, path }, .. }] if *netns == pod && path == cg),
+            "{out:?}"
+        );
+        // Same process, same namespace, same cgroup: nothing new.
+        assert!(e.on_event(&task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT)).is_empty());
+        // A thread of it is not read.
+        let mut thread = task(TaskOp::Fork, 43, pod, pod, HOST_MNT, HOST_MNT);
+        thread.tgid = 42;
+        if let EventBody::Task { thread: t, .. } = &mut thread.body {
+            *t = true;
+        }
+        e.obs.cgroups.insert(43, "/elsewhere".into());
+        assert!(e.on_event(&thread).is_empty());
+        // The host namespace's members are never read.
+        e.obs.cgroups.insert(50, "/system.slice/x.service".into());
+        assert!(e.on_event(&task(TaskOp::Fork, 50, host, host, HOST_MNT, HOST_MNT)).is_empty());
+        // A task that is already gone when looked at leaves nothing.
+        assert!(e.on_event(&task(TaskOp::Fork, 60, pod, pod, HOST_MNT, HOST_MNT)).is_empty());
+    }
+
+    #[test]
+    fn the_cni_cache_is_read_at_the_snapshot_and_again_after_a_pin_appears() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        fake.cni = vec![cni_entry("aaa", "/run/netns/cni-1")];
+        let mut e = Enricher::new(&mut fake);
+        let snap = Snapshot { phase: crate::model::SnapshotPhase::Start, namespaces: vec![], init_netns: NsId::new(1, 1) };
+        let out = e.on_event(&Event::observed(1, EventBody::Snapshot(Box::new(snap))));
+        assert!(matches!(&out[..], [Event { body: EventBody::CniResult(c), .. }] if c.container_id == "aaa"), "{out:?}");
+        // Nothing recent: ticks do not touch the cache.
+        assert!(e.tick(2).is_empty());
+        assert_eq!(e.obs.cni_reads, 1);
+        // A pin appears; the runtime writes the cache entry a little later.
+        e.on_event(&Event::observed(10, EventBody::PinAdded { netns: pod, pin: bind("/run/netns/cni-2", HOST_MNT, 1) }));
+        assert!(e.tick(20).is_empty(), "unchanged entries are not reported again");
+        e.obs.cni.push(cni_entry("bbb", "/run/netns/cni-2"));
+        let out = e.tick(1_000_000_000);
+        assert!(matches!(&out[..], [Event { body: EventBody::CniResult(c), .. }] if c.container_id == "bbb"), "{out:?}");
+        // After the settle window the cache is left alone again.
+        e.tick(20_000_000_000);
+        let reads = e.obs.cni_reads;
+        e.tick(21_000_000_000);
+        assert_eq!(e.obs.cni_reads, reads);
     }
 }

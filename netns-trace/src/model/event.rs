@@ -310,6 +310,12 @@ pub enum EventBody {
     Interfaces { netns: NsId, interfaces: Vec<Interface> },
     /// The cgroup path behind a cgroup id, resolved while the task was alive.
     CgroupPath { cgroup_id: u64, path: String },
+    /// The cgroup (from /proc/PID/cgroup, read while the task was alive) of the task in the
+    /// event header, which had just become a member of `netns`.
+    MemberCgroup { netns: NsId, path: String },
+    /// One entry of the CNI result cache (/var/lib/cni/results), read at snapshot time and
+    /// when a pin or device appeared.
+    CniResult(Box<crate::attribution::CniCacheEntry>),
     Snapshot(Box<Snapshot>),
 }
 

@@ -175,7 +175,25 @@ fn json_round_trips_and_carries_the_schema() {
     ] {
         assert!(ns0.get(key).is_some(), "namespace lacks {key}: {ns0}");
     }
-    assert!(ns0["owner"].is_null());
+    // The synthetic pods' members resolve their cgroup ids to /kubepods/podN paths.
+    let owner = &ns0["owner"];
+    for key in [
+        "pod_uid",
+        "qos",
+        "container_id",
+        "runtime",
+        "cgroup",
+        "cni_network",
+        "sandbox_id",
+    ] {
+        assert!(owner.get(key).is_some(), "owner lacks {key}: {owner}");
+    }
+    assert!(
+        owner["cgroup"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("/kubepods/pod")),
+        "{owner}"
+    );
     assert_eq!(ns0["created_by"]["comm"], "pinns");
     assert!(
         ns0["interfaces"][1]["ipv4"][0]

@@ -33,7 +33,34 @@ fn duration(ns: u64) -> String {
     }
 }
 
-fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 8] {
+/// The owner cell: pod UID and a 12-character container id (as `crictl ps` shows it), else
+/// the sandbox or the cgroup.
+fn owner_cell(ns: &NamespaceView) -> String {
+    let Some(o) = &ns.owner else {
+        return "-".into();
+    };
+    let short_id = |id: &str| id.chars().take(12).collect::<String>();
+    let mut parts = Vec::new();
+    if let Some(uid) = &o.pod_uid {
+        parts.push(format!("pod {uid}"));
+    }
+    if let Some(id) = &o.container_id {
+        parts.push(format!("ctr {}", short_id(id)));
+    }
+    if parts.is_empty() {
+        if let Some(s) = &o.sandbox_id {
+            parts.push(format!("sandbox {s}"));
+        } else if let Some(c) = &o.cgroup {
+            parts.push(c.clone());
+        }
+    }
+    if let Some(n) = &o.cni_network {
+        parts.push(format!("net {n}"));
+    }
+    if parts.is_empty() { "-".into() } else { parts.join(" ") }
+}
+
+fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
     let born = ns.created_at_ns.unwrap_or(ns.first_seen_ns);
     let created = match ns.created_at_ns {
         Some(t) => short(clock, t),
@@ -88,6 +115,7 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 8] {
         last,
         pins,
         ips,
+        owner_cell(ns),
     ]
 }
 
@@ -178,12 +206,13 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         "LAST MEMBER",
         "PINS",
         "IPV4",
+        "OWNER",
     ]
     .map(String::from);
-    let rows: Vec<[String; 8]> = std::iter::once(header)
+    let rows: Vec<[String; 9]> = std::iter::once(header)
         .chain(r.namespaces.iter().map(|n| row(n, clock, end)))
         .collect();
-    let mut widths = [0usize; 8];
+    let mut widths = [0usize; 9];
     for rw in &rows {
         for (w, cell) in widths.iter_mut().zip(rw) {
             *w = (*w).max(cell.chars().count());
@@ -227,7 +256,30 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                 interfaces,
                 history_unknown,
                 resolved_at_ns,
+                owner,
             } => {
+                if let Some(o) = owner {
+                    let field = |name: &str, v: &Option<String>| {
+                        v.as_ref().map(|v| format!("{name} {v}"))
+                    };
+                    let fields: Vec<String> = [
+                        field("pod", &o.pod_uid),
+                        o.pod_namespace
+                            .as_ref()
+                            .zip(o.pod_name.as_ref())
+                            .map(|(n, p)| format!("name {n}/{p}")),
+                        field("qos", &o.qos),
+                        field("container", &o.container_id),
+                        field("runtime", &o.runtime),
+                        field("sandbox", &o.sandbox_id),
+                        field("cni network", &o.cni_network),
+                        field("cgroup", &o.cgroup),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    writeln!(out, "    owner: {}", fields.join(", "))?;
+                }
                 if pins.is_empty() {
                     writeln!(out, "    held by: no pin observed")?;
                 }

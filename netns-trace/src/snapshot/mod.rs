@@ -318,6 +318,25 @@ pub fn all_fd_pins() -> Vec<(u32, Pin)> {
         .collect()
 }
 
+/// Where libcni keeps its result cache.
+pub const CNI_CACHE_DIR: &str = "/var/lib/cni/results";
+/// Environment variable naming another CNI result cache directory (a host path mounted
+/// elsewhere in a container, or a test's directory).
+pub const CNI_CACHE_DIR_ENV: &str = "NETNS_TRACE_CNI_CACHE_DIR";
+
+/// The CNI result cache directory: `$NETNS_TRACE_CNI_CACHE_DIR`, else /var/lib/cni/results.
+pub fn cni_cache_dir() -> PathBuf {
+    std::env::var_os(CNI_CACHE_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(CNI_CACHE_DIR))
+}
+
+/// Every parseable entry of the CNI result cache (none when the directory does not exist).
+pub fn cni_results() -> Vec<crate::attribution::CniCacheEntry> {
+    crate::attribution::read_cni_cache_dir(&cni_cache_dir())
+}
+
 /// The host's [`Observer`](crate::live::enrich::Observer): reads /proc and enters
 /// namespaces only through [`read_interfaces`].
 #[derive(Clone, Debug, Default)]
@@ -334,6 +353,12 @@ impl crate::live::enrich::Observer for ProcObserver {
         read_interfaces(handle)
             .map(|r| (r.netns, r.interfaces))
             .map_err(|e| e.to_string())
+    }
+    fn member_cgroup(&mut self, pid: u32) -> Option<String> {
+        ProcFs::host().cgroup(pid).ok().filter(|p| !p.is_empty())
+    }
+    fn cni_results(&mut self) -> Vec<crate::attribution::CniCacheEntry> {
+        cni_results()
     }
 }
 

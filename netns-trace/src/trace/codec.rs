@@ -9,9 +9,10 @@
 //! The encoding follows the model types only, never a kernel struct layout.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::format::{Cursor, DecodeError, put_varint, zigzag};
+use crate::attribution::{CniCacheEntry, CniIp};
 use crate::model::{
     AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Interface, Mac, Member, MountOp,
     NetDevOp, NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase, TaskOp,
@@ -40,6 +41,10 @@ const TAG_PIN_REMOVED: u8 = 0x1e;
 const TAG_INTERFACES: u8 = 0x1f;
 const TAG_CGROUP_PATH: u8 = 0x20;
 const TAG_SNAPSHOT: u8 = 0x21;
+const TAG_MEMBER_CGROUP: u8 = 0x22;
+const TAG_CNI_RESULT: u8 = 0x23;
+/// The highest event tag this build decodes; later ones are skipped as unknown.
+const LAST_EVENT_TAG: u8 = TAG_CNI_RESULT;
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -414,6 +419,32 @@ fn encode_body(b: &mut Vec<u8>, defs: &mut Vec<u8>, t: &mut Interner, body: &Eve
             put_varint(b, t.string(defs, path));
             TAG_CGROUP_PATH
         }
+        EventBody::MemberCgroup { netns, path } => {
+            put_varint(b, t.nsid(defs, *netns));
+            put_varint(b, t.string(defs, path));
+            TAG_MEMBER_CGROUP
+        }
+        EventBody::CniResult(e) => {
+            put_varint(b, t.string(defs, &e.container_id));
+            put_varint(b, t.string(defs, &e.if_name));
+            put_varint(b, t.string(defs, &e.network_name));
+            for opt in [
+                &e.config_name,
+                &e.netns_path,
+                &e.pod_namespace,
+                &e.pod_name,
+                &e.pod_uid,
+            ] {
+                put_opt_str(b, defs, t, opt.as_deref());
+            }
+            put_varint(b, e.ips.len() as u64);
+            for ip in &e.ips {
+                put_ip_any(b, Some(ip.address));
+                b.push(ip.prefix_len);
+                put_ip_any(b, ip.gateway);
+            }
+            TAG_CNI_RESULT
+        }
         EventBody::Snapshot(snap) => {
             b.push(match snap.phase {
                 SnapshotPhase::Start => 0,
@@ -444,6 +475,31 @@ fn encode_body(b: &mut Vec<u8>, defs: &mut Vec<u8>, t: &mut Interner, body: &Eve
                 }
             }
             TAG_SNAPSHOT
+        }
+    }
+}
+
+fn put_opt_str(b: &mut Vec<u8>, defs: &mut Vec<u8>, t: &mut Interner, s: Option<&str>) {
+    match s {
+        None => b.push(0),
+        Some(s) => {
+            b.push(1);
+            put_varint(b, t.string(defs, s));
+        }
+    }
+}
+
+/// `0` (none), `4` + 4 bytes, or `6` + 16 bytes.
+fn put_ip_any(b: &mut Vec<u8>, ip: Option<IpAddr>) {
+    match ip {
+        None => b.push(0),
+        Some(IpAddr::V4(a)) => {
+            b.push(4);
+            b.extend_from_slice(&a.octets());
+        }
+        Some(IpAddr::V6(a)) => {
+            b.push(6);
+            b.extend_from_slice(&a.octets());
         }
     }
 }
@@ -665,7 +721,7 @@ fn decode_event(
     c: &mut Cursor<'_>,
     t: &Tables<'_>,
 ) -> Result<Option<Event>, DecodeError> {
-    if tag > TAG_SNAPSHOT {
+    if tag > LAST_EVENT_TAG {
         return Ok(None);
     }
     let pid = c.varint_u32()?;
@@ -826,6 +882,43 @@ fn decode_event(
             cgroup_id: c.varint()?,
             path: t.str(c)?,
         },
+        TAG_MEMBER_CGROUP => EventBody::MemberCgroup {
+            netns: t.nsid(c)?,
+            path: t.str(c)?,
+        },
+        TAG_CNI_RESULT => {
+            let container_id = t.str(c)?;
+            let if_name = t.str(c)?;
+            let network_name = t.str(c)?;
+            let config_name = opt_str(c, t)?;
+            let netns_path = opt_str(c, t)?;
+            let pod_namespace = opt_str(c, t)?;
+            let pod_name = opt_str(c, t)?;
+            let pod_uid = opt_str(c, t)?;
+            let n = c.count()?;
+            let mut ips = Vec::with_capacity(n);
+            for _ in 0..n {
+                let address = ip_any(c)?.ok_or("CNI address missing")?;
+                let prefix_len = c.u8()?;
+                let gateway = ip_any(c)?;
+                ips.push(CniIp {
+                    address,
+                    prefix_len,
+                    gateway,
+                });
+            }
+            EventBody::CniResult(Box::new(CniCacheEntry {
+                container_id,
+                if_name,
+                network_name,
+                config_name,
+                netns_path,
+                ips,
+                pod_namespace,
+                pod_name,
+                pod_uid,
+            }))
+        }
         TAG_SNAPSHOT => {
             let phase = match c.u8()? {
                 0 => SnapshotPhase::Start,
@@ -881,6 +974,23 @@ fn decode_event(
         comm,
         body,
     }))
+}
+
+fn opt_str(c: &mut Cursor<'_>, t: &Tables<'_>) -> Result<Option<String>, DecodeError> {
+    match c.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(t.str(c)?)),
+        _ => Err("bad option marker"),
+    }
+}
+
+fn ip_any(c: &mut Cursor<'_>) -> Result<Option<IpAddr>, DecodeError> {
+    Ok(match c.u8()? {
+        0 => None,
+        4 => Some(IpAddr::from(c.array::<4>()?)),
+        6 => Some(IpAddr::from(c.array::<16>()?)),
+        _ => return Err("unknown address family"),
+    })
 }
 
 fn pin(c: &mut Cursor<'_>, t: &Tables<'_>) -> Result<Pin, DecodeError> {

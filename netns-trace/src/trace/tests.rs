@@ -348,6 +348,32 @@ pub(crate) fn every_variant() -> Vec<Event> {
             cgroup_id: 5123,
             path: "/system.slice/containerd.service".into(),
         },
+        EventBody::MemberCgroup {
+            netns: ns(2),
+            path: "/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope".into(),
+        },
+        EventBody::CniResult(Box::new(crate::attribution::CniCacheEntry {
+            container_id: "3f9b".into(),
+            if_name: "eth0".into(),
+            network_name: "cbr0".into(),
+            config_name: None,
+            netns_path: Some("/var/run/netns/cni-1".into()),
+            ips: vec![
+                crate::attribution::CniIp {
+                    address: "10.244.1.17".parse().unwrap(),
+                    prefix_len: 24,
+                    gateway: Some("10.244.1.1".parse().unwrap()),
+                },
+                crate::attribution::CniIp {
+                    address: "fd00::17".parse().unwrap(),
+                    prefix_len: 128,
+                    gateway: None,
+                },
+            ],
+            pod_namespace: Some("default".into()),
+            pod_name: Some(String::new()),
+            pod_uid: None,
+        })),
         EventBody::Snapshot(Box::new(Snapshot {
             phase: SnapshotPhase::Start,
             init_netns: ns(1),
