@@ -167,6 +167,10 @@ struct IncidentArgs {
     /// How many broadcast ARP requests the client sends (400 ms listening window each).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=20))]
     arp_count: u32,
+    /// A cgroup v2 directory pod A's pause process moves itself into (writing cgroup.procs)
+    /// before it creates its namespace, as the runtime places a pod's pause container.
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -1254,9 +1258,14 @@ fn start_pod(
     bridge: &str,
     mac: [u8; 6],
     cidr: &PodCidr,
+    cgroup: Option<&Path>,
 ) -> Result<Pod> {
     let role = format!("pause of pod {name}");
     let pause = fork_child("pause", AfterReport::SleepForever, || {
+        if let Some(cg) = cgroup {
+            let procs = cg.join("cgroup.procs");
+            fs::write(&procs, "0").map_err(os_err(format!("write {}", procs.display())))?;
+        }
         unshare(libc::CLONE_NEWNET, "CLONE_NEWNET")?;
         Ok(ns_inum(Path::new("/proc/self/ns/net"))?.to_string())
     })?;
@@ -1311,7 +1320,15 @@ fn incident(run: &mut Run, args: &IncidentArgs) -> Result<Value> {
     ip_in(&node, &["link", "set", &bridge, "up"])?;
 
     // (2) pod A.
-    let pod_a = start_pod(run, "a", &node, &bridge, mac_for(0x00, cidr.ip), &cidr)?;
+    let pod_a = start_pod(
+        run,
+        "a",
+        &node,
+        &bridge,
+        mac_for(0x00, cidr.ip),
+        &cidr,
+        args.cgroup.as_deref(),
+    )?;
 
     // (3) pod A goes away: SIGKILL without cleanup (leak), or unmount first (clean).
     let mut pod_a_pin_mounted = true;
@@ -1339,7 +1356,7 @@ fn incident(run: &mut Run, args: &IncidentArgs) -> Result<Value> {
     }
 
     // (4) pod B, same IP, different MAC.
-    let pod_b = start_pod(run, "b", &node, &bridge, mac_for(0x01, cidr.ip), &cidr)?;
+    let pod_b = start_pod(run, "b", &node, &bridge, mac_for(0x01, cidr.ip), &cidr, None)?;
 
     // (5) the client.
     let client_mac = mac_for(0x02, client_ip);
