@@ -8,6 +8,7 @@
 //! - [`report`]: renders the collector's state as text or `netns-trace/report/v1` JSON.
 //! - [`trace`]: the on-disk trace format (writer and crash-tolerant reader).
 //! - [`export`]: Perfetto and JSON-lines exports.
+//! - [`metrics`]: Prometheus/OpenMetrics series for `watch --metrics-addr`.
 //! - [`cli`]: the command line.
 
 pub mod attribution;
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod collector;
 pub mod export;
 pub mod live;
+pub mod metrics;
 pub mod model;
 pub mod probes;
 pub mod report;

@@ -3,8 +3,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::{ProbeArgs, shutdown_signal};
-use crate::collector::{Collector, CollectorConfig, Notice};
+use crate::collector::{Collector, CollectorConfig, Notice, NoticeKind};
 use crate::live::pipeline::{self, LiveOptions, LiveSink};
+use crate::metrics::Metrics;
 use crate::model::Event;
 use crate::probes::ProbeStatus;
 use crate::trace::ClockBase;
@@ -18,7 +19,9 @@ grace period (--grace).")]
 pub struct WatchArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
-    /// One JSON object per line: {"type":"notice",...} and {"type":"finding",...}.
+    /// One JSON object per line: {"type":"notice",...}, {"type":"finding",...},
+    /// {"type":"lost_events",...} (running totals per record kind, whenever records are lost)
+    /// and a closing {"type":"summary",...}.
     #[arg(long)]
     pub json: bool,
     /// Also print every raw event (kernel records and userspace observations).
@@ -34,6 +37,11 @@ pub struct WatchArgs {
     /// can be replayed with `report`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<std::path::PathBuf>,
+    /// Serve Prometheus/OpenMetrics metrics at http://ADDR/metrics (e.g. 0.0.0.0:9469):
+    /// namespaces by state, each leaked namespace with its pod labels, findings, events and
+    /// lost events, and the probe mode.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 struct WatchSink {
@@ -43,6 +51,7 @@ struct WatchSink {
     findings_printed: usize,
     out: std::io::StdoutLock<'static>,
     trace: Option<super::record::TraceSink>,
+    metrics: Option<Metrics>,
 }
 
 impl WatchSink {
@@ -56,6 +65,9 @@ impl LiveSink for WatchSink {
         if let Some(t) = self.trace.as_mut() {
             t.create(mode, probes, start)?;
         }
+        if let Some(m) = self.metrics.as_mut() {
+            m.started(mode, probes);
+        }
         let missing: Vec<&str> = probes.iter().filter(|p| !p.is_attached()).map(|p| p.name).collect();
         eprintln!(
             "netns-trace: watching in {mode} mode{}; Ctrl-C to stop",
@@ -68,6 +80,9 @@ impl LiveSink for WatchSink {
         if let Some(t) = self.trace.as_mut() {
             t.write(ev)?;
         }
+        if let Some(m) = self.metrics.as_mut() {
+            m.event(ev);
+        }
         if self.raw {
             if self.json {
                 writeln!(self.out, "{}", serde_json::json!({"type": "event", "event": ev}))?;
@@ -79,9 +94,17 @@ impl LiveSink for WatchSink {
     }
 
     fn notices(&mut self, collector: &Collector, notices: &[Notice]) -> anyhow::Result<()> {
+        if let Some(m) = self.metrics.as_mut() {
+            m.notices(collector, notices);
+        }
         for n in notices {
             if self.json {
                 writeln!(self.out, "{}", serde_json::json!({"type": "notice", "time": self.time(n.ts_ns), "notice": n}))?;
+                if n.kind == NoticeKind::EventsLost {
+                    // The notice's text is for people; log pipelines get the numbers.
+                    let totals = lost_totals(collector);
+                    writeln!(self.out, "{}", serde_json::json!({"type": "lost_events", "time": self.time(n.ts_ns), "total": totals.values().sum::<u64>(), "by_kind": totals}))?;
+                }
             } else {
                 writeln!(self.out, "{} {:<32} {:<14} {}", self.time(n.ts_ns), n.netns, format!("{:?}", n.kind).to_lowercase(), n.text)?;
             }
@@ -100,6 +123,11 @@ impl LiveSink for WatchSink {
     }
 }
 
+/// Lost records so far, by record kind name.
+fn lost_totals(collector: &Collector) -> std::collections::BTreeMap<&'static str, u64> {
+    collector.lost_events().iter().map(|(&k, &n)| (netns_trace_common::kind::name(k), n)).collect()
+}
+
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let opts = LiveOptions {
         load: args.probe.load_options(),
@@ -107,13 +135,46 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         final_snapshot: false,
     };
     let trace = args.record.as_ref().map(|p| super::record::TraceSink::new(p.clone(), false)).transpose()?;
-    let mut sink = WatchSink { json: args.json, raw: args.raw, clock: ClockBase::now(), findings_printed: 0, out: std::io::stdout().lock(), trace };
+    let (metrics, registry) = match args.metrics_addr {
+        Some(_) => {
+            let (m, r) = Metrics::new();
+            (Some(m), Some(r))
+        }
+        None => (None, None),
+    };
+    let mut sink = WatchSink { json: args.json, raw: args.raw, clock: ClockBase::now(), findings_printed: 0, out: std::io::stdout().lock(), trace, metrics };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outcome = rt.block_on(pipeline::run(&opts, &mut sink, shutdown_signal(None)))?;
+    let outcome = rt.block_on(async {
+        // Bound before the probes load, so a taken port fails fast; served from this runtime
+        // while the pipeline waits for events.
+        if let (Some(addr), Some(registry)) = (args.metrics_addr, registry) {
+            let (bound, _task) = crate::metrics::server::serve(addr, registry).await?;
+            eprintln!("netns-trace: metrics at http://{bound}/metrics");
+        }
+        pipeline::run(&opts, &mut sink, shutdown_signal(None)).await
+    })?;
     if let Some(t) = sink.trace.take() {
         t.finish(&outcome)?;
     }
     let s = pipeline::status(&outcome.collector, std::time::Duration::ZERO, outcome.events);
+    if args.json {
+        let totals = lost_totals(&outcome.collector);
+        writeln!(
+            sink.out,
+            "{}",
+            serde_json::json!({
+                "type": "summary",
+                "mode": outcome.mode,
+                "events": outcome.events,
+                "namespaces": s.namespaces_seen,
+                "alive": s.alive,
+                "leaked": s.leaked,
+                "findings": outcome.collector.findings().len(),
+                "lost_events": {"total": s.lost, "by_kind": totals},
+            })
+        )?;
+        sink.out.flush()?;
+    }
     eprintln!(
         "netns-trace: {} events, {} namespaces ({} alive, {} leaked), {} findings, {} lost events",
         outcome.events,
