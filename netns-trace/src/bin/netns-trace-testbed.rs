@@ -1877,13 +1877,21 @@ fn churn(args: &ChurnArgs) -> Result<Value> {
         "elapsed_ns": elapsed_ns,
         "per_namespace_ns": if args.count > 0 { elapsed_ns / args.count } else { 0 },
         "testbed_pid": std::process::id(),
+        "child_comm": churn_child_comm().to_string_lossy(),
     }))
+}
+
+/// The name churn children take before they unshare, so a tracer's report can tell this run's
+/// namespaces from everyone else's by their creator.
+fn churn_child_comm() -> CString {
+    CString::new(format!("churn-{}", std::process::id())).unwrap_or_default()
 }
 
 fn churn_loop(args: &ChurnArgs, parent_inum: u64, target: Option<&Path>) -> Result<Duration> {
     // Everything a child needs is prepared before fork.
     let self_ns = c"/proc/self/ns/net".to_owned();
     let target_c = target.map(c_path).transpose()?;
+    let comm = churn_child_comm();
     let start = Instant::now();
     for iteration in 0..args.count {
         let fail = |role: &str, pid: i32, status: libc::c_int| {
@@ -1911,6 +1919,7 @@ fn churn_loop(args: &ChurnArgs, parent_inum: u64, target: Option<&Path>) -> Resu
             return Err(last_os_err("fork"));
         }
         if member == 0 {
+            unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
             let code = churn_member(&self_ns, parent_inum, target_c.as_ref(), handshake);
             unsafe { libc::_exit(code) };
         }
@@ -1930,6 +1939,7 @@ fn churn_loop(args: &ChurnArgs, parent_inum: u64, target: Option<&Path>) -> Resu
                 return Err(last_os_err("fork"));
             }
             if joiner == 0 {
+                unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
                 let code = churn_joiner(&member_ns, &self_ns);
                 unsafe { libc::_exit(code) };
             }
