@@ -1,4 +1,5 @@
 //! Failure behaviour of the tracer itself: privileges, unloading, disabled probes, loss.
+use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,19 +12,24 @@ fn bin() -> String {
     std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
 }
 
-/// Names of every BPF program loaded in the kernel (BPF syscall, no bpftool needed).
-fn loaded_program_names() -> Vec<String> {
-    aya::programs::loaded_programs().filter_map(Result::ok).filter_map(|p| p.name_as_str().map(str::to_string)).collect()
-}
-
 /// Our programs' names as the kernel stores them (BPF_OBJ_NAME_LEN - 1 = 15 bytes).
 const OUR_PROGRAMS: &[&str] = &["task_fork", "task_exit", "netns_created_t", "netns_freed_kme", "mount_exit", "arp_tx_tp", "neigh_update_tp"];
 
-fn ours_loaded() -> Vec<String> {
-    loaded_program_names().into_iter().filter(|n| OUR_PROGRAMS.contains(&n.as_str())).collect()
+/// IDs of our programs loaded right now (by any process).
+fn ours_loaded() -> BTreeSet<u32> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str().is_some_and(|n| OUR_PROGRAMS.contains(&n)))
+        .map(|p| p.id())
+        .collect()
 }
 
-fn start_watch(extra: &[&str]) -> std::process::Child {
+/// Starts `watch` and returns it with the IDs of our programs that were loaded before it
+/// started (so the rest are its own, in a suite that runs one tracer at a time). Programs are told
+/// apart by ID, not name: a tracer that exited a moment ago may still be listed (tracing
+/// programs are freed after an RCU-tasks grace period), and another tracer may be running.
+fn start_watch(extra: &[&str]) -> (std::process::Child, BTreeSet<u32>) {
+    let before = ours_loaded();
     let mut child = Command::new(bin())
         .args(["watch", "--json", "--raw"])
         .args(extra)
@@ -33,14 +39,17 @@ fn start_watch(extra: &[&str]) -> std::process::Child {
         .expect("spawn watch");
     // Ready when our programs show up in the kernel.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while ours_loaded().len() < 3 {
+    loop {
+        let new: BTreeSet<u32> = ours_loaded().difference(&before).copied().collect();
+        if new.len() >= 3 {
+            return (child, before);
+        }
         assert!(Instant::now() < deadline, "watch did not load its programs within 60 s");
         if let Ok(Some(st)) = child.try_wait() {
             panic!("watch exited early: {st}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    child
 }
 
 #[test]
@@ -62,15 +71,22 @@ fn programs_are_released_after_sigkill_and_after_sigterm() {
         eprintln!("SKIP programs_are_released_after_sigkill_and_after_sigterm: needs root");
         return;
     }
-    assert!(ours_loaded().is_empty(), "leftover programs from another run: {:?}", ours_loaded());
     for signal in [libc::SIGKILL, libc::SIGTERM] {
-        let mut child = start_watch(&[]);
+        let (mut child, before) = start_watch(&[]);
+        // Let every program attach, so the kill lands on a fully loaded tracer.
+        std::thread::sleep(Duration::from_secs(1));
+        let its_programs: BTreeSet<u32> = ours_loaded().difference(&before).copied().collect();
         unsafe { libc::kill(child.id() as i32, signal) };
         let _ = child.wait();
-        // Program release is asynchronous (RCU); give the kernel a moment.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !ours_loaded().is_empty() {
-            assert!(Instant::now() < deadline, "still loaded after signal {signal}: {:?}", ours_loaded());
+        // Program release is asynchronous (RCU, and RCU-tasks for tracing programs, which
+        // can take seconds on a loaded machine); give the kernel time.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left: Vec<u32> = ours_loaded().intersection(&its_programs).copied().collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "programs {left:?} still loaded 30 s after signal {signal}");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -100,7 +116,7 @@ fn a_tiny_ring_under_a_fork_storm_counts_and_reports_lost_events() {
         eprintln!("SKIP a_tiny_ring_under_a_fork_storm_counts_and_reports_lost_events: needs root");
         return;
     }
-    let child = start_watch(&["--ring-size", "4096"]);
+    let (child, _) = start_watch(&["--ring-size", "4096"]);
     // Forks outside the initial namespace are tracked: storm inside a fresh one, in bursts of
     // 200 concurrent processes so the ring overflows even on a slow (emulated) CPU.
     let st = Command::new("unshare")
