@@ -16,9 +16,19 @@ pub enum Accel {
 }
 
 impl Accel {
-    /// KVM when /dev/kvm opens read-write, TCG (software emulation, several times slower)
-    /// otherwise.
+    /// NETNS_TRACE_VM_ACCEL (`kvm` or `tcg`) when set; else KVM when /dev/kvm opens
+    /// read-write, TCG (software emulation, several times slower) otherwise.
     pub fn detect() -> Accel {
+        match std::env::var("NETNS_TRACE_VM_ACCEL").as_deref() {
+            Ok("tcg") => return Accel::Tcg,
+            Ok("kvm") => return Accel::Kvm,
+            Ok(other) => {
+                eprintln!(
+                    "warning: NETNS_TRACE_VM_ACCEL={other:?} is neither kvm nor tcg; detecting"
+                )
+            }
+            Err(_) => {}
+        }
         let kvm = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
