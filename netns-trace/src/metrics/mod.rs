@@ -297,6 +297,8 @@ pub fn event_type(body: &EventBody) -> &'static str {
         EventBody::PinRemoved { .. } => "pin_removed",
         EventBody::Interfaces { .. } => "interfaces",
         EventBody::CgroupPath { .. } => "cgroup_path",
+        EventBody::MemberCgroup { .. } => "member_cgroup",
+        EventBody::CniResult(_) => "cni_result",
         EventBody::Snapshot(_) => "snapshot",
     }
 }
