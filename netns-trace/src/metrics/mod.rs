@@ -69,8 +69,8 @@ struct ProbeLabels {
     mechanism: &'static str,
 }
 
-/// One leaked namespace. Unknown values are empty strings, which Prometheus treats as an
-/// absent label.
+/// One leaked namespace, with who owned it (see [`crate::attribution::Owner`]). Unknown
+/// values are empty strings, which Prometheus treats as an absent label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LeakedLabels {
     /// `net:[INUM]#COOKIE`, as in reports and findings.
@@ -78,6 +78,14 @@ pub struct LeakedLabels {
     pub inum: String,
     /// The first bind-mount pin path, e.g. /run/netns/cni-…
     pub pin: String,
+    pub pod_uid: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub container_id: String,
+    /// containerd, crio, docker or podman.
+    pub runtime: String,
+    /// The sandbox a pin path names (containerd's cni-<uuid>, CRI-O's <uuid>).
+    pub sandbox_id: String,
 }
 
 impl LeakedLabels {
@@ -88,10 +96,18 @@ impl LeakedLabels {
             .filter(|p| p.kind == PinKind::BindMount)
             .find_map(|p| p.path.clone())
             .unwrap_or_default();
+        let o = &ns.owner;
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
         Self {
             netns: ns.id(),
             inum: ns.inum.to_string(),
             pin,
+            pod_uid: text(&o.pod_uid),
+            pod_namespace: text(&o.pod_namespace),
+            pod_name: text(&o.pod_name),
+            container_id: text(&o.container_id),
+            runtime: text(&o.runtime),
+            sandbox_id: text(&o.sandbox_id),
         }
     }
 }
