@@ -164,8 +164,21 @@ impl<'a> Cursor<'a> {
         Ok(a)
     }
 
-    #[inline]
+    /// Most varints in a trace (table indexes, small deltas, lengths) are one byte: that case
+    /// stays inline and branch-light; longer ones take the loop out of line.
+    #[inline(always)]
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_multi_byte()
+    }
+
+    #[inline(never)]
+    fn varint_multi_byte(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -181,12 +194,12 @@ impl<'a> Cursor<'a> {
         Err("varint longer than 10 bytes")
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn varint_u32(&mut self) -> Result<u32, DecodeError> {
         u32::try_from(self.varint()?).map_err(|_| "value does not fit 32 bits")
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn zigzag(&mut self) -> Result<i64, DecodeError> {
         self.varint().map(unzigzag)
     }
