@@ -20,6 +20,8 @@ const REQUIRED_PACKAGES: &[&str] = &[
     "kmod",
     // `cargo xtask bench` measures the packet path with it.
     "iperf3",
+    // tests/metrics.rs runs a real Prometheus server scraping `watch --metrics-addr`.
+    "prometheus",
 ];
 
 /// Installed only where the archive has it (Debian 12 ships it; some derivatives do not).
@@ -145,8 +147,13 @@ fn cargo_fuzz(check: bool) -> Result<()> {
         .args(["install", "cargo-fuzz", "--locked"]))
 }
 
-/// The Perfetto export is checked against Perfetto's own protobuf schema (tests/export_perfetto.py).
-const PYTHON_PACKAGES: &[(&str, &str)] = &[("perfetto", "0.59.1"), ("protobuf", "7.36.2")];
+/// The Perfetto export is checked against Perfetto's own protobuf schema (tests/export_perfetto.py);
+/// deploy/kubernetes is validated against the Kubernetes schemas (tests/kubernetes_manifest.rs).
+const PYTHON_PACKAGES: &[(&str, &str)] = &[
+    ("perfetto", "0.59.1"),
+    ("protobuf", "7.36.2"),
+    ("kubernetes-validate", "1.37.0"),
+];
 
 fn python_packages(check: bool) -> Result<()> {
     for (pkg, version) in PYTHON_PACKAGES {
