@@ -4,6 +4,9 @@ use aya_ebpf::helpers::{
 };
 use netns_trace_common::{EventHeader, NetnsId};
 
+use aya_log_ebpf::warn;
+
+use crate::diag::probe_of;
 use crate::maps::{EVENTS, LOST};
 
 #[inline(always)]
@@ -21,10 +24,21 @@ pub fn header(kind: u16, size: usize, netns: NetnsId) -> EventHeader {
     }
 }
 
+/// Counts a record lost to a full ring buffer. The first loss of each kind on each CPU is
+/// also logged (a log per loss would flood exactly when the node is busiest).
 #[inline(always)]
 pub fn count_lost(kind: u16) {
     if let Some(slot) = LOST.get_ptr_mut(kind as u32) {
-        unsafe { *slot += 1 };
+        let before = unsafe { *slot };
+        unsafe { *slot = before + 1 };
+        if before == 0 {
+            warn!(
+                &(),
+                target: probe_of(kind),
+                "ring buffer full: a record of kind {} was dropped on this CPU; further losses are only counted",
+                kind as u32
+            );
+        }
     }
 }
 

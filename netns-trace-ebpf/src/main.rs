@@ -9,6 +9,7 @@
 #![no_main]
 #![allow(static_mut_refs)]
 
+mod diag;
 mod emit;
 mod kernel;
 mod maps;

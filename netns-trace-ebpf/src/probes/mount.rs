@@ -10,7 +10,10 @@ use aya_ebpf::{
 };
 use netns_trace_common::{MountSyscall, NsfsMount, NetnsObject, hook, kind, mount_op};
 
+use aya_log_ebpf::error;
+
 use crate::{
+    diag::{ONCE_MOUNT_COPY, first},
     emit::{count_lost, header},
     kernel::{current_task, net_id, ns_common_net, nsfs_dentry_net, off, read_ptr, task_mnt_ns, task_net},
     maps::{EVENTS, MOUNT_SCRATCH, PENDING_MOUNTS},
@@ -56,6 +59,9 @@ fn finish(ret: i64) {
     let dst = entry.as_mut_ptr();
     let bytes = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, size_of::<MountSyscall>()) };
     if unsafe { bpf_probe_read_kernel_buf(saved as *const u8, bytes) }.is_err() {
+        if first(ONCE_MOUNT_COPY) {
+            error!(&(), target: "mount_syscalls", "copying saved mount arguments from the map failed; this mount record was dropped");
+        }
         entry.discard(0);
         let _ = PENDING_MOUNTS.remove(&tid);
         return;

@@ -10,15 +10,29 @@ use netns_trace_common::{
     kind,
 };
 
+use aya_log_ebpf::error;
+
 use crate::{
+    diag::{ONCE_INUM_READ, first},
     emit::{header, send},
-    kernel::{cleanup_net_addr, current_task, net_id, raw_arg, task_net, track_net},
+    kernel::{cleanup_net_addr, current_task, net_id, off, raw_arg, task_net, track_net},
     maps::{ENTRY_ARGS, NET_CACHE, TRACKED_NETS},
 };
 
 #[inline(always)]
 pub fn emit_created(new_net: u64, parent_net: u64, clone_flags: u64, source: u32) {
     let id = net_id(new_net);
+    // A live struct net always has an inode number: 0 means the BTF-resolved offset (or the
+    // pointer) is wrong on this kernel, and every identity from it will be too.
+    if new_net != 0 && id.inum == 0 && first(ONCE_INUM_READ) {
+        error!(
+            &(),
+            target: "netns_created",
+            "cannot read ns.inum of struct net {:x} at offset {}: namespace identities on this kernel are unreliable",
+            new_net,
+            off!(net_ns_inum)
+        );
+    }
     track_net(new_net, &id);
     send(
         kind::NETNS_CREATED,

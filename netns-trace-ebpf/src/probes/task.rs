@@ -13,7 +13,10 @@ use netns_trace_common::{
     kind, task_flags, task_op,
 };
 
+use aya_log_ebpf::info;
+
 use crate::{
+    diag::{ONCE_FIRST_HIT, debug_probes, first},
     emit::{header, send},
     kernel::{current_task, init_net_inum, is_self, net_id, off, read, task_mnt_ns, task_net, track_net},
     maps::{NS_BEFORE, NsBefore},
@@ -70,6 +73,16 @@ pub fn task_fork(ctx: BtfTracePointContext) -> u32 {
     let child_id = net_id(child_net);
     if child_id.inum == init_net_inum() {
         return 0;
+    }
+    if debug_probes() && first(ONCE_FIRST_HIT) {
+        info!(
+            &(),
+            target: "task_membership",
+            "first hit: sched_process_fork child pid {} in netns inum {} cookie {}",
+            read::<u32>(child, off!(task_pid)),
+            child_id.inum,
+            child_id.cookie
+        );
     }
     let parent_net = task_net(parent);
     let prev = if parent_net == child_net { child_id } else { net_id(parent_net) };

@@ -52,11 +52,14 @@ pub struct ProbeArgs {
     /// Ring buffer size in bytes (a power of two). Larger survives bigger bursts.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = parse_ring_size)]
     pub ring_size: u32,
+    /// (testing) One probe logs its first hit through the diagnostics path (needs -v).
+    #[arg(long, hide = true)]
+    pub debug_probes: bool,
 }
 
 impl ProbeArgs {
     pub fn load_options(&self) -> crate::probes::LoadOptions {
-        crate::probes::LoadOptions { mode: self.mode, disabled: self.disable_probe.clone(), ring_size: self.ring_size }
+        crate::probes::LoadOptions { mode: self.mode, disabled: self.disable_probe.clone(), ring_size: self.ring_size, debug_probes: self.debug_probes }
     }
 }
 
@@ -101,11 +104,25 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // `netns-trace report … | head`: the reader left; stop quietly, as SIGPIPE would.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("netns-trace: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Exit status when stdout's reader went away (128 + SIGPIPE, what a shell shows for
+/// tools killed by SIGPIPE).
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// True when the error comes from writing to a pipe whose reader has gone (EPIPE).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
 }
 
 fn init_logging(verbose: u8) {

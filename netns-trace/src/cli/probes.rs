@@ -1,4 +1,5 @@
 //! `netns-trace probes`: what attaches on this kernel, and why not.
+use std::io::Write;
 use std::process::ExitCode;
 
 use super::ProbeArgs;
@@ -19,20 +20,22 @@ pub struct ProbesArgs {
 
 pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
     let tracer = crate::probes::load(&args.probe.load_options())?;
+    // writeln! rather than println!: a closed pipe is an error to return, not a panic.
+    let mut stdout = std::io::stdout().lock();
     if args.json {
         let out = serde_json::json!({
             "mode": tracer.mode(),
             "probes": tracer.statuses,
             "missing_offsets": tracer.missing_offsets.iter().map(|(k, v)| serde_json::json!({"field": k, "reason": v})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!("probe mode: {}", tracer.mode());
-        println!("{:<16} {:<12} {:<11} TARGETS / REASON", "PROBE", "STATUS", "MECHANISM");
+        writeln!(stdout, "probe mode: {}", tracer.mode())?;
+        writeln!(stdout, "{:<16} {:<12} {:<11} TARGETS / REASON", "PROBE", "STATUS", "MECHANISM")?;
         for s in &tracer.statuses {
             let mech = s.mechanism.map(|m| m.as_str()).unwrap_or("-");
             let what = if s.is_attached() { s.targets.join(", ") } else { s.detail.last().cloned().unwrap_or_default() };
-            println!("{:<16} {:<12} {:<11} {}", s.name, s.status, mech, what);
+            writeln!(stdout, "{:<16} {:<12} {:<11} {}", s.name, s.status, mech, what)?;
         }
     }
     Ok(ExitCode::SUCCESS)

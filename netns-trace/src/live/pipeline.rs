@@ -11,7 +11,7 @@ use crate::collector::{Collector, CollectorConfig, Notice};
 use crate::live::enrich::Enricher;
 use crate::live::source::LiveSource;
 use crate::model::{Event, EventBody, SnapshotPhase};
-use crate::probes::{LoadOptions, ProbeStatus, Tracer};
+use crate::probes::{LoadOptions, ProbeStatus, Tracer, diag::ProbeLogs};
 use crate::snapshot::{self, ProcObserver};
 use crate::trace::monotonic_now_ns as monotonic_ns;
 
@@ -105,6 +105,7 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
     let start = snapshot::take(SnapshotPhase::Start)?;
     let mut tracer: Tracer = crate::probes::load(&opts.load)?;
     let mut source = LiveSource::new(&mut tracer)?;
+    let mut probe_logs = ProbeLogs::new(tracer.logger.take());
     let mode = tracer.mode();
     sink.started(mode, &tracer.statuses, snap_ns)?;
 
@@ -121,6 +122,7 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
     loop {
         tokio::select! {
             r = source.next_batch(&mut batch) => r?,
+            _ = probe_logs.pump() => continue,
             _ = tick.tick() => {
                 let now = monotonic_ns();
                 batch.extend(source.lost_events(&tracer, now));
@@ -143,6 +145,7 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
     }
 
     // Stop: what is still in the ring, the last losses, then the closing observations.
+    probe_logs.flush();
     source.drain(&mut batch);
     let now = monotonic_ns();
     batch.extend(source.lost_events(&tracer, now));

@@ -45,6 +45,8 @@ pub struct LoadOptions {
     pub disabled: Vec<String>,
     /// Ring buffer size in bytes (power of two, ≥ page size).
     pub ring_size: u32,
+    /// Let the probes log their first hit (`--debug-probes`), to check the diagnostics path.
+    pub debug_probes: bool,
 }
 
 /// Outcome of one probe on this kernel.
@@ -84,6 +86,8 @@ pub struct Tracer {
     pub statuses: Vec<ProbeStatus>,
     pub offsets: KernelOffsets,
     pub missing_offsets: Vec<(String, String)>,
+    /// The programs' diagnostics (aya-log), taken by whoever polls them (live::pipeline).
+    pub logger: Option<super::diag::ProbeLogger>,
 }
 
 impl Tracer {
@@ -333,17 +337,23 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         tracing::debug!("could not raise RLIMIT_MEMLOCK; relying on memcg accounting");
     }
 
+    let debug_probes = u32::from(opts.debug_probes);
     let mut loader = EbpfLoader::new();
-    loader.btf(Some(&aya_btf)).override_global(GLOBAL_NAME, &resolved.offsets, true);
+    loader
+        .btf(Some(&aya_btf))
+        .override_global(GLOBAL_NAME, &resolved.offsets, true)
+        .override_global(super::diag::DEBUG_GLOBAL, &debug_probes, true);
     if opts.ring_size != 0 {
         loader.map_max_entries("EVENTS", opts.ring_size);
     }
-    let mut ebpf = loader.load(EBPF_OBJECT).map_err(|e| LoadError::Object(chain(&e)))?;
+    let object = super::diag::sanitize_btf_names(EBPF_OBJECT);
+    let mut ebpf = loader.load(object.bytes()).map_err(|e| LoadError::Object(chain(&e)))?;
 
     let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| LoadError::Object("EVENTS map missing".into()))?)
         .map_err(|e| LoadError::Object(e.to_string()))?;
     let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or_else(|| LoadError::Object("LOST map missing".into()))?)
         .map_err(|e| LoadError::Object(e.to_string()))?;
+    let logger = super::diag::ProbeLogger::init(&mut ebpf);
 
     let mut statuses = Vec::new();
     for spec in PROBES {
@@ -361,5 +371,5 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         return Err(LoadError::NothingAttached);
     }
     let missing_offsets = resolved.missing.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    Ok(Tracer { ebpf, ring: Some(ring), lost, statuses, offsets: resolved.offsets, missing_offsets })
+    Ok(Tracer { ebpf, ring: Some(ring), lost, statuses, offsets: resolved.offsets, missing_offsets, logger })
 }

@@ -2,6 +2,7 @@
 //! and how their records become model events (decode).
 pub mod btf;
 pub mod decode;
+pub mod diag;
 pub mod loader;
 pub mod registry;
 
