@@ -37,7 +37,7 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut reader = TraceReader::open(&args.file)?;
-    let clock = (reader.meta().clock.monotonic_ns, reader.meta().clock.realtime_ns);
+    let clock = reader.meta().clock;
     let mut events = Vec::new();
     while let Some(ev) = reader.next_event() {
         events.push(ev);

@@ -6,16 +6,15 @@ use std::io::{self, Write};
 
 use serde_json::Value;
 
-use super::{rfc3339, wall_ns};
+use super::{ClockBase, rfc3339};
 use crate::model::Event;
 
 /// Writes each event as one line of JSON and returns how many lines were written.
 ///
-/// `clock` is `(monotonic_ns, realtime_ns)` read at the same moment (the trace header's clock
-/// base); with it every line also gets `"time"`.
+/// With `clock` (the trace header's clock base) every line also gets `"time"`.
 pub fn write_jsonl<W: Write>(
     events: impl IntoIterator<Item = Event>,
-    clock: Option<(u64, u64)>,
+    clock: Option<ClockBase>,
     out: W,
 ) -> io::Result<u64> {
     let mut out = io::BufWriter::new(out);
@@ -25,7 +24,7 @@ pub fn write_jsonl<W: Write>(
         if let (Some(clock), Value::Object(fields)) = (clock, &mut value) {
             fields.insert(
                 "time".to_string(),
-                Value::String(rfc3339(wall_ns(clock, event.ts_ns))),
+                Value::String(rfc3339(clock.to_realtime_ns(event.ts_ns))),
             );
         }
         serde_json::to_writer(&mut out, &value).map_err(io::Error::other)?;
@@ -78,7 +77,7 @@ mod tests {
     #[test]
     fn one_object_per_line_with_wall_time() {
         let mut out = Vec::new();
-        let n = write_jsonl(sample(), Some((1_000, 1_700_000_000_000_000_000)), &mut out).unwrap();
+        let n = write_jsonl(sample(), Some(ClockBase { monotonic_ns: 1_000, realtime_ns: 1_700_000_000_000_000_000 }), &mut out).unwrap();
         assert_eq!(n, 2);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();

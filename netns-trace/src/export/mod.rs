@@ -12,6 +12,7 @@ pub mod perfetto;
 mod protobuf;
 
 use crate::model::NsId;
+pub use crate::trace::ClockBase;
 
 pub use jsonl::write_jsonl;
 pub use perfetto::{ExportStats, write_perfetto, write_perfetto_with_clock};
@@ -31,14 +32,6 @@ pub struct Highlight {
     pub at_ns: u64,
 }
 
-/// Wall-clock nanoseconds for a monotonic timestamp, given `(monotonic_ns, realtime_ns)` read
-/// at the same moment.
-pub(crate) fn wall_ns(clock: (u64, u64), monotonic_ns: u64) -> u64 {
-    let (base_mono, base_real) = clock;
-    let wall = i128::from(base_real) + i128::from(monotonic_ns) - i128::from(base_mono);
-    wall.clamp(0, i128::from(u64::MAX)) as u64
-}
-
 /// RFC 3339 UTC time with nanoseconds, e.g. `2025-06-01T12:00:00.123456789Z`.
 pub(crate) fn rfc3339(wall_ns: u64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(wall_ns);
@@ -50,15 +43,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wall_clock_follows_the_monotonic_offset() {
-        let clock = (1_000, 1_700_000_000_000_000_000);
-        assert_eq!(wall_ns(clock, 1_500), 1_700_000_000_000_000_500);
-        assert_eq!(wall_ns(clock, 0), 1_699_999_999_999_999_000);
-        assert_eq!(
-            wall_ns((10, 5), 0),
-            0,
-            "clamped at the epoch instead of wrapping"
-        );
+    fn rfc3339_has_nanoseconds() {
         assert_eq!(
             rfc3339(1_700_000_000_000_000_500),
             "2023-11-14T22:13:20.000000500Z"

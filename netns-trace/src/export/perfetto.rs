@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Write};
 
 use super::protobuf::ProtoWriter;
-use super::{Highlight, LEAKED_NETNS, rfc3339, wall_ns};
+use super::{ClockBase, Highlight, LEAKED_NETNS, rfc3339};
 use crate::model::{
     AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin,
     SnapNamespace, Snapshot, SnapshotPhase, TaskOp,
@@ -111,13 +111,12 @@ pub fn write_perfetto<W: Write>(
     write_perfetto_with_clock(events, highlights, None, out)
 }
 
-/// Like [`write_perfetto`], with `clock` = `(monotonic_ns, realtime_ns)` read at the same
-/// moment: the trace then carries a REALTIME clock snapshot (the UI can show wall-clock time)
+/// Like [`write_perfetto`], with the trace's clock base: the output then carries a REALTIME clock snapshot (the UI can show wall-clock time)
 /// and slices get a `wall_time` annotation.
 pub fn write_perfetto_with_clock<W: Write>(
     events: impl IntoIterator<Item = Event>,
     highlights: &[Highlight],
-    clock: Option<(u64, u64)>,
+    clock: Option<ClockBase>,
     out: W,
 ) -> io::Result<ExportStats> {
     let mut events: Vec<Event> = events.into_iter().collect();
@@ -267,7 +266,7 @@ impl Namespace {
 }
 
 struct Builder {
-    clock: Option<(u64, u64)>,
+    clock: Option<ClockBase>,
     tracks: Vec<TrackDef>,
     emissions: Vec<Emission>,
     namespaces: Vec<Namespace>,
@@ -362,7 +361,7 @@ fn dir_name(dir: Direction) -> &'static str {
 }
 
 impl Builder {
-    fn new(clock: Option<(u64, u64)>) -> Self {
+    fn new(clock: Option<ClockBase>) -> Self {
         let mut builder = Self {
             clock,
             tracks: Vec::new(),
@@ -437,7 +436,7 @@ impl Builder {
     }
 
     fn wall_arg(&self, ts: u64) -> Option<Arg> {
-        self.clock.map(|c| s("wall_time", rfc3339(wall_ns(c, ts))))
+        self.clock.map(|c| s("wall_time", rfc3339(c.to_realtime_ns(ts))))
     }
 
     fn with_wall(&self, ts: u64, mut args: Vec<Arg>) -> Vec<Arg> {
@@ -1297,7 +1296,7 @@ impl Builder {
             name.insert_str(0, "LEAKED: ");
         }
         let when = |ts: u64| match self.clock {
-            Some(clock) => format!("{ts} ns ({})", rfc3339(wall_ns(clock, ts))),
+            Some(clock) => format!("{ts} ns ({})", rfc3339(clock.to_realtime_ns(ts))),
             None => format!("{ts} ns"),
         };
         let mut description = format!(
@@ -1345,7 +1344,7 @@ impl Builder {
             if let Some(clock) = self.clock {
                 snap.message(CLOCKS, |c| {
                     c.uint(CLOCK_ID, pb::CLOCK_REALTIME)
-                        .uint(CLOCK_TIMESTAMP, wall_ns(clock, start));
+                        .uint(CLOCK_TIMESTAMP, clock.to_realtime_ns(start));
                 });
             }
             snap.uint(PRIMARY_TRACE_CLOCK, pb::CLOCK_MONOTONIC);

@@ -104,7 +104,7 @@ impl Decoded {
 fn export(
     events: Vec<Event>,
     highlights: &[Highlight],
-    clock: Option<(u64, u64)>,
+    clock: Option<ClockBase>,
 ) -> (Decoded, ExportStats) {
     let mut out = Vec::new();
     let stats = write_perfetto_with_clock(events, highlights, clock, &mut out).unwrap();
@@ -323,7 +323,7 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
         summary: "pinned, no members".into(),
         at_ns: 8_000,
     }];
-    let (decoded, stats) = export(events, &highlights, Some((0, 1_700_000_000_000_000_000)));
+    let (decoded, stats) = export(events, &highlights, Some(ClockBase { monotonic_ns: 0, realtime_ns: 1_700_000_000_000_000_000 }));
     assert_eq!(stats.namespaces, 2);
     assert_eq!(stats.events, 11);
 
