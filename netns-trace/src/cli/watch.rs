@@ -3,7 +3,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::{ProbeArgs, shutdown_signal};
-use crate::collector::{Collector, CollectorConfig, Notice, NoticeKind};
+use crate::collector::{Collector, CollectorConfig, Notice, NoticeKind, NsState};
 use crate::live::pipeline::{self, LiveOptions, LiveSink};
 use crate::metrics::Metrics;
 use crate::model::Event;
@@ -157,6 +157,9 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         t.finish(&outcome)?;
     }
     let s = pipeline::status(&outcome.collector, std::time::Duration::ZERO, outcome.events);
+    // Destroyed namespaces beyond --keep-destroyed were dropped from memory: say how many.
+    let destroyed_kept = outcome.collector.namespaces().filter(|n| n.state == NsState::Destroyed).count() as u64;
+    let destroyed_dropped: u64 = outcome.collector.stats().dropped_destroyed.values().sum();
     if args.json {
         let totals = lost_totals(&outcome.collector);
         writeln!(
@@ -171,16 +174,22 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 "leaked": s.leaked,
                 "findings": outcome.collector.findings().len(),
                 "lost_events": {"total": s.lost, "by_kind": totals},
+                "keep_destroyed": args.keep_destroyed,
+                "destroyed_kept": destroyed_kept,
+                "destroyed_dropped": destroyed_dropped,
             })
         )?;
         sink.out.flush()?;
     }
     eprintln!(
-        "netns-trace: {} events, {} namespaces ({} alive, {} leaked), {} findings, {} lost events",
+        "netns-trace: {} events, {} namespaces ({} alive, {} leaked, {} destroyed kept, {} older destroyed only counted: --keep-destroyed {}), {} findings, {} lost events",
         outcome.events,
         s.namespaces_seen,
         s.alive,
         s.leaked,
+        destroyed_kept,
+        destroyed_dropped,
+        args.keep_destroyed,
         outcome.collector.findings().len(),
         s.lost
     );
