@@ -28,7 +28,7 @@ pub struct RunArgs {
 /// Integration tests proven in all three guests. The scenario tests (incident, testbed,
 /// reliability, snapshot_host) run on the host in this suite; in the guests they are being
 /// brought up (`cargo xtask vm-test --kernel all` runs everything).
-const GUEST_TESTS: &[&str] = &["vm_harness", "btf_offsets", "probes_e2e", "export"];
+const GUEST_TESTS: &[&str] = &["vm_harness", "btf_offsets", "probes_e2e", "export", "incident"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
