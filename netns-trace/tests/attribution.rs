@@ -84,7 +84,7 @@ fn run_json(args: &[&str], cni_dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} JSON: {e}"))
 }
 
-fn namespace<'a>(report: &'a Value, inum: u64) -> &'a Value {
+fn namespace(report: &Value, inum: u64) -> &Value {
     report["namespaces"]
         .as_array()
         .unwrap()

@@ -153,7 +153,7 @@ fn a_leaked_sandbox_keeps_the_owner_its_pause_process_had() {
     let FindingDetail::LeakedNetns { owner, .. } = &f.detail else {
         panic!()
     };
-    assert_eq!(owner.as_ref(), Some(o));
+    assert_eq!(owner.as_deref(), Some(o));
 
     // The member span shows the cgroup too, and the report carries the owner.
     assert_eq!(

@@ -99,7 +99,7 @@ pub enum FindingDetail {
         resolved_at_ns: Option<u64>,
         /// Who owned it (pod, container, sandbox, CNI network), as known now.
         #[serde(default)]
-        owner: Option<crate::attribution::Owner>,
+        owner: Option<Box<crate::attribution::Owner>>,
     },
     DuplicateIp {
         ip: Ipv4Addr,

@@ -1675,12 +1675,12 @@ impl Collector {
             return;
         };
         if let FindingDetail::LeakedNetns { owner: o, .. } = &mut f.detail {
-            let old = owner_part(o.as_ref());
+            let old = owner_part(o.as_deref());
             let new = owner_part(Some(&owner));
             if f.summary.starts_with(&format!("{id}{old}")) {
                 f.summary = format!("{id}{new}{}", &f.summary[id.len() + old.len()..]);
             }
-            *o = Some(owner);
+            *o = Some(Box::new(owner));
         }
     }
 
@@ -1824,7 +1824,7 @@ impl Collector {
                 interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
                 history_unknown,
                 resolved_at_ns: None,
-                owner: (!ns.owner.is_empty()).then(|| ns.owner.clone()),
+                owner: (!ns.owner.is_empty()).then(|| Box::new(ns.owner.clone())),
             },
         };
         if history_unknown {
