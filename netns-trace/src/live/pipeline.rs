@@ -124,7 +124,11 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
             r = source.next_batch(&mut batch) => r?,
             _ = probe_logs.pump() => continue,
             _ = tick.tick() => {
+                // Judge deadlines only up to `now`, and only after every record stamped before
+                // it is in: under load (slow interface reads, an emulated CPU) the ring can lag
+                // by seconds, and a teardown still in it must not let a grace period expire.
                 let now = monotonic_ns();
+                source.drain(&mut batch);
                 batch.extend(source.lost_events(&tracer, now));
                 for ev in batch.drain(..) {
                     lp.feed(ev)?;

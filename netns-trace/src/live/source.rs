@@ -35,38 +35,43 @@ impl LiveSource {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            match decode(&item) {
-                Ok(ev) => {
-                    // Our own reader threads entering namespaces are not news (the kernel
-                    // filters them too; this covers records already in flight).
-                    if ev.tgid == self.self_tgid {
-                        continue;
-                    }
-                    if self.drop_tracepoint_creations
-                        && matches!(ev.body, EventBody::NetnsCreated { source: crate::model::CreatedBy::Unshare | crate::model::CreatedBy::Clone, .. })
-                    {
-                        continue;
-                    }
-                    out.push(ev)
-                }
-                Err(e) => {
-                    self.malformed += 1;
-                    tracing::warn!("dropping malformed record: {e}");
-                }
+            if let Some(ev) = Self::accept(&item, self.self_tgid, self.drop_tracepoint_creations, &mut self.malformed) {
+                out.push(ev);
             }
         }
         guard.clear_ready();
         Ok(())
     }
 
-    /// Drains without waiting (used at shutdown).
+    /// Everything the ring holds now, without waiting: before a verdict tick (so no deadline
+    /// is judged while the evidence against it still sits in the ring) and at stop.
     pub fn drain(&mut self, out: &mut Vec<Event>) {
+        let (self_tgid, drop_creations) = (self.self_tgid, self.drop_tracepoint_creations);
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            if let Ok(ev) = decode(&item) {
+            if let Some(ev) = Self::accept(&item, self_tgid, drop_creations, &mut self.malformed) {
                 out.push(ev);
-            } else {
-                self.malformed += 1;
+            }
+        }
+    }
+
+    /// Decodes one record; None for records that are not news or are malformed.
+    fn accept(item: &[u8], self_tgid: u32, drop_tracepoint_creations: bool, malformed: &mut u64) -> Option<Event> {
+        match decode(item) {
+            // Our own reader threads entering namespaces are not news (the kernel filters them
+            // too; this covers records already in flight).
+            Ok(ev) if ev.tgid == self_tgid => None,
+            Ok(ev)
+                if drop_tracepoint_creations
+                    && matches!(ev.body, EventBody::NetnsCreated { source: crate::model::CreatedBy::Unshare | crate::model::CreatedBy::Clone, .. }) =>
+            {
+                None
+            }
+            Ok(ev) => Some(ev),
+            Err(e) => {
+                *malformed += 1;
+                tracing::warn!("dropping malformed record: {e}");
+                None
             }
         }
     }
