@@ -204,7 +204,15 @@ impl<O: Observer> Enricher<O> {
             EventBody::Task { op, netns, prev, mnt_ns, prev_mnt_ns, thread, .. } => {
                 self.learn(*netns);
                 let tid = ev.pid;
-                if *op != TaskOp::Exit && !*thread && *netns != self.init && !netns.is_none() {
+                // A process entering a namespace (setns, unshare, clone into a new one). Children
+                // forked inside a namespace inherit their parent's cgroup: not read again, which
+                // keeps the per-fork cost off the event path.
+                let enters = match op {
+                    TaskOp::Unshare | TaskOp::Setns => true,
+                    TaskOp::Fork => netns != prev,
+                    TaskOp::Exit => false,
+                };
+                if enters && !*thread && *netns != self.init && !netns.is_none() {
                     self.record_member_cgroup(ev, *netns, &mut out);
                 }
                 match op {
