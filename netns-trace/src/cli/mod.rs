@@ -119,9 +119,14 @@ pub const EXIT_BROKEN_PIPE: u8 = 141;
 
 /// True when the error comes from writing to a pipe whose reader has gone (EPIPE).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    let json_epipe = |e: &(dyn std::error::Error + 'static)| e.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(BrokenPipe));
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-            || c.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+        json_epipe(c)
+            || c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                // io::Error::other(serde_json::Error) hides the JSON error from source().
+                io.kind() == BrokenPipe || io.get_ref().is_some_and(|inner| json_epipe(inner))
+            })
     })
 }
 
