@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{ProbeArgs, shutdown_signal};
 use crate::collector::CollectorConfig;
 use crate::live::pipeline::{self, LiveOptions, LiveSink, LiveStatus};
-use crate::model::Event;
+use crate::model::{Event, EventBody};
 use crate::probes::ProbeStatus;
 use crate::trace::{LostCount, ProbeRecord, TraceEnd, TraceMeta, TraceWriter};
 
@@ -77,9 +77,10 @@ impl TraceSink {
         self.writer.as_mut().ok_or_else(|| anyhow::anyhow!("internal: trace written before it was created"))
     }
 
-    /// Writes one event; flushes at least once a second so a SIGKILL loses at most that.
+    /// Writes one event; flushes at least once a second so a SIGKILL loses at most that, and
+    /// at once after a snapshot: the baseline every later event is read against.
     pub fn write(&mut self, ev: &Event) -> anyhow::Result<()> {
-        let due = self.last_flush.elapsed() >= Duration::from_secs(1);
+        let due = self.last_flush.elapsed() >= Duration::from_secs(1) || matches!(ev.body, EventBody::Snapshot(_));
         let w = self.writer()?;
         w.write_event(ev)?;
         if due {
@@ -113,17 +114,26 @@ struct RecordSink {
     trace: TraceSink,
     live_line: bool,
     last_log: Instant,
+    /// "recording to …" is printed once the start snapshot is on disk: from then on, a
+    /// SIGKILL leaves a trace that replays.
+    announced: Option<&'static str>,
 }
 
 impl LiveSink for RecordSink {
     fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], start_ns: u64) -> anyhow::Result<()> {
         self.trace.create(mode, probes, start_ns)?;
-        eprintln!("netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop", self.trace.path.display());
+        self.announced = Some(mode);
         Ok(())
     }
 
     fn event(&mut self, ev: &Event) -> anyhow::Result<()> {
-        self.trace.write(ev)
+        self.trace.write(ev)?;
+        if matches!(ev.body, EventBody::Snapshot(_))
+            && let Some(mode) = self.announced.take()
+        {
+            eprintln!("netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop", self.trace.path.display());
+        }
+        Ok(())
     }
 
     fn status(&mut self, s: &LiveStatus) -> anyhow::Result<()> {
@@ -162,6 +172,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         trace: TraceSink::new(args.output.clone(), args.force)?,
         live_line: !args.quiet && std::io::stderr().is_terminal(),
         last_log: Instant::now(),
+        announced: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let outcome = rt.block_on(pipeline::run(&opts, &mut sink, shutdown_signal(duration)))?;
