@@ -725,7 +725,11 @@ fn decode_event(
         return Ok(None);
     }
     let pid = c.varint_u32()?;
-    let tgid = u32::try_from(i64::from(pid) + c.zigzag()?).map_err(|_| "tgid out of range")?;
+    // tgid is stored as a delta from pid; a corrupt delta must not overflow the sum.
+    let tgid = i64::from(pid)
+        .checked_add(c.zigzag()?)
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or("tgid out of range")?;
     let comm = t.comm(c)?;
     let body = match tag {
         TAG_NETNS_CREATED => EventBody::NetnsCreated {
