@@ -3,41 +3,20 @@
 //! with the damage reported and no panic.
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::require_root;
-use common::watch::netns_trace_bin;
+use common::watch::{netns_trace_bin, spawn_until_ready};
 use serde_json::Value;
 
 /// Starts `record -o FILE` and returns once it says it is recording (probes attached, start
 /// snapshot on disk).
 fn start_record(file: &Path) -> Child {
-    let mut child = Command::new(netns_trace_bin())
-        .args(["record", "-o"])
-        .arg(file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn netns-trace record");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[record] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(l) if l.contains("recording to") => return child,
-            Ok(_) => continue,
-            Err(_) => panic!("record did not start within 120 s"),
-        }
-    }
+    let mut cmd = Command::new(netns_trace_bin());
+    cmd.args(["record", "-o"]).arg(file).stdout(Stdio::null());
+    spawn_until_ready(&mut cmd, "record", "recording to")
 }
 
 /// Something for the probes to see: short-lived processes in fresh namespaces.

@@ -13,14 +13,13 @@
 //!   $NETNS_TRACE_COLLECT_DIR: that is how the fixtures are made.
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::watch::netns_trace_bin;
+use common::watch::{netns_trace_bin, spawn_until_ready};
 use common::{Scenario, require_root};
 use netns_trace::trace::TraceReader;
 use serde_json::Value;
@@ -457,31 +456,9 @@ struct Recorder {
 
 impl Recorder {
     fn start(trace: &Path) -> Recorder {
-        let mut child = Command::new(netns_trace_bin())
-            .args(["record", "--quiet", "-o"])
-            .arg(trace)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netns-trace record");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[record] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let recorder = Recorder { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) if line.contains("recording to") => return recorder,
-                Ok(_) => continue,
-                Err(_) => panic!("netns-trace record did not start within 120 s"),
-            }
-        }
+        let mut cmd = Command::new(netns_trace_bin());
+        cmd.args(["record", "--quiet", "-o"]).arg(trace).stdin(Stdio::null()).stdout(Stdio::null());
+        Recorder { child: Some(spawn_until_ready(&mut cmd, "record", "recording to")) }
     }
 
     fn stop(mut self) {

@@ -9,6 +9,28 @@ pub fn netns_trace_bin() -> String {
     std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
 }
 
+/// Spawns `cmd` with stderr piped and echoed as `[tag] line`, and returns once a stderr line
+/// contains `ready` (the tool says it is attached); panics after 120 s.
+pub fn spawn_until_ready(cmd: &mut Command, tag: &'static str, ready: &str) -> Child {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn netns-trace {tag}: {e}"));
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[{tag}] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l.contains(ready) => return child,
+            Ok(_) => continue,
+            Err(_) => panic!("netns-trace {tag} did not start within 120 s"),
+        }
+    }
+}
+
 pub struct Watch {
     child: Option<Child>,
 }
@@ -16,29 +38,9 @@ pub struct Watch {
 impl Watch {
     /// Starts `watch --json ARGS` and returns once its probes are attached.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(netns_trace_bin())
-            .args(["watch", "--json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn netns-trace watch");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[watch] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) if l.contains("watching") => break,
-                Ok(_) => continue,
-                Err(_) => panic!("watch did not start within 120 s"),
-            }
-        }
+        let mut cmd = Command::new(netns_trace_bin());
+        cmd.args(["watch", "--json"]).args(args).stdout(Stdio::piped());
+        let child = spawn_until_ready(&mut cmd, "watch", "watching");
         Self { child: Some(child) }
     }
 
