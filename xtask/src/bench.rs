@@ -924,13 +924,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{GUEST_RESULTS_MARK} {}", serde_json::to_string(&res)?);
         return Ok(());
     }
-    let st = Command::new("cargo")
-        .current_dir(root())
-        .args(["build", "--release", "-p", "netns-trace", "--bins"])
-        .status()?;
-    if !st.success() {
-        bail!("build failed");
-    }
+    crate::suite::build_release_bins()?;
     let mut res = if args.guest_only {
         Results::default()
     } else {

@@ -102,13 +102,7 @@ pub fn run(args: SoakArgs) -> Result<bool> {
         bail!("--minutes and --interval must be positive");
     }
     if !args.no_build {
-        let st = Command::new("cargo")
-            .current_dir(root())
-            .args(["build", "--release", "-p", "netns-trace", "--bins"])
-            .status()?;
-        if !st.success() {
-            bail!("build failed");
-        }
+        crate::suite::build_release_bins()?;
     }
     let tracer_bin = release_bin("netns-trace");
     let testbed_bin = release_bin("netns-trace-testbed");

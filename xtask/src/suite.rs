@@ -264,14 +264,20 @@ fn host_mode() -> &'static str {
     }
 }
 
-pub fn run(args: RunArgs) -> Result<bool> {
-    run_bootstrap(&BootstrapArgs { check: false }).context("bootstrap")?;
+/// `cargo build --release` of netns-trace and its testbed: what run, bench and soak start.
+pub(crate) fn build_release_bins() -> Result<()> {
     let st = cargo()
         .args(["build", "--release", "-p", "netns-trace", "--bins"])
         .status()?;
     if !st.success() {
         bail!("build failed");
     }
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> Result<bool> {
+    run_bootstrap(&BootstrapArgs { check: false }).context("bootstrap")?;
+    build_release_bins()?;
     let st = Command::new(root().join("target/release/netns-trace"))
         .args(&args.args)
         .status()?;
