@@ -52,6 +52,11 @@ pub struct BenchArgs {
     /// With --guest: skip the host workloads.
     #[arg(long)]
     pub guest_only: bool,
+    /// After the timed repetitions, run each cost workload once more per tracer with the
+    /// kernel's BPF run-time stats on, and print where the tracer's cost went: each BPF
+    /// program's runs and time, and the tracer's own CPU time.
+    #[arg(long)]
+    pub profile: bool,
     /// (internal) Running inside a bench guest: binaries from NETNS_TRACE_BIN and
     /// NETNS_TRACE_TESTBED_BIN, nothing built, results printed on the console.
     #[arg(long, hide = true)]
@@ -83,6 +88,8 @@ struct Results {
     collector: BTreeMap<String, f64>,
     targets: Vec<Target>,
     notes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    profiles: Vec<crate::profile::Profile>,
     #[serde(skip_serializing_if = "Option::is_none")]
     guest: Option<Box<Results>>,
 }
@@ -525,6 +532,7 @@ fn cost_workloads(
     tracers: &[Tracer],
     want: &dyn Fn(&str) -> bool,
     notes: &mut Vec<String>,
+    profiles: Option<&mut Vec<crate::profile::Profile>>,
 ) -> Result<Vec<Workload>> {
     type Run<'a> = Box<dyn Fn() -> Result<f64> + 'a>;
     let netns = sizes.netns.to_string();
@@ -601,6 +609,28 @@ fn cost_workloads(
                     "  rep {rep} netns-trace recorded {} events, lost {}",
                     counts.events, counts.lost
                 );
+            }
+        }
+    }
+    if let Some(profiles) = profiles {
+        for &t in tracers.iter().filter(|t| **t != Tracer::None) {
+            settle();
+            let running = start(t, env)?;
+            let pid = running.as_ref().map(|r| r.child.id()).context("tracer pid")?;
+            let mut failure = None;
+            for (name, _, _, run) in &runs {
+                settle();
+                match crate::profile::measure(name, t.key(), pid, run.as_ref()) {
+                    Ok(p) => profiles.push(p),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            stop(running, env)?;
+            if let Some(e) = failure {
+                return Err(e);
             }
         }
     }
@@ -890,7 +920,16 @@ fn bench_here(args: &BenchArgs, env: &Env) -> Result<Results> {
         );
     }
     let t0 = Instant::now();
-    res.workloads = cost_workloads(env, &sizes, &tracers, &want, &mut res.notes)?;
+    let mut profiles = Vec::new();
+    res.workloads = cost_workloads(
+        env,
+        &sizes,
+        &tracers,
+        &want,
+        &mut res.notes,
+        args.profile.then_some(&mut profiles),
+    )?;
+    res.profiles = profiles;
     if want("collector") {
         res.collector = collector(env, &sizes, sizes.reps.min(5))?;
     }
@@ -1007,6 +1046,7 @@ fn print_results(res: &Results) {
         for n in &res.notes {
             println!("note: {n}");
         }
+        crate::profile::print(&res.profiles);
     }
     if let Some(g) = &res.guest {
         print_results(g);
@@ -1098,7 +1138,8 @@ mod guest {
             &script,
             format!(
                 "#!/bin/sh\nexec /usr/local/bin/xtask bench --in-guest --reps {reps} --only '{only}' \
-                 --netns-count {netns} --proc-count {procs}\n"
+                 --netns-count {netns} --proc-count {procs}{profile}\n",
+                profile = if args.profile { " --profile" } else { "" },
             ),
         )?;
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;

@@ -6,6 +6,7 @@ mod console;
 mod error;
 mod initramfs;
 mod kernels;
+mod profile;
 mod qemu;
 mod soak;
 mod suite;
