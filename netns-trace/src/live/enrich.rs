@@ -32,6 +32,11 @@ pub trait Observer {
 /// the runtime writes the entry only once the CNI ADD has returned.
 const CNI_SETTLE_NS: u64 = 5_000_000_000;
 
+/// A namespace that lost its last member is looked at (fd holders, interfaces through its
+/// pin) on the first tick at least this long after, unless its teardown came first. Most
+/// namespaces die with their last member: this keeps a /proc-wide fd scan off every exit.
+const EMPTIED_SETTLE_NS: u64 = 200_000_000;
+
 /// Mount flags that make mount(2) attach something new (bind or move).
 const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
@@ -57,6 +62,8 @@ pub struct Enricher<O: Observer> {
     cni: HashMap<(String, String, String), CniCacheEntry>,
     /// Re-read the CNI cache on ticks until this time (a pin or a device appeared).
     cni_until: Option<u64>,
+    /// Namespaces whose last member left, and when; looked at on a later tick if still alive.
+    emptied: HashMap<NsId, u64>,
     init: NsId,
 }
 
@@ -73,6 +80,7 @@ impl<O: Observer> Enricher<O> {
             member_cgroups: HashMap::new(),
             cni: HashMap::new(),
             cni_until: None,
+            emptied: HashMap::new(),
             init: NsId::default(),
         }
     }
@@ -218,6 +226,7 @@ impl<O: Observer> Enricher<O> {
                 match op {
                     TaskOp::Fork => {
                         self.tasks.entry(*netns).or_default().insert(tid);
+                        self.emptied.remove(netns);
                     }
                     TaskOp::Unshare | TaskOp::Setns => {
                         if let Some(s) = self.tasks.get_mut(prev) {
@@ -225,6 +234,7 @@ impl<O: Observer> Enricher<O> {
                         }
                         self.tasks.entry(*netns).or_default().insert(tid);
                         self.dirty.insert(*netns);
+                        self.emptied.remove(netns);
                     }
                     TaskOp::Exit => {
                         let emptied = match self.tasks.get_mut(netns) {
@@ -251,9 +261,9 @@ impl<O: Observer> Enricher<O> {
                         if emptied && *netns != self.init {
                             self.tasks.remove(netns);
                             // Memberless: whatever still holds it is what we must name, and its
-                            // interfaces can only be read through that pin from now on.
-                            self.rescan_fds(ts, &mut out);
-                            self.read_interfaces(*netns, ts, &mut out);
+                            // interfaces can only be read through that pin from now on. Left to
+                            // a tick, since usually its teardown follows at once.
+                            self.emptied.entry(*netns).or_insert(ts);
                         }
                     }
                 }
@@ -288,6 +298,12 @@ impl<O: Observer> Enricher<O> {
             EventBody::NetnsTeardown { netns, .. } | EventBody::NetnsFreed { netns, .. } => {
                 self.dirty.remove(netns);
                 self.tasks.remove(netns);
+                self.emptied.remove(netns);
+                // Its inode number is free for the next namespace: /proc showing it from now on
+                // means that one, whose identity we may not know yet.
+                if self.by_inum.get(&netns.inum) == Some(netns) {
+                    self.by_inum.remove(&netns.inum);
+                }
             }
             _ => {}
         }
@@ -334,6 +350,21 @@ impl<O: Observer> Enricher<O> {
             }
             None => {}
         }
+        let settled: Vec<NsId> = self
+            .emptied
+            .iter()
+            .filter(|(_, at)| ts.saturating_sub(**at) >= EMPTIED_SETTLE_NS)
+            .map(|(id, _)| *id)
+            .collect();
+        if !settled.is_empty() {
+            // One scan names the fd holders of every namespace that outlived its members.
+            self.rescan_fds(ts, &mut out);
+            for id in settled {
+                self.emptied.remove(&id);
+                self.dirty.remove(&id);
+                self.read_interfaces(id, ts, &mut out);
+            }
+        }
         let dirty: Vec<NsId> = self.dirty.drain().collect();
         for id in dirty {
             self.read_interfaces(id, ts, &mut out);
@@ -363,6 +394,7 @@ mod tests {
     use super::*;
     use crate::model::{Comm, Mac};
     use std::net::Ipv4Addr;
+    use std::path::Path;
 
     #[derive(Default)]
     struct Fake {
@@ -373,6 +405,7 @@ mod tests {
         cgroups: HashMap<u32, String>,
         cni: Vec<CniCacheEntry>,
         cni_reads: u32,
+        fd_scans: u32,
     }
 
     impl Observer for &mut Fake {
@@ -380,6 +413,7 @@ mod tests {
             self.mounts.get(&mnt_ns).cloned().ok_or_else(|| "gone".into())
         }
         fn fd_pins(&mut self) -> Vec<(u32, Pin)> {
+            self.fd_scans += 1;
             self.fds.clone()
         }
         fn interfaces(&mut self, handle: &std::path::Path) -> Result<(NsId, Vec<Interface>), String> {
@@ -463,7 +497,13 @@ mod tests {
         e.obs.mounts.insert(HOST_MNT, vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))]);
         e.on_event(&mount(MountOp::Mount, HOST_MNT, 0, MS_BIND));
         e.on_event(&task(TaskOp::Setns, 42, pod, NsId::new(1, 4026531840), HOST_MNT, HOST_MNT));
-        let out = e.on_event(&task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT));
+        // The exit itself costs no scan: the namespace usually dies right after.
+        let exit = task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT);
+        assert!(e.on_event(&exit).is_empty());
+        let mut out = e.tick(exit.ts_ns + EMPTIED_SETTLE_NS / 2);
+        assert_eq!(e.obs.fd_scans, 0, "too early to scan");
+        out.extend(e.tick(exit.ts_ns + EMPTIED_SETTLE_NS));
+        assert_eq!(e.obs.fd_scans, 1);
         assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinAdded { pin: Pin::Fd { pid: 700, fd: 5, .. }, .. })), "{out:?}");
         let ifaces = out.iter().find_map(|ev| match &ev.body {
             EventBody::Interfaces { netns, interfaces } if *netns == pod => Some(interfaces.clone()),
@@ -471,10 +511,24 @@ mod tests {
         });
         assert_eq!(ifaces, Some(vec![iface]));
         // The member is gone, so the only way in is through the pin.
-        assert_eq!(e.obs.reads, vec![PathBuf::from("/proc/1/root/run/netns/cni-1")]);
+        assert!(!e.obs.reads.is_empty());
+        assert!(e.obs.reads.iter().all(|r| r == Path::new("/proc/1/root/run/netns/cni-1")), "{:?}", e.obs.reads);
         // Unchanged interfaces are not reported twice.
         e.dirty.insert(pod);
         assert!(e.tick(20).is_empty());
+    }
+
+    #[test]
+    fn a_namespace_torn_down_after_its_last_member_is_never_scanned() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let mut e = Enricher::new(&mut fake);
+        e.on_event(&task(TaskOp::Setns, 42, pod, NsId::new(1, 4026531840), HOST_MNT, HOST_MNT));
+        e.on_event(&task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT));
+        e.on_event(&Event::observed(11, EventBody::NetnsFreed { netns: pod, net_ptr: 1, hook: crate::model::Hook::Tracepoint }));
+        assert!(e.tick(10 + EMPTIED_SETTLE_NS * 2).is_empty());
+        assert!(e.obs.reads.is_empty(), "{:?}", e.obs.reads);
+        assert_eq!(e.obs.fd_scans, 0);
     }
 
     #[test]
