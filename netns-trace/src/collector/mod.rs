@@ -1171,9 +1171,19 @@ impl Collector {
     }
 
     fn on_pin_added(&mut self, ts: u64, netns: NsId, pin: &Pin) {
-        let Some(r) = self.place(netns, Intent::Join, true, ts) else {
+        let Some(mut r) = self.place(netns, Intent::Join, true, ts) else {
             return;
         };
+        if self.reg.get(r).is_some_and(|ns| ns.is_destroyed()) {
+            // Observations read /proc as it is now while events lag behind: a pin seen on a
+            // namespace whose end is already traced belongs to the next life of its inode
+            // number, whose creation we have not met yet.
+            let next = NsId::new(0, netns.inum);
+            let Some(n) = self.place(next, Intent::Join, true, ts) else {
+                return;
+            };
+            r = n;
+        }
         let mut rec = Self::pin_record(pin, ts);
         if let Some(path) = rec.path.clone() {
             rec.by = self.recent_mount_for_path(&path, ts);

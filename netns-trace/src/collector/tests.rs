@@ -566,6 +566,40 @@ fn reused_inum_makes_two_namespaces() {
     // so a free identified only by inum and pointer goes by pointer first.
 }
 
+/// Seen in a 6.12 guest: pod A dies, its inode number goes to pod B at once, and a /proc scan
+/// finds the testbed's fd on pod B before pod B's creation event is processed. The enricher
+/// can only name it by what it knew of that inum: pod A.
+#[test]
+fn a_pin_observed_on_a_destroyed_namespace_goes_to_the_next_life_of_its_inum() {
+    let mut c = collector();
+    let a = NsId::new(18, 4026532166);
+    let b = NsId::new(4118, 4026532166);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 100, 100, "pause", a),
+            ev(2 * S + 1, 100, 100, "pause", task_body(TaskOp::Unshare, a, INIT)),
+            ev(3 * S, 100, 100, "pause", task_body(TaskOp::Exit, a, a)),
+            teardown(3 * S + 5, a),
+            Event::observed(
+                3 * S + 10,
+                EventBody::PinAdded {
+                    netns: a,
+                    pin: Pin::Fd { pid: 879, fd: 3, comm: Comm::from_str_lossy("testbed") },
+                },
+            ),
+            created(3 * S + 7, 300, 300, "pause", b),
+        ],
+    );
+    let a_ns = c.namespace("net:[4026532166]#18").expect("pod A");
+    assert_eq!(a_ns.state, NsState::Destroyed);
+    assert!(a_ns.pins.is_empty(), "a destroyed namespace gains no pin: {:?}", a_ns.pins);
+    let b_ns = c.namespace("net:[4026532166]#4118").expect("pod B, merged with the placeholder");
+    assert_eq!(b_ns.pins.len(), 1, "{:?}", b_ns.pins);
+    assert_eq!(b_ns.pins[0].pid, Some(879));
+    assert_eq!(c.namespaces().filter(|n| n.inum == a.inum).count(), 2);
+}
+
 #[test]
 fn cookie_revealed_later_upgrades_the_key() {
     let mut c = collector();
