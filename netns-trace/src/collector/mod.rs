@@ -583,6 +583,16 @@ impl Collector {
             NsState::Destroyed => self.on_destroyed(r, ts),
             NsState::Alive | NsState::Persistent => {}
         }
+        if new != NsState::Destroyed {
+            self.recheck_duplicates(r, ts);
+        }
+    }
+
+    /// Its addresses may clash with others' now that it counts (see `claims_its_addresses`).
+    fn recheck_duplicates(&mut self, r: SlotRef, ts: u64) {
+        for (ip, _) in self.ips_of(r) {
+            self.check_duplicate(ip, r, ts);
+        }
     }
 
     fn on_destroyed(&mut self, r: SlotRef, ts: u64) {
@@ -1088,6 +1098,7 @@ impl Collector {
         self.notify(ts, Some(r), NoticeKind::PinAdded, |_| {
             format!("pinned by {}", pin.describe())
         });
+        self.recheck_duplicates(r, ts);
     }
 
     fn index_path(&mut self, path: String, r: SlotRef) {
@@ -1881,11 +1892,8 @@ impl Collector {
         let Some(v) = self.ip_index.get(&ip) else {
             return;
         };
-        let mut slots: Vec<SlotRef> = v
-            .iter()
-            .map(|x| x.0)
-            .filter(|s| self.reg.get(*s).is_some())
-            .collect();
+        let holds = |s: SlotRef| self.reg.get(s).is_some_and(claims_its_addresses);
+        let mut slots: Vec<SlotRef> = v.iter().map(|x| x.0).filter(|s| holds(*s)).collect();
         slots.sort();
         slots.dedup();
         if slots.len() < 2 || !self.dup_keys.insert((ip, slots.clone())) {
@@ -1894,7 +1902,9 @@ impl Collector {
         let mut holders = Vec::new();
         let mut from = ts;
         for &(s, ifindex) in v {
-            let Some(ns) = self.reg.get(s) else { continue };
+            let Some(ns) = self.reg.get(s).filter(|ns| claims_its_addresses(ns)) else {
+                continue;
+            };
             from = from.min(ns.born_at_ns());
             let iface = ns.interfaces.iter().find(|i| i.ifindex == ifindex);
             holders.push(DuplicateHolder {
@@ -2091,6 +2101,14 @@ fn owner_part(owner: Option<&crate::attribution::Owner>) -> String {
         .and_then(|o| o.short())
         .map(|s| format!(" ({s})"))
         .unwrap_or_default()
+}
+
+/// Whether a namespace's addresses count against others. One that lost its last member and
+/// that nothing known holds is on its way out (its teardown may only show at its free, one
+/// cleanup_net run later on 6.13+ in tracepoint mode): it counts again once a pin is seen or
+/// it is judged leaked.
+fn claims_its_addresses(ns: &Namespace) -> bool {
+    !ns.is_destroyed() && !(ns.state == NsState::Draining && ns.pins.is_empty())
 }
 
 fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {

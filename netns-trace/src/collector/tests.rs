@@ -780,6 +780,47 @@ fn full_mode_nsfs_graft_is_named_by_the_following_syscall() {
     );
 }
 
+/// Seen live on the 6.18 host (tracepoint mode): pod A is unmounted and its pause killed; its
+/// free, the only sign of its end there, waits for the next cleanup_net run. Pod B gets the
+/// same IP meanwhile. A memberless namespace that nothing is known to hold is on its way out,
+/// not a second owner of the IP, until a pin shows up.
+#[test]
+fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
+    let mut c = collector();
+    let ip = Ipv4Addr::new(10, 244, 1, 8);
+    let (mac_a, mac_b) = (Mac([2, 0, 0, 0, 0, 0xa]), Mac([2, 0, 0, 0, 0, 0xb]));
+    let a = NsId::new(1101, 4026533101);
+    let b = NsId::new(1102, 4026533102);
+    crio_pod(&mut c, 2 * S, a, "/var/run/netns/pod-a", 710_1);
+    feed(&mut c, veth(3 * S, a, 2, mac_a, ip));
+    c.handle(&Event::observed(
+        59 * S,
+        EventBody::PinRemoved {
+            netns: a,
+            pin: Pin::BindMount {
+                path: "/var/run/netns/pod-a".into(),
+                mnt_ns: HOST_MNT,
+                holder_pid: 1,
+                holder_comm: comm("init"),
+            },
+        },
+    ));
+    c.handle(&ev(60 * S, 710_1, 710_1, "pause", task_body(TaskOp::Exit, a, a)));
+    assert_eq!(state_of(&c, a), NsState::Draining);
+    crio_pod(&mut c, 61 * S, b, "/var/run/netns/pod-b", 710_2);
+    feed(&mut c, veth(62 * S, b, 2, mac_b, ip));
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
+    // An fd holder turns up after all: pod A does hold the IP.
+    c.handle(&Event::observed(
+        63 * S,
+        EventBody::PinAdded {
+            netns: a,
+            pin: Pin::Fd { pid: 4242, fd: 7, comm: comm("debugger") },
+        },
+    ));
+    assert_eq!(kinds(&c), ["duplicate_ip"], "{:#?}", c.findings());
+}
+
 #[test]
 fn incident_leak_duplicate_ip_and_stale_arp() {
     let mut c = collector();
