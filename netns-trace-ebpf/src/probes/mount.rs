@@ -71,7 +71,7 @@ fn finish(ret: i64) {
     rec.hdr = header(kind::MOUNT_SYSCALL, size_of::<MountSyscall>(), net_id(task_net(task)));
     rec.mnt_ns = task_mnt_ns(task);
     rec.ret = ret;
-    entry.submit(0);
+    entry.submit(crate::emit::submit_flags());
     let _ = PENDING_MOUNTS.remove(&tid);
 }
 

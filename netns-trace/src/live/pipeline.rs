@@ -15,6 +15,10 @@ use crate::probes::{LoadOptions, ProbeStatus, Tracer, diag::ProbeLogs};
 use crate::snapshot::{self, ProcObserver};
 use crate::trace::monotonic_now_ns as monotonic_ns;
 
+/// How often the ring is read when the probes have not woken the reader: the most a record
+/// waits before the collector sees it.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
 /// Where live output goes.
 pub trait LiveSink {
     /// Called with the probe table once probes are attached, before any event.
@@ -117,10 +121,15 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
     let t0 = Instant::now();
     let mut batch = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_status = Instant::now();
     tokio::pin!(stop);
     loop {
         tokio::select! {
+            // Woken by the kernel only once a batch is waiting (see emit.rs): below that,
+            // records are picked up here.
+            _ = poll.tick() => source.drain(&mut batch),
             r = source.next_batch(&mut batch) => r?,
             _ = probe_logs.pump() => continue,
             _ = tick.tick() => {

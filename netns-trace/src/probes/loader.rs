@@ -10,6 +10,12 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
 };
 use netns_trace_common::{kind, offsets::{GLOBAL_NAME, KernelOffsets, MISSING}};
+
+/// EVENTS' size in the object (netns-trace-ebpf/src/maps.rs) when --ring-size leaves it.
+const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
+/// The probes wake the reader only once this much is unread (netns-trace-ebpf/src/emit.rs);
+/// below it the reader polls (live::pipeline::POLL_INTERVAL).
+const WAKEUP_GLOBAL: &str = "WAKEUP_AT_BYTES";
 use serde::Serialize;
 
 use super::btf::{KernelBtf, Resolved, VMLINUX_BTF, kallsyms_address};
@@ -338,11 +344,14 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     }
 
     let debug_probes = u32::from(opts.debug_probes);
+    let ring_bytes = if opts.ring_size != 0 { opts.ring_size } else { DEFAULT_RING_BYTES };
+    let wakeup_at = u64::from(ring_bytes / 8);
     let mut loader = EbpfLoader::new();
     loader
         .btf(Some(&aya_btf))
         .override_global(GLOBAL_NAME, &resolved.offsets, true)
-        .override_global(super::diag::DEBUG_GLOBAL, &debug_probes, true);
+        .override_global(super::diag::DEBUG_GLOBAL, &debug_probes, true)
+        .override_global(WAKEUP_GLOBAL, &wakeup_at, true);
     if opts.ring_size != 0 {
         loader.map_max_entries("EVENTS", opts.ring_size);
     }
