@@ -104,7 +104,7 @@ pub fn measure(
         .filter(|(_, (runs, _))| *runs > 0)
         .map(|(name, (runs, run_ns))| ProgramCost { name, runs, run_ns })
         .collect();
-    programs.sort_by(|a, b| b.run_ns.cmp(&a.run_ns));
+    programs.sort_by_key(|p| std::cmp::Reverse(p.run_ns));
     Ok(Profile {
         workload: workload.into(),
         tracer: tracer.into(),
