@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use super::{ProbeArgs, shutdown_signal};
-use crate::collector::CollectorConfig;
+use crate::collector::{Collector, CollectorConfig};
 use crate::live::pipeline::{self, LiveOptions, LiveSink, LiveStatus};
 use crate::model::{Event, EventBody};
 use crate::probes::ProbeStatus;
@@ -136,7 +136,7 @@ impl LiveSink for RecordSink {
         Ok(())
     }
 
-    fn status(&mut self, s: &LiveStatus) -> anyhow::Result<()> {
+    fn status(&mut self, _collector: &Collector, s: &LiveStatus) -> anyhow::Result<()> {
         // Also bounds what a SIGKILL can lose when events are sparse.
         let bytes = self.trace.flush()?;
         let line = format!(

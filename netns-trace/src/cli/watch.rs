@@ -93,6 +93,13 @@ impl LiveSink for WatchSink {
         Ok(())
     }
 
+    fn status(&mut self, collector: &Collector, _s: &crate::live::pipeline::LiveStatus) -> anyhow::Result<()> {
+        if let Some(m) = self.metrics.as_mut() {
+            m.refresh_if_stale(collector);
+        }
+        Ok(())
+    }
+
     fn notices(&mut self, collector: &Collector, notices: &[Notice]) -> anyhow::Result<()> {
         if let Some(m) = self.metrics.as_mut() {
             m.notices(collector, notices);

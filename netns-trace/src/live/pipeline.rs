@@ -31,8 +31,8 @@ pub trait LiveSink {
     fn notices(&mut self, _collector: &Collector, _notices: &[Notice]) -> anyhow::Result<()> {
         Ok(())
     }
-    /// About once a second.
-    fn status(&mut self, _s: &LiveStatus) -> anyhow::Result<()> {
+    /// About once a second, with the collector as it stands.
+    fn status(&mut self, _collector: &Collector, _s: &LiveStatus) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -146,7 +146,7 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
                 if last_status.elapsed() >= Duration::from_secs(1) {
                     last_status = Instant::now();
                     let s = status(&lp.collector, t0.elapsed(), lp.events);
-                    lp.sink.status(&s)?;
+                    lp.sink.status(&lp.collector, &s)?;
                 }
                 continue;
             }

@@ -127,7 +127,13 @@ pub struct Metrics {
     findings_counted: usize,
     /// Lost records already counted, per kind (the collector's totals only grow).
     lost_counted: BTreeMap<u16, u64>,
+    /// Notices came that the series do not reflect yet.
+    stale: bool,
+    refreshed_at: Option<std::time::Instant>,
 }
+
+/// The most often the collector-derived series are recomputed while notices pour in.
+const REFRESH_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Metrics {
     /// The metrics and the registry that encodes them (hand that to [`server::serve`]).
@@ -144,6 +150,8 @@ impl Metrics {
             leaked_now: FxHashSet::default(),
             findings_counted: 0,
             lost_counted: BTreeMap::new(),
+            stale: false,
+            refreshed_at: None,
         };
         registry.register(
             "namespaces",
@@ -244,12 +252,26 @@ impl Metrics {
             )
         });
         if relevant {
+            self.stale = true;
+            // Each refresh walks every tracked namespace: at most a few per second under churn.
+            if self.refreshed_at.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+                self.refresh(collector);
+            }
+        }
+    }
+
+    /// The live loop's once-a-second call: what the last notices changed is brought in even
+    /// when nothing happened since.
+    pub fn refresh_if_stale(&mut self, collector: &Collector) {
+        if self.stale {
             self.refresh(collector);
         }
     }
 
     /// Brings every collector-derived series up to date.
     pub fn refresh(&mut self, collector: &Collector) {
+        self.stale = false;
+        self.refreshed_at = Some(std::time::Instant::now());
         for (state, n) in collector.state_counts() {
             self.namespaces
                 .get_or_create(&StateLabels {

@@ -55,7 +55,9 @@ impl Fed {
         self.metrics.notices(&self.collector, &notices);
     }
 
-    fn text(&self) -> String {
+    /// What a scrape sees after the live loop's once-a-second status call.
+    fn text(&mut self) -> String {
+        self.metrics.refresh_if_stale(&self.collector);
         encode(&self.registry)
     }
 }
