@@ -165,14 +165,7 @@ impl Env {
     }
 }
 
-/// CARGO_TARGET_DIR (relative to the workspace when relative) or target/.
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) if Path::new(&d).is_absolute() => PathBuf::from(d),
-        Some(d) => root().join(d),
-        None => root().join("target"),
-    }
-}
+use crate::util::target_dir;
 
 /// net_namespace slab objects in use: the kernel's own count of live struct nets.
 fn net_namespace_objects() -> Option<u64> {

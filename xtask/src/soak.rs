@@ -42,24 +42,10 @@ pub struct SoakArgs {
     pub no_build: bool,
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Where cargo puts release binaries, honouring CARGO_TARGET_DIR.
 fn release_bin(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    let target = if target.is_relative() {
-        root().join(target)
-    } else {
-        target
-    };
-    target.join("release").join(name)
+    crate::util::target_dir().join("release").join(name)
 }
 
 /// Resident set size of `pid` in KiB (VmRSS).

@@ -266,7 +266,7 @@ fn fuzz_cargo() -> Command {
 /// `nice -n 19 cargo +nightly fuzz build` in the background, output to
 /// target/fuzz-build.log. Same options as `fuzz run`, so the runs reuse its artifacts.
 fn spawn_fuzz_build() -> std::io::Result<std::process::Child> {
-    let log_path = root().join("target/fuzz-build.log");
+    let log_path = crate::util::target_dir().join("fuzz-build.log");
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -322,7 +322,7 @@ pub(crate) fn build_release_bins() -> Result<()> {
 pub fn run(args: RunArgs) -> Result<bool> {
     run_bootstrap(&BootstrapArgs { check: false }).context("bootstrap")?;
     build_release_bins()?;
-    let st = Command::new(root().join("target/release/netns-trace"))
+    let st = Command::new(crate::util::target_dir().join("release/netns-trace"))
         .args(&args.args)
         .status()?;
     Ok(st.success())

@@ -56,11 +56,8 @@ pub struct VmTestArgs {
 
 /// Where this run's logs and initramfs trees go: under CARGO_TARGET_DIR when it is set, so
 /// runs with different target dirs (parallel sessions) do not overwrite each other's guests.
-fn run_dir(root: &Path) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) if !dir.is_empty() => root.join(dir),
-        _ => root.join("target"),
-    }
+fn run_dir() -> PathBuf {
+    crate::util::target_dir()
 }
 
 /// What `--kernel` selected.
@@ -141,7 +138,7 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
             .chain([Target::Host])
             .collect(),
     };
-    let logs = run_dir(&root).join("vm-logs");
+    let logs = run_dir().join("vm-logs");
     create_dir_all(&logs)?;
     let cache = kernels::cache_dir(&root);
     if args.fetch_only {
@@ -188,7 +185,7 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
         let started = Instant::now();
         let result = match target {
             Target::Guest(spec) => {
-                run_guest(spec, &root, &cache, &payload, args, &mut accel, &logs)
+                run_guest(spec, &cache, &payload, args, &mut accel, &logs)
             }
             Target::Host => run_host(&root, &payload, args, &logs),
         };
@@ -260,7 +257,7 @@ pub fn run_record_fixtures(args: &RecordFixturesArgs) -> Result<bool> {
     let mut all_ok = true;
     for spec in kernels {
         // Each guest's files land in a staging dir first; fixtures change only on a pass.
-        let staging = run_dir(&root).join("vm-collect").join(spec.name);
+        let staging = run_dir().join("vm-collect").join(spec.name);
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(XtaskError::io(&staging))?;
         }
@@ -322,7 +319,6 @@ type TargetResult = (GuestVerdict, String, Vec<BinaryResult>);
 
 fn run_guest(
     spec: &KernelSpec,
-    root: &Path,
     cache: &Path,
     payload: &Payload,
     args: &VmTestArgs,
@@ -330,7 +326,7 @@ fn run_guest(
     logs: &Path,
 ) -> Result<TargetResult> {
     let kernel = kernels::prepare(spec, cache, args.refresh_kernels)?;
-    let work_dir = run_dir(root).join("vm-initramfs");
+    let work_dir = run_dir().join("vm-initramfs");
     create_dir_all(&work_dir)?;
     let initrd = if args.collect_traces.is_some() {
         initramfs::build_collecting(&work_dir, &kernel, payload, &args.test_args)?
