@@ -53,6 +53,8 @@ const VISIT_NS: u64 = 1_000_000_000;
 const MOUNT_PAIRING_NS: u64 = 10_000_000_000;
 const RECENT_MOUNTS: usize = 64;
 const MAX_CGROUP_PATHS: usize = 65_536;
+/// `cgroup_waiters` is not rebuilt below this many entries.
+const MIN_CGROUP_WAITERS_REBUILD: usize = 4_096;
 /// CNI result cache entries remembered (a node has one per pod interface).
 const MAX_CNI_ENTRIES: usize = 4_096;
 
@@ -167,6 +169,13 @@ pub struct Collector {
     tasks: FxHashMap<u32, TaskLoc>,
     cgroups: FxHashMap<u64, Box<str>>,
     cgroup_order: VecDeque<u64>,
+    /// By cgroup id, the namespaces that may have a member waiting for that id's path (see
+    /// `waits_for_cgroup`): a superset, checked on use, so that a `CgroupPath` does not scan
+    /// every namespace.
+    cgroup_waiters: FxHashMap<u64, Vec<SlotRef>>,
+    cgroup_waiter_entries: usize,
+    /// Entry count past which `cgroup_waiters` is rebuilt, dropping ids never resolved.
+    cgroup_waiters_rebuild_at: usize,
     /// The CNI result cache as last observed, oldest first.
     cni: Vec<CniCacheEntry>,
     /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
@@ -194,6 +203,9 @@ impl Collector {
             tasks: FxHashMap::default(),
             cgroups: FxHashMap::default(),
             cgroup_order: VecDeque::new(),
+            cgroup_waiters: FxHashMap::default(),
+            cgroup_waiter_entries: 0,
+            cgroup_waiters_rebuild_at: MIN_CGROUP_WAITERS_REBUILD,
             cni: Vec::new(),
             ip_index: FxHashMap::default(),
             pin_paths: FxHashMap::default(),
@@ -879,6 +891,9 @@ impl Collector {
             }
         };
         self.tasks.insert(tid, TaskLoc { ns: r, tgid });
+        if new_span && cgroup_id != 0 {
+            self.add_cgroup_waiter(cgroup_id, r);
+        }
         if new_span && let Some(path) = self.cgroups.get(&cgroup_id).cloned() {
             self.note_member_cgroup(r, &path, now);
         }
@@ -1541,23 +1556,36 @@ impl Collector {
     }
 
     fn on_cgroup_path(&mut self, ts: u64, cgroup_id: u64, path: &str) {
-        if cgroup_id != 0 {
-            // Members that joined with this id before it was resolved.
-            let waiting: Vec<SlotRef> = self
-                .reg
+        if cgroup_id != 0
+            && let Some(candidates) = self.cgroup_waiters.get(&cgroup_id)
+        {
+            // Members that joined with this id before it was resolved, in registry order (the
+            // order a scan of every namespace would find them in).
+            let mut waiting: Vec<SlotRef> = candidates
                 .iter()
-                .filter(|(_, ns)| {
-                    !ns.is_init
-                        && ns.members.iter().any(|m| {
-                            m.cgroup_id == cgroup_id
-                                && m.left_at_ns.is_none()
-                                && m.cgroup_path.is_none()
-                        })
+                .copied()
+                .filter(|&r| {
+                    self.reg.get(r).is_some_and(|ns| {
+                        !ns.is_init && ns.members.iter().any(|m| waits_for_cgroup(m, cgroup_id))
+                    })
                 })
-                .map(|(r, _)| r)
                 .collect();
+            waiting.sort_unstable_by_key(|r| r.slot);
             for r in waiting {
                 self.note_member_cgroup(r, path, ts);
+            }
+            // A span that left or got its path never waits again.
+            if let Some(candidates) = self.cgroup_waiters.get_mut(&cgroup_id) {
+                let before = candidates.len();
+                candidates.retain(|&r| {
+                    self.reg
+                        .get(r)
+                        .is_some_and(|ns| ns.members.iter().any(|m| waits_for_cgroup(m, cgroup_id)))
+                });
+                self.cgroup_waiter_entries -= before - candidates.len();
+                if candidates.is_empty() {
+                    self.cgroup_waiters.remove(&cgroup_id);
+                }
             }
         }
         if self.cgroups.insert(cgroup_id, path.into()).is_none() {
@@ -1568,6 +1596,36 @@ impl Collector {
                 self.cgroups.remove(&old);
             }
         }
+    }
+
+    /// Namespace `r` got a member span waiting for `cgroup_id`'s path.
+    fn add_cgroup_waiter(&mut self, cgroup_id: u64, r: SlotRef) {
+        let candidates = self.cgroup_waiters.entry(cgroup_id).or_default();
+        if !candidates.contains(&r) {
+            candidates.push(r);
+            self.cgroup_waiter_entries += 1;
+        }
+        if self.cgroup_waiter_entries > self.cgroup_waiters_rebuild_at {
+            self.rebuild_cgroup_waiters();
+        }
+    }
+
+    /// Rebuilds `cgroup_waiters` from the spans, dropping what no longer waits (ids never
+    /// resolved, namespaces gone). Amortized: the next rebuild waits for twice the entries.
+    fn rebuild_cgroup_waiters(&mut self) {
+        self.cgroup_waiters.clear();
+        let mut entries = 0;
+        for (r, ns) in self.reg.iter() {
+            for m in ns.members.iter().filter(|m| waits_for_cgroup(m, m.cgroup_id)) {
+                let candidates = self.cgroup_waiters.entry(m.cgroup_id).or_default();
+                if !candidates.contains(&r) {
+                    candidates.push(r);
+                    entries += 1;
+                }
+            }
+        }
+        self.cgroup_waiter_entries = entries;
+        self.cgroup_waiters_rebuild_at = (2 * entries).max(MIN_CGROUP_WAITERS_REBUILD);
     }
 
     // ---- attribution ----
@@ -2096,6 +2154,12 @@ impl Collector {
 }
 
 /// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
+/// A span still in its namespace whose cgroup path is unknown, and whose `cgroup_id` a
+/// `CgroupPath` for `cgroup_id` would resolve.
+fn waits_for_cgroup(m: &MemberSpan, cgroup_id: u64) -> bool {
+    cgroup_id != 0 && m.cgroup_id == cgroup_id && m.left_at_ns.is_none() && m.cgroup_path.is_none()
+}
+
 fn owner_part(owner: Option<&crate::attribution::Owner>) -> String {
     owner
         .and_then(|o| o.short())

@@ -1154,3 +1154,35 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
     assert_eq!(ns.state, NsState::Leaked, "{ns:?}");
     assert!(c.findings().iter().any(|f| f.kind() == "leaked_netns" && f.netns == ns.id()));
 }
+
+#[test]
+fn a_cgroup_path_resolved_after_the_join_attributes_the_waiting_members_only() {
+    let mut c = collector();
+    let with_cgroup = |op, netns, cgroup_id| match task_body(op, netns, INIT) {
+        EventBody::Task { op, netns, prev, thread, group_dead, ppid, mnt_ns, prev_mnt_ns, .. } => {
+            EventBody::Task { op, netns, prev, thread, group_dead, cgroup_id, ppid, mnt_ns, prev_mnt_ns }
+        }
+        _ => unreachable!(),
+    };
+    // Enough namespaces with never-resolved cgroup ids to make the waiter index rebuild.
+    let pods: Vec<NsId> = (0..5_000u32).map(|i| NsId::new(10_000 + u64::from(i), 4026600000 + i)).collect();
+    for (i, &pod) in pods.iter().enumerate() {
+        let pid = 1_000 + i as u32;
+        c.handle(&created(2 * S, pid, pid, "unshare", pod));
+        c.handle(&ev(2 * S, pid, pid, "pause", with_cgroup(TaskOp::Unshare, pod, 70_000 + i as u64)));
+    }
+    // A member that left before its cgroup was resolved is not attributed.
+    c.handle(&ev(3 * S, 1_001, 1_001, "pause", task_body(TaskOp::Exit, pods[1], pods[1])));
+    let uid = "0f3a2b1c-1111-2222-3333-444455556666";
+    for i in [0u64, 1, 4_999] {
+        c.handle(&Event::observed(
+            4 * S,
+            EventBody::CgroupPath { cgroup_id: 70_000 + i, path: format!("/kubepods/besteffort/pod{uid}/crio-{i:064x}") },
+        ));
+    }
+    let pod_uid = |id: NsId| c.namespaces().find(|n| n.inum == id.inum).unwrap().owner.pod_uid.clone();
+    assert_eq!(pod_uid(pods[0]).as_deref(), Some(uid));
+    assert_eq!(pod_uid(pods[1]), None);
+    assert_eq!(pod_uid(pods[2]), None);
+    assert_eq!(pod_uid(pods[4_999]).as_deref(), Some(uid));
+}
