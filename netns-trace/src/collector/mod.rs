@@ -1650,6 +1650,11 @@ impl Collector {
     }
 
     fn note_member_cgroup(&mut self, r: SlotRef, path: &str, ts: u64) {
+        // The path the owner was read from cannot say more than it did (`merge_cgroup` would
+        // refuse it): skip parsing it again, as every further member of a pod would.
+        if self.reg.get(r).is_some_and(|ns| ns.owner.cgroup.as_deref() == Some(path)) {
+            return;
+        }
         let from = owner_from_cgroup(path);
         let Some(ns) = self.reg.get_mut(r) else {
             return;
