@@ -569,6 +569,9 @@ pub struct FrameDecoder {
     comms: Vec<Comm>,
     nsids: Vec<NsId>,
     strings: Vec<(u32, u32)>,
+    /// Payload offset of the next record.
+    pos: usize,
+    prev_ts: u64,
 }
 
 struct Tables<'a> {
@@ -626,11 +629,32 @@ impl FrameDecoder {
         out: &mut VecDeque<Event>,
         stats: &mut PayloadStats,
     ) -> Result<(), PayloadError> {
+        self.start_frame();
+        while let Some(ev) = self.next_event(payload, stats)? {
+            out.push_back(ev);
+        }
+        Ok(())
+    }
+
+    /// Starts a new payload: empty tables, timestamp base 0, at its first record.
+    pub fn start_frame(&mut self) {
         self.comms.clear();
         self.nsids.clear();
         self.strings.clear();
-        let mut prev_ts: u64 = 0;
-        let mut cur = Cursor::new(payload);
+        self.pos = 0;
+        self.prev_ts = 0;
+    }
+
+    /// The next event of `payload` (the same payload since [`start_frame`](Self::start_frame)),
+    /// or `None` at its end. Events one at a time, so the reader hands each on without
+    /// staging the frame's events in a queue. Errors as in [`decode`](Self::decode); after an
+    /// error the rest of the payload is unusable.
+    pub fn next_event(
+        &mut self,
+        payload: &[u8],
+        stats: &mut PayloadStats,
+    ) -> Result<Option<Event>, PayloadError> {
+        let mut cur = Cursor::at(payload, self.pos);
         while !cur.is_empty() {
             let record_offset = cur.position();
             let fail = |reason| PayloadError {
@@ -644,6 +668,7 @@ impl FrameDecoder {
             let body = cur
                 .bytes(len)
                 .map_err(|_| fail("record runs past the end of the frame"))?;
+            self.pos = cur.position();
             let mut b = Cursor::new(body);
             match tag {
                 TAG_DEF_COMM => {
@@ -671,8 +696,8 @@ impl FrameDecoder {
                     // The timestamp delta comes first in every event body, known tag or not;
                     // losing it would shift every later timestamp of the frame.
                     let delta = b.zigzag().map_err(fail)?;
-                    let ts = prev_ts.wrapping_add(delta as u64);
-                    prev_ts = ts;
+                    let ts = self.prev_ts.wrapping_add(delta as u64);
+                    self.prev_ts = ts;
                     let tables = Tables {
                         payload,
                         comms: &self.comms,
@@ -680,7 +705,7 @@ impl FrameDecoder {
                         strings: &self.strings,
                     };
                     match decode_event(tag, ts, &mut b, &tables) {
-                        Ok(Some(ev)) => out.push_back(ev),
+                        Ok(Some(ev)) => return Ok(Some(ev)),
                         Ok(None) => stats.unknown_records += 1,
                         Err(reason) => {
                             stats.bad_events += 1;
@@ -690,7 +715,7 @@ impl FrameDecoder {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 

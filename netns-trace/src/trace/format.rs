@@ -126,6 +126,14 @@ impl<'a> Cursor<'a> {
         Self { buf, pos: 0 }
     }
 
+    /// A cursor at `pos` (clamped to the end).
+    pub fn at(buf: &'a [u8], pos: usize) -> Self {
+        Self {
+            buf,
+            pos: pos.min(buf.len()),
+        }
+    }
+
     pub fn position(&self) -> usize {
         self.pos
     }

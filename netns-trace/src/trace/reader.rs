@@ -5,12 +5,11 @@
 //! and it scans forward for the next frame magic whose frame validates. A damaged region that
 //! runs to the end of the file is the "unreadable tail" (the usual SIGKILL / full-disk case).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 
-use super::codec::{FrameDecoder, PayloadStats};
+use super::codec::{FrameDecoder, PayloadError, PayloadStats};
 use super::error::TraceError;
 use super::format::{
     FILE_HEADER_LEN, FILE_MAGIC, FORMAT_VERSION, FRAME_HEADER_LEN, FRAME_KIND_END,
@@ -165,8 +164,13 @@ pub struct TraceReader {
     damage: TraceDamage,
     end: Option<TraceEnd>,
     decoder: FrameDecoder,
+    /// The current frame's payload is `payload[..payload_len]`; the buffer only grows, so a
+    /// frame costs no re-zeroing.
     payload: Vec<u8>,
-    pending: VecDeque<Event>,
+    payload_len: usize,
+    /// The event frame being decoded: its file offset and length.
+    frame: Option<(u64, u64)>,
+    frame_stats: PayloadStats,
     /// Start and reason of the damaged region being skipped, if any.
     bad_since: Option<(u64, String)>,
     done: bool,
@@ -233,7 +237,9 @@ impl TraceReader {
             end: None,
             decoder: FrameDecoder::default(),
             payload: Vec::new(),
-            pending: VecDeque::new(),
+            payload_len: 0,
+            frame: None,
+            frame_stats: PayloadStats::default(),
             bad_since: None,
             done: false,
             events_read: 0,
@@ -301,14 +307,47 @@ impl TraceReader {
     /// The next event in file order, or `None` at the end of the readable data.
     pub fn next_event(&mut self) -> Option<Event> {
         loop {
-            if let Some(ev) = self.pending.pop_front() {
-                self.events_read += 1;
-                return Some(ev);
+            if let Some((at, frame_len)) = self.frame {
+                let payload = &self.payload[..self.payload_len];
+                match self.decoder.next_event(payload, &mut self.frame_stats) {
+                    Ok(Some(ev)) => {
+                        self.events_read += 1;
+                        return Some(ev);
+                    }
+                    Ok(None) => self.end_frame(at, frame_len, None),
+                    Err(e) => self.end_frame(at, frame_len, Some(e)),
+                }
+                continue;
             }
             if self.done {
                 return None;
             }
             self.read_next_frame();
+        }
+    }
+
+    /// The event frame at `at` is decoded (up to `broken`, if its payload breaks): its
+    /// skipped records count as damage.
+    fn end_frame(&mut self, at: u64, frame_len: u64, broken: Option<PayloadError>) {
+        self.frame = None;
+        let stats = std::mem::take(&mut self.frame_stats);
+        self.damage.unknown_records += stats.unknown_records;
+        self.damage.undecodable_events += stats.bad_events;
+        if let Some((offset, reason)) = stats.first_bad_event {
+            tracing::warn!(
+                "trace: frame at offset {at}: skipped {} undecodable event(s), first at payload offset {offset}: {reason}",
+                stats.bad_events
+            );
+        }
+        if let Some(e) = broken {
+            self.record_skipped(
+                at,
+                frame_len,
+                format!(
+                    "frame payload breaks at record offset {} ({}); events before it kept",
+                    e.record_offset, e.reason
+                ),
+            );
         }
     }
 
@@ -369,9 +408,9 @@ impl TraceReader {
         self.done = true;
     }
 
-    /// Reads frames until one yields events, or the input ends.
+    /// Reads frames until an event frame starts, or the input ends.
     fn read_next_frame(&mut self) {
-        while self.pending.is_empty() {
+        while self.frame.is_none() {
             let avail = self.input.fill(FRAME_HEADER_LEN);
             let at = self.input.offset;
             if avail == 0 {
@@ -433,12 +472,17 @@ impl TraceReader {
                 );
                 continue;
             }
-            self.payload.clear();
+            // Bounded by MAX_FRAME_PAYLOAD (`implausible` above).
+            let payload_len = header.uncompressed_len as usize;
+            if self.payload.len() < payload_len {
+                self.payload.resize(payload_len, 0);
+            }
+            self.payload_len = payload_len;
+            let payload = &mut self.payload[..payload_len];
             if header.flags & super::format::FRAME_FLAG_LZ4 != 0 {
-                self.payload.resize(header.uncompressed_len as usize, 0);
                 let stored = &self.input.available()[FRAME_HEADER_LEN..total];
-                match lz4_flex::block::decompress_into(stored, &mut self.payload) {
-                    Ok(n) if n == header.uncompressed_len as usize => {}
+                match lz4_flex::block::decompress_into(stored, payload) {
+                    Ok(n) if n == payload_len => {}
                     Ok(n) => {
                         self.input.consume(total);
                         self.record_skipped(
@@ -462,12 +506,12 @@ impl TraceReader {
                     }
                 }
             } else {
-                self.payload
-                    .extend_from_slice(&self.input.available()[FRAME_HEADER_LEN..total]);
+                // `implausible` checked that an uncompressed frame stores exactly this much.
+                payload.copy_from_slice(&self.input.available()[FRAME_HEADER_LEN..total]);
             }
             self.input.consume(total);
             if header.kind == FRAME_KIND_END {
-                match serde_json::from_slice::<TraceEnd>(&self.payload) {
+                match serde_json::from_slice::<TraceEnd>(&self.payload[..payload_len]) {
                     Ok(end) => {
                         self.end = Some(end);
                         self.damage.end_seen = true;
@@ -478,28 +522,8 @@ impl TraceReader {
                 }
                 continue;
             }
-            let mut stats = PayloadStats::default();
-            let result = self
-                .decoder
-                .decode(&self.payload, &mut self.pending, &mut stats);
-            self.damage.unknown_records += stats.unknown_records;
-            self.damage.undecodable_events += stats.bad_events;
-            if let Some((offset, reason)) = stats.first_bad_event {
-                tracing::warn!(
-                    "trace: frame at offset {at}: skipped {} undecodable event(s), first at payload offset {offset}: {reason}",
-                    stats.bad_events
-                );
-            }
-            if let Err(e) = result {
-                self.record_skipped(
-                    at,
-                    frame_len,
-                    format!(
-                        "frame payload breaks at record offset {} ({}); events before it kept",
-                        e.record_offset, e.reason
-                    ),
-                );
-            }
+            self.decoder.start_frame();
+            self.frame = Some((at, frame_len));
         }
     }
 }
