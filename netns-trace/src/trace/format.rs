@@ -185,21 +185,27 @@ impl<'a> Cursor<'a> {
         self.varint_multi_byte()
     }
 
+    /// Reads straight from the slice: no per-byte bounds check or `Result`.
     #[inline(never)]
     fn varint_multi_byte(&mut self) -> Result<u64, DecodeError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
         let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
+        for (i, &b) in rest.iter().take(10).enumerate() {
             let chunk = u64::from(b & 0x7f);
-            if shift == 63 && chunk > 1 {
+            if i == 9 && chunk > 1 {
                 return Err("varint overflows 64 bits");
             }
-            v |= chunk << shift;
-            if b & 0x80 == 0 {
+            v |= chunk << (7 * i);
+            if b < 0x80 {
+                self.pos += i + 1;
                 return Ok(v);
             }
         }
-        Err("varint longer than 10 bytes")
+        if rest.len() < 10 {
+            Err("unexpected end of record")
+        } else {
+            Err("varint longer than 10 bytes")
+        }
     }
 
     #[inline(always)]
