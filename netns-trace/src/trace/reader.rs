@@ -328,6 +328,7 @@ impl TraceReader {
 
     /// The event frame at `at` is decoded (up to `broken`, if its payload breaks): its
     /// skipped records count as damage.
+    #[inline(never)]
     fn end_frame(&mut self, at: u64, frame_len: u64, broken: Option<PayloadError>) {
         self.frame = None;
         let stats = std::mem::take(&mut self.frame_stats);
@@ -408,7 +409,9 @@ impl TraceReader {
         self.done = true;
     }
 
-    /// Reads frames until an event frame starts, or the input ends.
+    /// Reads frames until an event frame starts, or the input ends. Once per frame: kept out
+    /// of line so that `next_event`, called per event, stays small (no large stack frame).
+    #[inline(never)]
     fn read_next_frame(&mut self) {
         while self.frame.is_none() {
             let avail = self.input.fill(FRAME_HEADER_LEN);
