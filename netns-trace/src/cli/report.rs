@@ -57,7 +57,7 @@ pub fn replay(reader: &mut TraceReader, cfg: CollectorConfig) -> (Collector, u64
     let mut c = Collector::new(cfg);
     let mut next_tick = 0u64;
     let mut last_ts = reader.meta().started_at_ns;
-    while let Some(ev) = reader.next_event() {
+    reader.for_each_event(|ev| {
         if ev.ts_ns >= next_tick {
             if next_tick != 0 {
                 c.tick(ev.ts_ns);
@@ -65,8 +65,8 @@ pub fn replay(reader: &mut TraceReader, cfg: CollectorConfig) -> (Collector, u64
             next_tick = ev.ts_ns + TICK_NS;
         }
         last_ts = last_ts.max(ev.ts_ns);
-        c.handle(&ev);
-    }
+        c.handle(ev);
+    });
     let end = reader.end().map(|e| e.ended_at_ns).filter(|&e| e != 0).unwrap_or(last_ts);
     c.finish(end);
     (c, end)

@@ -326,6 +326,30 @@ impl TraceReader {
         }
     }
 
+    /// Calls `f` with each remaining event in file order: the same events as
+    /// [`next_event`](Self::next_event), lent instead of moved out (an `Event` is over a
+    /// hundred bytes, and replay copies nothing it only looks at).
+    pub fn for_each_event(&mut self, mut f: impl FnMut(&Event)) {
+        loop {
+            if let Some((at, frame_len)) = self.frame {
+                let payload = &self.payload[..self.payload_len];
+                match self.decoder.next_event(payload, &mut self.frame_stats) {
+                    Ok(Some(ev)) => {
+                        self.events_read += 1;
+                        f(&ev);
+                    }
+                    Ok(None) => self.end_frame(at, frame_len, None),
+                    Err(e) => self.end_frame(at, frame_len, Some(e)),
+                }
+                continue;
+            }
+            if self.done {
+                return;
+            }
+            self.read_next_frame();
+        }
+    }
+
     /// The event frame at `at` is decoded (up to `broken`, if its payload breaks): its
     /// skipped records count as damage.
     #[inline(never)]

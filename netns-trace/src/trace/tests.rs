@@ -897,6 +897,23 @@ fn streamed_input_matches_in_memory_input_even_when_damaged() {
 }
 
 #[test]
+fn lent_events_match_iterated_events_even_when_damaged() {
+    let events = realistic_mix(300, 16);
+    let lay = layout(&events, 40, Compression::Auto);
+    let mut bytes = lay.bytes.clone();
+    bytes[lay.frames[2].0 + 30] ^= 0x10;
+    bytes.truncate(bytes.len() - 5);
+    let (iterated, ir) = read_all(bytes.clone());
+    let mut lr = TraceReader::from_reader(Trickle(std::io::Cursor::new(bytes))).unwrap();
+    let mut lent = Vec::new();
+    lr.for_each_event(|ev| lent.push(ev.clone()));
+    assert_same_events(&lent, &iterated, "lent");
+    assert_eq!(lr.events_read(), ir.events_read());
+    assert_eq!(lr.damage(), ir.damage());
+    assert!(lr.next_event().is_none());
+}
+
+#[test]
 fn future_version_is_refused_clearly() {
     let mut bytes = write_all(&every_variant(), WriterOptions::default());
     bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
