@@ -390,7 +390,16 @@ impl Collector {
 
     // ---- time ----
 
+    /// Runs the deadlines due by `now`. Per event: the usual nothing-due case stays inline.
+    #[inline(always)]
     fn advance(&mut self, now: u64) {
+        if self.deadlines.peek().is_some_and(|Reverse(d)| d.at_ns <= now) {
+            self.run_deadlines(now);
+        }
+    }
+
+    #[inline(never)]
+    fn run_deadlines(&mut self, now: u64) {
         while let Some(Reverse(d)) = self.deadlines.peek().copied() {
             if d.at_ns > now {
                 break;

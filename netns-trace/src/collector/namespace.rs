@@ -412,7 +412,12 @@ impl Namespace {
 
     pub(crate) fn remember_reply(&mut self, r: ArpReplySeen) {
         if self.recent_replies.len() >= RECENT_REPLIES {
-            self.recent_replies.remove(0);
+            // The oldest makes room in place (remove(0) + push cost a memmove call per reply).
+            self.recent_replies.rotate_left(1);
+            if let Some(last) = self.recent_replies.last_mut() {
+                *last = r;
+            }
+            return;
         }
         self.recent_replies.push(r);
     }
