@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::watch::{Watch, findings, netns_trace_bin};
+use common::watch::{Watch, findings, netns_trace_bin, spawn_until_ready};
 use common::{Scenario, net_namespace_slab_count, require_root, run_in_netns, testbed, wait_until};
 use serde_json::Value;
 
@@ -570,13 +570,9 @@ struct Tracer {
 impl Tracer {
     /// Starts `netns-trace ARGS` and waits for `ready` on its stderr.
     fn start(args: &[&str], ready: &str) -> Self {
-        let mut child = Command::new(netns_trace_bin())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn netns-trace {args:?}: {e}"));
+        let mut cmd = Command::new(netns_trace_bin());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = spawn_until_ready(&mut cmd, args[0], ready);
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&stdout);
         let out = child.stdout.take().unwrap();
@@ -585,23 +581,6 @@ impl Tracer {
                 sink.lock().unwrap().push(line);
             }
         });
-        let (tx, rx) = std::sync::mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        let label = args[0].to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                eprintln!("[{label}] {line}");
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(l) if l.contains(ready) => break,
-                Ok(_) => continue,
-                Err(_) => panic!("netns-trace {args:?} did not print {ready:?} within 120 s"),
-            }
-        }
         Self { child, stdout }
     }
 

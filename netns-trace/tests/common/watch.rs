@@ -11,13 +11,14 @@ pub fn netns_trace_bin() -> String {
 
 /// Spawns `cmd` with stderr piped and echoed as `[tag] line`, and returns once a stderr line
 /// contains `ready` (the tool says it is attached); panics after 120 s.
-pub fn spawn_until_ready(cmd: &mut Command, tag: &'static str, ready: &str) -> Child {
+pub fn spawn_until_ready(cmd: &mut Command, tag: &str, ready: &str) -> Child {
     let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn netns-trace {tag}: {e}"));
     let stderr = child.stderr.take().unwrap();
+    let label = tag.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[{tag}] {line}");
+            eprintln!("[{label}] {line}");
             let _ = tx.send(line);
         }
     });
