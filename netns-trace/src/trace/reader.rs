@@ -306,13 +306,27 @@ impl TraceReader {
 
     /// The next event in file order, or `None` at the end of the readable data.
     pub fn next_event(&mut self) -> Option<Event> {
+        self.advance(|ev| ev)
+    }
+
+    /// Calls `f` with each remaining event in file order: the same events as
+    /// [`next_event`](Self::next_event), lent instead of moved out (an `Event` is over a
+    /// hundred bytes, and replay copies nothing it only looks at).
+    pub fn for_each_event(&mut self, mut f: impl FnMut(&Event)) {
+        while self.advance(|ev| f(&ev)).is_some() {}
+    }
+
+    /// Decodes the next event and hands it to `take` where it was decoded; `None` at the end
+    /// of the readable data.
+    #[inline(always)]
+    fn advance<R>(&mut self, take: impl FnOnce(Event) -> R) -> Option<R> {
         loop {
             if let Some((at, frame_len)) = self.frame {
                 let payload = &self.payload[..self.payload_len];
                 match self.decoder.next_event(payload, &mut self.frame_stats) {
                     Ok(Some(ev)) => {
                         self.events_read += 1;
-                        return Some(ev);
+                        return Some(take(ev));
                     }
                     Ok(None) => self.end_frame(at, frame_len, None),
                     Err(e) => self.end_frame(at, frame_len, Some(e)),
@@ -321,30 +335,6 @@ impl TraceReader {
             }
             if self.done {
                 return None;
-            }
-            self.read_next_frame();
-        }
-    }
-
-    /// Calls `f` with each remaining event in file order: the same events as
-    /// [`next_event`](Self::next_event), lent instead of moved out (an `Event` is over a
-    /// hundred bytes, and replay copies nothing it only looks at).
-    pub fn for_each_event(&mut self, mut f: impl FnMut(&Event)) {
-        loop {
-            if let Some((at, frame_len)) = self.frame {
-                let payload = &self.payload[..self.payload_len];
-                match self.decoder.next_event(payload, &mut self.frame_stats) {
-                    Ok(Some(ev)) => {
-                        self.events_read += 1;
-                        f(&ev);
-                    }
-                    Ok(None) => self.end_frame(at, frame_len, None),
-                    Err(e) => self.end_frame(at, frame_len, Some(e)),
-                }
-                continue;
-            }
-            if self.done {
-                return;
             }
             self.read_next_frame();
         }
