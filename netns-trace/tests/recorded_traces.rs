@@ -104,9 +104,11 @@ fn check_incident_report(report: &Value, scenario: &Value) {
             .any(|p| p["kind"] == "bind_mount" && p["path"] == pin),
         "pod A is pinned by its bind mount {pin}: {ns_a:#}"
     );
+    // The verdict first, on one line: CI shows only the head of a long message.
     assert_eq!(
         ns_a["last_member"]["tgid"], pod_a["pause_pid"],
-        "pod A's pause process was its last member: {ns_a:#}"
+        "pod A's pause process was its last member; last_member={} members={}; pod A: {ns_a:#}",
+        ns_a["last_member"], ns_a["members"]
     );
 
     let leaks = findings_of(report, "leaked_netns");

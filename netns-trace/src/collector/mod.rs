@@ -953,15 +953,26 @@ impl Collector {
                 }
             }
         }
-        // A visit does not move the leak clock: the namespace was already memberless before.
-        if ns.live_tasks == 0 && !(visit && ns.last_member.is_some()) {
-            ns.last_member = Some(LastMember {
+        if ns.live_tasks == 0 {
+            let this = LastMember {
                 pid: who.0,
                 tgid: who.1,
                 comm: who.2,
                 exited_at_ns: now,
                 how,
-            });
+            };
+            // A visit does not move the leak clock. The last member is whoever stayed and left
+            // last, even if a visitor was still inside then: a thread's exit can trail the
+            // setns-and-return of the code that ran it by milliseconds.
+            ns.last_member = if visit {
+                [ns.latest_stay(VISIT_NS), ns.last_member]
+                    .into_iter()
+                    .flatten()
+                    .max_by_key(|m| m.exited_at_ns)
+                    .or(Some(this))
+            } else {
+                Some(this)
+            };
         }
         if closed {
             self.notify(now, Some(loc.ns), NoticeKind::MemberLeft, |_| {

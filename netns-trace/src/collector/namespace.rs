@@ -399,6 +399,25 @@ impl Namespace {
             .find(|s| s.tgid == tgid && s.left_at_ns.is_none())
     }
 
+    /// The member that stayed (was not a setns visit shorter than `visit_ns`) and left last.
+    pub(crate) fn latest_stay(&self, visit_ns: u64) -> Option<LastMember> {
+        self.members
+            .iter()
+            .filter_map(|s| Some((s, s.left_at_ns?, s.left_how?)))
+            .filter(|(s, left, _)| {
+                !(s.joined_how == JoinHow::Setns
+                    && s.joined_at_ns.is_some_and(|j| left.saturating_sub(j) < visit_ns))
+            })
+            .max_by_key(|(_, left, _)| *left)
+            .map(|(s, left, how)| LastMember {
+                pid: s.pid,
+                tgid: s.tgid,
+                comm: s.comm,
+                exited_at_ns: left,
+                how,
+            })
+    }
+
     /// Adds a span, dropping the oldest finished one when the history is full.
     pub(crate) fn push_span(&mut self, span: MemberSpan) {
         if self.members.len() >= MAX_MEMBER_SPANS

@@ -396,6 +396,41 @@ fn containerd_style_leaks_only_after_pause_dies_and_grace_passes() {
     assert!(f.summary.contains("/run/netns/cni-1234"), "{}", f.summary);
 }
 
+/// Seen in a 6.1 guest: the testbed's setns thread had returned to its caller, but its kernel
+/// exit came 3 ms after the pause process died. The pause is still the last member.
+#[test]
+fn a_visitor_still_inside_when_the_last_member_dies_does_not_replace_it() {
+    let mut c = collector();
+    let id = NsId::new(0, 4026532500);
+    feed(
+        &mut c,
+        [
+            created(10 * S, 600, 600, "pause", id),
+            ev(10 * S + 1, 600, 600, "pause", task_body(TaskOp::Unshare, id, INIT)),
+            bind_mount(10 * S + 2, 600, "pause", "/run/netns/cni-9"),
+            pin_added(10 * S + 3, id, "/run/netns/cni-9"),
+            ev(11 * S, 70, 70, "ip", task_body(TaskOp::Setns, id, INIT)),
+            ev(11 * S + 5_000_000, 70, 70, "ip", task_body(TaskOp::Exit, id, id)),
+            ev(12 * S, 253, 239, "testbed", task_body(TaskOp::Setns, id, INIT)),
+            ev(12 * S + 2_000_000, 600, 600, "pause", task_body(TaskOp::Exit, id, id)),
+            ev(12 * S + 5_000_000, 253, 239, "testbed", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    let lm = ns.last_member.unwrap();
+    assert_eq!((lm.tgid, lm.exited_at_ns), (600, 12 * S + 2_000_000));
+    // A later short visit leaves it alone too.
+    feed(
+        &mut c,
+        [
+            ev(13 * S, 254, 239, "testbed", task_body(TaskOp::Setns, id, INIT)),
+            ev(13 * S + 1_000, 254, 239, "testbed", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    assert_eq!(ns.last_member.unwrap().tgid, 600);
+}
+
 #[test]
 fn crio_style_pod_leaks_after_pause_dies() {
     let mut c = collector();
