@@ -379,6 +379,12 @@ impl<O: Observer> Enricher<O> {
             ids.extend(pins.iter().map(|(i, _)| self.id_of(*i)));
         }
         let mut out = Vec::new();
+        if !self.emptied.is_empty() {
+            // Emptied too recently for a tick to have scanned: the last look must still name
+            // whoever holds an fd on them.
+            self.rescan_fds(ts, &mut out);
+            ids.extend(self.emptied.drain().map(|(id, _)| id));
+        }
         for id in ids {
             if id != self.init {
                 self.read_interfaces(id, ts, &mut out);
@@ -516,6 +522,23 @@ mod tests {
         // Unchanged interfaces are not reported twice.
         e.dirty.insert(pod);
         assert!(e.tick(20).is_empty());
+    }
+
+    #[test]
+    fn the_final_refresh_scans_a_namespace_emptied_just_before_stop() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        fake.fds = vec![(pod.inum, Pin::Fd { pid: 700, fd: 5, comm: Comm::from_str_lossy("docker-proxy") })];
+        let mut e = Enricher::new(&mut fake);
+        e.learn(pod);
+        e.on_event(&task(TaskOp::Setns, 42, pod, NsId::new(1, 4026531840), HOST_MNT, HOST_MNT));
+        let exit = task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT);
+        e.on_event(&exit);
+        // Stop comes before the settle delay has passed.
+        let out = e.refresh_all(exit.ts_ns + 1);
+        assert_eq!(e.obs.fd_scans, 1);
+        assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinAdded { netns, pin: Pin::Fd { pid: 700, fd: 5, .. } } if *netns == pod)), "{out:?}");
+        assert!(e.emptied.is_empty());
     }
 
     #[test]
