@@ -1297,6 +1297,11 @@ fn start_pod(
     ip_in(node, &["link", "set", &host_veth, "master", bridge, "up"])?;
     ip_in(&pin, &["addr", "add", &ip_text, "dev", "eth0"])?;
     ip_in(&pin, &["link", "set", "eth0", "up"])?;
+    // Ready as a CNI ADD leaves it: carrier up on both ends. Waiting here, while the pause
+    // process still lives, keeps every visit to the pod inside its life; linkwatch can take
+    // over a second under TCG, and a visitor that stays that long counts as a member.
+    wait_links_running(&pin, &["eth0"])?;
+    wait_links_running(node, &[&host_veth])?;
     Ok(Pod {
         pause_pid: pause.pid,
         cookie: netns_cookie(&pin),
@@ -1393,13 +1398,8 @@ fn incident(run: &mut Run, args: &IncidentArgs) -> Result<Value> {
     )?;
     ip_in(&client, &["link", "set", "eth0", "up"])?;
 
-    let mut node_links = vec!["veth-b", "veth-c"];
-    if leak {
-        node_links.push("veth-a");
-        wait_links_running(&pod_a.pin, &["eth0"])?;
-    }
-    wait_links_running(&node, &node_links)?;
-    wait_links_running(&pod_b.pin, &["eth0"])?;
+    // Pod A is not visited again after its pause process died: a visit would be a member.
+    wait_links_running(&node, &["veth-c"])?;
     wait_links_running(&client, &["eth0"])?;
 
     let arp = arp_exchange(
