@@ -31,7 +31,9 @@ pub fn owner_from_cgroup(path: &str) -> Owner {
         // "slice:runtime:id" (containerd with systemd cgroups nested in a service).
         let mut colon_parts = seg.splitn(3, ':');
         let unit = colon_parts.next().unwrap_or(seg);
-        if let (Some(runtime), Some(id)) = (colon_parts.next(), colon_parts.next()) {
+        if let (Some(runtime), Some(id)) = (colon_parts.next(), colon_parts.next())
+            && is_container_id(id)
+        {
             set_container(&mut owner, runtime, id);
         }
 
@@ -307,5 +309,16 @@ mod tests {
             assert!(v.get(k).is_some(), "{k} missing in {v}");
         }
         assert_eq!(serde_json::from_value::<Owner>(v).unwrap(), o);
+    }
+
+    #[test]
+    fn a_colon_unit_without_a_container_id_names_no_container() {
+        let slice = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0b7c3e21_9d4f_4a6b_8c2e_1f3a5b7d9e0c.slice";
+        for tail in [":cri-containerd:", ":cri-containerd:xyz", ":cri-containerd:../../etc"] {
+            let o = owner_from_cgroup(&format!("{slice}{tail}"));
+            assert_eq!(o.container_id, None, "{tail}");
+            assert_eq!(o.runtime, None, "{tail}");
+            assert_eq!(o.pod_uid, s("0b7c3e21-9d4f-4a6b-8c2e-1f3a5b7d9e0c"), "{tail}");
+        }
     }
 }
