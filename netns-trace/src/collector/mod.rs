@@ -45,9 +45,6 @@ const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
 /// A NetnsCreated may arrive a little after another CPU's first event about the namespace.
 const REORDER_WINDOW_NS: u64 = 1_000_000_000;
-/// A task that setns-joins and leaves again within this is a visitor (`ip -n`, a CNI
-/// plugin configuring the namespace), not a member whose departure can make a leak.
-const VISIT_NS: u64 = 1_000_000_000;
 
 /// How long a mount syscall stays pairable with an nsfs graft or a pin observation.
 const MOUNT_PAIRING_NS: u64 = 10_000_000_000;
@@ -965,7 +962,7 @@ impl Collector {
             // last, even if a visitor was still inside then: a thread's exit can trail the
             // setns-and-return of the code that ran it by milliseconds.
             ns.last_member = if visit {
-                [ns.latest_stay(VISIT_NS), ns.last_member]
+                [ns.latest_stay(), ns.last_member]
                     .into_iter()
                     .flatten()
                     .max_by_key(|m| m.exited_at_ns)

@@ -121,6 +121,14 @@ pub struct MemberSpan {
     pub(crate) live_threads: u32,
 }
 
+impl MemberSpan {
+    /// A finished setns stay shorter than VISIT_NS.
+    pub(crate) fn was_visit(&self) -> bool {
+        self.joined_how == JoinHow::Setns
+            && matches!((self.joined_at_ns, self.left_at_ns), (Some(j), Some(l)) if l.saturating_sub(j) < VISIT_NS)
+    }
+}
+
 /// Who was the last member to leave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastMember {
@@ -260,8 +268,11 @@ pub struct ArpReplySeen {
 
 /// ARP replies remembered per namespace.
 pub(crate) const RECENT_REPLIES: usize = 4;
-/// Member spans kept per namespace; older finished spans are dropped and counted.
+/// Member spans kept per namespace; older finished spans are dropped (visits first) and counted.
 pub(crate) const MAX_MEMBER_SPANS: usize = 12;
+/// A task that setns-joins and leaves again within this is a visitor (`ip -n`, a CNI
+/// plugin configuring the namespace), not a member whose departure can make a leak.
+pub(crate) const VISIT_NS: u64 = 1_000_000_000;
 /// Failed cleanup attempts kept per namespace.
 pub(crate) const MAX_FAILED_UMOUNTS: usize = 4;
 
@@ -399,15 +410,12 @@ impl Namespace {
             .find(|s| s.tgid == tgid && s.left_at_ns.is_none())
     }
 
-    /// The member that stayed (was not a setns visit shorter than `visit_ns`) and left last.
-    pub(crate) fn latest_stay(&self, visit_ns: u64) -> Option<LastMember> {
+    /// The member that stayed (was not a visit) and left last.
+    pub(crate) fn latest_stay(&self) -> Option<LastMember> {
         self.members
             .iter()
+            .filter(|s| !s.was_visit())
             .filter_map(|s| Some((s, s.left_at_ns?, s.left_how?)))
-            .filter(|(s, left, _)| {
-                !(s.joined_how == JoinHow::Setns
-                    && s.joined_at_ns.is_some_and(|j| left.saturating_sub(j) < visit_ns))
-            })
             .max_by_key(|(_, left, _)| *left)
             .map(|(s, left, how)| LastMember {
                 pid: s.pid,
@@ -418,10 +426,16 @@ impl Namespace {
             })
     }
 
-    /// Adds a span, dropping the oldest finished one when the history is full.
+    /// Adds a span, dropping the oldest finished one when the history is full: the oldest
+    /// finished visit if there is one, so that tools peeking in (`ip -n`, CNI status checks,
+    /// another tracer's interface reads) cannot push the real members out of the story.
     pub(crate) fn push_span(&mut self, span: MemberSpan) {
         if self.members.len() >= MAX_MEMBER_SPANS
-            && let Some(pos) = self.members.iter().position(|s| s.left_at_ns.is_some())
+            && let Some(pos) = self
+                .members
+                .iter()
+                .position(MemberSpan::was_visit)
+                .or_else(|| self.members.iter().position(|s| s.left_at_ns.is_some()))
         {
             self.members.remove(pos);
             self.members_dropped += 1;

@@ -431,6 +431,27 @@ fn a_visitor_still_inside_when_the_last_member_dies_does_not_replace_it() {
     assert_eq!(ns.last_member.unwrap().tgid, 600);
 }
 
+/// Seen on the host under load: other processes' interface reads (each a short setns visit)
+/// filled the member history and pushed the pause, the one real member, out of it.
+#[test]
+fn visits_cannot_push_the_real_members_out_of_the_history() {
+    let mut c = collector();
+    let id = NsId::new(0, 4026532501);
+    crio_pod(&mut c, 10 * S, id, "/run/netns/cni-7", 600);
+    c.handle(&ev(20 * S, 600, 600, "pause", task_body(TaskOp::Exit, id, id)));
+    for i in 0..3 * MAX_MEMBER_SPANS as u64 {
+        let (t, tid) = (21 * S + i * S / 10, 5000 + i as u32);
+        c.handle(&ev(t, tid, 4000, "netns-read", task_body(TaskOp::Setns, id, INIT)));
+        c.handle(&ev(t + 200_000, tid, 4000, "netns-read", task_body(TaskOp::Exit, id, id)));
+    }
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    assert_eq!(ns.members.len(), MAX_MEMBER_SPANS);
+    let tgids: Vec<u32> = ns.members.iter().map(|m| m.tgid).collect();
+    assert!(tgids.contains(&600) && tgids.contains(&700), "creator and pause kept: {tgids:?}");
+    assert_eq!(ns.members_dropped as usize, 3 * MAX_MEMBER_SPANS + 2 - MAX_MEMBER_SPANS);
+    assert_eq!(ns.last_member.unwrap().tgid, 600);
+}
+
 #[test]
 fn crio_style_pod_leaks_after_pause_dies() {
     let mut c = collector();
