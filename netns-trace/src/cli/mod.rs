@@ -29,7 +29,7 @@ Quick start (as root):\n  netns-trace scan                 # what is pinned righ
 netns-trace watch                # live lifecycle and findings\n  \
 netns-trace record -o node.trace # record around a deployment, Ctrl-C to stop\n  \
 netns-trace report node.trace    # analyse it anywhere, offline",
-    after_help = "Set RUST_LOG=debug for diagnostics. Exit status: 0 ok, 1 error, 3 leak found (with --fail-on-leak)."
+    after_help = "Set RUST_LOG=debug for diagnostics; logs on stderr are coloured only on a terminal (NO_COLOR=1 turns that off). Exit status: 0 ok, 1 error, 3 leak found (with --fail-on-leak)."
 )]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug).
@@ -137,7 +137,10 @@ fn init_logging(verbose: u8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    // Colour only on a terminal: logs piped to a file or journald stay plain text. NO_COLOR
+    // (no-color.org) turns it off on a terminal too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).try_init();
 }
 
 /// Completes on Ctrl-C, SIGTERM, or after `limit`.
