@@ -135,4 +135,17 @@ fn a_tiny_ring_under_a_fork_storm_counts_and_reports_lost_events() {
         .map(|v| v["event"]["count"].as_u64().unwrap())
         .sum();
     assert!(lost > 0, "a 4 KiB ring cannot hold bursts of 400 task records; the loss must be reported");
+    // The probe logs the first loss of a kind on a CPU itself (aya-log has a ring of its own),
+    // so the operator reads why records are missing, and which probe dropped them.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logged: Vec<&str> = stderr.lines().filter(|l| l.contains("ring buffer full")).collect();
+    assert!(!logged.is_empty(), "the first loss is logged by the probe: {stderr}");
+    assert!(logged.iter().all(|l| l.contains("probe=")), "each names its probe: {logged:?}");
+    // Task records are a handful of kinds; allow 32 per CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        (logged.len() as u64) < lost && logged.len() <= 32 * cpus,
+        "only the first loss per kind and CPU is logged, not every one ({lost} lost): {} lines",
+        logged.len()
+    );
 }
