@@ -275,32 +275,31 @@ pub fn scan_mount_ns_pins_in(
     mnt_ns_inum: u32,
     hint: Option<u32>,
 ) -> Result<Vec<(u32, Pin)>, SnapshotError> {
-    // Some(pins) from `pid` if it is in that mount namespace; None if it is elsewhere or
-    // exited between being chosen and being read (then the next one is tried).
-    let read_through = |pid: u32| -> Result<Option<Vec<(u32, Pin)>>, SnapshotError> {
-        if proc.mnt_ns(pid).ok() != Some(mnt_ns_inum) {
-            return Ok(None);
-        }
-        match bind_mount_pins(proc, mnt_ns_inum, pid, proc.comm(pid).unwrap_or_default()) {
-            Ok(pins) => Ok(Some(pins)),
-            Err(SnapshotError::Io { source, .. }) if is_vanished(&source) => Ok(None),
-            Err(e) => Err(e),
-        }
-    };
     // The hint (a process just seen in that mount namespace) spares a walk of all of /proc,
     // which on a node with thousands of processes costs more than the mountinfo read.
     if let Some(pid) = hint
-        && let Some(pins) = read_through(pid)?
+        && proc.mnt_ns(pid).ok() == Some(mnt_ns_inum)
     {
-        return Ok(pins);
+        match bind_mount_pins(proc, mnt_ns_inum, pid, proc.comm(pid).unwrap_or_default()) {
+            Ok(pins) => return Ok(pins),
+            Err(SnapshotError::Io { source, .. }) if is_vanished(&source) => {}
+            Err(e) => return Err(e),
+        }
     }
+    // A process may exit between being chosen and being read; try the next one then.
     let pids = proc.pids().map_err(|source| SnapshotError::Io {
         path: proc.root().to_path_buf(),
         source,
     })?;
     for pid in pids {
-        if let Some(pins) = read_through(pid)? {
-            return Ok(pins);
+        if proc.mnt_ns(pid).ok() != Some(mnt_ns_inum) {
+            continue;
+        }
+        let comm = proc.comm(pid).unwrap_or_default();
+        match bind_mount_pins(proc, mnt_ns_inum, pid, comm) {
+            Ok(pins) => return Ok(pins),
+            Err(SnapshotError::Io { source, .. }) if is_vanished(&source) => continue,
+            Err(e) => return Err(e),
         }
     }
     Err(SnapshotError::NoProcessInMountNs(mnt_ns_inum))
