@@ -360,7 +360,7 @@ fn snapshot_finds_everything_and_keeps_nothing_alive() {
             if *path == private_pin && *mnt_ns == my_mnt)),
         "the private bind must not show up in our mount namespace"
     );
-    let copies = snapshot::scan_mount_ns_pins(copier_mnt, None).unwrap();
+    let copies = snapshot::scan_mount_ns_pins(copier_mnt).unwrap();
     assert!(
         copies
             .iter()

@@ -16,9 +16,8 @@ use crate::model::{Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Sn
 
 /// How the enricher looks at the system.
 pub trait Observer {
-    /// nsfs net bind mounts visible in mount namespace `mnt_ns`: (net inum, pin). `hint` is a
-    /// process recently seen there, to read first.
-    fn mount_ns_pins(&mut self, mnt_ns: u32, hint: Option<u32>) -> Result<Vec<(u32, Pin)>, String>;
+    /// nsfs net bind mounts visible in mount namespace `mnt_ns`: (net inum, pin).
+    fn mount_ns_pins(&mut self, mnt_ns: u32) -> Result<Vec<(u32, Pin)>, String>;
     /// Open fds on net namespace files, across all processes: (net inum, pin).
     fn fd_pins(&mut self) -> Vec<(u32, Pin)>;
     /// Interfaces of the namespace reachable through `handle`, and its identity.
@@ -65,8 +64,6 @@ pub struct Enricher<O: Observer> {
     cni_until: Option<u64>,
     /// Namespaces whose last member left, and when; looked at on a later tick if still alive.
     emptied: HashMap<NsId, u64>,
-    /// A process last seen in each mount namespace (tgid), read first on a rescan.
-    mnt_reps: HashMap<u32, u32>,
     init: NsId,
 }
 
@@ -84,7 +81,6 @@ impl<O: Observer> Enricher<O> {
             cni: HashMap::new(),
             cni_until: None,
             emptied: HashMap::new(),
-            mnt_reps: HashMap::new(),
             init: NsId::default(),
         }
     }
@@ -123,19 +119,10 @@ impl<O: Observer> Enricher<O> {
 
     /// Re-reads a mount namespace's nsfs pins and reports the difference.
     fn rescan_mount_ns(&mut self, mnt_ns: u32, ts: u64, out: &mut Vec<Event>) {
-        let hint = self.mnt_reps.get(&mnt_ns).copied().or_else(|| {
-            self.mount_pins.get(&mnt_ns)?.iter().find_map(|(_, p)| match p {
-                Pin::BindMount { holder_pid, .. } => Some(*holder_pid),
-                _ => None,
-            })
-        });
-        let now = match self.obs.mount_ns_pins(mnt_ns, hint) {
+        let now = match self.obs.mount_ns_pins(mnt_ns) {
             Ok(v) => v,
             // The mount namespace is gone (its last process exited): its copies went with it.
-            Err(_) => {
-                self.mnt_reps.remove(&mnt_ns);
-                Vec::new()
-            }
+            Err(_) => Vec::new(),
         };
         let before = self.mount_pins.remove(&mnt_ns).unwrap_or_default();
         let key = |(i, p): &(u32, Pin)| match p {
@@ -280,22 +267,12 @@ impl<O: Observer> Enricher<O> {
                         }
                     }
                 }
-                if *mnt_ns != 0 && ev.tgid != 0 {
-                    if *op != TaskOp::Exit {
-                        self.mnt_reps.insert(*mnt_ns, ev.tgid);
-                    } else if ev.pid == ev.tgid && self.mnt_reps.get(mnt_ns) == Some(&ev.tgid) {
-                        self.mnt_reps.remove(mnt_ns);
-                    }
-                }
                 if *mnt_ns != 0 && mnt_ns != prev_mnt_ns && *op != TaskOp::Exit {
                     // A new mount namespace starts as a copy of its parent's, nsfs mounts included.
                     self.rescan_mount_ns(*mnt_ns, ts, &mut out);
                 }
             }
             EventBody::MountSyscall { op, mnt_ns, ret, flags, .. } if *ret >= 0 => {
-                if *mnt_ns != 0 && ev.tgid != 0 {
-                    self.mnt_reps.insert(*mnt_ns, ev.tgid);
-                }
                 let relevant = match op {
                     MountOp::Mount => flags & (MS_BIND | MS_MOVE) != 0,
                     MountOp::Umount | MountOp::MoveMount => true,
@@ -435,12 +412,10 @@ mod tests {
         cni: Vec<CniCacheEntry>,
         cni_reads: u32,
         fd_scans: u32,
-        hints: Vec<(u32, Option<u32>)>,
     }
 
     impl Observer for &mut Fake {
-        fn mount_ns_pins(&mut self, mnt_ns: u32, hint: Option<u32>) -> Result<Vec<(u32, Pin)>, String> {
-            self.hints.push((mnt_ns, hint));
+        fn mount_ns_pins(&mut self, mnt_ns: u32) -> Result<Vec<(u32, Pin)>, String> {
             self.mounts.get(&mnt_ns).cloned().ok_or_else(|| "gone".into())
         }
         fn fd_pins(&mut self) -> Vec<(u32, Pin)> {
@@ -547,22 +522,6 @@ mod tests {
         // Unchanged interfaces are not reported twice.
         e.dirty.insert(pod);
         assert!(e.tick(20).is_empty());
-    }
-
-    #[test]
-    fn a_rescan_reads_first_through_a_process_last_seen_in_that_mount_namespace() {
-        let mut fake = Fake::default();
-        let pod = NsId::new(77, 4026532300);
-        let mut e = Enricher::new(&mut fake);
-        e.obs.mounts.insert(HOST_MNT, vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))]);
-        e.on_event(&task(TaskOp::Fork, 42, pod, pod, HOST_MNT, HOST_MNT));
-        let mut by_43 = mount(MountOp::Mount, HOST_MNT, 0, MS_BIND);
-        (by_43.pid, by_43.tgid) = (43, 43);
-        e.on_event(&by_43);
-        assert_eq!(e.obs.hints.last(), Some(&(HOST_MNT, Some(43))), "the mounting process");
-        e.on_event(&task(TaskOp::Exit, 43, pod, pod, HOST_MNT, HOST_MNT));
-        e.on_event(&mount(MountOp::Umount, HOST_MNT, 0, 0));
-        assert_eq!(e.obs.hints.last(), Some(&(HOST_MNT, Some(1))), "gone: the holder the last scan read through");
     }
 
     #[test]

@@ -262,30 +262,15 @@ fn bind_mount_pins(
 }
 
 /// nsfs net bind mounts visible in mount namespace `mnt_ns_inum`: (net inum, pin). Finds a
-/// process in that mount namespace (`hint` first, when given) and reads its mountinfo.
-pub fn scan_mount_ns_pins(
-    mnt_ns_inum: u32,
-    hint: Option<u32>,
-) -> Result<Vec<(u32, Pin)>, SnapshotError> {
-    scan_mount_ns_pins_in(&ProcFs::host(), mnt_ns_inum, hint)
+/// process in that mount namespace and reads its mountinfo.
+pub fn scan_mount_ns_pins(mnt_ns_inum: u32) -> Result<Vec<(u32, Pin)>, SnapshotError> {
+    scan_mount_ns_pins_in(&ProcFs::host(), mnt_ns_inum)
 }
 
 pub fn scan_mount_ns_pins_in(
     proc: &ProcFs,
     mnt_ns_inum: u32,
-    hint: Option<u32>,
 ) -> Result<Vec<(u32, Pin)>, SnapshotError> {
-    // The hint (a process just seen in that mount namespace) spares a walk of all of /proc,
-    // which on a node with thousands of processes costs more than the mountinfo read.
-    if let Some(pid) = hint
-        && proc.mnt_ns(pid).ok() == Some(mnt_ns_inum)
-    {
-        match bind_mount_pins(proc, mnt_ns_inum, pid, proc.comm(pid).unwrap_or_default()) {
-            Ok(pins) => return Ok(pins),
-            Err(SnapshotError::Io { source, .. }) if is_vanished(&source) => {}
-            Err(e) => return Err(e),
-        }
-    }
     // A process may exit between being chosen and being read; try the next one then.
     let pids = proc.pids().map_err(|source| SnapshotError::Io {
         path: proc.root().to_path_buf(),
@@ -358,8 +343,8 @@ pub fn cni_results() -> Vec<crate::attribution::CniCacheEntry> {
 pub struct ProcObserver;
 
 impl crate::live::enrich::Observer for ProcObserver {
-    fn mount_ns_pins(&mut self, mnt_ns: u32, hint: Option<u32>) -> Result<Vec<(u32, Pin)>, String> {
-        scan_mount_ns_pins(mnt_ns, hint).map_err(|e| e.to_string())
+    fn mount_ns_pins(&mut self, mnt_ns: u32) -> Result<Vec<(u32, Pin)>, String> {
+        scan_mount_ns_pins(mnt_ns).map_err(|e| e.to_string())
     }
     fn fd_pins(&mut self) -> Vec<(u32, Pin)> {
         all_fd_pins()
@@ -586,23 +571,13 @@ mod tests {
 
         // Mount-namespace scans used by the live enricher.
         let proc = ProcFs::at(p);
-        let private = scan_mount_ns_pins_in(&proc, 4026532900, None).unwrap();
+        let private = scan_mount_ns_pins_in(&proc, 4026532900).unwrap();
         assert_eq!(
             private.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
             vec![4026532500, 4026532600]
         );
-        // A good hint gives the same answer; a hint in another mount namespace, or gone, is
-        // passed over for the walk.
-        for hint in [Some(500), Some(400), Some(12345)] {
-            assert_eq!(scan_mount_ns_pins_in(&proc, 4026532900, hint).unwrap(), private, "{hint:?}");
-        }
-        let host = scan_mount_ns_pins_in(&proc, HOST_MNT, Some(400)).unwrap();
-        assert!(
-            host.iter().all(|(_, p)| matches!(p, Pin::BindMount { holder_pid: 400, .. })),
-            "read through the hint: {host:?}"
-        );
         assert!(matches!(
-            scan_mount_ns_pins_in(&proc, 1, Some(500)),
+            scan_mount_ns_pins_in(&proc, 1),
             Err(SnapshotError::NoProcessInMountNs(1))
         ));
         assert_eq!(fd_pins_of_in(&proc, 600).len(), 1);
