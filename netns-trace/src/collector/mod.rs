@@ -941,8 +941,7 @@ impl Collector {
                 span.left_at_ns = Some(now);
                 span.left_how = Some(how);
                 closed = true;
-                visit = span.joined_how == JoinHow::Setns
-                    && span.joined_at_ns.is_some_and(|j| now.saturating_sub(j) < VISIT_NS);
+                visit = span.was_visit();
                 if visit {
                     span.counts_as_member = false;
                 } else if span.counts_as_member {
