@@ -2174,13 +2174,13 @@ impl Collector {
     }
 }
 
-/// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
 /// A span still in its namespace whose cgroup path is unknown, and whose `cgroup_id` a
 /// `CgroupPath` for `cgroup_id` would resolve.
 fn waits_for_cgroup(m: &MemberSpan, cgroup_id: u64) -> bool {
     cgroup_id != 0 && m.cgroup_id == cgroup_id && m.left_at_ns.is_none() && m.cgroup_path.is_none()
 }
 
+/// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
 fn owner_part(owner: Option<&crate::attribution::Owner>) -> String {
     owner
         .and_then(|o| o.short())
