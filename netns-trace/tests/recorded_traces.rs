@@ -302,11 +302,11 @@ fn bpf_syscall_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-/// `netns-trace ARGS` as nobody (when we are root) with bpf(2) gone.
-fn run_without_bpf(args: &[&str]) -> Output {
+/// `BIN ARGS` as nobody (when we are root) with bpf(2) gone.
+fn run_without_bpf(bin: &Path, args: &[&str]) -> Output {
     let filter = no_bpf_filter();
     let drop_root = unsafe { libc::geteuid() } == 0;
-    let mut cmd = Command::new(netns_trace_bin());
+    let mut cmd = Command::new(bin);
     cmd.args(args).stdin(Stdio::null()).env_remove("RUST_LOG");
     unsafe {
         cmd.pre_exec(move || {
@@ -362,11 +362,12 @@ fn fixtures() -> Vec<(String, String, PathBuf)> {
     found
 }
 
-/// Copies a fixture where `nobody` can read it (the checkout may not be world-readable).
-fn readable_copy(fixture: &Path, dir: &Path) -> PathBuf {
-    let copy = dir.join(fixture.file_name().unwrap());
-    std::fs::copy(fixture, &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+/// Copies a file where `nobody` can use it, with `mode` (the checkout may not be
+/// world-readable, e.g. a clone under a 0700 `mktemp -d`).
+fn readable_copy(file: &Path, dir: &Path, mode: u32) -> PathBuf {
+    let copy = dir.join(file.file_name().unwrap());
+    std::fs::copy(file, &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode)).unwrap();
     copy
 }
 
@@ -386,6 +387,7 @@ fn every_fixture_reports_without_bpf() {
         .tempdir()
         .unwrap();
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = readable_copy(Path::new(&netns_trace_bin()), scratch.path(), 0o755);
 
     for (kernel, scenario_name, fixture) in &fixtures {
         eprintln!("fixture {}", fixture.display());
@@ -394,11 +396,11 @@ fn every_fixture_reports_without_bpf() {
             &std::fs::read(&sidecar).unwrap_or_else(|e| panic!("{}: {e}", sidecar.display())),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", sidecar.display()));
-        let trace = readable_copy(fixture, scratch.path());
+        let trace = readable_copy(fixture, scratch.path(), 0o644);
         let trace_arg = trace.to_str().unwrap();
 
         let args = ["report", trace_arg, "--json", "--grace", GRACE_SECS];
-        let report = parse_report(&args, &run_without_bpf(&args));
+        let report = parse_report(&args, &run_without_bpf(&bin, &args));
         assert_eq!(
             report["probe_mode"], "full",
             "{kernel}: guests record in full mode"
@@ -412,7 +414,7 @@ fn every_fixture_reports_without_bpf() {
         check_report(scenario_name, &report, &scenario);
 
         // The text report renders from the same file, also without BPF.
-        let out = run_without_bpf(&["report", trace_arg, "--grace", GRACE_SECS]);
+        let out = run_without_bpf(&bin, &["report", trace_arg, "--grace", GRACE_SECS]);
         assert!(
             out.status.success(),
             "text report: {}",
