@@ -46,6 +46,33 @@ fn cargo() -> Command {
     c
 }
 
+#[cfg(test)]
+mod tests {
+    use super::FailedTests;
+
+    #[test]
+    fn failed_tests_are_named_with_their_binary_on_the_host_and_in_guests() {
+        let mut f = FailedTests::default();
+        for line in [
+            "     Running tests/attribution.rs (target/release/deps/attribution-0123)",
+            "test the_leaked_namespace_names_its_pod_and_container ... FAILED",
+            "test passes ... ok",
+            "[6.1] NETNS_TRACE_VM_TEST_START: scenarios",
+            "[6.1] test a_copy_in_another_mount_namespace_is_named_as_the_pin ... FAILED",
+            "[6.1] test a_copy_in_another_mount_namespace_is_named_as_the_pin ... FAILED",
+        ] {
+            f.feed(line);
+        }
+        assert_eq!(
+            f.failed,
+            [
+                "attribution::the_leaked_namespace_names_its_pod_and_container",
+                "scenarios::a_copy_in_another_mount_namespace_is_named_as_the_pin",
+            ]
+        );
+    }
+}
+
 /// One stage's outcome; `evidence` holds the lines that say why it failed, so the summary at
 /// the very end of the output (all a CI log tail may show) names the failing tests.
 struct StageResult {
@@ -53,6 +80,44 @@ struct StageResult {
     ok: bool,
     secs: f64,
     evidence: Vec<String>,
+    /// `binary::test` for every libtest `... FAILED` line, in order.
+    failed_tests: Vec<String>,
+}
+
+/// Follows a stage's output to name each failed test with its test binary: cargo's
+/// "Running tests/x.rs (…)" on the host, the guest's test-start marker in QEMU.
+#[derive(Default)]
+struct FailedTests {
+    binary: String,
+    failed: Vec<String>,
+}
+
+impl FailedTests {
+    fn feed(&mut self, line: &str) {
+        // Guest console lines arrive as "[6.1] <line>".
+        let line = line.trim();
+        let line = match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+            Some((_, rest)) => rest.trim(),
+            None => line,
+        };
+        if let Some(rest) = line.strip_prefix("Running ") {
+            let source = rest.split(" (").next().unwrap_or(rest).trim();
+            self.binary = source
+                .strip_prefix("tests/")
+                .map_or(source, |f| f.trim_end_matches(".rs"))
+                .to_string();
+        } else if let Some(rest) = line.split_once(crate::initramfs::MARK_TEST_START) {
+            self.binary = rest.1.trim().to_string();
+        } else if let Some(name) = line
+            .strip_prefix("test ")
+            .and_then(|l| l.strip_suffix(" ... FAILED"))
+        {
+            let name = format!("{}::{name}", self.binary);
+            if !self.failed.contains(&name) && self.failed.len() < 200 {
+                self.failed.push(name);
+            }
+        }
+    }
 }
 
 /// Lines worth repeating in the summary: failing test names, panic sites and their messages,
@@ -75,6 +140,7 @@ fn stage(name: &str, cmd: &mut Command, results: &mut Vec<StageResult>) {
     println!("    {cmd:?}");
     let t0 = Instant::now();
     let evidence = Arc::new(Mutex::new(Vec::<String>::new()));
+    let failed_tests = Arc::new(Mutex::new(FailedTests::default()));
     let ok = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
         Ok(mut child) => {
             // Echo both streams as they come, keeping the lines that explain a failure.
@@ -90,6 +156,7 @@ fn stage(name: &str, cmd: &mut Command, results: &mut Vec<StageResult>) {
             for (stream, to_stderr) in [(out, false), (err, true)] {
                 let Some(stream) = stream else { continue };
                 let evidence = Arc::clone(&evidence);
+                let failed_tests = Arc::clone(&failed_tests);
                 pumps.push(std::thread::spawn(move || {
                     let mut after_panic = 0usize;
                     for line in BufReader::new(stream).split(b'\n') {
@@ -100,6 +167,10 @@ fn stage(name: &str, cmd: &mut Command, results: &mut Vec<StageResult>) {
                         } else {
                             let _ = writeln!(std::io::stdout(), "{text}");
                         }
+                        failed_tests
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .feed(&text);
                         let keep = is_evidence(&text) || after_panic > 0;
                         after_panic = if text.contains("panicked at") {
                             3
@@ -135,11 +206,14 @@ fn stage(name: &str, cmd: &mut Command, results: &mut Vec<StageResult>) {
         if ok { "PASSED" } else { "FAILED" }
     );
     let evidence = std::mem::take(&mut *evidence.lock().unwrap_or_else(|p| p.into_inner()));
+    let failed_tests =
+        std::mem::take(&mut failed_tests.lock().unwrap_or_else(|p| p.into_inner()).failed);
     results.push(StageResult {
         name: name.to_string(),
         ok,
         secs,
         evidence,
+        failed_tests,
     });
 }
 
@@ -152,12 +226,14 @@ pub fn test(args: TestArgs) -> Result<bool> {
     let mut results = Vec::new();
 
     // Unit tests, then every integration test on the host kernel (tracepoint mode here),
-    // one at a time: they share kernel state.
+    // one at a time: they share kernel state. --no-fail-fast: one red test binary must not
+    // hide the verdicts of the binaries after it.
     stage(
         "unit and host integration tests (tracepoint mode)",
         cargo()
             .args([
                 "test",
+                "--no-fail-fast",
                 "--workspace",
                 "--exclude",
                 "netns-trace-ebpf",
@@ -241,6 +317,9 @@ pub fn test(args: TestArgs) -> Result<bool> {
             r.name,
             r.secs
         );
+        for t in &r.failed_tests {
+            println!("           failed: {t}");
+        }
     }
     // Why each failed stage failed, last, where a truncated CI log still shows it.
     for r in results.iter().filter(|r| !r.ok) {
