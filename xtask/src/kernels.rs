@@ -49,7 +49,8 @@ pub const GUEST_MODULES: &[&str] = &["veth", "bridge"];
 
 /// The system keyring that holds the archive keys of every suite above.
 const SYSTEM_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-const FALLBACK_MIRROR: &str = "http://deb.debian.org/debian";
+/// Overrides the mirror read from the system's apt configuration.
+const MIRROR_ENV: &str = "NETNS_TRACE_DEBIAN_MIRROR";
 
 pub fn spec(name: &str) -> Option<&'static KernelSpec> {
     KERNELS.iter().find(|k| k.name == name)
@@ -113,8 +114,12 @@ fn load_manifest(path: &Path) -> Option<GuestKernel> {
 }
 
 /// The Debian archive URI the system already uses (first `…/debian` entry that is not the
-/// security archive), so guests' kernels come from the same mirror host.
-fn system_mirror() -> String {
+/// security archive), so guests' kernels come from the same mirror host. No host name is
+/// built in: a machine without a Debian archive configured must name one.
+fn system_mirror() -> Result<String> {
+    if let Some(uri) = std::env::var_os(MIRROR_ENV).filter(|v| !v.is_empty()) {
+        return Ok(uri.to_string_lossy().trim_end_matches('/').to_string());
+    }
     let mut texts = Vec::new();
     if let Ok(text) = std::fs::read_to_string("/etc/apt/sources.list") {
         texts.push(text);
@@ -149,12 +154,15 @@ fn system_mirror() -> String {
             for uri in candidates {
                 let uri = uri.trim_end_matches('/');
                 if uri.ends_with("/debian") {
-                    return uri.to_string();
+                    return Ok(uri.to_string());
                 }
             }
         }
     }
-    FALLBACK_MIRROR.to_string()
+    Err(XtaskError::NotFound(format!(
+        "no Debian archive (a URI ending in /debian) in /etc/apt/sources.list or \
+         /etc/apt/sources.list.d: configure apt, or set {MIRROR_ENV}=URI"
+    )))
 }
 
 /// apt-get/apt-cache with everything (sources, lists, state, cache) in `root`.
@@ -189,7 +197,7 @@ impl PrivateApt {
             );
             "[arch=amd64 trusted=yes]".to_string()
         };
-        let mirror = system_mirror();
+        let mirror = system_mirror()?;
         write(
             &root.join("sources.list"),
             format!("deb {options} {mirror} {suite} main\n"),
