@@ -32,6 +32,9 @@ pub const GUEST_COLLECT_DIR: &str = "/collect";
 /// nsenter and mount lack options the tests use.
 const IPROUTE2_IP: &str = "ip";
 const UTIL_LINUX_TOOLS: &[&str] = &["unshare", "nsenter", "mount", "umount"];
+/// Independent readers the tests check the product against (bpftool reads the guest
+/// kernel's BTF for tests/btf_offsets.rs); copied in when the host has them.
+const CHECKING_TOOLS: &[&str] = &["bpftool"];
 
 /// Everything from the build that goes into every guest.
 #[derive(Debug, Clone)]
@@ -88,6 +91,11 @@ fn build_image(
         .map_err(XtaskError::io("/usr/local/bin/ip"))?;
     for tool in UTIL_LINUX_TOOLS {
         image.host_tool(tool, &format!("{GUEST_BIN_DIR}/{tool}"))?;
+    }
+    for tool in CHECKING_TOOLS {
+        if let Err(e) = image.host_tool(tool, &format!("{GUEST_BIN_DIR}/{tool}")) {
+            println!("initramfs: {tool} not shipped: {e}");
+        }
     }
     for bin in &payload.bins {
         let name = file_name(bin)?;
