@@ -539,16 +539,22 @@ impl Collector {
         if ns.is_init || ns.live_tasks > 0 {
             return NsState::Alive;
         }
-        // A creator that pinned its own namespace (`ip netns add`, CRI-O's pinns, containerd's
-        // locked thread) was only setting it up. One that someone else pinned (a CNI
-        // bind-mounting the pause process's /proc/PID/ns/net) lived there: a real member.
-        let creator_lived_there = ns.creator_tgid != 0
-            && ns.last_member.is_some()
-            && !ns.pins.iter().any(|p| {
-                p.by.is_some_and(|by| by.tgid == ns.creator_tgid || ns.created_by.is_some_and(|c| c.pid == by.pid))
-            });
+        // Only the creator was ever inside: whether its departure starts the leak clock
+        // depends on what it was to the namespace (see `CreatorRole`).
+        let mut maker_unknown = false;
+        let lived_in = ns.had_real_member
+            || (ns.creator_tgid != 0
+                && ns.last_member.is_some()
+                && match ns.creator_role() {
+                    CreatorRole::SetUp => false,
+                    CreatorRole::LivedThere => true,
+                    CreatorRole::Unknown { .. } => {
+                        maker_unknown = true;
+                        true
+                    }
+                });
         // Without a traced history (or a snapshot's member list) memberlessness is unproven.
-        if ns.origin == Origin::Inferred || !(ns.had_real_member || creator_lived_there) {
+        if ns.origin == Origin::Inferred || !lived_in {
             return if ns.origin == Origin::Traced {
                 NsState::Persistent
             } else {
@@ -563,7 +569,14 @@ impl Collector {
             let teardown_pending = ns.pins.is_empty()
                 && !self.stats.teardown_hook_seen
                 && self.stats.last_cleanup_run_ns.is_some_and(|run| run >= since);
-            if teardown_pending { NsState::Draining } else { NsState::Leaked }
+            if teardown_pending {
+                NsState::Draining
+            } else if maker_unknown {
+                // Persistent by design or leaked: the evidence cannot tell, and says so.
+                NsState::LeakSuspect
+            } else {
+                NsState::Leaked
+            }
         } else {
             NsState::Draining
         }
@@ -592,11 +605,13 @@ impl Collector {
                 grace_from.saturating_add(self.cfg.grace_ns),
                 DeadlineKind::Grace,
             ),
-            NsState::LeakSuspect => self.schedule(
-                r,
-                ts.saturating_add(self.cfg.grace_ns),
-                DeadlineKind::Suspect,
-            ),
+            // A traced namespace is only suspect once its grace period ran out (its pin's
+            // maker unknown): its uncertain finding is due now.
+            NsState::LeakSuspect => {
+                let traced = self.reg.get(r).is_some_and(|ns| ns.origin == Origin::Traced);
+                let at = if traced { ts } else { ts.saturating_add(self.cfg.grace_ns) };
+                self.schedule(r, at, DeadlineKind::Suspect)
+            }
             NsState::Leaked => self.raise_leak(r, ts),
             NsState::Destroyed => self.on_destroyed(r, ts),
             NsState::Alive | NsState::Persistent => {}
@@ -1101,6 +1116,9 @@ impl Collector {
         let Some(ns) = self.reg.get_mut(r) else {
             return;
         };
+        if let Some(by) = &pin.by {
+            ns.note_pin_maker(by);
+        }
         if let Some(existing) = ns.pins.iter_mut().find(|p| p.same_holder(&pin)) {
             existing.pid = existing.pid.or(pin.pid);
             existing.holder_comm = existing.holder_comm.or(pin.holder_comm);
@@ -1130,6 +1148,8 @@ impl Collector {
             format!("pinned by {}", pin.describe())
         });
         self.recheck_duplicates(r, ts);
+        // Who made it can change what the creator was to the namespace.
+        self.reevaluate(r, ts);
     }
 
     fn index_path(&mut self, path: String, r: SlotRef) {
@@ -1286,6 +1306,45 @@ impl Collector {
         self.add_pin(r, pin, ts);
     }
 
+    /// A mountinfo read prompted by an earlier event can see a pin before its own mount call's
+    /// record arrives (`ip netns add` on a cold node: the read after its bind mount of
+    /// /run/netns onto itself already shows the namespace's mount). The call names the maker
+    /// of a pin at its target, in its mount namespace, observed without one shortly before.
+    fn name_observed_pin_maker(&mut self, target: &str, mnt_ns: u32, by: Actor, ts: u64) -> bool {
+        let key = normalize_path(target);
+        let Some(slots) = self.pin_paths.get(key).cloned() else {
+            return false;
+        };
+        let mnt = (mnt_ns != 0).then_some(mnt_ns);
+        let mut named = Vec::new();
+        for r in slots {
+            let Some(ns) = self.reg.get_mut(r) else {
+                continue;
+            };
+            let Some(pin) = ns.pins.iter_mut().find(|p| {
+                p.kind == PinKind::BindMount
+                    && p.by.is_none()
+                    && p.path.as_deref().map(normalize_path) == Some(key)
+                    && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
+                    && p.at_ns <= ts
+                    && ts - p.at_ns <= MOUNT_PAIRING_NS
+            }) else {
+                continue;
+            };
+            pin.by = Some(by);
+            ns.note_pin_maker(&by);
+            named.push(r);
+        }
+        for &r in &named {
+            let t = target.to_string();
+            self.notify(ts, Some(r), NoticeKind::PinAdded, |_| {
+                format!("bind mount {t} was made by {} ({})", by.pid, by.comm)
+            });
+            self.reevaluate(r, ts);
+        }
+        !named.is_empty()
+    }
+
     fn on_nsfs_evict(&mut self, ts: u64, netns: NsId, net_ptr: u64) {
         let Some(r) = self
             .reg
@@ -1330,6 +1389,7 @@ impl Collector {
                         pin.path = Some(target.to_string());
                         pin.by = Some(by);
                         named = true;
+                        ns.note_pin_maker(&by);
                     }
                     if named {
                         self.index_path(normalize_path(target).to_string(), p.ns);
@@ -1342,6 +1402,9 @@ impl Collector {
                     return;
                 }
                 if op == MountOp::MoveMount || flags & (MS_BIND | MS_MOVE) != 0 {
+                    if self.name_observed_pin_maker(target, mnt_ns, by, ts) {
+                        return;
+                    }
                     if self.recent_mounts.len() >= RECENT_MOUNTS {
                         self.recent_mounts.pop_front();
                     }
@@ -1878,7 +1941,12 @@ impl Collector {
         if ns.leak_finding.is_some() || ns.is_init {
             return;
         }
-        let history_unknown = ns.state == NsState::LeakSuspect;
+        let suspect = ns.state == NsState::LeakSuspect;
+        let history_unknown = suspect && ns.origin != Origin::Traced;
+        let unknown_pin = match ns.creator_role() {
+            CreatorRole::Unknown { path } if suspect && !history_unknown => Some(path),
+            _ => None,
+        };
         let id = ns.id();
         let holders = if ns.pins.is_empty() {
             "no holder was observed (a socket or an fd opened before the trace?)".to_string()
@@ -1902,8 +1970,9 @@ impl Collector {
                     format!("last member {} ({}) left {ago}s ago", m.pid, m.comm)
                 })
                 .unwrap_or_else(|| "its last member left".into());
+            let verdict = if unknown_pin.is_some() { "may be leaked" } else { "leaked" };
             format!(
-                "{id}{} leaked: {last}; held by {holders}",
+                "{id}{} {verdict}: {last}; held by {holders}",
                 owner_part(Some(&ns.owner))
             )
         };
@@ -1929,6 +1998,11 @@ impl Collector {
         };
         if history_unknown {
             f.add_uncertainty("history unknown: memberless when first seen, so it may be a deliberate persistent namespace");
+        }
+        if let Some(path) = unknown_pin {
+            f.add_uncertainty(&format!(
+                "who made the bind mount at {path} was not seen (its mount call was lost or came before the trace), so whether its creator only set it up to persist or lived in it cannot be told"
+            ));
         }
         let last_exit = ns.last_member.map(|m| m.exited_at_ns);
         let replies: Vec<ArpReplySeen> = ns

@@ -319,6 +319,9 @@ pub struct Namespace {
     pub(crate) creator_tid: u32,
     #[serde(skip)]
     pub(crate) creator_left: bool,
+    /// Its creator bind-mounted it itself (sticky: the fact outlives that mount).
+    #[serde(skip)]
+    pub(crate) pinned_by_creator: bool,
     /// Bumped on every membership change; stale grace deadlines carry an older epoch.
     #[serde(skip)]
     pub(crate) epoch: u32,
@@ -326,7 +329,58 @@ pub struct Namespace {
     pub(crate) leak_finding: Option<usize>,
 }
 
+/// What a namespace's creator was to it, judged from who made its bind mounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CreatorRole {
+    /// It pinned the namespace itself (`ip netns add`, CRI-O's pinns, containerd's and
+    /// podman's pinning thread): it was setting the namespace up, not living in it.
+    SetUp,
+    /// Someone else pinned it (a CNI plugin bind-mounting the pause's /proc/PID/ns/net), or
+    /// nothing is bind-mounted: the creator was its workload.
+    LivedThere,
+    /// A bind mount whose maker was not seen (its mount call was lost or happened before the
+    /// trace): either reading could be true. Holds the mount's path.
+    Unknown { path: String },
+}
+
 impl Namespace {
+    /// Whether `by` is this namespace's creator (its thread group, or the creating thread).
+    pub(crate) fn is_creator(&self, by: &Actor) -> bool {
+        (self.creator_tgid != 0 && by.tgid == self.creator_tgid)
+            || self.created_by.is_some_and(|c| c.pid == by.pid)
+    }
+
+    /// Records that a bind mount's maker became known.
+    pub(crate) fn note_pin_maker(&mut self, by: &Actor) {
+        if self.is_creator(by) {
+            self.pinned_by_creator = true;
+        }
+    }
+
+    /// The creator's role, from the makers of its bind mounts. A copy of a mount (propagated
+    /// to, or cloned into, another mount namespace) sits at the same path as the original and
+    /// has no maker of its own: it counts as unknown only when no mount at that path has one.
+    pub(crate) fn creator_role(&self) -> CreatorRole {
+        if self.pinned_by_creator {
+            return CreatorRole::SetUp;
+        }
+        let binds = || self.pins.iter().filter(|p| p.kind == PinKind::BindMount);
+        let known_at = |path: &str| {
+            binds().any(|p| p.by.is_some() && p.path.as_deref().map(normalize_path) == Some(path))
+        };
+        for pin in binds().filter(|p| p.by.is_none()) {
+            match pin.path.as_deref().map(normalize_path) {
+                Some(path) if known_at(path) => {}
+                path => {
+                    return CreatorRole::Unknown {
+                        path: path.unwrap_or("<path unknown>").to_string(),
+                    };
+                }
+            }
+        }
+        CreatorRole::LivedThere
+    }
+
     pub(crate) fn new(id: NsId, incarnation: u32, origin: Origin, ts: u64) -> Self {
         Self {
             inum: id.inum,
@@ -358,6 +412,7 @@ impl Namespace {
             state_before_destroy: None,
             owner: Owner::default(),
             creator_tgid: 0,
+            pinned_by_creator: false,
             creator_tid: 0,
             creator_left: false,
             epoch: 0,

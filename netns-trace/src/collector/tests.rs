@@ -1242,3 +1242,135 @@ fn a_cgroup_path_resolved_after_the_join_attributes_the_waiting_members_only() {
     assert_eq!(pod_uid(pods[2]), None);
     assert_eq!(pod_uid(pods[4_999]).as_deref(), Some(uid));
 }
+
+/// `ip netns add` on a cold node: its bind mount of /run/netns onto itself prompts a mountinfo
+/// read that already shows the namespace's own mount, before that mount's syscall record
+/// arrives. The record must still name `ip` as the maker: persistent, never leaked.
+#[test]
+fn ip_netns_add_on_a_cold_node_is_persistent_when_the_pin_is_seen_before_its_mount_call() {
+    let mut c = collector();
+    let id = NsId::new(6, 4026532201);
+    feed(
+        &mut c,
+        [
+            bind_mount(2 * S, 300, "ip", "/run/netns"),
+            // The read prompted by the /run/netns self-bind, made after `ip` had gone on.
+            pin_added(2 * S, id, "/run/netns/cold"),
+            created(2 * S + 1, 300, 300, "ip", id),
+            ev(2 * S + 2, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
+            bind_mount(2 * S + 3, 300, "ip", "/run/netns/cold"),
+            ev(2 * S + 4, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    c.finish(1000 * S);
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    assert_eq!(ns.pins[0].by.map(|b| b.pid), Some(300), "{:?}", ns.pins);
+    assert_eq!(ns.state, NsState::Persistent);
+    assert!(c.findings().is_empty(), "{:?}", c.findings());
+}
+
+/// The pause pinned by a CNI plugin's bind mount, seen before the plugin's mount record:
+/// the late record still names the plugin, so the pause lived there and its death leaks.
+#[test]
+fn a_pin_seen_before_a_plugins_mount_call_still_leaks_when_the_pause_dies() {
+    let mut c = collector();
+    let id = NsId::new(7, 4026532202);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 40, 40, "pause", id),
+            ev(2 * S + 1, 40, 40, "pause", task_body(TaskOp::Unshare, id, INIT)),
+            pin_added(3 * S, id, "/run/netns/cni-x"),
+            bind_mount(3 * S + 1, 41, "cni", "/run/netns/cni-x"),
+            ev(4 * S, 40, 40, "pause", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    c.tick(4 * S + GRACE + 1);
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    assert_eq!(ns.pins[0].by.map(|b| b.pid), Some(41));
+    assert_eq!(ns.state, NsState::Leaked);
+    let leak = c.findings().iter().find(|f| f.kind() == "leaked_netns").unwrap();
+    assert!(!leak.uncertain, "{leak:?}");
+}
+
+/// A pin whose mount call never shows (lost, or made before the trace) leaves the creator's
+/// role open: the verdict says it cannot tell instead of calling it a leak.
+#[test]
+fn a_pin_whose_maker_is_unknown_gives_an_uncertain_verdict_not_a_leak() {
+    let mut c = collector();
+    let id = NsId::new(8, 4026532203);
+    feed(
+        &mut c,
+        [
+            created(2 * S, 300, 300, "ip", id),
+            ev(2 * S + 1, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
+            pin_added(2 * S + 2, id, "/run/netns/unknown"),
+            ev(2 * S + 3, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    c.tick(2 * S + GRACE / 2);
+    assert_eq!(state_of(&c, id), NsState::Draining);
+    c.tick(2 * S + GRACE + 4);
+    assert_eq!(state_of(&c, id), NsState::LeakSuspect);
+    let leak = c.findings().iter().find(|f| f.kind() == "leaked_netns").unwrap();
+    assert!(leak.uncertain, "{leak:?}");
+    let why = leak.uncertain_reason.as_deref().unwrap();
+    assert!(why.contains("/run/netns/unknown") && why.contains("cannot be told"), "{why}");
+    assert!(leak.summary.contains("may be leaked"), "{}", leak.summary);
+    if let FindingDetail::LeakedNetns { history_unknown, .. } = &leak.detail {
+        assert!(!history_unknown, "its history was traced");
+    }
+}
+
+/// containerd's and podman's pinning thread: a thread of the runtime unshares, pins
+/// /proc/PID/task/TID/ns/net and switches back; the pause joins later. The thread's pin makes
+/// the runtime the setter-up, so only the pause's death starts the leak clock.
+#[test]
+fn a_runtime_threads_own_pin_sets_the_namespace_up_and_the_pause_lives_there() {
+    let mut c = collector();
+    let id = NsId::new(9, 4026532204);
+    let path = "/var/run/netns/cni-thread";
+    feed(
+        &mut c,
+        [
+            created(2 * S, 701, 700, "containerd", id),
+            ev(2 * S + 1, 701, 700, "containerd", {
+                let mut b = task_body(TaskOp::Unshare, id, INIT);
+                if let EventBody::Task { thread, .. } = &mut b {
+                    *thread = true;
+                }
+                b
+            }),
+            ev(2 * S + 2, 701, 700, "containerd", EventBody::MountSyscall {
+                op: MountOp::Mount,
+                netns: id,
+                mnt_ns: HOST_MNT,
+                ret: 0,
+                flags: 4096,
+                from_dfd: -100,
+                to_dfd: -100,
+                source: "/proc/700/task/701/ns/net".into(),
+                target: path.into(),
+            }),
+            pin_added(2 * S + 3, id, path),
+            ev(2 * S + 4, 701, 700, "containerd", {
+                let mut b = task_body(TaskOp::Setns, INIT, id);
+                if let EventBody::Task { thread, .. } = &mut b {
+                    *thread = true;
+                }
+                b
+            }),
+        ],
+    );
+    c.tick(2 * S + 2 * GRACE);
+    assert_eq!(state_of(&c, id), NsState::Persistent, "set up, nobody lived there yet");
+    feed(
+        &mut c,
+        [
+            ev(3 * GRACE, 800, 800, "pause", task_body(TaskOp::Setns, id, INIT)),
+            ev(4 * GRACE, 800, 800, "pause", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    c.tick(5 * GRACE + 1);
+    assert_eq!(state_of(&c, id), NsState::Leaked);
+}
