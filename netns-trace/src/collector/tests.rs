@@ -1254,8 +1254,9 @@ fn ip_netns_add_on_a_cold_node_is_persistent_when_the_pin_is_seen_before_its_mou
         &mut c,
         [
             bind_mount(2 * S, 300, "ip", "/run/netns"),
-            // The read prompted by the /run/netns self-bind, made after `ip` had gone on.
-            pin_added(2 * S, id, "/run/netns/cold"),
+            // The read prompted by the /run/netns self-bind, made after `ip` had gone on:
+            // mountinfo names the namespace by inode number only.
+            pin_added(2 * S, NsId::new(0, id.inum), "/run/netns/cold"),
             created(2 * S + 1, 300, 300, "ip", id),
             ev(2 * S + 2, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
             bind_mount(2 * S + 3, 300, "ip", "/run/netns/cold"),
