@@ -1112,7 +1112,7 @@ impl Collector {
         Some(m.by)
     }
 
-    fn add_pin(&mut self, r: SlotRef, pin: PinRecord, ts: u64) {
+    fn add_pin(&mut self, r: SlotRef, mut pin: PinRecord, ts: u64) {
         let Some(ns) = self.reg.get_mut(r) else {
             return;
         };
@@ -1137,6 +1137,8 @@ impl Collector {
             pathless.path = pin.path.clone();
             pathless.pid = pathless.pid.or(pin.pid);
             pathless.holder_comm = pathless.holder_comm.or(pin.holder_comm);
+            // The notice names the pin as it now stands, maker included.
+            pin = pathless.clone();
         } else {
             ns.pins.push(pin.clone());
         }
@@ -1280,11 +1282,12 @@ impl Collector {
             comm: ev.comm,
         };
         // The syscall record usually follows the graft (it is emitted at syscall exit), but a
-        // decoder may deliver it first.
-        let preceding =
-            self.recent_mounts.iter_mut().rev().find(|m| {
-                m.tid == ev.pid && !m.paired && ts.saturating_sub(m.ts) <= MOUNT_PAIRING_NS
-            });
+        // decoder may deliver it first. Only a call that ended after the graft began can be
+        // the graft's own: an earlier one of the same thread is another mount (`ip netns add`
+        // on a cold node bind-mounts /run/netns onto itself just before).
+        let preceding = self.recent_mounts.iter_mut().rev().find(|m| {
+            m.tid == ev.pid && !m.paired && m.ts >= ts && m.ts - ts <= MOUNT_PAIRING_NS
+        });
         let path = preceding.map(|m| {
             m.paired = true;
             m.target.clone()

@@ -1375,3 +1375,36 @@ fn a_runtime_threads_own_pin_sets_the_namespace_up_and_the_pause_lives_there() {
     c.tick(5 * GRACE + 1);
     assert_eq!(state_of(&c, id), NsState::Leaked);
 }
+
+/// Full mode, `ip netns add` on a cold node (seen in the 5.10, 6.1 and 6.12 guests): the graft
+/// of the namespace's mount must not take the path of `ip`'s earlier bind of /run/netns onto
+/// itself; the namespace's own mount call names it.
+#[test]
+fn a_graft_is_not_named_by_an_earlier_mount_call_of_the_same_thread() {
+    let mut c = collector();
+    let id = NsId::new(10, 4026532205);
+    let path = "/run/netns/cold-full";
+    feed(
+        &mut c,
+        [
+            bind_mount(2 * S, 300, "ip", "/run/netns"),
+            created(2 * S + 10, 300, 300, "ip", id),
+            ev(2 * S + 11, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
+            ev(2 * S + 12, 300, 300, "ip", EventBody::NsfsMount {
+                netns: id,
+                mnt_ns: HOST_MNT,
+                net_ptr: 0,
+                hook: Hook::Fentry,
+            }),
+            pin_added(2 * S + 12, NsId::new(0, id.inum), path),
+            bind_mount(2 * S + 13, 300, "ip", path),
+            ev(2 * S + 14, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    let paths: Vec<_> = ns.pins.iter().map(|p| (p.path.as_deref(), p.by.map(|b| b.pid))).collect();
+    assert_eq!(paths, [(Some(path), Some(300))]);
+    c.finish(1000 * S);
+    assert_eq!(state_of(&c, id), NsState::Persistent);
+    assert!(c.findings().is_empty(), "{:?}", c.findings());
+}
