@@ -469,6 +469,39 @@ mod tests {
 
     /// A fake /proc: init, a pod sandbox member, a copied bind mount in a private mount
     /// namespace, an fd pin, and a containerd-style thread in another namespace.
+    /// Each cgroup directory's id (its inode number, as stat shows it) leads back to its path.
+    #[test]
+    fn cgroup_ids_resolve_to_their_paths() {
+        use std::os::unix::fs::MetadataExt;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: open_by_handle_at needs CAP_DAC_READ_SEARCH (not root)");
+            return;
+        }
+        let Some((mount_point, root)) = cgroup2_mount() else {
+            eprintln!("SKIP: no cgroup2 hierarchy is mounted");
+            return;
+        };
+        let mut dirs = vec![mount_point.clone()];
+        dirs.extend(
+            std::fs::read_dir(mount_point)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+        for dir in dirs {
+            let id = std::fs::metadata(&dir).unwrap().ino();
+            let expected = Path::new(root).join(dir.strip_prefix(mount_point).unwrap());
+            assert_eq!(
+                cgroup_path_of_id(id).as_deref(),
+                Some(expected.to_str().unwrap()),
+                "{}",
+                dir.display()
+            );
+        }
+        assert_eq!(cgroup_path_of_id(u64::MAX), None, "no such cgroup");
+    }
+
     #[test]
     fn assembles_namespaces_from_a_fake_proc() {
         let dir = tempfile::tempdir().unwrap();
