@@ -81,6 +81,7 @@ pub fn parse_cgroup_path(content: &str) -> Option<String> {
         "devices",
     ];
     let mut best: Option<((u8, bool, usize), &str)> = None;
+    let mut last_ranked: Option<(&str, u8)> = None;
     for line in content.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
@@ -95,11 +96,14 @@ pub fn parse_cgroup_path(content: &str) -> Option<String> {
                 .position(|w| controllers.split(',').any(|c| c == *w))
                 .map_or(0, |i| V1_PREFERENCE.len() - i)
         };
-        let key = (
-            crate::attribution::owner_from_cgroup(path).cgroup_rank(),
-            path != "/",
-            preference,
-        );
+        // v1 hierarchies mostly repeat one path: parse each distinct one once.
+        let rank = match &last_ranked {
+            Some((p, rank)) if *p == path => *rank,
+            _ if path == "/" => 0,
+            _ => crate::attribution::owner_from_cgroup(path).cgroup_rank(),
+        };
+        last_ranked = Some((path, rank));
+        let key = (rank, path != "/", preference);
         if best.as_ref().is_none_or(|(k, _)| key > *k) {
             best = Some((key, path));
         }
