@@ -12,7 +12,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use crate::attribution::{CniCacheEntry, owner_from_cgroup};
-use crate::model::{Comm, Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Snapshot, TaskOp};
+use crate::model::{
+    Comm, Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Snapshot, TaskOp,
+};
 
 /// How the enricher looks at the system.
 pub trait Observer {
@@ -247,7 +249,16 @@ impl<O: Observer> Enricher<O> {
                 self.learn(*netns);
                 self.dirty.insert(*netns);
             }
-            EventBody::Task { op, netns, prev, mnt_ns, prev_mnt_ns, thread, cgroup_id, .. } => {
+            EventBody::Task {
+                op,
+                netns,
+                prev,
+                mnt_ns,
+                prev_mnt_ns,
+                thread,
+                cgroup_id,
+                ..
+            } => {
                 self.learn(*netns);
                 let tid = ev.pid;
                 // A process entering a namespace (setns, unshare, clone into a new one). Children
@@ -361,16 +372,33 @@ impl<O: Observer> Enricher<O> {
         let Some(path) = self.obs.member_cgroup(ev.pid) else {
             return;
         };
-        let member = UnsettledMember { pid: ev.pid, comm: ev.comm, netns, joined_at: ev.ts_ns };
+        let member = UnsettledMember {
+            pid: ev.pid,
+            comm: ev.comm,
+            netns,
+            joined_at: ev.ts_ns,
+        };
         if self.note_member_path(member, ev.tgid, ev.ts_ns, &path) {
-            out.push(Event { ts_ns: ev.ts_ns, pid: ev.pid, tgid: ev.tgid, comm: ev.comm, body: EventBody::MemberCgroup { netns, path } });
+            out.push(Event {
+                ts_ns: ev.ts_ns,
+                pid: ev.pid,
+                tgid: ev.tgid,
+                comm: ev.comm,
+                body: EventBody::MemberCgroup { netns, path },
+            });
         }
     }
 
     /// Books member `tgid`'s cgroup `path`, read at `ts`: whether it is new (to be reported).
     /// A path that names no pod or container keeps the member to be read again, until
     /// [`CGROUP_SETTLE_NS`] after it joined.
-    fn note_member_path(&mut self, member: UnsettledMember, tgid: u32, ts: u64, path: &str) -> bool {
+    fn note_member_path(
+        &mut self,
+        member: UnsettledMember,
+        tgid: u32,
+        ts: u64,
+        path: &str,
+    ) -> bool {
         let netns = member.netns;
         if owner_from_cgroup(path).cgroup_rank() > 0 {
             self.attributed.insert(netns);
@@ -379,11 +407,18 @@ impl<O: Observer> Enricher<O> {
         } else if !self.attributed.contains(&netns) {
             self.unattributed.entry(netns).or_insert(ts);
             let known = self.unsettled_members.contains_key(&tgid);
-            if !known && ts.saturating_sub(member.joined_at) < CGROUP_SETTLE_NS && self.unsettled_members.len() < MAX_UNSETTLED_MEMBERS {
+            if !known
+                && ts.saturating_sub(member.joined_at) < CGROUP_SETTLE_NS
+                && self.unsettled_members.len() < MAX_UNSETTLED_MEMBERS
+            {
                 self.unsettled_members.insert(tgid, member);
             }
         }
-        if self.member_cgroups.get(&tgid).is_some_and(|(n, p)| *n == netns && p == path) {
+        if self
+            .member_cgroups
+            .get(&tgid)
+            .is_some_and(|(n, p)| *n == netns && p == path)
+        {
             return false;
         }
         self.member_cgroups.insert(tgid, (netns, path.to_string()));
@@ -393,7 +428,9 @@ impl<O: Observer> Enricher<O> {
     /// Whether the first cgroup read in `netns`, which named no pod or container (nor has any
     /// since), is less than [`CGROUP_SETTLE_NS`] old.
     fn unattributed_within_window(&self, netns: NsId, ts: u64) -> bool {
-        self.unattributed.get(&netns).is_some_and(|since| ts.saturating_sub(*since) < CGROUP_SETTLE_NS)
+        self.unattributed
+            .get(&netns)
+            .is_some_and(|since| ts.saturating_sub(*since) < CGROUP_SETTLE_NS)
     }
 
     /// Looks up the cgroup v2 path of the id a task record carries (the task's cgroup at the
@@ -410,7 +447,10 @@ impl<O: Observer> Enricher<O> {
         if let Some(path) = self.obs.cgroup_path_of_id(cgroup_id)
             && owner_from_cgroup(&path).cgroup_rank() > 0
         {
-            out.push(Event::observed(ts, EventBody::CgroupPath { cgroup_id, path }));
+            out.push(Event::observed(
+                ts,
+                EventBody::CgroupPath { cgroup_id, path },
+            ));
         }
     }
 
@@ -418,9 +458,15 @@ impl<O: Observer> Enricher<O> {
     /// changed. Members that died, namespaces attributed meanwhile and members past the
     /// settle window are dropped.
     fn reread_unsettled_members(&mut self, ts: u64, out: &mut Vec<Event>) {
-        let due: Vec<(u32, UnsettledMember)> = self.unsettled_members.iter().map(|(t, m)| (*t, *m)).collect();
+        let due: Vec<(u32, UnsettledMember)> = self
+            .unsettled_members
+            .iter()
+            .map(|(t, m)| (*t, *m))
+            .collect();
         for (tgid, m) in due {
-            if self.attributed.contains(&m.netns) || ts.saturating_sub(m.joined_at) >= CGROUP_SETTLE_NS {
+            if self.attributed.contains(&m.netns)
+                || ts.saturating_sub(m.joined_at) >= CGROUP_SETTLE_NS
+            {
                 self.unsettled_members.remove(&tgid);
                 continue;
             }
@@ -429,7 +475,16 @@ impl<O: Observer> Enricher<O> {
                 continue;
             };
             if self.note_member_path(m, tgid, ts, &path) {
-                out.push(Event { ts_ns: ts, pid: m.pid, tgid, comm: m.comm, body: EventBody::MemberCgroup { netns: m.netns, path } });
+                out.push(Event {
+                    ts_ns: ts,
+                    pid: m.pid,
+                    tgid,
+                    comm: m.comm,
+                    body: EventBody::MemberCgroup {
+                        netns: m.netns,
+                        path,
+                    },
+                });
             }
         }
     }
@@ -748,12 +803,18 @@ mod tests {
         let pod = NsId::new(77, 4026532300);
         let host = NsId::new(1, 4026531840);
         let runtime_cg = "/system.slice/containerd.service";
-        let ctr_cg = format!("/kubepods/besteffort/pod0b7c3e21-9d4f-4a6b-8c2e-1f3a5b7d9e0c/{}", "c".repeat(64));
+        let ctr_cg = format!(
+            "/kubepods/besteffort/pod0b7c3e21-9d4f-4a6b-8c2e-1f3a5b7d9e0c/{}",
+            "c".repeat(64)
+        );
         fake.cgroups.insert(42, runtime_cg.into());
         let mut e = Enricher::new(&mut fake);
         e.init = host;
         let join = task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT);
-        assert_eq!(member_cgroups_in(&e.on_event(&join)), vec![(42, runtime_cg.to_string())]);
+        assert_eq!(
+            member_cgroups_in(&e.on_event(&join)),
+            vec![(42, runtime_cg.to_string())]
+        );
         // Not moved yet: read again, nothing new to say.
         assert!(e.tick(join.ts_ns + 500_000_000).is_empty());
         assert_eq!(e.obs.cgroup_reads, 2);
@@ -761,12 +822,18 @@ mod tests {
         e.obs.cgroups.insert(42, ctr_cg.clone());
         let out = e.tick(join.ts_ns + 1_000_000_000);
         assert_eq!(member_cgroups_in(&out), vec![(42, ctr_cg.clone())]);
-        assert!(matches!(&out[0], Event { pid: 42, comm, body: EventBody::MemberCgroup { netns, .. }, .. } if *netns == pod && comm.as_str() == "pause"), "{out:?}");
+        assert!(
+            matches!(&out[0], Event { pid: 42, comm, body: EventBody::MemberCgroup { netns, .. }, .. } if *netns == pod && comm.as_str() == "pause"),
+            "{out:?}"
+        );
         // Attributed: no more reads, not of it and not of forks inside the namespace.
         let reads = e.obs.cgroup_reads;
         assert!(e.tick(join.ts_ns + 1_500_000_000).is_empty());
         e.obs.cgroups.insert(43, ctr_cg.clone());
-        assert!(e.on_event(&task(TaskOp::Fork, 43, pod, pod, HOST_MNT, HOST_MNT)).is_empty());
+        assert!(
+            e.on_event(&task(TaskOp::Fork, 43, pod, pod, HOST_MNT, HOST_MNT))
+                .is_empty()
+        );
         assert_eq!(e.obs.cgroup_reads, reads);
     }
 
@@ -797,7 +864,10 @@ mod tests {
         // 44 died unseen: its next read fails and drops it.
         e.obs.cgroups.remove(&44);
         e.tick(join.ts_ns + 500_000_000);
-        assert_eq!(e.unsettled_members.keys().copied().collect::<Vec<_>>(), vec![42]);
+        assert_eq!(
+            e.unsettled_members.keys().copied().collect::<Vec<_>>(),
+            vec![42]
+        );
         // Past the window: 42 is dropped, and a fork inside is no longer read.
         e.tick(join.ts_ns + CGROUP_SETTLE_NS);
         assert!(e.unsettled_members.is_empty());
@@ -831,9 +901,15 @@ mod tests {
         };
         // pid 42 exited before this was read: /proc has nothing, the id still resolves.
         let out = e.on_event(&with_id(42, 9001));
-        assert!(matches!(&out[..], [Event { body: EventBody::CgroupPath { cgroup_id: 9001, path }, .. }] if *path == ctr_cg), "{out:?}");
+        assert!(
+            matches!(&out[..], [Event { body: EventBody::CgroupPath { cgroup_id: 9001, path }, .. }] if *path == ctr_cg),
+            "{out:?}"
+        );
         assert!(e.on_event(&with_id(43, 9001)).is_empty(), "looked up once");
-        assert!(e.on_event(&with_id(44, 1)).is_empty(), "the root cgroup names nothing");
+        assert!(
+            e.on_event(&with_id(44, 1)).is_empty(),
+            "the root cgroup names nothing"
+        );
     }
 
     #[test]
