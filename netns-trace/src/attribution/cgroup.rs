@@ -7,10 +7,16 @@
 //!   `kubelet.slice/kubelet-kubepods…`).
 //! - cgroupfs: `/kubepods/burstable/pod<UID>/<ID>`, `/kubepods/pod<UID>/<ID>` (guaranteed).
 //! - containerd with systemd cgroups inside another unit: `…/kubepods-besteffort-pod<UID>.slice:cri-containerd:<ID>`.
-//! - plain docker with cgroupfs: `/docker/<ID>`.
+//! - CRI-O with cgroupfs: `/kubepods/besteffort/pod<UID>/crio-<ID>` (and `crio-conmon-<ID>`).
+//! - plain docker: `/docker/<ID>` (cgroupfs), `/system.slice/docker-<ID>.scope` (systemd).
+//! - podman: `/libpod_parent/libpod-<ID>` (cgroupfs), `/machine.slice/libpod-<ID>.scope[/container]`
+//!   (systemd), and its monitor `libpod-conmon-<ID>[.scope]`.
+//!
+//! On cgroup v1 and hybrid hosts these paths show in the v1 hierarchies of /proc/PID/cgroup,
+//! beside a `0::/` that says nothing: [`parse_cgroup_path`] picks the line that says the most.
 
 use super::Owner;
-use crate::snapshot::procfs::parse_cgroup_path;
+pub use crate::snapshot::procfs::parse_cgroup_path;
 
 /// Parses a /proc/PID/cgroup file into an owner (picking the most telling hierarchy).
 pub fn owner_from_proc_cgroup(content: &str) -> Option<Owner> {
@@ -50,18 +56,8 @@ pub fn owner_from_cgroup(path: &str) -> Owner {
                 _ => None,
             });
             owner.qos = Some(qos.unwrap_or_else(|| "guaranteed".to_string()));
-        } else if let Some(scope) = unit.strip_suffix(".scope") {
-            for (prefix, runtime) in [
-                ("cri-containerd-", "containerd"),
-                ("crio-conmon-", "crio"),
-                ("crio-", "crio"),
-                ("docker-", "docker"),
-            ] {
-                if let Some(id) = scope.strip_prefix(prefix).filter(|id| is_container_id(id)) {
-                    set_container(&mut owner, runtime, id);
-                    break;
-                }
-            }
+        } else if let Some((runtime, id)) = runtime_unit(unit) {
+            set_container(&mut owner, runtime, id);
         } else if is_container_id(unit) && owner.container_id.is_none() {
             // cgroupfs: the container directory is the bare id. Under /docker it is docker;
             // under /kubepods the runtime is not in the path.
@@ -76,11 +72,33 @@ pub fn owner_from_cgroup(path: &str) -> Owner {
     owner
 }
 
+/// A runtime's own cgroup for one container, systemd scope or cgroupfs directory:
+/// `cri-containerd-<ID>.scope`, `crio-<ID>[.scope]`, `docker-<ID>.scope`, `libpod-<ID>[.scope]`,
+/// and the monitors `crio-conmon-<ID>` / `libpod-conmon-<ID>`, which name the container they
+/// watch. Returns (runtime, id).
+fn runtime_unit(unit: &str) -> Option<(&'static str, &str)> {
+    let name = unit.strip_suffix(".scope").unwrap_or(unit);
+    [
+        ("cri-containerd-", "containerd"),
+        ("crio-conmon-", "crio"),
+        ("crio-", "crio"),
+        ("docker-", "docker"),
+        ("libpod-conmon-", "podman"),
+        ("libpod-", "podman"),
+    ]
+    .into_iter()
+    .find_map(|(prefix, runtime)| {
+        let id = name.strip_prefix(prefix)?;
+        is_container_id(id).then_some((runtime, id))
+    })
+}
+
 fn set_container(owner: &mut Owner, runtime: &str, id: &str) {
     let runtime = match runtime {
         "cri-containerd" | "containerd" => "containerd",
         "crio" | "cri-o" => "crio",
         "docker" => "docker",
+        "podman" => "podman",
         _ => return,
     };
     owner.runtime = Some(runtime.to_string());
@@ -260,6 +278,114 @@ mod tests {
         );
     }
 
+    /// Every layout on a cgroup v1 or hybrid host, where the unified line says little or
+    /// nothing, and podman's on both: the owner comes from the line that says the most.
+    /// (pod UID, QoS, runtime, container id) per fixture; the podman ones were read from
+    /// /proc/PID/cgroup of a container (and its conmon) that podman 4.3 with runc ran on a
+    /// hybrid host.
+    #[test]
+    fn v1_hybrid_and_podman_layouts() {
+        const POD_1: &str = "3e0c6f4a-8b2d-4f1e-9a7c-5d6b8e0f2a4c";
+        const CTR_1: &str = "1f2e3d4c5b6a79880716253443526170819a0b1c2d3e4f5061728394a5b6c7d8";
+        const POD_2: &str = "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+        const CTR_2: &str = "aa11bb22cc33dd44ee55ff6600778899aabbccddeeff00112233445566778899";
+        const PODMAN: &str = "d3083dae08245a69d75b1abb1f8cf17a54b810a1aadfbf45d9ba4b398b71e50b";
+        const PODMAN_SYSTEMD: &str =
+            "5e4d3c2b1a0f9e8d7c6b5a4938271605f4e3d2c1b0a9f8e7d6c5b4a392817060";
+        type Expected = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+        );
+        let cases: [(&str, Expected); 11] = [
+            (
+                "cgroup-v1-cgroupfs-besteffort-containerd",
+                (Some(POD_1), Some("besteffort"), None, Some(CTR_1)),
+            ),
+            (
+                "cgroup-v1-systemd-besteffort-containerd",
+                (
+                    Some(POD_1),
+                    Some("besteffort"),
+                    Some("containerd"),
+                    Some(CTR_1),
+                ),
+            ),
+            (
+                "cgroup-hybrid-v1-only-runc-under-containerd-service",
+                (Some(POD_1), Some("besteffort"), None, Some(CTR_1)),
+            ),
+            (
+                "cgroup-v1-cgroupfs-burstable-crio",
+                (Some(POD_2), Some("burstable"), Some("crio"), Some(CTR_2)),
+            ),
+            (
+                "cgroup-v1-systemd-guaranteed-crio-conmon",
+                (Some(POD_2), Some("guaranteed"), Some("crio"), Some(CTR_2)),
+            ),
+            (
+                "cgroup-v1-systemd-docker",
+                (
+                    None,
+                    None,
+                    Some("docker"),
+                    Some("0a9b8c7d6e5f40312233445566778899aabbccddeeff0011223344556677889a"),
+                ),
+            ),
+            (
+                "cgroup-hybrid-podman-runc-cgroupfs",
+                (None, None, Some("podman"), Some(PODMAN)),
+            ),
+            (
+                "cgroup-hybrid-podman-conmon-cgroupfs",
+                (None, None, None, None),
+            ),
+            (
+                "cgroup-v2-systemd-podman",
+                (None, None, Some("podman"), Some(PODMAN_SYSTEMD)),
+            ),
+            (
+                "cgroup-v2-systemd-podman-conmon",
+                (None, None, Some("podman"), Some(PODMAN_SYSTEMD)),
+            ),
+            ("cgroup-hybrid-host-session", (None, None, None, None)),
+        ];
+        for (name, (pod_uid, qos, runtime, container_id)) in cases {
+            let o = owner(name);
+            assert_eq!(
+                (
+                    o.pod_uid.as_deref(),
+                    o.qos.as_deref(),
+                    o.runtime.as_deref(),
+                    o.container_id.as_deref()
+                ),
+                (pod_uid, qos, runtime, container_id),
+                "{name}: {o:?}"
+            );
+            // The path kept is one the file lists, and the one that said all that.
+            let path = o.cgroup.as_deref().unwrap();
+            assert!(
+                fixture(name)
+                    .lines()
+                    .any(|l| l.ends_with(&format!(":{path}"))),
+                "{name}: {path}"
+            );
+        }
+        // Where nothing names a container, a path below the root still beats `/`: it says
+        // which service or slice the process ran in.
+        assert_eq!(
+            owner("cgroup-hybrid-podman-conmon-cgroupfs")
+                .cgroup
+                .as_deref(),
+            Some("/libpod_parent/conmon")
+        );
+        assert_eq!(
+            owner("cgroup-hybrid-host-session").cgroup.as_deref(),
+            Some("/user.slice/user-0.slice")
+        );
+    }
+
     #[test]
     fn kind_kubelet_slice_prefix() {
         let o = owner_from_cgroup(
@@ -314,11 +440,19 @@ mod tests {
     #[test]
     fn a_colon_unit_without_a_container_id_names_no_container() {
         let slice = "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod0b7c3e21_9d4f_4a6b_8c2e_1f3a5b7d9e0c.slice";
-        for tail in [":cri-containerd:", ":cri-containerd:xyz", ":cri-containerd:../../etc"] {
+        for tail in [
+            ":cri-containerd:",
+            ":cri-containerd:xyz",
+            ":cri-containerd:../../etc",
+        ] {
             let o = owner_from_cgroup(&format!("{slice}{tail}"));
             assert_eq!(o.container_id, None, "{tail}");
             assert_eq!(o.runtime, None, "{tail}");
-            assert_eq!(o.pod_uid, s("0b7c3e21-9d4f-4a6b-8c2e-1f3a5b7d9e0c"), "{tail}");
+            assert_eq!(
+                o.pod_uid,
+                s("0b7c3e21-9d4f-4a6b-8c2e-1f3a5b7d9e0c"),
+                "{tail}"
+            );
         }
     }
 }

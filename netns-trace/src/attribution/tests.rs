@@ -368,3 +368,63 @@ fn attribution_events_round_trip_through_a_trace() {
     assert_eq!(replay(&back), replay(&events));
     assert_eq!(replay(&back).pod_uid.as_deref(), Some(UID));
 }
+
+/// The live flake's story (a pause that lived 11 ms, read 12 ms after it unshared): /proc
+/// had nothing by then, but the cgroup id in its task record was looked up and reported as a
+/// `CgroupPath` right after the join. The leak names the pod and container from it.
+#[test]
+fn a_member_gone_before_its_cgroup_was_read_is_attributed_through_its_cgroup_id() {
+    let mut c = collector();
+    c.handle(&snapshot(SnapshotPhase::Start, vec![]));
+    c.handle(&created(2 * S));
+    c.handle(&task(2 * S, 400, TaskOp::Unshare, POD, INIT, 2343));
+    c.handle(&Event::observed(
+        2 * S,
+        EventBody::CgroupPath {
+            cgroup_id: 2343,
+            path: kubelet_cgroup(),
+        },
+    ));
+    c.handle(&pin_added(2 * S + 1));
+    c.handle(&task(2 * S + 11_000_000, 400, TaskOp::Exit, POD, POD, 2343));
+    c.finish(20 * S);
+    let ns = c.namespaces().find(|n| n.inum == POD.inum).unwrap();
+    assert_eq!(ns.state, NsState::Leaked);
+    assert_eq!(ns.owner.pod_uid.as_deref(), Some(UID));
+    assert_eq!(ns.owner.qos.as_deref(), Some("burstable"));
+    assert_eq!(ns.owner.container_id.as_deref(), Some(CID));
+    assert_eq!(ns.owner.cgroup.as_deref(), Some(kubelet_cgroup().as_str()));
+    assert_eq!(
+        ns.members[0].cgroup_path.as_deref(),
+        Some(kubelet_cgroup().as_str()),
+        "the member's span shows the path its id resolved to"
+    );
+}
+
+/// runc exec: the process joins from the runtime's cgroup and is moved into the container's
+/// just after; the enricher reads it again and the later, more telling path wins. It stays
+/// the owner after the process died.
+#[test]
+fn a_member_moved_into_its_container_after_joining_ends_up_the_owner() {
+    let mut c = collector();
+    c.handle(&snapshot(SnapshotPhase::Start, vec![]));
+    c.handle(&created(2 * S));
+    c.handle(&task(2 * S, 400, TaskOp::Setns, POD, INIT, 0));
+    let read = |ts: u64, path: String| Event {
+        body: EventBody::MemberCgroup { netns: POD, path },
+        ..task(ts, 400, TaskOp::Setns, POD, INIT, 0)
+    };
+    c.handle(&read(2 * S, "/system.slice/containerd.service".into()));
+    c.handle(&pin_added(2 * S + 1));
+    c.handle(&read(2 * S + S / 2, kubelet_cgroup()));
+    c.handle(&task(5 * S, 400, TaskOp::Exit, POD, POD, 0));
+    c.finish(20 * S);
+    let ns = c.namespaces().find(|n| n.inum == POD.inum).unwrap();
+    assert_eq!(ns.state, NsState::Leaked);
+    assert_eq!(ns.owner.container_id.as_deref(), Some(CID));
+    assert_eq!(ns.owner.cgroup.as_deref(), Some(kubelet_cgroup().as_str()));
+    assert_eq!(
+        ns.members[0].cgroup_path.as_deref(),
+        Some(kubelet_cgroup().as_str())
+    );
+}

@@ -1654,6 +1654,11 @@ impl Collector {
                 .collect();
             waiting.sort_unstable_by_key(|r| r.slot);
             for r in waiting {
+                if let Some(ns) = self.reg.get_mut(r) {
+                    for m in ns.members.iter_mut().filter(|m| waits_for_cgroup(m, cgroup_id)) {
+                        m.cgroup_path = Some(path.into());
+                    }
+                }
                 self.note_member_cgroup(r, path, ts);
             }
             // A span that left or got its path never waits again.

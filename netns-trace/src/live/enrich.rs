@@ -11,8 +11,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::attribution::CniCacheEntry;
-use crate::model::{Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Snapshot, TaskOp};
+use crate::attribution::{CniCacheEntry, owner_from_cgroup};
+use crate::model::{
+    Comm, Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Snapshot, TaskOp,
+};
 
 /// How the enricher looks at the system.
 pub trait Observer {
@@ -24,6 +26,9 @@ pub trait Observer {
     fn interfaces(&mut self, handle: &std::path::Path) -> Result<(NsId, Vec<Interface>), String>;
     /// The cgroup path of task `pid` (/proc/PID/cgroup), None when it is gone.
     fn member_cgroup(&mut self, pid: u32) -> Option<String>;
+    /// The path of the cgroup v2 cgroup with this id (the id task records carry), None when
+    /// it no longer exists or cannot be looked up.
+    fn cgroup_path_of_id(&mut self, cgroup_id: u64) -> Option<String>;
     /// The CNI result cache's entries as they are now.
     fn cni_results(&mut self) -> Vec<CniCacheEntry>;
 }
@@ -37,9 +42,31 @@ const CNI_SETTLE_NS: u64 = 5_000_000_000;
 /// namespaces die with their last member: this keeps a /proc-wide fd scan off every exit.
 const EMPTIED_SETTLE_NS: u64 = 200_000_000;
 
+/// A member whose cgroup named no pod or container when it joined is read again on ticks for
+/// this long (while it lives and its namespace has no such member): a runtime may move a
+/// process into the container's cgroup only after it joined the namespace (`runc exec` writes
+/// the pid into cgroup.procs once nsexec has set its namespaces). Forks inside such a
+/// namespace are read too during this window after its first member joined.
+const CGROUP_SETTLE_NS: u64 = 10_000_000_000;
+
+/// At most this many members wait to be read again (each tick reads them all).
+const MAX_UNSETTLED_MEMBERS: usize = 1024;
+
+/// Cgroup ids already looked up, kept up to this many (then forgotten and looked up again).
+const MAX_RESOLVED_CGROUP_IDS: usize = 4096;
+
 /// Mount flags that make mount(2) attach something new (bind or move).
 const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
+
+/// A member whose cgroup is to be read again: the task, its namespace, and when it joined.
+#[derive(Clone, Copy, Debug)]
+struct UnsettledMember {
+    pid: u32,
+    comm: Comm,
+    netns: NsId,
+    joined_at: u64,
+}
 
 #[derive(Default)]
 pub struct Enricher<O: Observer> {
@@ -58,6 +85,15 @@ pub struct Enricher<O: Observer> {
     reported: HashMap<NsId, Vec<Interface>>,
     /// Cgroup last reported per member process (tgid), with the namespace it joined.
     member_cgroups: HashMap<u32, (NsId, String)>,
+    /// Members (by tgid) whose cgroup did not name a pod or container yet: re-read on ticks.
+    unsettled_members: HashMap<u32, UnsettledMember>,
+    /// Namespaces whose members' cgroups named no pod or container so far, and when the first
+    /// such cgroup was read (forks inside are read during [`CGROUP_SETTLE_NS`] after it).
+    unattributed: HashMap<NsId, u64>,
+    /// Namespaces a member's cgroup attributed: their members need no further reads.
+    attributed: HashSet<NsId>,
+    /// Cgroup ids from task records already looked up (and reported when they said something).
+    resolved_cgroup_ids: HashSet<u64>,
     /// CNI cache entries last reported, by (network, container id, interface).
     cni: HashMap<(String, String, String), CniCacheEntry>,
     /// Re-read the CNI cache on ticks until this time (a pin or a device appeared).
@@ -78,6 +114,10 @@ impl<O: Observer> Enricher<O> {
             dirty: HashSet::new(),
             reported: HashMap::new(),
             member_cgroups: HashMap::new(),
+            unsettled_members: HashMap::new(),
+            unattributed: HashMap::new(),
+            attributed: HashSet::new(),
+            resolved_cgroup_ids: HashSet::new(),
             cni: HashMap::new(),
             cni_until: None,
             emptied: HashMap::new(),
@@ -209,18 +249,29 @@ impl<O: Observer> Enricher<O> {
                 self.learn(*netns);
                 self.dirty.insert(*netns);
             }
-            EventBody::Task { op, netns, prev, mnt_ns, prev_mnt_ns, thread, .. } => {
+            EventBody::Task {
+                op,
+                netns,
+                prev,
+                mnt_ns,
+                prev_mnt_ns,
+                thread,
+                cgroup_id,
+                ..
+            } => {
                 self.learn(*netns);
                 let tid = ev.pid;
                 // A process entering a namespace (setns, unshare, clone into a new one). Children
-                // forked inside a namespace inherit their parent's cgroup: not read again, which
-                // keeps the per-fork cost off the event path.
+                // forked inside a namespace inherit their parent's cgroup: read only while the
+                // namespace is not attributed yet (the runtime may have moved the child since),
+                // which keeps the per-fork cost off the event path.
                 let enters = match op {
                     TaskOp::Unshare | TaskOp::Setns => true,
-                    TaskOp::Fork => netns != prev,
+                    TaskOp::Fork => netns != prev || self.unattributed_within_window(*netns, ts),
                     TaskOp::Exit => false,
                 };
                 if enters && !*thread && *netns != self.init && !netns.is_none() {
+                    self.resolve_cgroup_id(*cgroup_id, ts, &mut out);
                     self.record_member_cgroup(ev, *netns, &mut out);
                 }
                 match op {
@@ -257,6 +308,7 @@ impl<O: Observer> Enricher<O> {
                         }
                         if ev.pid == ev.tgid {
                             self.member_cgroups.remove(&ev.tgid);
+                            self.unsettled_members.remove(&ev.tgid);
                         }
                         if emptied && *netns != self.init {
                             self.tasks.remove(netns);
@@ -299,6 +351,9 @@ impl<O: Observer> Enricher<O> {
                 self.dirty.remove(netns);
                 self.tasks.remove(netns);
                 self.emptied.remove(netns);
+                self.unattributed.remove(netns);
+                self.attributed.remove(netns);
+                self.unsettled_members.retain(|_, m| m.netns != *netns);
                 // Its inode number is free for the next namespace: /proc showing it from now on
                 // means that one, whose identity we may not know yet.
                 if self.by_inum.get(&netns.inum) == Some(netns) {
@@ -311,16 +366,127 @@ impl<O: Observer> Enricher<O> {
     }
 
     /// Reads the cgroup of a task that just became a member of `netns`, while it is alive,
-    /// and reports it (once per process and namespace).
+    /// and reports it (once per process, namespace and path). A cgroup that names no pod or
+    /// container leaves the member to be read again on ticks (see [`CGROUP_SETTLE_NS`]).
     fn record_member_cgroup(&mut self, ev: &Event, netns: NsId, out: &mut Vec<Event>) {
         let Some(path) = self.obs.member_cgroup(ev.pid) else {
             return;
         };
-        if self.member_cgroups.get(&ev.tgid).is_some_and(|(n, p)| *n == netns && *p == path) {
+        let member = UnsettledMember {
+            pid: ev.pid,
+            comm: ev.comm,
+            netns,
+            joined_at: ev.ts_ns,
+        };
+        if self.note_member_path(member, ev.tgid, ev.ts_ns, &path) {
+            out.push(Event {
+                ts_ns: ev.ts_ns,
+                pid: ev.pid,
+                tgid: ev.tgid,
+                comm: ev.comm,
+                body: EventBody::MemberCgroup { netns, path },
+            });
+        }
+    }
+
+    /// Books member `tgid`'s cgroup `path`, read at `ts`: whether it is new (to be reported).
+    /// A path that names no pod or container keeps the member to be read again, until
+    /// [`CGROUP_SETTLE_NS`] after it joined.
+    fn note_member_path(
+        &mut self,
+        member: UnsettledMember,
+        tgid: u32,
+        ts: u64,
+        path: &str,
+    ) -> bool {
+        let netns = member.netns;
+        if owner_from_cgroup(path).cgroup_rank() > 0 {
+            self.attributed.insert(netns);
+            self.unattributed.remove(&netns);
+            self.unsettled_members.remove(&tgid);
+        } else if !self.attributed.contains(&netns) {
+            self.unattributed.entry(netns).or_insert(ts);
+            let known = self.unsettled_members.contains_key(&tgid);
+            if !known
+                && ts.saturating_sub(member.joined_at) < CGROUP_SETTLE_NS
+                && self.unsettled_members.len() < MAX_UNSETTLED_MEMBERS
+            {
+                self.unsettled_members.insert(tgid, member);
+            }
+        }
+        if self
+            .member_cgroups
+            .get(&tgid)
+            .is_some_and(|(n, p)| *n == netns && p == path)
+        {
+            return false;
+        }
+        self.member_cgroups.insert(tgid, (netns, path.to_string()));
+        true
+    }
+
+    /// Whether the first cgroup read in `netns`, which named no pod or container (nor has any
+    /// since), is less than [`CGROUP_SETTLE_NS`] old.
+    fn unattributed_within_window(&self, netns: NsId, ts: u64) -> bool {
+        self.unattributed
+            .get(&netns)
+            .is_some_and(|since| ts.saturating_sub(*since) < CGROUP_SETTLE_NS)
+    }
+
+    /// Looks up the cgroup v2 path of the id a task record carries (the task's cgroup at the
+    /// kernel event, which stays readable after the task died) and reports it when it names a
+    /// pod or container. Each id is looked up once.
+    fn resolve_cgroup_id(&mut self, cgroup_id: u64, ts: u64, out: &mut Vec<Event>) {
+        if cgroup_id == 0 || self.resolved_cgroup_ids.contains(&cgroup_id) {
             return;
         }
-        self.member_cgroups.insert(ev.tgid, (netns, path.clone()));
-        out.push(Event { ts_ns: ev.ts_ns, pid: ev.pid, tgid: ev.tgid, comm: ev.comm, body: EventBody::MemberCgroup { netns, path } });
+        if self.resolved_cgroup_ids.len() >= MAX_RESOLVED_CGROUP_IDS {
+            self.resolved_cgroup_ids.clear();
+        }
+        self.resolved_cgroup_ids.insert(cgroup_id);
+        if let Some(path) = self.obs.cgroup_path_of_id(cgroup_id)
+            && owner_from_cgroup(&path).cgroup_rank() > 0
+        {
+            out.push(Event::observed(
+                ts,
+                EventBody::CgroupPath { cgroup_id, path },
+            ));
+        }
+    }
+
+    /// Reads again the members whose cgroup named nothing yet, and reports the ones that
+    /// changed. Members that died, namespaces attributed meanwhile and members past the
+    /// settle window are dropped.
+    fn reread_unsettled_members(&mut self, ts: u64, out: &mut Vec<Event>) {
+        let due: Vec<(u32, UnsettledMember)> = self
+            .unsettled_members
+            .iter()
+            .map(|(t, m)| (*t, *m))
+            .collect();
+        for (tgid, m) in due {
+            if self.attributed.contains(&m.netns)
+                || ts.saturating_sub(m.joined_at) >= CGROUP_SETTLE_NS
+            {
+                self.unsettled_members.remove(&tgid);
+                continue;
+            }
+            let Some(path) = self.obs.member_cgroup(m.pid) else {
+                self.unsettled_members.remove(&tgid);
+                continue;
+            };
+            if self.note_member_path(m, tgid, ts, &path) {
+                out.push(Event {
+                    ts_ns: ts,
+                    pid: m.pid,
+                    tgid,
+                    comm: m.comm,
+                    body: EventBody::MemberCgroup {
+                        netns: m.netns,
+                        path,
+                    },
+                });
+            }
+        }
     }
 
     fn cni_soon(&mut self, ts: u64) {
@@ -342,6 +508,9 @@ impl<O: Observer> Enricher<O> {
     /// while a pin or device is recent.
     pub fn tick(&mut self, ts: u64) -> Vec<Event> {
         let mut out = Vec::new();
+        if !self.unsettled_members.is_empty() {
+            self.reread_unsettled_members(ts, &mut out);
+        }
         match self.cni_until {
             Some(until) if ts <= until => self.read_cni(ts, &mut out),
             Some(_) => {
@@ -409,6 +578,8 @@ mod tests {
         ifaces: HashMap<PathBuf, (NsId, Vec<Interface>)>,
         reads: Vec<PathBuf>,
         cgroups: HashMap<u32, String>,
+        cgroup_ids: HashMap<u64, String>,
+        cgroup_reads: u32,
         cni: Vec<CniCacheEntry>,
         cni_reads: u32,
         fd_scans: u32,
@@ -427,7 +598,11 @@ mod tests {
             self.ifaces.get(handle).cloned().ok_or_else(|| "no such handle".into())
         }
         fn member_cgroup(&mut self, pid: u32) -> Option<String> {
+            self.cgroup_reads += 1;
             self.cgroups.get(&pid).cloned()
+        }
+        fn cgroup_path_of_id(&mut self, cgroup_id: u64) -> Option<String> {
+            self.cgroup_ids.get(&cgroup_id).cloned()
         }
         fn cni_results(&mut self) -> Vec<CniCacheEntry> {
             self.cni_reads += 1;
@@ -608,6 +783,133 @@ mod tests {
         assert!(e.on_event(&task(TaskOp::Fork, 50, host, host, HOST_MNT, HOST_MNT)).is_empty());
         // A task that is already gone when looked at leaves nothing.
         assert!(e.on_event(&task(TaskOp::Fork, 60, pod, pod, HOST_MNT, HOST_MNT)).is_empty());
+    }
+
+    fn member_cgroups_in(out: &[Event]) -> Vec<(u32, String)> {
+        out.iter()
+            .filter_map(|e| match &e.body {
+                EventBody::MemberCgroup { path, .. } => Some((e.tgid, path.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// runc exec (and a runtime that places its init late): the process joins the namespace
+    /// from the runtime's cgroup and is moved into the container's a moment later. Ticks read
+    /// it again until its cgroup names the container, then stop.
+    #[test]
+    fn a_member_moved_into_its_container_cgroup_after_joining_is_read_again() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let host = NsId::new(1, 4026531840);
+        let runtime_cg = "/system.slice/containerd.service";
+        let ctr_cg = format!(
+            "/kubepods/besteffort/pod0b7c3e21-9d4f-4a6b-8c2e-1f3a5b7d9e0c/{}",
+            "c".repeat(64)
+        );
+        fake.cgroups.insert(42, runtime_cg.into());
+        let mut e = Enricher::new(&mut fake);
+        e.init = host;
+        let join = task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT);
+        assert_eq!(
+            member_cgroups_in(&e.on_event(&join)),
+            vec![(42, runtime_cg.to_string())]
+        );
+        // Not moved yet: read again, nothing new to say.
+        assert!(e.tick(join.ts_ns + 500_000_000).is_empty());
+        assert_eq!(e.obs.cgroup_reads, 2);
+        // The runtime wrote its pid into the container's cgroup.
+        e.obs.cgroups.insert(42, ctr_cg.clone());
+        let out = e.tick(join.ts_ns + 1_000_000_000);
+        assert_eq!(member_cgroups_in(&out), vec![(42, ctr_cg.clone())]);
+        assert!(
+            matches!(&out[0], Event { pid: 42, comm, body: EventBody::MemberCgroup { netns, .. }, .. } if *netns == pod && comm.as_str() == "pause"),
+            "{out:?}"
+        );
+        // Attributed: no more reads, not of it and not of forks inside the namespace.
+        let reads = e.obs.cgroup_reads;
+        assert!(e.tick(join.ts_ns + 1_500_000_000).is_empty());
+        e.obs.cgroups.insert(43, ctr_cg.clone());
+        assert!(
+            e.on_event(&task(TaskOp::Fork, 43, pod, pod, HOST_MNT, HOST_MNT))
+                .is_empty()
+        );
+        assert_eq!(e.obs.cgroup_reads, reads);
+    }
+
+    /// The re-reads are bounded: a member whose cgroup never names a container is read until
+    /// the settle window ends, one that exits is dropped at once, and forks inside such a
+    /// namespace are read only during the window.
+    #[test]
+    fn re_reads_end_with_the_window_or_the_member() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let host = NsId::new(1, 4026531840);
+        fake.cgroups.insert(42, "/".into());
+        fake.cgroups.insert(50, "/".into());
+        let mut e = Enricher::new(&mut fake);
+        e.init = host;
+        let join = task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT);
+        e.on_event(&join);
+        e.on_event(&task(TaskOp::Setns, 50, pod, host, HOST_MNT, HOST_MNT));
+        assert_eq!(e.unsettled_members.len(), 2);
+        // A fork inside, within the window: read (its parent's runtime may have moved it).
+        let mut fork = task(TaskOp::Fork, 44, pod, pod, HOST_MNT, HOST_MNT);
+        e.obs.cgroups.insert(44, "/".into());
+        e.on_event(&fork);
+        assert!(e.unsettled_members.contains_key(&44));
+        // 50 exits: dropped without another read.
+        e.on_event(&task(TaskOp::Exit, 50, pod, pod, HOST_MNT, HOST_MNT));
+        assert!(!e.unsettled_members.contains_key(&50));
+        // 44 died unseen: its next read fails and drops it.
+        e.obs.cgroups.remove(&44);
+        e.tick(join.ts_ns + 500_000_000);
+        assert_eq!(
+            e.unsettled_members.keys().copied().collect::<Vec<_>>(),
+            vec![42]
+        );
+        // Past the window: 42 is dropped, and a fork inside is no longer read.
+        e.tick(join.ts_ns + CGROUP_SETTLE_NS);
+        assert!(e.unsettled_members.is_empty());
+        let reads = e.obs.cgroup_reads;
+        fork.pid = 45;
+        fork.tgid = 45;
+        fork.ts_ns = join.ts_ns + CGROUP_SETTLE_NS;
+        e.on_event(&fork);
+        e.tick(join.ts_ns + CGROUP_SETTLE_NS + 500_000_000);
+        assert_eq!(e.obs.cgroup_reads, reads);
+    }
+
+    /// The cgroup id in a task record is looked up once, and reported when its path names a
+    /// pod or container: that holds even when the member is gone by the time it is read.
+    #[test]
+    fn a_task_records_cgroup_id_is_resolved_once_even_after_the_member_died() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        let host = NsId::new(1, 4026531840);
+        let ctr_cg = format!("/libpod_parent/libpod-{}", "d".repeat(64));
+        fake.cgroup_ids.insert(9001, ctr_cg.clone());
+        fake.cgroup_ids.insert(1, "/".into());
+        let mut e = Enricher::new(&mut fake);
+        e.init = host;
+        let with_id = |pid: u32, id: u64| {
+            let mut ev = task(TaskOp::Setns, pid, pod, host, HOST_MNT, HOST_MNT);
+            if let EventBody::Task { cgroup_id, .. } = &mut ev.body {
+                *cgroup_id = id;
+            }
+            ev
+        };
+        // pid 42 exited before this was read: /proc has nothing, the id still resolves.
+        let out = e.on_event(&with_id(42, 9001));
+        assert!(
+            matches!(&out[..], [Event { body: EventBody::CgroupPath { cgroup_id: 9001, path }, .. }] if *path == ctr_cg),
+            "{out:?}"
+        );
+        assert!(e.on_event(&with_id(43, 9001)).is_empty(), "looked up once");
+        assert!(
+            e.on_event(&with_id(44, 1)).is_empty(),
+            "the root cgroup names nothing"
+        );
     }
 
     #[test]

@@ -337,6 +337,61 @@ pub fn cni_results() -> Vec<crate::attribution::CniCacheEntry> {
     crate::attribution::read_cni_cache_dir(&cni_cache_dir())
 }
 
+/// Where the cgroup v2 hierarchy is mounted in our mount namespace, and which of its
+/// directories that mount shows (`/` unless a subtree is mounted), found once.
+fn cgroup2_mount() -> Option<&'static (PathBuf, String)> {
+    static MOUNT: std::sync::OnceLock<Option<(PathBuf, String)>> = std::sync::OnceLock::new();
+    MOUNT
+        .get_or_init(|| {
+            let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            mountinfo::parse(&text)
+                .into_iter()
+                .find(|m| m.fstype == "cgroup2")
+                .map(|m| (PathBuf::from(m.mount_point), m.root))
+        })
+        .as_ref()
+}
+
+/// The cgroup v2 path (as /proc/PID/cgroup writes it) of the cgroup whose id the kernel
+/// reported (`bpf_get_current_cgroup_id`), looked up by file handle on the cgroup2 mount:
+/// the id is the kernfs node id, which is what a FILEID_KERNFS handle carries. Works for as
+/// long as the cgroup directory exists, whether or not any process is left in it.
+pub fn cgroup_path_of_id(cgroup_id: u64) -> Option<String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    /// include/linux/exportfs.h: kernfs node id handles.
+    const FILEID_KERNFS: i32 = 0xfe;
+    #[repr(C)]
+    struct KernfsHandle {
+        handle_bytes: u32,
+        handle_type: i32,
+        id: u64,
+    }
+    let (mount_point, root) = cgroup2_mount()?;
+    let mount = std::fs::File::open(mount_point).ok()?;
+    let mut handle = KernfsHandle {
+        handle_bytes: 8,
+        handle_type: FILEID_KERNFS,
+        id: cgroup_id,
+    };
+    // SAFETY: `handle` is a file_handle header followed by its 8 bytes; the returned fd is
+    // owned here and closed on drop.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount.as_raw_fd(),
+            (&raw mut handle).cast(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()?;
+    let below = target.strip_prefix(mount_point).ok()?;
+    let path = Path::new(root).join(below);
+    Some(path.to_string_lossy().into_owned())
+}
+
 /// The host's [`Observer`](crate::live::enrich::Observer): reads /proc and enters
 /// namespaces only through [`read_interfaces`].
 #[derive(Clone, Debug, Default)]
@@ -356,6 +411,9 @@ impl crate::live::enrich::Observer for ProcObserver {
     }
     fn member_cgroup(&mut self, pid: u32) -> Option<String> {
         ProcFs::host().cgroup(pid).ok().filter(|p| !p.is_empty())
+    }
+    fn cgroup_path_of_id(&mut self, cgroup_id: u64) -> Option<String> {
+        cgroup_path_of_id(cgroup_id)
     }
     fn cni_results(&mut self) -> Vec<crate::attribution::CniCacheEntry> {
         cni_results()
@@ -411,6 +469,39 @@ mod tests {
 
     /// A fake /proc: init, a pod sandbox member, a copied bind mount in a private mount
     /// namespace, an fd pin, and a containerd-style thread in another namespace.
+    /// Each cgroup directory's id (its inode number, as stat shows it) leads back to its path.
+    #[test]
+    fn cgroup_ids_resolve_to_their_paths() {
+        use std::os::unix::fs::MetadataExt;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIP: open_by_handle_at needs CAP_DAC_READ_SEARCH (not root)");
+            return;
+        }
+        let Some((mount_point, root)) = cgroup2_mount() else {
+            eprintln!("SKIP: no cgroup2 hierarchy is mounted");
+            return;
+        };
+        let mut dirs = vec![mount_point.clone()];
+        dirs.extend(
+            std::fs::read_dir(mount_point)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+        for dir in dirs {
+            let id = std::fs::metadata(&dir).unwrap().ino();
+            let expected = Path::new(root).join(dir.strip_prefix(mount_point).unwrap());
+            assert_eq!(
+                cgroup_path_of_id(id).as_deref(),
+                Some(expected.to_str().unwrap()),
+                "{}",
+                dir.display()
+            );
+        }
+        assert_eq!(cgroup_path_of_id(u64::MAX), None, "no such cgroup");
+    }
+
     #[test]
     fn assembles_namespaces_from_a_fake_proc() {
         let dir = tempfile::tempdir().unwrap();

@@ -65,36 +65,50 @@ pub fn parse_status_tgid(status: &str) -> Option<u32> {
         .find_map(|l| l.strip_prefix("Tgid:")?.trim().parse().ok())
 }
 
-/// The one cgroup path that best describes a process, from /proc/PID/cgroup: the v2 line
-/// (`0::PATH`) when there is one, else the v1 hierarchy most likely to carry the container's
-/// path (pids, memory, net_cls, cpu, name=systemd), else the first line.
+/// The one cgroup path that best describes a process, from /proc/PID/cgroup: the line whose
+/// path names the most about its pod and container (both, then either; see
+/// [`owner_from_cgroup`](crate::attribution::owner_from_cgroup)). On a cgroup v1 or hybrid
+/// host that is a v1 line when the unified `0::/` beside them says nothing. Among lines that
+/// say as much, a path below the root beats `/`, then the unified line wins, then the v1
+/// hierarchies in `V1_PREFERENCE` order (those runtimes always place containers in).
 pub fn parse_cgroup_path(content: &str) -> Option<String> {
-    let mut unified: Option<&str> = None;
-    let mut v1: Vec<(&str, &str)> = Vec::new();
+    const V1_PREFERENCE: [&str; 6] = [
+        "pids",
+        "memory",
+        "cpu",
+        "name=systemd",
+        "net_cls",
+        "devices",
+    ];
+    let mut best: Option<((u8, bool, usize), &str)> = None;
+    let mut last_ranked: Option<(&str, u8)> = None;
     for line in content.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
         else {
             continue;
         };
-        if controllers.is_empty() {
-            unified = Some(path);
+        let preference = if controllers.is_empty() {
+            V1_PREFERENCE.len() + 1
         } else {
-            v1.push((controllers, path));
+            V1_PREFERENCE
+                .iter()
+                .position(|w| controllers.split(',').any(|c| c == *w))
+                .map_or(0, |i| V1_PREFERENCE.len() - i)
+        };
+        // v1 hierarchies mostly repeat one path: parse each distinct one once.
+        let rank = match &last_ranked {
+            Some((p, rank)) if *p == path => *rank,
+            _ if path == "/" => 0,
+            _ => crate::attribution::owner_from_cgroup(path).cgroup_rank(),
+        };
+        last_ranked = Some((path, rank));
+        let key = (rank, path != "/", preference);
+        if best.as_ref().is_none_or(|(k, _)| key > *k) {
+            best = Some((key, path));
         }
     }
-    // A hybrid host shows "0::/" next to real v1 paths; the v1 ones are more specific then.
-    if let Some(path) = unified
-        && (path != "/" || v1.is_empty())
-    {
-        return Some(path.to_string());
-    }
-    for wanted in ["pids", "memory", "net_cls", "cpu", "name=systemd"] {
-        if let Some((_, path)) = v1.iter().find(|(c, _)| c.split(',').any(|c| c == wanted)) {
-            return Some(path.to_string());
-        }
-    }
-    v1.first().map(|(_, p)| p.to_string())
+    best.map(|(_, path)| path.to_string())
 }
 
 /// The device nsfs files live on (that of our own /proc/self/ns/net), found once.
@@ -359,6 +373,24 @@ mod tests {
         assert_eq!(
             parse_cgroup_path("12:pids:/docker/abc\n0::/\n").unwrap(),
             "/docker/abc"
+        );
+        // A v1 line naming a pod beats a unified one naming only a host service (a runc that
+        // manages the v1 hierarchies only leaves the unified line at the shim's service).
+        let pod = "/kubepods/besteffort/pod0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9";
+        assert_eq!(
+            parse_cgroup_path(&format!(
+                "11:pids:{pod}\n0::/system.slice/containerd.service\n"
+            ))
+            .unwrap(),
+            pod
+        );
+        // Saying as little, the unified line wins over the same path in v1.
+        assert_eq!(
+            parse_cgroup_path(
+                "1:name=systemd:/system.slice/a.service\n0::/system.slice/b.service\n"
+            )
+            .unwrap(),
+            "/system.slice/b.service"
         );
         assert_eq!(parse_cgroup_path("0::/\n").unwrap(), "/");
         assert_eq!(parse_cgroup_path("garbage\n"), None);
