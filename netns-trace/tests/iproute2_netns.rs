@@ -12,9 +12,11 @@
 //! the host's with a fresh tmpfs on /run (as a node's /run is a tmpfs made at boot), where
 //! /run/netns does not exist yet; `ip` runs in it with the host's binaries, /proc and /sys. The
 //! copies of the host's namespace pins are unmounted there first, so the test's node never keeps
-//! another test's namespace alive. A process of the test stays in that mount namespace, as a
-//! node's services stay in theirs; killing it at the end (or on a failed assertion) drops every
-//! pin the test made.
+//! another test's namespace alive. The node is made before the tracer starts, as a node boots
+//! before anyone watches it. A shell lives in it and the test types each `ip` command into that
+//! shell, as an operator does on a node: `ip` is forked inside the node's mount namespace and
+//! never enters it from outside. Killing the shell at the end (or on a failed assertion) drops
+//! every pin the test made.
 //!
 //! Two kinds of node: /run private, as on this build host (no systemd: every mount is private),
 //! and /run shared, as systemd mounts it. With a shared /run the pin `ip` makes inside
@@ -27,10 +29,12 @@ mod common;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use common::watch::{Watch, findings, leak_findings_for, notices_about};
@@ -51,11 +55,22 @@ enum RunMount {
     Shared,
 }
 
-/// A mount namespace copied from the host's with a fresh tmpfs on /run, kept alive by a `sleep`
-/// that lives in it. Commands run there through setns on that process's mount namespace.
+/// A mount namespace copied from the host's with a fresh tmpfs on /run, and a shell living in
+/// it: the test types `ip` commands into that shell as an operator would on the node, so `ip`
+/// is forked inside the node and never enters its mount namespace from outside.
 struct ColdNode {
-    keeper: Child,
+    shell: Child,
+    stdin: ChildStdin,
+    replies: BufReader<ChildStdout>,
     mnt_ns: File,
+    /// Where the shell leaves each command's output (same directory in the node and the host).
+    scratch: tempfile::TempDir,
+}
+
+/// What one command typed into the node's shell did.
+struct Ran {
+    pid: u32,
+    stdout: String,
 }
 
 fn check(rc: libc::c_int) -> io::Result<()> {
@@ -68,10 +83,13 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 
 impl ColdNode {
     fn start(run: RunMount) -> ColdNode {
-        let mut keeper = Command::new("sleep");
-        keeper.arg("3600").stdin(Stdio::null());
+        let mut shell = Command::new("sh");
+        shell
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         unsafe {
-            keeper.pre_exec(|| {
+            shell.pre_exec(|| {
                 check(libc::unshare(libc::CLONE_NEWNS))?;
                 // Private first, so nothing done here reaches the host's mount namespace.
                 check(libc::mount(
@@ -83,12 +101,21 @@ impl ColdNode {
                 ))
             });
         }
-        let keeper = keeper
+        let mut shell = shell
             .spawn()
             .unwrap_or_else(|e| panic!("make a mount namespace for the test's node: {e}"));
-        let mnt_ns_path = format!("/proc/{}/ns/mnt", keeper.id());
+        let mnt_ns_path = format!("/proc/{}/ns/mnt", shell.id());
         let mnt_ns = File::open(&mnt_ns_path).unwrap_or_else(|e| panic!("open {mnt_ns_path}: {e}"));
-        let node = ColdNode { keeper, mnt_ns };
+        let node = ColdNode {
+            stdin: shell.stdin.take().unwrap(),
+            replies: BufReader::new(shell.stdout.take().unwrap()),
+            shell,
+            mnt_ns,
+            scratch: tempfile::Builder::new()
+                .prefix("netns-trace-ip-")
+                .tempdir()
+                .expect("create temp dir"),
+        };
         node.fresh_run(run);
         node
     }
@@ -151,43 +178,50 @@ impl ColdNode {
         );
     }
 
-    /// `program args` inside the node's mount namespace, not yet waited for.
-    fn spawn(&self, program: &str, args: &[&str]) -> Child {
-        let fd = self.mnt_ns.as_raw_fd();
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        unsafe {
-            cmd.pre_exec(move || check(libc::setns(fd, libc::CLONE_NEWNS)));
-        }
-        cmd.spawn()
-            .unwrap_or_else(|e| panic!("run {program} {args:?} in the test's node: {e}"))
-    }
-
-    /// iproute2 `ip ARGS` in the node; panics unless it succeeds. Returns the pid it ran as.
-    fn ip(&self, args: &[&str]) -> (u32, Output) {
-        let child = self.spawn(ip_bin(), args);
-        let pid = child.id();
-        let out = child.wait_with_output().expect("wait for ip");
-        assert!(
-            out.status.success(),
-            "ip {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+    /// Types `ip ARGS` into the node's shell and waits for it; panics unless it succeeds.
+    fn ip(&mut self, args: &[&str]) -> Ran {
+        // Names, paths and addresses only: nothing the shell would expand.
+        let plain = |a: &&str| {
+            a.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./:".contains(&b))
+        };
+        assert!(args.iter().all(plain), "unquoted ip arguments {args:?}");
+        let out = self.scratch.path().join("out");
+        let err = self.scratch.path().join("err");
+        let line = format!(
+            "{} {} >{} 2>{} & pid=$!; wait $pid; echo \"$pid $?\"\n",
+            ip_bin(),
+            args.join(" "),
+            out.display(),
+            err.display()
         );
-        (pid, out)
+        self.stdin
+            .write_all(line.as_bytes())
+            .expect("type into the node's shell");
+        let mut reply = String::new();
+        self.replies
+            .read_line(&mut reply)
+            .expect("read the node's shell");
+        let (pid, status) = reply
+            .trim()
+            .split_once(' ')
+            .unwrap_or_else(|| panic!("the node's shell answered {reply:?} to {line:?}"));
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        assert_eq!(status, "0", "ip {args:?} failed: {stderr}");
+        Ran {
+            pid: pid.parse().expect("a pid"),
+            stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        }
     }
 
-    /// The pin `ip netns add NAME` made, seen from the host through the keeper's root.
+    /// The pin `ip netns add NAME` made, seen from the host through the shell's root.
     fn pin(&self, name: &str) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root/run/netns/{name}", self.keeper.id()))
+        PathBuf::from(format!("/proc/{}/root/run/netns/{name}", self.shell.id()))
     }
 
     /// (mount point, fstype) of every mount in the node's mount namespace, from its mountinfo.
     fn mounts(&self) -> Vec<(String, String)> {
-        let text = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.keeper.id()))
+        let text = std::fs::read_to_string(format!("/proc/{}/mountinfo", self.shell.id()))
             .expect("read the node's mountinfo");
         text.lines()
             .filter_map(|l| {
@@ -208,8 +242,8 @@ impl ColdNode {
 impl Drop for ColdNode {
     fn drop(&mut self) {
         // The mount namespace dies with its last process, and every pin in it with it.
-        let _ = self.keeper.kill();
-        let _ = self.keeper.wait();
+        let _ = self.shell.kill();
+        let _ = self.shell.wait();
     }
 }
 
@@ -228,9 +262,9 @@ struct Added {
 
 /// `ip netns add NAME`, then use it as an operator does: `ip netns exec NAME ip link set lo up`
 /// and `ip -n NAME addr add ADDR dev lo`, checked with `ip -n NAME -j addr show`.
-fn add_and_use(node: &ColdNode, name: &str, address: &str) -> Added {
+fn add_and_use(node: &mut ColdNode, name: &str, address: &str) -> Added {
     let warm = node.run_netns_is_a_mount_point();
-    let (ip_pid, _) = node.ip(&["netns", "add", name]);
+    let ip_pid = node.ip(&["netns", "add", name]).pid;
     assert!(
         node.run_netns_is_a_mount_point(),
         "ip netns add {name} left /run/netns without a mount: {:?}",
@@ -238,8 +272,8 @@ fn add_and_use(node: &ColdNode, name: &str, address: &str) -> Added {
     );
     node.ip(&["netns", "exec", name, ip_bin(), "link", "set", "lo", "up"]);
     node.ip(&["-n", name, "addr", "add", address, "dev", "lo"]);
-    let (_, out) = node.ip(&["-n", name, "-j", "addr", "show", "dev", "lo"]);
-    let lo: Value = serde_json::from_slice(&out.stdout).expect("ip -j prints JSON");
+    let shown = node.ip(&["-n", name, "-j", "addr", "show", "dev", "lo"]);
+    let lo: Value = serde_json::from_str(&shown.stdout).expect("ip -j prints JSON");
     let local = address.split('/').next().unwrap();
     assert!(
         lo[0]["flags"]
@@ -259,8 +293,11 @@ fn add_and_use(node: &ColdNode, name: &str, address: &str) -> Added {
         inum,
         cookie,
         warm,
-        node_mnt_ns: ns_inum(&PathBuf::from(format!("/proc/{}/ns/mnt", node.keeper.id())))
-            .expect("stat the node's mount namespace"),
+        node_mnt_ns: node
+            .mnt_ns
+            .metadata()
+            .expect("stat the node's mount namespace")
+            .ino(),
     }
 }
 
@@ -355,18 +392,19 @@ fn ip_netns_lifecycle(run: RunMount) {
         std::process::id(),
         monotonic_ns() % 1_000_000_000
     );
+    // The node exists before the tracer starts, as a booted node's /run does.
+    let mut node = ColdNode::start(run);
     let watch = Watch::start(&["--grace", GRACE]);
-    let node = ColdNode::start(run);
     assert!(
         !node.run_netns_is_a_mount_point(),
         "/run/netns must be cold in the fresh /run: {:?}",
         node.mounts()
     );
 
-    let cold = add_and_use(&node, &format!("{tag}-cold"), "10.231.60.1/32");
+    let cold = add_and_use(&mut node, &format!("{tag}-cold"), "10.231.60.1/32");
     assert!(!cold.warm);
     std::thread::sleep(VERDICT_WAIT);
-    let warm = add_and_use(&node, &format!("{tag}-warm"), "10.231.60.2/32");
+    let warm = add_and_use(&mut node, &format!("{tag}-warm"), "10.231.60.2/32");
     assert!(
         warm.warm,
         "the second ip netns add must find /run/netns mounted"
