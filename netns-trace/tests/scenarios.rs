@@ -16,8 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::watch::{Watch, findings, netns_trace_bin, spawn_until_ready};
-use common::{Scenario, net_namespace_slab_count, require_root, run_in_netns, testbed, wait_until};
+use common::watch::{
+    Watch, findings, leak_findings_for, names_netns, netns_trace_bin, spawn_until_ready,
+};
+use common::{
+    Scenario, monotonic_ns, net_namespace_slab_count, require_root, run_in_netns, testbed,
+    wait_until,
+};
 use serde_json::Value;
 
 /// Grace period given to the tracer: short, so the tests do not wait 30 s for a verdict.
@@ -25,45 +30,9 @@ const GRACE: &str = "2";
 /// Past the grace period, plus the collector's verdict tick and some slack for slow guests.
 const VERDICT_WAIT: Duration = Duration::from_secs(5);
 
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Does the collector id `id` ("net:[INUM]#COOKIE", "net:[INUM]", "net:[INUM]~N") name the
-/// namespace with this inode number and (when the kernel has SO_NETNS_COOKIE) cookie?
-fn names_netns(id: &str, inum: u64, cookie: Option<u64>) -> bool {
-    let Some(rest) = id.strip_prefix(&format!("net:[{inum}]")) else {
-        return false;
-    };
-    match (rest.strip_prefix('#'), cookie) {
-        (Some(seen), Some(want)) => seen == want.to_string(),
-        (Some(_), None) | (None, _) => {
-            rest.is_empty() || rest.starts_with('~') || rest.starts_with('#')
-        }
-    }
-}
-
 /// The scenario's namespace as (inum, cookie) from its testbed JSON.
 fn scenario_netns(sc: &Scenario) -> (u64, Option<u64>) {
     (sc.u64_at("/netns_inum"), sc.out["netns_cookie"].as_u64())
-}
-
-fn leak_findings_for(findings: &[Value], inum: u64, cookie: Option<u64>) -> Vec<Value> {
-    findings
-        .iter()
-        .filter(|f| {
-            f["kind"] == "leaked_netns"
-                && f["netns"]
-                    .as_str()
-                    .is_some_and(|id| names_netns(id, inum, cookie))
-        })
-        .cloned()
-        .collect()
 }
 
 fn the_leak_finding(findings: &[Value], inum: u64, cookie: Option<u64>) -> Value {

@@ -22,6 +22,12 @@ const REQUIRED_PACKAGES: &[&str] = &[
     "iperf3",
     // tests/metrics.rs runs a real Prometheus server scraping `watch --metrics-addr`.
     "prometheus",
+    // tests/podman.rs runs containers as a node does: podman 4.3 with runc (crun refuses a
+    // hybrid cgroup host) and netavark for `--network bridge`. podman already pulls conmon;
+    // netavark is only a recommendation of its network stack, so it is named here.
+    "podman",
+    "runc",
+    "netavark",
 ];
 
 /// Installed only where the archive has it (Debian 12 ships it; some derivatives do not).

@@ -6,13 +6,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub fn netns_trace_bin() -> String {
-    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+    std::env::var("NETNS_TRACE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
 }
 
 /// Spawns `cmd` with stderr piped and echoed as `[tag] line`, and returns once a stderr line
 /// contains `ready` (the tool says it is attached); panics after 120 s.
 pub fn spawn_until_ready(cmd: &mut Command, tag: &str, ready: &str) -> Child {
-    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn netns-trace {tag}: {e}"));
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn netns-trace {tag}: {e}"));
     let stderr = child.stderr.take().unwrap();
     let label = tag.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -40,7 +44,9 @@ impl Watch {
     /// Starts `watch --json ARGS` and returns once its probes are attached.
     pub fn start(args: &[&str]) -> Self {
         let mut cmd = Command::new(netns_trace_bin());
-        cmd.args(["watch", "--json"]).args(args).stdout(Stdio::piped());
+        cmd.args(["watch", "--json"])
+            .args(args)
+            .stdout(Stdio::piped());
         let child = spawn_until_ready(&mut cmd, "watch", "watching");
         Self { child: Some(child) }
     }
@@ -54,7 +60,10 @@ impl Watch {
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter(|l| l.starts_with('{'))
-            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .unwrap_or_else(|e| panic!("bad JSON line {l}: {e}"))
+            })
             .collect()
     }
 }
@@ -69,10 +78,61 @@ impl Drop for Watch {
 
 /// The `{"type":"finding"}` objects of a watch run.
 pub fn findings(lines: &[Value]) -> Vec<Value> {
-    lines.iter().filter(|v| v["type"] == "finding").map(|v| v["finding"].clone()).collect()
+    lines
+        .iter()
+        .filter(|v| v["type"] == "finding")
+        .map(|v| v["finding"].clone())
+        .collect()
+}
+
+/// The leaked_netns findings about the namespace with this inode number and cookie.
+pub fn leak_findings_for(findings: &[Value], inum: u64, cookie: Option<u64>) -> Vec<Value> {
+    findings
+        .iter()
+        .filter(|f| {
+            f["kind"] == "leaked_netns"
+                && f["netns"]
+                    .as_str()
+                    .is_some_and(|id| names_netns(id, inum, cookie))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The `{"type":"notice"}` objects of a watch run that are about the namespace with this inode
+/// number and cookie (see [`names_netns`]).
+pub fn notices_about(lines: &[Value], inum: u64, cookie: Option<u64>) -> Vec<Value> {
+    lines
+        .iter()
+        .filter(|v| v["type"] == "notice")
+        .map(|v| v["notice"].clone())
+        .filter(|n| {
+            n["netns"]
+                .as_str()
+                .is_some_and(|id| names_netns(id, inum, cookie))
+        })
+        .collect()
+}
+
+/// Does the collector id `id` ("net:[INUM]#COOKIE", "net:[INUM]", "net:[INUM]~N") name the
+/// namespace with this inode number and (when the kernel has SO_NETNS_COOKIE) cookie?
+pub fn names_netns(id: &str, inum: u64, cookie: Option<u64>) -> bool {
+    let Some(rest) = id.strip_prefix(&format!("net:[{inum}]")) else {
+        return false;
+    };
+    match (rest.strip_prefix('#'), cookie) {
+        (Some(seen), Some(want)) => seen == want.to_string(),
+        (Some(_), None) | (None, _) => {
+            rest.is_empty() || rest.starts_with('~') || rest.starts_with('#')
+        }
+    }
 }
 
 /// The raw events of a `watch --raw` run.
 pub fn events(lines: &[Value]) -> Vec<Value> {
-    lines.iter().filter(|v| v["type"] == "event").map(|v| v["event"].clone()).collect()
+    lines
+        .iter()
+        .filter(|v| v["type"] == "event")
+        .map(|v| v["event"].clone())
+        .collect()
 }
