@@ -1335,15 +1335,15 @@ impl Collector {
                 continue;
             };
             pin.by = Some(by);
+            let described = pin.describe();
             ns.note_pin_maker(&by);
-            named.push(r);
+            named.push((r, described));
         }
-        for &r in &named {
-            let t = target.to_string();
-            self.notify(ts, Some(r), NoticeKind::PinAdded, |_| {
-                format!("bind mount {t} was made by {} ({})", by.pid, by.comm)
+        for (r, described) in &named {
+            self.notify(ts, Some(*r), NoticeKind::PinAdded, |_| {
+                format!("pinned by {described}")
             });
-            self.reevaluate(r, ts);
+            self.reevaluate(*r, ts);
         }
         !named.is_empty()
     }
