@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::watch::{Watch, findings, netns_trace_bin, spawn_until_ready};
-use common::{Scenario, net_namespace_slab_count, require_root, run_in_netns, testbed, wait_until};
+use common::{
+    Scenario, names_netns, net_namespace_slab_count, require_root, run_in_netns, settle_teardown,
+    testbed, wait_until,
+};
 use serde_json::Value;
 
 /// Grace period given to the tracer: short, so the tests do not wait 30 s for a verdict.
@@ -32,20 +35,6 @@ fn monotonic_ns() -> u64 {
     };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// Does the collector id `id` ("net:[INUM]#COOKIE", "net:[INUM]", "net:[INUM]~N") name the
-/// namespace with this inode number and (when the kernel has SO_NETNS_COOKIE) cookie?
-fn names_netns(id: &str, inum: u64, cookie: Option<u64>) -> bool {
-    let Some(rest) = id.strip_prefix(&format!("net:[{inum}]")) else {
-        return false;
-    };
-    match (rest.strip_prefix('#'), cookie) {
-        (Some(seen), Some(want)) => seen == want.to_string(),
-        (Some(_), None) | (None, _) => {
-            rest.is_empty() || rest.starts_with('~') || rest.starts_with('#')
-        }
-    }
 }
 
 /// The scenario's namespace as (inum, cookie) from its testbed JSON.
@@ -426,34 +415,6 @@ fn churn(count: u64) -> Value {
         testbed(&["churn", "--count", "1"]);
     }
     out
-}
-
-/// Waits until the kernel has finished tearing namespaces down: the net_namespace slab count
-/// is back at `baseline` or has stopped falling for 2 s (other work may create namespaces
-/// too). Without a readable slab count, waits a fixed while.
-fn settle_teardown(baseline: Option<u64>) {
-    let Some(baseline) = baseline else {
-        std::thread::sleep(Duration::from_secs(5));
-        return;
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut last, mut since) = (u64::MAX, Instant::now());
-    while Instant::now() < deadline {
-        let now = net_namespace_slab_count().unwrap_or(0);
-        if now <= baseline {
-            break;
-        }
-        if now < last {
-            (last, since) = (now, Instant::now());
-        } else if since.elapsed() > Duration::from_secs(2) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "net_namespace slab: baseline {baseline}, now {:?}",
-        net_namespace_slab_count()
-    );
 }
 
 /// The churn's namespaces in a report: those its children (named `child_comm`) created.
