@@ -22,6 +22,9 @@ const REQUIRED_PACKAGES: &[&str] = &[
     "iperf3",
     // tests/metrics.rs runs a real Prometheus server scraping `watch --metrics-addr`.
     "prometheus",
+    // tests/cni_plugins.rs runs the CNI reference plugins (bridge, host-local, loopback) from
+    // /usr/lib/cni, on the host and, copied into the initramfs, in the guests.
+    "containernetworking-plugins",
 ];
 
 /// Installed only where the archive has it (Debian 12 ships it; some derivatives do not).

@@ -27,7 +27,7 @@ pub struct RunArgs {
 
 /// Integration tests proven in all three guests (full mode); `cargo xtask vm-test --kernel all`
 /// runs every test file.
-const GUEST_TESTS: &[&str] = &["vm_harness", "btf_offsets", "probes_e2e", "export", "incident", "recorded_traces", "scenarios", "probe_diagnostics"];
+const GUEST_TESTS: &[&str] = &["vm_harness", "btf_offsets", "probes_e2e", "export", "incident", "recorded_traces", "scenarios", "probe_diagnostics", "cni_plugins"];
 
 /// Tests whose kernel side the all-guest tests already cover, run in one guest only to keep CI
 /// short: pod attribution (cgroup v2 + CNI cache) and the metrics endpoint.
