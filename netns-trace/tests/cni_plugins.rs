@@ -566,7 +566,7 @@ impl<'n> Pod<'n> {
         &self.attachment.netns
     }
 
-    /// Everything through which the pod's namespace is gone, in a runtime's order.
+    /// Tears the pod down in a runtime's order: DEL, unpin, kill.
     fn tear_down(mut self) {
         self.attachment.del_successfully();
         for pin in &mut self.pins {
@@ -661,6 +661,7 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
     let net = Network::new("churn", "10.231.61", 10, 17);
     let node = NetnsId::of(&net.node.netns());
     let mut pods = Vec::new();
+    let mut addresses = std::collections::BTreeSet::new();
     let t0 = Instant::now();
     for i in 0..CHURN_PODS {
         // Even pods as containerd runs them, odd ones with /proc/PID/ns/net as CNI_NETNS.
@@ -681,6 +682,7 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
         );
         assert!(net.reservation(ip).exists(), "host-local reserved {ip}");
         pods.push(pod.netns);
+        addresses.insert(ip);
         if containerd_style {
             // StopPodSandbox: the sandbox is killed, then DEL through the pin; then
             // RemovePodSandbox removes the pin.
@@ -701,6 +703,10 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
     eprintln!(
         "{CHURN_PODS} pods added, checked and deleted in {:.1} s",
         t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        addresses.len() < CHURN_PODS,
+        "host-local handed addresses out again: {addresses:?}"
     );
     let subnet = net.subnet_prefix.clone();
     drop(net);
@@ -871,7 +877,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     assert_ne!(mac_a, mac_b);
 
     // Who has that address? Both answer the client.
-    let replies = arp_replies(&client, ip);
+    let replies = common::arp_reply_macs(client.cni_netns(), "eth0", ip, 3);
     assert!(
         replies.contains(&mac_a) && replies.contains(&mac_b),
         "ARP replies for {ip} from {replies:?}; pod A is {mac_a}, pod B {mac_b}"
@@ -891,6 +897,14 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
             .any(|p| p["kind"] == "bind_mount" && p["path"] == pin_path.as_str()),
         "scan names the pin {pin_path}: {scanned_a:#}"
     );
+    let scanned_b = array(&scan, "namespaces")
+        .iter()
+        .find(|n| b.is(&n["id"]))
+        .unwrap_or_else(|| panic!("scan lists no pod B {b:?}"));
+    assert_ne!(
+        scanned_b["state"], "leak_suspect",
+        "pod B lives: {scanned_b:#}"
+    );
     let scan_findings = array(&scan, "findings");
     assert!(
         scan_findings
@@ -906,7 +920,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         b,
         client: client.netns,
     };
-    check_incident_findings("watch", &live, &ids, ip, &mac_a, &pin_path, Some(pin_maker));
+    check_incident_findings("watch", &live, &ids, ip, &mac_a, &pin_path, pin_maker);
 
     let report = report_of(&trace, INCIDENT_GRACE);
     check_incident_findings(
@@ -916,7 +930,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         ip,
         &mac_a,
         &pin_path,
-        Some(pin_maker),
+        pin_maker,
     );
     let reported_a = array(&report, "namespaces")
         .iter()
@@ -950,11 +964,6 @@ struct Ids {
     client: NetnsId,
 }
 
-/// Sender MACs of the replies to three broadcast ARP requests for `ip` from the client's eth0.
-fn arp_replies(client: &Pod, ip: Ipv4Addr) -> Vec<String> {
-    common::arp_reply_macs(client.cni_netns(), "eth0", ip, 3)
-}
-
 /// The incident's three findings, from `watch` or `report`.
 fn check_incident_findings(
     source: &str,
@@ -963,7 +972,7 @@ fn check_incident_findings(
     ip: Ipv4Addr,
     mac_a: &str,
     pin_path: &str,
-    pin_maker: Option<u32>,
+    pin_maker: u32,
 ) {
     let leaks: Vec<&Value> = findings
         .iter()
@@ -980,12 +989,10 @@ fn check_incident_findings(
         .iter()
         .find(|p| p["kind"] == "bind_mount" && p["path"] == pin_path)
         .unwrap_or_else(|| panic!("{source}: the leak names the pin {pin_path}: {leak:#}"));
-    if let Some(maker) = pin_maker {
-        assert_eq!(
-            pin["by"]["pid"], maker,
-            "{source}: the pin was made by mount {maker}: {pin}"
-        );
-    }
+    assert!(
+        pin["by"]["pid"] == pin_maker && pin["by"]["comm"] == "mount",
+        "{source}: the pin was made by mount, pid {pin_maker}: {pin}"
+    );
     assert!(
         array(leak, "interfaces").iter().any(|i| i["mac"] == mac_a
             && array(i, "ipv4")
