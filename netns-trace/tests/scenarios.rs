@@ -16,12 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::watch::{
-    Watch, findings, leak_findings_for, names_netns, netns_trace_bin, spawn_until_ready,
-};
+use common::watch::{Watch, findings, leak_findings_for, netns_trace_bin, spawn_until_ready};
 use common::{
-    Scenario, monotonic_ns, net_namespace_slab_count, require_root, run_in_netns, testbed,
-    wait_until,
+    Scenario, monotonic_ns, names_netns, net_namespace_slab_count, require_root, run_in_netns,
+    settle_teardown, testbed, wait_until,
 };
 use serde_json::Value;
 
@@ -395,34 +393,6 @@ fn churn(count: u64) -> Value {
         testbed(&["churn", "--count", "1"]);
     }
     out
-}
-
-/// Waits until the kernel has finished tearing namespaces down: the net_namespace slab count
-/// is back at `baseline` or has stopped falling for 2 s (other work may create namespaces
-/// too). Without a readable slab count, waits a fixed while.
-fn settle_teardown(baseline: Option<u64>) {
-    let Some(baseline) = baseline else {
-        std::thread::sleep(Duration::from_secs(5));
-        return;
-    };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut last, mut since) = (u64::MAX, Instant::now());
-    while Instant::now() < deadline {
-        let now = net_namespace_slab_count().unwrap_or(0);
-        if now <= baseline {
-            break;
-        }
-        if now < last {
-            (last, since) = (now, Instant::now());
-        } else if since.elapsed() > Duration::from_secs(2) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    eprintln!(
-        "net_namespace slab: baseline {baseline}, now {:?}",
-        net_namespace_slab_count()
-    );
 }
 
 /// The churn's namespaces in a report: those its children (named `child_comm`) created.

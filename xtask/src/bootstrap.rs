@@ -28,6 +28,9 @@ const REQUIRED_PACKAGES: &[&str] = &[
     "podman",
     "runc",
     "netavark",
+    // tests/cni_plugins.rs runs the CNI reference plugins (bridge, host-local, loopback) from
+    // /usr/lib/cni, on the host and, copied into the initramfs, in the guests.
+    "containernetworking-plugins",
 ];
 
 /// Installed only where the archive has it (Debian 12 ships it; some derivatives do not).

@@ -1,6 +1,7 @@
 //! Builds a guest's initramfs: busybox, the netns-trace binaries and test executables with
-//! their shared libraries, the host's iproute2 and util-linux namespace tools, the kernel's
-//! modules, and an /init script that runs the tests and prints machine-parsable verdicts.
+//! their shared libraries, the host's iproute2, util-linux namespace tools and CNI plugins,
+//! the kernel's modules, and an /init script that runs the tests and prints machine-parsable
+//! verdicts.
 use std::collections::BTreeSet;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,12 @@ const UTIL_LINUX_TOOLS: &[&str] = &["unshare", "nsenter", "mount", "umount"];
 /// Independent readers the tests check the product against (bpftool reads the guest
 /// kernel's BTF for tests/btf_offsets.rs); copied in when the host has them.
 const CHECKING_TOOLS: &[&str] = &["bpftool"];
+
+/// Where Debian's containernetworking-plugins puts the CNI plugins; the guest has them at the
+/// same path, so tests use one CNI_PATH everywhere.
+const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
+/// The plugins tests/cni_plugins.rs runs (the bridge plugin runs host-local itself).
+const CNI_PLUGINS: &[&str] = &["bridge", "host-local", "loopback"];
 
 /// Everything from the build that goes into every guest.
 #[derive(Debug, Clone)]
@@ -96,6 +103,16 @@ fn build_image(
         if let Err(e) = image.host_tool(tool, &format!("{GUEST_BIN_DIR}/{tool}")) {
             println!("initramfs: {tool} not shipped: {e}");
         }
+    }
+    for plugin in CNI_PLUGINS {
+        let host = Path::new(CNI_PLUGIN_DIR).join(plugin);
+        if !host.is_file() {
+            return Err(XtaskError::NotFound(format!(
+                "{} is not installed (cargo xtask bootstrap installs containernetworking-plugins)",
+                host.display()
+            )));
+        }
+        image.executable(&host, &host.to_string_lossy())?;
     }
     for bin in &payload.bins {
         let name = file_name(bin)?;

@@ -37,6 +37,7 @@ const GUEST_TESTS: &[&str] = &[
     "scenarios",
     "probe_diagnostics",
     "iproute2_netns",
+    "cni_plugins",
 ];
 
 /// Tests whose kernel side the all-guest tests already cover, run in one guest only to keep CI

@@ -314,6 +314,48 @@ pub fn net_namespace_slab_count() -> Option<u64> {
     })
 }
 
+/// Waits until the kernel has finished tearing namespaces down: the net_namespace slab count
+/// is back at `baseline` or has stopped falling for 2 s (other work may create namespaces
+/// too). Without a readable slab count, waits a fixed while.
+pub fn settle_teardown(baseline: Option<u64>) {
+    let Some(baseline) = baseline else {
+        std::thread::sleep(Duration::from_secs(5));
+        return;
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut last, mut since) = (u64::MAX, Instant::now());
+    while Instant::now() < deadline {
+        let now = net_namespace_slab_count().unwrap_or(0);
+        if now <= baseline {
+            break;
+        }
+        if now < last {
+            (last, since) = (now, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "net_namespace slab: baseline {baseline}, now {:?}",
+        net_namespace_slab_count()
+    );
+}
+
+/// Does the collector id `id` ("net:[INUM]#COOKIE", "net:[INUM]", "net:[INUM]~N") name the
+/// namespace with this inode number and (when the kernel has SO_NETNS_COOKIE) cookie?
+pub fn names_netns(id: &str, inum: u64, cookie: Option<u64>) -> bool {
+    let Some(rest) = id.strip_prefix(&format!("net:[{inum}]")) else {
+        return false;
+    };
+    match (rest.strip_prefix('#'), cookie) {
+        (Some(seen), Some(want)) => seen == want.to_string(),
+        (Some(_), None) | (None, _) => {
+            rest.is_empty() || rest.starts_with('~') || rest.starts_with('#')
+        }
+    }
+}
+
 /// Is `pid` a live (non-zombie) process?
 pub fn process_alive(pid: u64) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::names_netns;
+
 pub fn netns_trace_bin() -> String {
     std::env::var("NETNS_TRACE_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
@@ -112,20 +114,6 @@ pub fn notices_about(lines: &[Value], inum: u64, cookie: Option<u64>) -> Vec<Val
                 .is_some_and(|id| names_netns(id, inum, cookie))
         })
         .collect()
-}
-
-/// Does the collector id `id` ("net:[INUM]#COOKIE", "net:[INUM]", "net:[INUM]~N") name the
-/// namespace with this inode number and (when the kernel has SO_NETNS_COOKIE) cookie?
-pub fn names_netns(id: &str, inum: u64, cookie: Option<u64>) -> bool {
-    let Some(rest) = id.strip_prefix(&format!("net:[{inum}]")) else {
-        return false;
-    };
-    match (rest.strip_prefix('#'), cookie) {
-        (Some(seen), Some(want)) => seen == want.to_string(),
-        (Some(_), None) | (None, _) => {
-            rest.is_empty() || rest.starts_with('~') || rest.starts_with('#')
-        }
-    }
 }
 
 /// The raw events of a `watch --raw` run.

@@ -1,0 +1,1036 @@
+//! The CNI reference plugins (Debian's containernetworking-plugins: bridge, host-local,
+//! loopback), run as a container runtime runs them: the network's config JSON on stdin,
+//! CNI_COMMAND, CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_PATH and CNI_ARGS in the
+//! environment, the result JSON on stdout, and that result handed back as `prevResult` for
+//! CHECK and DEL (what libcni does). Each pod's pause is a real process that owns a new netns
+//! (util-linux `unshare --net sleep infinity`); pins are util-linux bind mounts.
+//!
+//! The plugins run in a node namespace of the test's own (another `unshare --net` process),
+//! so the bridge they make and every ARP stays off the machine's own network.
+//!
+//! - A clean churn of pods (half pinned and stopped as containerd does, half given
+//!   /proc/PID/ns/net) gives no finding, and every pod namespace dies.
+//! - The incident: an extra bind mount of the pause's namespace, the pause SIGKILLed, DEL given
+//!   the dead /proc/PID/ns/net (the plugins release the IP and succeed; eth0 stays in the pinned
+//!   namespace), and a new pod given the same IP. netns-trace must report the leak with that
+//!   pin, the duplicate IP and the stale ARP reply: live, by `scan` and from a recorded trace.
+//!
+//! Needs root; run serially (`-- --test-threads=1`).
+mod common;
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::watch::{Watch, findings, netns_trace_bin};
+use common::{
+    ip_bin, link_mac_and_ipv4, names_netns, net_namespace_slab_count, netns_cookie, netns_exists,
+    ns_inum, nsfs_mounts, require_root, settle_teardown, wait_until,
+};
+use serde_json::{Value, json};
+
+/// Where Debian's containernetworking-plugins installs the plugins; CNI_PATH for every call.
+/// The QEMU guests ship them at the same path.
+const CNI_BIN_DIR: &str = "/usr/lib/cni";
+const PLUGINS_USED: [&str; 3] = ["bridge", "host-local", "loopback"];
+/// The CNI spec version of every config; 1.1.1's plugins speak it, and CHECK needs >= 0.4.0.
+const CNI_VERSION: &str = "1.0.0";
+
+/// Pods in the clean churn (the issue asks for at least 50).
+const CHURN_PODS: usize = 50;
+/// A containerd-style pod is memberless from its pause's death until its pin is removed
+/// (DEL runs in between, a few plugin runs under TCG); the churn's grace period must not judge
+/// that stop, nor the kernel's cleanup_net backlog after it.
+const CHURN_GRACE: &str = "10";
+const CHURN_VERDICT_WAIT: Duration = Duration::from_secs(13);
+/// The incident's grace period: short, so the test does not wait 30 s for the verdict.
+const INCIDENT_GRACE: &str = "2";
+/// Past the grace period, plus the collector's verdict tick and slack for slow guests.
+const INCIDENT_VERDICT_WAIT: Duration = Duration::from_secs(5);
+
+/// Panics (does not skip) when the plugins are missing: `cargo xtask bootstrap` installs them.
+fn require_plugins() {
+    for plugin in PLUGINS_USED {
+        let path = Path::new(CNI_BIN_DIR).join(plugin);
+        assert!(
+            path.is_file(),
+            "{} is missing: `cargo xtask bootstrap` installs Debian's containernetworking-plugins",
+            path.display()
+        );
+    }
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn uuid() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .expect("read /proc/sys/kernel/random/uuid")
+        .trim()
+        .to_string()
+}
+
+/// A namespace as the kernel names it: inode number, and net_cookie where the kernel has
+/// SO_NETNS_COOKIE (5.14+); inode numbers are reused, cookies are not.
+#[derive(Clone, Copy, Debug)]
+struct NetnsId {
+    inum: u64,
+    cookie: Option<u64>,
+}
+
+impl NetnsId {
+    fn of(netns_file: &Path) -> Self {
+        Self {
+            inum: ns_inum(netns_file).unwrap_or_else(|| panic!("stat {}", netns_file.display())),
+            cookie: netns_cookie(netns_file),
+        }
+    }
+
+    /// Is the collector id `id` this namespace?
+    fn is(&self, id: &Value) -> bool {
+        id.as_str()
+            .is_some_and(|id| names_netns(id, self.inum, self.cookie))
+    }
+
+    fn exists(&self) -> bool {
+        netns_exists(self.inum, self.cookie)
+    }
+}
+
+/// A pod's pause: `unshare --net sleep infinity`, a process that owns a new netns.
+struct Pause {
+    child: Child,
+    reaped: bool,
+}
+
+impl Pause {
+    fn start() -> Self {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "infinity"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn util-linux unshare --net sleep infinity");
+        let mut pause = Self {
+            child,
+            reaped: false,
+        };
+        // unshare(2) has happened once the process runs sleep.
+        let comm = format!("/proc/{}/comm", pause.pid());
+        let ready = wait_until(Duration::from_secs(20), || {
+            fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep")
+        });
+        if !ready {
+            pause.kill();
+            panic!("unshare --net sleep infinity did not get to sleep within 20 s");
+        }
+        pause
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn netns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.pid()))
+    }
+
+    /// SIGKILL and reap.
+    fn kill(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Pause {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A util-linux bind mount of a namespace file onto a file of its own.
+struct Pin {
+    path: PathBuf,
+    mounted: bool,
+    /// The `mount` process that made it.
+    made_by: u32,
+}
+
+impl Pin {
+    fn bind(source: &Path, path: PathBuf) -> Self {
+        File::create(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        let mut pin = Self {
+            path,
+            mounted: false,
+            made_by: 0,
+        };
+        let mut mount = Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(&pin.path)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn util-linux mount");
+        pin.made_by = mount.id();
+        let status = mount.wait().expect("wait for mount");
+        assert!(
+            status.success(),
+            "mount --bind {} {}: {status}",
+            source.display(),
+            pin.path.display()
+        );
+        pin.mounted = true;
+        pin
+    }
+
+    /// As containerd removes its pins: a lazy unmount, then the file.
+    fn remove(&mut self) {
+        if self.mounted {
+            let status = Command::new("umount")
+                .arg("--lazy")
+                .arg(&self.path)
+                .status()
+                .expect("run util-linux umount");
+            assert!(
+                status.success(),
+                "umount --lazy {}: {status}",
+                self.path.display()
+            );
+            self.mounted = false;
+        }
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount")
+                .arg("--lazy")
+                .arg(&self.path)
+                .status();
+            self.mounted = false;
+        }
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// One plugin run.
+struct PluginRun {
+    what: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl PluginRun {
+    fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "{} exited {}: stdout {:?}, stderr {:?}",
+            self.what,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// The result JSON of a successful ADD.
+    fn result(&self) -> Value {
+        self.assert_success();
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("{} printed bad JSON {:?}: {e}", self.what, self.stdout))
+    }
+}
+
+/// A bridge network with host-local IPAM, its node namespace (where the plugins run and the
+/// bridge lives), and a temporary directory for host-local's state and the pod pins.
+struct Network {
+    name: String,
+    bridge: String,
+    /// "10.231.N" of the network's 10.231.N.0/24.
+    subnet_prefix: String,
+    conf: Value,
+    node: Pause,
+    dir: tempfile::TempDir,
+}
+
+impl Network {
+    /// Host-local hands out 10.231.N.FIRST..=LAST (a small range reuses addresses).
+    fn new(tag: &str, subnet_prefix: &str, first: u8, last: u8) -> Self {
+        // Under /run, as /run/netns is: the pins are "runtime" files.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("netns-trace-cni-{tag}-"))
+            .tempdir_in("/run")
+            .expect("temp dir under /run");
+        fs::create_dir(dir.path().join("netns")).unwrap();
+        let name = format!("netns-trace-{tag}");
+        // IFNAMSIZ: at most 15 characters.
+        let bridge = format!("ntcni{}", random_hex(4));
+        let conf = json!({
+            "cniVersion": CNI_VERSION,
+            "name": name,
+            "type": "bridge",
+            "bridge": bridge,
+            "isGateway": false,
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{
+                    "subnet": format!("{subnet_prefix}.0/24"),
+                    "rangeStart": format!("{subnet_prefix}.{first}"),
+                    "rangeEnd": format!("{subnet_prefix}.{last}"),
+                }]],
+                "dataDir": dir.path().join("ipam"),
+            },
+        });
+        Self {
+            name,
+            bridge,
+            subnet_prefix: subnet_prefix.to_string(),
+            conf,
+            node: Pause::start(),
+            dir,
+        }
+    }
+
+    fn pin_dir(&self) -> PathBuf {
+        self.dir.path().join("netns")
+    }
+
+    /// host-local's reservation file for `ip` (it exists while the address is handed out).
+    fn reservation(&self, ip: Ipv4Addr) -> PathBuf {
+        self.dir
+            .path()
+            .join("ipam")
+            .join(&self.name)
+            .join(ip.to_string())
+    }
+
+    /// Runs `plugin` with `conf` on stdin and the CNI environment, inside the node namespace.
+    fn invoke(&self, plugin: &str, conf: &Value, command: &str, env: &CniEnv) -> PluginRun {
+        let node = File::open(self.node.netns()).expect("open the node's netns");
+        let node_fd = node.as_raw_fd();
+        let mut cmd = Command::new(Path::new(CNI_BIN_DIR).join(plugin));
+        cmd.env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", &env.container_id)
+            .env("CNI_NETNS", &env.netns)
+            .env("CNI_IFNAME", env.ifname)
+            .env("CNI_PATH", CNI_BIN_DIR)
+            .env("CNI_ARGS", &env.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(node_fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let what = format!(
+            "CNI_COMMAND={command} {plugin} (CNI_NETNS={}, CNI_IFNAME={})",
+            env.netns.display(),
+            env.ifname
+        );
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+        drop(node);
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{what}: write config: {e}"));
+        let out = child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("wait for {what}: {e}"));
+        PluginRun {
+            what,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let out =
+            common::run_in_netns(&self.node.netns(), ip_bin(), &["link", "del", &self.bridge]);
+        if !out.status.success() {
+            eprintln!(
+                "ip link del {}: {}",
+                self.bridge,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.node.kill();
+    }
+}
+
+/// The CNI_* environment of one attachment, except CNI_COMMAND and CNI_PATH.
+struct CniEnv {
+    container_id: String,
+    netns: PathBuf,
+    ifname: &'static str,
+    args: String,
+}
+
+/// containerd's loopback network (go-cni's default), set up before the pod network.
+fn loopback_conf() -> Value {
+    json!({"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"})
+}
+
+/// `conf` with `prevResult`, as libcni builds the config of CHECK and DEL.
+fn with_prev_result(conf: &Value, result: &Value) -> Value {
+    let mut conf = conf.clone();
+    conf["prevResult"] = result.clone();
+    conf
+}
+
+/// A pod's two attachments (loopback as lo, then the bridge network as eth0), as a runtime
+/// keeps them: the ADD results, for CHECK and DEL. Dropped while attached, it runs DEL.
+struct Attachment<'n> {
+    net: &'n Network,
+    container_id: String,
+    netns: PathBuf,
+    args: String,
+    loopback: Option<Value>,
+    eth0: Option<Value>,
+    attached: bool,
+}
+
+impl<'n> Attachment<'n> {
+    fn add(net: &'n Network, pod_name: &str, netns: &Path) -> Self {
+        let container_id = random_hex(32);
+        // What containerd's CRI plugin passes.
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=netns-trace-tests;K8S_POD_NAME={pod_name};\
+             K8S_POD_INFRA_CONTAINER_ID={container_id};K8S_POD_UID={}",
+            uuid()
+        );
+        // Attached from the first ADD on: a runtime runs DEL after a failed ADD too.
+        let mut a = Self {
+            net,
+            container_id,
+            netns: netns.to_path_buf(),
+            args,
+            loopback: None,
+            eth0: None,
+            attached: true,
+        };
+        a.loopback = Some(
+            net.invoke("loopback", &loopback_conf(), "ADD", &a.env("lo"))
+                .result(),
+        );
+        a.eth0 = Some(
+            net.invoke("bridge", &net.conf, "ADD", &a.env("eth0"))
+                .result(),
+        );
+        a
+    }
+
+    fn env(&self, ifname: &'static str) -> CniEnv {
+        CniEnv {
+            container_id: self.container_id.clone(),
+            netns: self.netns.clone(),
+            ifname,
+            args: self.args.clone(),
+        }
+    }
+
+    fn eth0_result(&self) -> &Value {
+        self.eth0.as_ref().expect("the bridge ADD succeeded")
+    }
+
+    /// CHECK of both attachments, which must succeed.
+    fn check(&self) {
+        let lo = with_prev_result(&loopback_conf(), self.loopback.as_ref().unwrap());
+        self.net
+            .invoke("loopback", &lo, "CHECK", &self.env("lo"))
+            .assert_success();
+        let eth0 = with_prev_result(&self.net.conf, self.eth0_result());
+        self.net
+            .invoke("bridge", &eth0, "CHECK", &self.env("eth0"))
+            .assert_success();
+    }
+
+    /// DEL of both attachments, the pod network first; the two runs, whatever their status.
+    fn del(&mut self) -> [PluginRun; 2] {
+        self.attached = false;
+        let eth0 = match &self.eth0 {
+            Some(result) => with_prev_result(&self.net.conf, result),
+            None => self.net.conf.clone(),
+        };
+        let lo = match &self.loopback {
+            Some(result) => with_prev_result(&loopback_conf(), result),
+            None => loopback_conf(),
+        };
+        [
+            self.net.invoke("bridge", &eth0, "DEL", &self.env("eth0")),
+            self.net.invoke("loopback", &lo, "DEL", &self.env("lo")),
+        ]
+    }
+
+    fn del_successfully(&mut self) {
+        for run in self.del() {
+            run.assert_success();
+        }
+    }
+
+    /// eth0's address and prefix length from the ADD result.
+    fn ip(&self) -> (Ipv4Addr, u8) {
+        let result = self.eth0_result();
+        let address = result["ips"][0]["address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ips[0].address in {result}"));
+        let (ip, prefix) = address.split_once('/').unwrap();
+        (ip.parse().unwrap(), prefix.parse().unwrap())
+    }
+
+    /// The MAC the result gives for the interface that carries ips[0].
+    fn mac(&self) -> String {
+        let result = self.eth0_result();
+        let index = result["ips"][0]["interface"].as_u64().unwrap() as usize;
+        result["interfaces"][index]["mac"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no MAC of interface {index} in {result}"))
+            .to_string()
+    }
+}
+
+impl Drop for Attachment<'_> {
+    fn drop(&mut self) {
+        if self.attached {
+            for run in self.del() {
+                if !run.status.success() {
+                    eprintln!(
+                        "cleanup: {} exited {}: {}",
+                        run.what, run.status, run.stdout
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A pod: pause, pins, attachments. Dropping it tears it down in a runtime's order: DEL,
+/// unpin, kill.
+struct Pod<'n> {
+    attachment: Attachment<'n>,
+    pins: Vec<Pin>,
+    pause: Pause,
+    netns: NetnsId,
+}
+
+impl<'n> Pod<'n> {
+    /// With `pinned`, the namespace is bind-mounted at PIN_DIR/cni-<uuid> first and CNI_NETNS is
+    /// that pin (containerd); otherwise CNI_NETNS is /proc/PID/ns/net.
+    fn start(net: &'n Network, name: &str, pinned: bool) -> Self {
+        let pause = Pause::start();
+        let netns = NetnsId::of(&pause.netns());
+        let pins: Vec<Pin> = if pinned {
+            vec![Pin::bind(
+                &pause.netns(),
+                net.pin_dir().join(format!("cni-{}", uuid())),
+            )]
+        } else {
+            vec![]
+        };
+        let cni_netns = pins
+            .first()
+            .map_or_else(|| pause.netns(), |p| p.path.clone());
+        let attachment = Attachment::add(net, name, &cni_netns);
+        Self {
+            attachment,
+            pins,
+            pause,
+            netns,
+        }
+    }
+
+    fn cni_netns(&self) -> &Path {
+        &self.attachment.netns
+    }
+
+    /// Tears the pod down in a runtime's order: DEL, unpin, kill.
+    fn tear_down(mut self) {
+        self.attachment.del_successfully();
+        for pin in &mut self.pins {
+            pin.remove();
+        }
+        self.pause.kill();
+    }
+}
+
+/// `netns-trace ARGS` printing JSON (report, scan); exit 0, or 3 for "leak found".
+fn netns_trace_json(args: &[&str]) -> Value {
+    let out = Command::new(netns_trace_bin())
+        .args(args)
+        .output()
+        .expect("run netns-trace");
+    assert!(
+        out.status.success() || out.status.code() == Some(3),
+        "netns-trace {args:?} exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("netns-trace {args:?} printed bad JSON: {e}"))
+}
+
+fn report_of(trace: &Path, grace: &str) -> Value {
+    let report = netns_trace_json(&[
+        "report",
+        trace.to_str().unwrap(),
+        "--json",
+        "--grace",
+        grace,
+    ]);
+    assert_eq!(report["schema"], "netns-trace/report/v1");
+    report
+}
+
+fn array<'a>(v: &'a Value, field: &str) -> &'a Vec<Value> {
+    v[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field}[] in {v}"))
+}
+
+/// Lets two throwaway namespaces go, one second apart: kernels that free a namespace only on
+/// the next cleanup_net run (6.13+, backported to 6.12; and this host's 6.18) then free the
+/// last pod namespace too.
+fn flush_deferred_frees() {
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_secs(1));
+        let status = Command::new("unshare")
+            .args(["--net", "true"])
+            .status()
+            .expect("run unshare --net true");
+        assert!(status.success());
+    }
+}
+
+/// Findings about the given namespaces, or about an address in 10.231.N.0/24 ("10.231.N").
+fn findings_about<'a>(
+    findings: &'a [Value],
+    namespaces: &[NetnsId],
+    subnet_prefix: &str,
+) -> Vec<&'a Value> {
+    let in_subnet = |ip: &Value| {
+        ip.as_str()
+            .is_some_and(|ip| ip.starts_with(&format!("{subnet_prefix}.")))
+    };
+    findings
+        .iter()
+        .filter(|f| {
+            namespaces.iter().any(|n| n.is(&f["netns"]))
+                || in_subnet(&f["ip"])
+                || in_subnet(&f["sender_ip"])
+        })
+        .collect()
+}
+
+#[test]
+fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
+    if !require_root() {
+        return;
+    }
+    require_plugins();
+    let baseline = net_namespace_slab_count();
+    let trace_dir = tempfile::Builder::new()
+        .prefix("netns-trace-cni-churn-")
+        .tempdir()
+        .unwrap();
+    let trace = trace_dir.path().join("watch.trace");
+    let watch = Watch::start(&["--grace", CHURN_GRACE, "--record", trace.to_str().unwrap()]);
+    // Eight addresses for fifty pods: host-local hands each one out again and again.
+    let net = Network::new("churn", "10.231.61", 10, 17);
+    let node = NetnsId::of(&net.node.netns());
+    let mut pods = Vec::new();
+    let mut addresses = std::collections::BTreeSet::new();
+    let t0 = Instant::now();
+    for i in 0..CHURN_PODS {
+        // Even pods as containerd runs them, odd ones with /proc/PID/ns/net as CNI_NETNS.
+        let containerd_style = i % 2 == 0;
+        let mut pod = Pod::start(&net, &format!("churn-{i}"), containerd_style);
+        pod.attachment.check();
+        let (ip, prefix) = pod.attachment.ip();
+        let (mac, addrs) = link_mac_and_ipv4(pod.cni_netns(), "eth0");
+        assert_eq!(
+            addrs,
+            vec![format!("{ip}/{prefix}")],
+            "eth0 of pod {i}, by iproute2"
+        );
+        assert_eq!(
+            mac,
+            pod.attachment.mac(),
+            "eth0's MAC, by iproute2 and in the ADD result"
+        );
+        assert!(net.reservation(ip).exists(), "host-local reserved {ip}");
+        pods.push(pod.netns);
+        addresses.insert(ip);
+        if containerd_style {
+            // StopPodSandbox: the sandbox is killed, then DEL through the pin; then
+            // RemovePodSandbox removes the pin.
+            pod.pause.kill();
+            pod.attachment.del_successfully();
+            for pin in &mut pod.pins {
+                pin.remove();
+            }
+            drop(pod);
+        } else {
+            pod.tear_down();
+        }
+        assert!(
+            !net.reservation(ip).exists(),
+            "DEL gave {ip} back to host-local"
+        );
+    }
+    eprintln!(
+        "{CHURN_PODS} pods added, checked and deleted in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    assert!(
+        addresses.len() < CHURN_PODS,
+        "host-local handed addresses out again: {addresses:?}"
+    );
+    let subnet = net.subnet_prefix.clone();
+    drop(net);
+
+    // Gone, seen independently: no task, fd or nsfs mount in any mount namespace holds them.
+    let still_held: Vec<(NetnsId, Vec<String>)> = pods
+        .iter()
+        .chain([&node])
+        .filter(|n| n.exists())
+        .map(|n| (*n, common::netns_holders(n.inum)))
+        .collect();
+    assert!(
+        still_held.is_empty(),
+        "pod namespaces still held: {still_held:?}"
+    );
+
+    flush_deferred_frees();
+    settle_teardown(baseline);
+    std::thread::sleep(CHURN_VERDICT_WAIT);
+    let lines = watch.stop();
+    let report = report_of(&trace, CHURN_GRACE);
+
+    let ours: Vec<NetnsId> = pods.iter().copied().chain([node]).collect();
+    let live = findings(&lines);
+    let about_live = findings_about(&live, &ours, &subnet);
+    assert!(
+        about_live.is_empty(),
+        "watch reported the churn: {about_live:#?}"
+    );
+    let replayed = array(&report, "findings");
+    let about_replayed = findings_about(replayed, &ours, &subnet);
+    assert!(
+        about_replayed.is_empty(),
+        "the report has findings about the churn: {about_replayed:#?}"
+    );
+    let lost: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "lost_events" || l["notice"]["kind"] == "events_lost")
+        .collect();
+    assert!(lost.is_empty(), "watch lost events: {lost:?}");
+
+    // The trace saw each pod namespace end.
+    let namespaces = array(&report, "namespaces");
+    for pod in &pods {
+        let seen: Vec<&Value> = namespaces.iter().filter(|n| pod.is(&n["id"])).collect();
+        assert!(!seen.is_empty(), "the report lists no {pod:?}");
+        let not_destroyed: Vec<&&Value> =
+            seen.iter().filter(|n| n["state"] != "destroyed").collect();
+        assert!(
+            not_destroyed.is_empty(),
+            "{pod:?} not destroyed in the report: {not_destroyed:#?}"
+        );
+    }
+}
+
+/// The pod's eth0 as `ip -j addr` sees it through `nsenter --net=NETNS_FILE`.
+fn eth0_through(netns_file: &Path) -> Value {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", netns_file.display()))
+        .args([ip_bin(), "-j", "addr", "show", "dev", "eth0"])
+        .output()
+        .expect("run nsenter");
+    assert!(
+        out.status.success(),
+        "nsenter --net={} ip addr show dev eth0: {}",
+        netns_file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ip -j JSON");
+    v[0].clone()
+}
+
+/// The mount point of the nsfs mount of net:[inum] at `path`, as /proc/self/mountinfo lists it.
+fn mountinfo_pin(inum: u64, path: &Path) -> String {
+    let want_root = format!("net:[{inum}]");
+    let want_point = fs::canonicalize(path).unwrap();
+    nsfs_mounts(Path::new("/proc/self/mountinfo"))
+        .into_iter()
+        .find(|m| m.root == want_root && Path::new(&m.mount_point) == want_point)
+        .unwrap_or_else(|| {
+            panic!(
+                "mountinfo has no nsfs mount of {want_root} at {}",
+                want_point.display()
+            )
+        })
+        .mount_point
+}
+
+#[test]
+fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
+    if !require_root() {
+        return;
+    }
+    require_plugins();
+    let trace_dir = tempfile::Builder::new()
+        .prefix("netns-trace-cni-incident-")
+        .tempdir()
+        .unwrap();
+    let trace = trace_dir.path().join("watch.trace");
+    let trace_arg = trace.to_str().unwrap();
+    let watch = Watch::start(&["--grace", INCIDENT_GRACE, "--record", trace_arg]);
+    // Two addresses: the client takes the first, pod A the second, and once A's is released
+    // host-local has only that one to give pod B.
+    let net = Network::new("incident", "10.231.62", 10, 11);
+    let client = Pod::start(&net, "client", true);
+
+    // Pod A, with CNI_NETNS=/proc/PID/ns/net.
+    let mut pod_a = Pod::start(&net, "pod-a", false);
+    let (ip, prefix) = pod_a.attachment.ip();
+    let address = format!("{ip}/{prefix}");
+    let a = pod_a.netns;
+    let (mac_a, addrs_a) = link_mac_and_ipv4(&pod_a.pause.netns(), "eth0");
+    assert_eq!(addrs_a, vec![address.clone()], "pod A's eth0, by iproute2");
+    assert_eq!(
+        mac_a,
+        pod_a.attachment.mac(),
+        "pod A's MAC, by iproute2 and in the ADD result"
+    );
+
+    // The plugin's debugging bind mount: an extra pin of the pause's namespace.
+    let debug_pin = Pin::bind(
+        &pod_a.pause.netns(),
+        net.pin_dir().join(&pod_a.attachment.container_id),
+    );
+    let pin_path = mountinfo_pin(a.inum, &debug_pin.path);
+    let pin_maker = debug_pin.made_by;
+    pod_a.pins.push(debug_pin);
+
+    // The pause dies, and the runtime's DEL gets the dead /proc/PID/ns/net path.
+    let dead_netns = pod_a.cni_netns().to_path_buf();
+    pod_a.pause.kill();
+    assert!(
+        !dead_netns.exists(),
+        "{} is gone with its process",
+        dead_netns.display()
+    );
+    for run in pod_a.attachment.del() {
+        run.assert_success();
+    }
+    assert!(
+        !net.reservation(ip).exists(),
+        "DEL released {ip} in host-local"
+    );
+    // ...while eth0, its address and MAC live on in the pinned namespace.
+    assert_eq!(ns_inum(Path::new(&pin_path)), Some(a.inum));
+    let eth0 = eth0_through(Path::new(&pin_path));
+    assert_eq!(
+        eth0["address"],
+        mac_a.as_str(),
+        "eth0 through the pin: {eth0}"
+    );
+    assert!(
+        array(&eth0, "addr_info")
+            .iter()
+            .any(|i| i["local"] == ip.to_string() && i["prefixlen"] == prefix),
+        "{address} on eth0 through the pin: {eth0}"
+    );
+
+    // Pod B: host-local hands out the released address.
+    let pod_b = Pod::start(&net, "pod-b", true);
+    let b = pod_b.netns;
+    assert_eq!(
+        pod_b.attachment.ip(),
+        (ip, prefix),
+        "pod B got pod A's address"
+    );
+    let (mac_b, _) = link_mac_and_ipv4(pod_b.cni_netns(), "eth0");
+    assert_ne!(mac_a, mac_b);
+
+    // Who has that address? Both answer the client.
+    let replies = common::arp_reply_macs(client.cni_netns(), "eth0", ip, 3);
+    assert!(
+        replies.contains(&mac_a) && replies.contains(&mac_b),
+        "ARP replies for {ip} from {replies:?}; pod A is {mac_a}, pod B {mac_b}"
+    );
+    std::thread::sleep(INCIDENT_VERDICT_WAIT);
+
+    // scan: no history, but the pin, the memberless namespace and the duplicate IP.
+    let scan = netns_trace_json(&["scan", "--json"]);
+    let scanned_a = array(&scan, "namespaces")
+        .iter()
+        .find(|n| a.is(&n["id"]))
+        .unwrap_or_else(|| panic!("scan lists no pod A {a:?}"));
+    assert_eq!(scanned_a["state"], "leak_suspect", "{scanned_a:#}");
+    assert!(
+        array(scanned_a, "pins")
+            .iter()
+            .any(|p| p["kind"] == "bind_mount" && p["path"] == pin_path.as_str()),
+        "scan names the pin {pin_path}: {scanned_a:#}"
+    );
+    let scanned_b = array(&scan, "namespaces")
+        .iter()
+        .find(|n| b.is(&n["id"]))
+        .unwrap_or_else(|| panic!("scan lists no pod B {b:?}"));
+    assert_ne!(
+        scanned_b["state"], "leak_suspect",
+        "pod B lives: {scanned_b:#}"
+    );
+    let scan_findings = array(&scan, "findings");
+    assert!(
+        scan_findings
+            .iter()
+            .any(|f| f["kind"] == "duplicate_ip" && f["ip"] == ip.to_string()),
+        "scan: duplicate_ip for {ip}: {scan_findings:#?}"
+    );
+
+    let lines = watch.stop();
+    let live = findings(&lines);
+    let ids = Ids {
+        a,
+        b,
+        client: client.netns,
+    };
+    check_incident_findings("watch", &live, &ids, ip, &mac_a, &pin_path, pin_maker);
+
+    let report = report_of(&trace, INCIDENT_GRACE);
+    check_incident_findings(
+        "report",
+        array(&report, "findings"),
+        &ids,
+        ip,
+        &mac_a,
+        &pin_path,
+        pin_maker,
+    );
+    let reported_a = array(&report, "namespaces")
+        .iter()
+        .find(|n| a.is(&n["id"]))
+        .unwrap_or_else(|| panic!("the report lists no pod A {a:?}"));
+    assert_eq!(reported_a["state"], "leaked", "{reported_a:#}");
+
+    // Torn down, every namespace of the test dies.
+    pod_b.tear_down();
+    drop(pod_a);
+    client.tear_down();
+    let node = NetnsId::of(&net.node.netns());
+    drop(net);
+    for (what, n) in [
+        ("pod A", a),
+        ("pod B", b),
+        ("client", ids.client),
+        ("node", node),
+    ] {
+        assert!(
+            !n.exists(),
+            "{what} {n:?} is still held: {:?}",
+            common::netns_holders(n.inum)
+        );
+    }
+}
+
+struct Ids {
+    a: NetnsId,
+    b: NetnsId,
+    client: NetnsId,
+}
+
+/// The incident's three findings, from `watch` or `report`.
+fn check_incident_findings(
+    source: &str,
+    findings: &[Value],
+    ids: &Ids,
+    ip: Ipv4Addr,
+    mac_a: &str,
+    pin_path: &str,
+    pin_maker: u32,
+) {
+    let leaks: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["kind"] == "leaked_netns" && ids.a.is(&f["netns"]))
+        .collect();
+    assert_eq!(
+        leaks.len(),
+        1,
+        "{source}: one leaked_netns for pod A {:?}: {findings:#?}",
+        ids.a
+    );
+    let leak = leaks[0];
+    let pin = array(leak, "pins")
+        .iter()
+        .find(|p| p["kind"] == "bind_mount" && p["path"] == pin_path)
+        .unwrap_or_else(|| panic!("{source}: the leak names the pin {pin_path}: {leak:#}"));
+    assert!(
+        pin["by"]["pid"] == pin_maker && pin["by"]["comm"] == "mount",
+        "{source}: the pin was made by mount, pid {pin_maker}: {pin}"
+    );
+    assert!(
+        array(leak, "interfaces").iter().any(|i| i["mac"] == mac_a
+            && array(i, "ipv4")
+                .iter()
+                .any(|a| a.as_str().is_some_and(|a| a.starts_with(&format!("{ip}/"))))),
+        "{source}: pod A's eth0 ({mac_a}, {ip}) in the leak's evidence: {leak:#}"
+    );
+
+    let duplicate = findings
+        .iter()
+        .find(|f| f["kind"] == "duplicate_ip" && f["ip"] == ip.to_string())
+        .unwrap_or_else(|| panic!("{source}: no duplicate_ip for {ip}: {findings:#?}"));
+    let holders = array(duplicate, "holders");
+    assert!(
+        holders.iter().any(|h| ids.a.is(&h["netns"]))
+            && holders.iter().any(|h| ids.b.is(&h["netns"])),
+        "{source}: pods A and B hold {ip}: {duplicate:#}"
+    );
+
+    assert!(
+        findings.iter().any(|f| f["kind"] == "stale_arp_reply"
+            && f["sender_ip"] == ip.to_string()
+            && f["sender_mac"] == mac_a
+            && ids.a.is(&f["observed_in"])),
+        "{source}: no stale_arp_reply from pod A ({mac_a}): {findings:#?}"
+    );
+    let accused: Vec<&Value> = findings
+        .iter()
+        .filter(|f| match f["kind"].as_str() {
+            Some("stale_arp_reply") => {
+                ids.b.is(&f["observed_in"]) || ids.client.is(&f["observed_in"])
+            }
+            Some("leaked_netns") => ids.b.is(&f["netns"]) || ids.client.is(&f["netns"]),
+            _ => false,
+        })
+        .collect();
+    assert!(
+        accused.is_empty(),
+        "{source}: the live pods are accused: {accused:#?}"
+    );
+}
