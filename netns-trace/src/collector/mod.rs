@@ -306,9 +306,10 @@ impl Collector {
                 mnt_ns,
                 ret,
                 flags,
+                source,
                 target,
                 ..
-            } => self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, target),
+            } => self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, op.acted_on(source, target)),
             EventBody::NsfsMount {
                 netns,
                 mnt_ns,
@@ -1362,6 +1363,7 @@ impl Collector {
         });
     }
 
+    /// `target` is the path the syscall acted on ([`MountOp::acted_on`]).
     fn on_mount_syscall(
         &mut self,
         ev: &Event,
