@@ -1427,11 +1427,22 @@ impl Collector {
                 let Some(slots) = self.pin_paths.get(&key).cloned() else {
                     return;
                 };
+                let mnt = (mnt_ns != 0).then_some(mnt_ns);
+                // umount acts in the caller's mount namespace: a copy of the mount in another
+                // one (same path) is neither retired nor the cleanup that failed.
+                let here = |p: &PinRecord| {
+                    p.kind == PinKind::BindMount
+                        && p.path.as_deref().map(normalize_path) == Some(key.as_str())
+                        && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
+                };
                 for r in slots {
                     if ret < 0 {
                         let Some(ns) = self.reg.get_mut(r) else {
                             continue;
                         };
+                        if !ns.pins.iter().any(here) {
+                            continue;
+                        }
                         if ns.failed_umounts.len() >= MAX_FAILED_UMOUNTS {
                             ns.failed_umounts.remove(0);
                         }
@@ -1448,12 +1459,7 @@ impl Collector {
                             )
                         });
                     } else {
-                        let mnt = (mnt_ns != 0).then_some(mnt_ns);
-                        self.remove_pins(r, ts, |p| {
-                            p.kind == PinKind::BindMount
-                                && p.path.as_deref().map(normalize_path) == Some(key.as_str())
-                                && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
-                        });
+                        self.remove_pins(r, ts, here);
                     }
                 }
             }

@@ -1469,3 +1469,53 @@ fn a_graft_unmounted_before_mountinfo_was_read_is_retired_by_the_umount_record()
         "only the copy in the holder's mount namespace is left: {pins:#?}"
     );
 }
+
+/// containerd 3667: the pin was copied into an agent's mount namespace and unmounted on the
+/// host. Unmounting the same path on the host again (EINVAL, nothing is mounted there) or
+/// unmounting a second host mount there is not about the copy.
+#[test]
+fn a_umount_on_the_host_leaves_the_copy_in_another_mount_namespace_alone() {
+    let mut c = collector();
+    let id = NsId::new(906, 4026533000);
+    let path = "/run/netns/copied";
+    let agent_mnt = HOST_MNT + 500;
+    crio_pod(&mut c, 2 * S, id, path, 650);
+    c.handle(&Event::observed(
+        3 * S,
+        EventBody::PinAdded {
+            netns: id,
+            pin: Pin::BindMount {
+                path: path.into(),
+                mnt_ns: agent_mnt,
+                holder_pid: 660,
+                holder_comm: comm("agent"),
+            },
+        },
+    ));
+    feed(
+        &mut c,
+        [
+            umount(4 * S, 900, "crio", path, 0),
+            umount(5 * S, 900, "crio", path, -22),
+            ev(10 * S, 650, 650, "pause", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    c.finish(10 * S + GRACE);
+    let [leak] = c.findings() else {
+        panic!("{:#?}", c.findings())
+    };
+    let FindingDetail::LeakedNetns {
+        pins,
+        failed_cleanups,
+        ..
+    } = &leak.detail
+    else {
+        panic!("{leak:#?}")
+    };
+    let places: Vec<_> = pins
+        .iter()
+        .map(|p| (p.path.as_deref(), p.mount_ns))
+        .collect();
+    assert_eq!(places, [(Some(path), Some(agent_mnt))], "{pins:#?}");
+    assert!(failed_cleanups.is_empty(), "{failed_cleanups:#?}");
+}
