@@ -332,8 +332,8 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
             flags: 2,
             from_dfd: -100,
             to_dfd: -100,
-            source: String::new(),
-            target: "/var/run/netns/cni-web".into(),
+            source: "/var/run/netns/cni-web".into(),
+            target: String::new(),
         },
     ));
     events.push(Event::observed(

@@ -93,7 +93,8 @@ pub fn mount_enter(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// syscalls:sys_enter_umount(char *name, int flags) (umount2 on x86_64).
+/// syscalls:sys_enter_umount(char *name, int flags) (umount2 on x86_64). Its one path is
+/// recorded as `source`, like open_tree's; `target` stays empty.
 #[tracepoint]
 pub fn umount_enter(ctx: TracePointContext) -> u32 {
     save_args(mount_op::UMOUNT, arg(&ctx, 0), 0, arg(&ctx, 1), AT_FDCWD, AT_FDCWD);

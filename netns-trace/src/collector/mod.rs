@@ -306,9 +306,10 @@ impl Collector {
                 mnt_ns,
                 ret,
                 flags,
+                source,
                 target,
                 ..
-            } => self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, target),
+            } => self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, op.acted_on(source, target)),
             EventBody::NsfsMount {
                 netns,
                 mnt_ns,
@@ -1362,6 +1363,7 @@ impl Collector {
         });
     }
 
+    /// `target` is the path the syscall acted on ([`MountOp::acted_on`]).
     fn on_mount_syscall(
         &mut self,
         ev: &Event,
@@ -1425,11 +1427,22 @@ impl Collector {
                 let Some(slots) = self.pin_paths.get(&key).cloned() else {
                     return;
                 };
+                let mnt = (mnt_ns != 0).then_some(mnt_ns);
+                // umount acts in the caller's mount namespace: a copy of the mount in another
+                // one (same path) is neither retired nor the cleanup that failed.
+                let here = |p: &PinRecord| {
+                    p.kind == PinKind::BindMount
+                        && p.path.as_deref().map(normalize_path) == Some(key.as_str())
+                        && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
+                };
                 for r in slots {
                     if ret < 0 {
                         let Some(ns) = self.reg.get_mut(r) else {
                             continue;
                         };
+                        if !ns.pins.iter().any(here) {
+                            continue;
+                        }
                         if ns.failed_umounts.len() >= MAX_FAILED_UMOUNTS {
                             ns.failed_umounts.remove(0);
                         }
@@ -1446,12 +1459,7 @@ impl Collector {
                             )
                         });
                     } else {
-                        let mnt = (mnt_ns != 0).then_some(mnt_ns);
-                        self.remove_pins(r, ts, |p| {
-                            p.kind == PinKind::BindMount
-                                && p.path.as_deref().map(normalize_path) == Some(key.as_str())
-                                && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
-                        });
+                        self.remove_pins(r, ts, here);
                     }
                 }
             }

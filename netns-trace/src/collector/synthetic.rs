@@ -386,16 +386,17 @@ impl SyntheticStream {
                 900,
                 900,
                 kubelet,
+                // As the probe records umount2: its one path in `source`.
                 EventBody::MountSyscall {
                     op: MountOp::Umount,
                     netns: SYNTH_INIT,
                     mnt_ns: SYNTH_HOST_MNT,
                     ret: 0,
                     flags: 2,
-                    from_dfd: 0,
-                    to_dfd: 0,
-                    source: String::new(),
-                    target: path.clone(),
+                    from_dfd: -100,
+                    to_dfd: -100,
+                    source: path.clone(),
+                    target: String::new(),
                 },
             ));
             out.push(Event::observed(

@@ -98,7 +98,8 @@ fn bind_mount(ts: u64, pid: u32, c: &str, target: &str) -> Event {
     )
 }
 
-fn umount(ts: u64, pid: u32, c: &str, target: &str, ret: i64) -> Event {
+/// umount2(`path`, MNT_DETACH) as the probe records it: its one path in `source`.
+fn umount(ts: u64, pid: u32, c: &str, path: &str, ret: i64) -> Event {
     ev(
         ts,
         pid,
@@ -110,10 +111,10 @@ fn umount(ts: u64, pid: u32, c: &str, target: &str, ret: i64) -> Event {
             mnt_ns: HOST_MNT,
             ret,
             flags: 2,
-            from_dfd: 0,
-            to_dfd: 0,
-            source: String::new(),
-            target: target.into(),
+            from_dfd: -100,
+            to_dfd: -100,
+            source: path.into(),
+            target: String::new(),
         },
     )
 }
@@ -1407,4 +1408,114 @@ fn a_graft_is_not_named_by_an_earlier_mount_call_of_the_same_thread() {
     c.finish(1000 * S);
     assert_eq!(state_of(&c, id), NsState::Persistent);
     assert!(c.findings().is_empty(), "{:?}", c.findings());
+}
+
+/// Recorded in the 6.1 guest (full mode) from the copied-mount scenario, whose leak still named
+/// the host's bind mount after it had been unmounted. The tracer lagged behind the kernel, so
+/// every mountinfo read came after the umount and never saw the host's mount: only the graft
+/// (`nsfs_mount`) and the mount syscall named it. The umount record carries umount2's one path
+/// in `source`, as the probe writes it.
+const COPIED_MOUNT_UMOUNTED_ON_THE_HOST: &str = r#"
+{"comm":"netns-trace-tes","ifindex":1,"mac":"00:00:00:00:00:00","name":"lo","netns":{"cookie":3,"inum":4026532114},"op":"register","other":{"cookie":0,"inum":0},"pid":124,"tgid":123,"ts_ns":27571238550,"type":"net_dev"}
+{"clone_flags":1073741824,"comm":"netns-trace-tes","net_ptr":18446619544485515904,"netns":{"cookie":3,"inum":4026532114},"parent":{"cookie":1,"inum":4026531840},"pid":124,"source":"copy_net_ns","tgid":123,"ts_ns":27571711790,"type":"netns_created"}
+{"cgroup_id":1,"comm":"netns-trace-tes","group_dead":false,"mnt_ns":4026531841,"netns":{"cookie":3,"inum":4026532114},"op":"unshare","pid":124,"ppid":0,"prev":{"cookie":1,"inum":4026531840},"prev_mnt_ns":4026531841,"tgid":123,"thread":true,"ts_ns":27572724860,"type":"task"}
+{"comm":"netns-trace-tes","net_ptr":18446619544485515904,"netns":{"cookie":3,"inum":4026532114},"pid":124,"tgid":123,"ts_ns":27579088660,"type":"nsfs_evict"}
+{"comm":"netns-trace-tes","hook":"fentry","mnt_ns":4026531841,"net_ptr":18446619544485515904,"netns":{"cookie":3,"inum":4026532114},"pid":124,"tgid":123,"ts_ns":27580582790,"type":"nsfs_mount"}
+{"comm":"netns-trace-tes","flags":4096,"from_dfd":-100,"mnt_ns":4026531841,"netns":{"cookie":3,"inum":4026532114},"op":"mount","pid":124,"ret":0,"source":"/proc/self/task/124/ns/net","target":"/tmp/netns-trace-testbed-sIhfGy/copied-netns","tgid":123,"to_dfd":-100,"ts_ns":27580963620,"type":"mount_syscall"}
+{"cgroup_id":1,"comm":"netns-trace-tes","group_dead":false,"mnt_ns":4026531841,"netns":{"cookie":1,"inum":4026531840},"op":"setns","pid":124,"ppid":0,"prev":{"cookie":3,"inum":4026532114},"prev_mnt_ns":4026531841,"tgid":123,"thread":true,"ts_ns":27581783930,"type":"task"}
+{"comm":"netns-trace-tes","net_ptr":18446744071820036544,"netns":{"cookie":1,"inum":4026531840},"pid":124,"tgid":123,"ts_ns":27582188600,"type":"nsfs_evict"}
+{"cgroup_id":1,"comm":"mnt-ns-holder","group_dead":false,"mnt_ns":4026532165,"netns":{"cookie":1,"inum":4026531840},"op":"unshare","pid":125,"ppid":0,"prev":{"cookie":1,"inum":4026531840},"prev_mnt_ns":4026531841,"tgid":125,"thread":false,"ts_ns":27589165850,"type":"task"}
+{"comm":"","netns":{"cookie":3,"inum":4026532114},"pid":0,"pin":{"holder_comm":"mnt-ns-holder","holder_pid":125,"kind":"bind_mount","mnt_ns":4026532165,"path":"/tmp/netns-trace-testbed-sIhfGy/copied-netns"},"tgid":0,"ts_ns":27589165850,"type":"pin_added"}
+{"comm":"mnt-ns-holder","flags":278528,"from_dfd":-100,"mnt_ns":4026532165,"netns":{"cookie":1,"inum":4026531840},"op":"mount","pid":125,"ret":0,"source":"","target":"/","tgid":125,"to_dfd":-100,"ts_ns":27589267650,"type":"mount_syscall"}
+{"cgroup_id":1,"comm":"netns-trace-tes","group_dead":false,"mnt_ns":4026531841,"netns":{"cookie":3,"inum":4026532114},"op":"setns","pid":126,"ppid":0,"prev":{"cookie":1,"inum":4026531840},"prev_mnt_ns":4026531841,"tgid":123,"thread":true,"ts_ns":27595833410,"type":"task"}
+{"comm":"netns-trace-tes","flags":2,"from_dfd":-100,"mnt_ns":4026531841,"netns":{"cookie":1,"inum":4026531840},"op":"umount","pid":123,"ret":0,"source":"/tmp/netns-trace-testbed-sIhfGy/copied-netns","target":"","tgid":123,"to_dfd":-100,"ts_ns":27597269040,"type":"mount_syscall"}
+{"cgroup_id":1,"comm":"netns-trace-tes","group_dead":false,"mnt_ns":4026531841,"netns":{"cookie":3,"inum":4026532114},"op":"exit","pid":126,"ppid":0,"prev":{"cookie":3,"inum":4026532114},"prev_mnt_ns":4026531841,"tgid":123,"thread":true,"ts_ns":27604461770,"type":"task"}
+{"cgroup_id":1,"comm":"zz_loop_copied_","group_dead":false,"mnt_ns":4026531841,"netns":{"cookie":3,"inum":4026532114},"op":"setns","pid":127,"ppid":0,"prev":{"cookie":1,"inum":4026531840},"prev_mnt_ns":4026531841,"tgid":127,"thread":false,"ts_ns":27608779110,"type":"task"}
+{"comm":"zz_loop_copied_","netns":{"cookie":3,"inum":4026532114},"path":"/","pid":127,"tgid":127,"ts_ns":27608779110,"type":"member_cgroup"}
+{"comm":"","interfaces":[{"ifindex":1,"ipv4":[],"mac":"00:00:00:00:00:00","name":"lo"}],"netns":{"cookie":3,"inum":4026532114},"pid":0,"tgid":0,"ts_ns":28036721700,"type":"interfaces"}
+{"cgroup_id":1,"comm":"sleep","group_dead":false,"mnt_ns":4026531841,"netns":{"cookie":3,"inum":4026532114},"op":"exit","pid":127,"ppid":0,"prev":{"cookie":3,"inum":4026532114},"prev_mnt_ns":4026531841,"tgid":127,"thread":false,"ts_ns":29626007170,"type":"task"}
+"#;
+
+#[test]
+fn a_graft_unmounted_before_mountinfo_was_read_is_retired_by_the_umount_record() {
+    let events: Vec<Event> = COPIED_MOUNT_UMOUNTED_ON_THE_HOST
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let mut c = collector();
+    feed(&mut c, events.iter().cloned());
+    c.finish(events.last().unwrap().ts_ns + GRACE);
+    let copied = NsId::new(3, 4026532114);
+    let holder_mnt_ns = 4026532165;
+    let [leak] = c.findings() else {
+        panic!("{:#?}", c.findings())
+    };
+    let ns = c.namespaces().find(|n| n.ns_id() == copied).unwrap();
+    assert_eq!(leak.netns, ns.id(), "{leak:#?}");
+    let FindingDetail::LeakedNetns { pins, .. } = &leak.detail else {
+        panic!("{leak:#?}")
+    };
+    let places: Vec<_> = pins
+        .iter()
+        .map(|p| (p.path.as_deref(), p.mount_ns))
+        .collect();
+    assert_eq!(
+        places,
+        [(
+            Some("/tmp/netns-trace-testbed-sIhfGy/copied-netns"),
+            Some(holder_mnt_ns)
+        )],
+        "only the copy in the holder's mount namespace is left: {pins:#?}"
+    );
+}
+
+/// containerd 3667: the pin was copied into an agent's mount namespace and unmounted on the
+/// host. Unmounting the same path on the host again (EINVAL, nothing is mounted there) or
+/// unmounting a second host mount there is not about the copy.
+#[test]
+fn a_umount_on_the_host_leaves_the_copy_in_another_mount_namespace_alone() {
+    let mut c = collector();
+    let id = NsId::new(906, 4026533000);
+    let path = "/run/netns/copied";
+    let agent_mnt = HOST_MNT + 500;
+    crio_pod(&mut c, 2 * S, id, path, 650);
+    c.handle(&Event::observed(
+        3 * S,
+        EventBody::PinAdded {
+            netns: id,
+            pin: Pin::BindMount {
+                path: path.into(),
+                mnt_ns: agent_mnt,
+                holder_pid: 660,
+                holder_comm: comm("agent"),
+            },
+        },
+    ));
+    feed(
+        &mut c,
+        [
+            umount(4 * S, 900, "crio", path, 0),
+            umount(5 * S, 900, "crio", path, -22),
+            ev(10 * S, 650, 650, "pause", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    c.finish(10 * S + GRACE);
+    let [leak] = c.findings() else {
+        panic!("{:#?}", c.findings())
+    };
+    let FindingDetail::LeakedNetns {
+        pins,
+        failed_cleanups,
+        ..
+    } = &leak.detail
+    else {
+        panic!("{leak:#?}")
+    };
+    let places: Vec<_> = pins
+        .iter()
+        .map(|p| (p.path.as_deref(), p.mount_ns))
+        .collect();
+    assert_eq!(places, [(Some(path), Some(agent_mnt))], "{pins:#?}");
+    assert!(failed_cleanups.is_empty(), "{failed_cleanups:#?}");
 }

@@ -1035,7 +1035,7 @@ impl Builder {
                 if !netns.is_none() {
                     args.push(s("caller_netns", netns));
                 }
-                let label = if target.is_empty() { source } else { target };
+                let label = op.acted_on(source, target);
                 let failed = if *ret < 0 { " (failed)" } else { "" };
                 self.instant(ts, track, format!("{op_name} {label}{failed}"), args);
             }

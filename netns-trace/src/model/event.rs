@@ -160,6 +160,18 @@ pub enum MountOp {
     MoveMount,
 }
 
+impl MountOp {
+    /// The path a mount-family syscall record names: umount2 and open_tree take one path, which
+    /// the probes record as `source` (`target` stays empty); mount and move_mount attach at
+    /// `target`.
+    pub fn acted_on<'a>(self, source: &'a str, target: &'a str) -> &'a str {
+        match self {
+            Self::Umount | Self::OpenTree => source,
+            Self::Mount | Self::MoveMount => target,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetDevOp {
