@@ -3,8 +3,7 @@ use aya_ebpf::{
     Global,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns,
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
     },
 };
 use netns_trace_common::{EventHeader, NetnsId};
@@ -76,4 +75,3 @@ pub fn send<T: 'static>(kind: u16, record: T) {
         None => count_lost(kind),
     }
 }
-

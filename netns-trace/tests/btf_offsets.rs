@@ -9,7 +9,10 @@ use serde_json::Value;
 use netns_trace::probes::btf::{KernelBtf, VMLINUX_BTF};
 
 fn kernel() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim().to_string()
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -22,7 +25,12 @@ fn resolves_every_member_this_kernel_has() {
         }
     };
     let r = btf.resolve();
-    assert!(r.missing.is_empty(), "kernel {}: unresolved members {:?}", kernel(), r.missing);
+    assert!(
+        r.missing.is_empty(),
+        "kernel {}: unresolved members {:?}",
+        kernel(),
+        r.missing
+    );
     let o = r.offsets;
     let k = kernel();
     match bpftool_offsets(&["task_struct.nsproxy", "net.ns.inum"]) {
@@ -35,10 +43,18 @@ fn resolves_every_member_this_kernel_has() {
     }
     // dev_addr is a pointer on every supported kernel (const since 5.15); the namespace type
     // moved to ns_common in 6.18.
-    let major_minor: Vec<u32> = k.split(['.', '-']).take(2).filter_map(|p| p.parse().ok()).collect();
+    let major_minor: Vec<u32> = k
+        .split(['.', '-'])
+        .take(2)
+        .filter_map(|p| p.parse().ok())
+        .collect();
     let v = (major_minor[0], major_minor[1]);
     assert_eq!(o.netdev_dev_addr_is_ptr, 1, "dev_addr kind on {k}");
-    assert_eq!(o.ns_common_ns_type != netns_trace_common::offsets::MISSING, v >= (6, 18), "ns_type on {k}");
+    assert_eq!(
+        o.ns_common_ns_type != netns_trace_common::offsets::MISSING,
+        v >= (6, 18),
+        "ns_type on {k}"
+    );
     println!("kernel {k}: {o:?}");
 }
 
@@ -56,7 +72,11 @@ fn bpftool_offsets(paths: &[&str]) -> Result<Vec<u64>, String> {
         }
         Err(e) => panic!("bpftool: {e}"),
     };
-    assert!(out.status.success(), "bpftool failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bpftool failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dump: Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
     let types = dump["types"].as_array().expect("types[]");
     let by_id = |id: u64| types.iter().find(|t| t["id"].as_u64() == Some(id));
@@ -96,7 +116,9 @@ fn bpftool_offsets(paths: &[&str]) -> Result<Vec<u64>, String> {
             let root = parts.next().unwrap();
             let mut ty = types
                 .iter()
-                .find(|t| t["kind"] == "STRUCT" && t["name"] == root && t["vlen"].as_u64() > Some(0))
+                .find(|t| {
+                    t["kind"] == "STRUCT" && t["name"] == root && t["vlen"].as_u64() > Some(0)
+                })
                 .unwrap_or_else(|| panic!("struct {root} not in BTF"));
             let mut bits = 0;
             for name in parts {

@@ -14,7 +14,8 @@ use netns_trace::trace::{ClockBase, TraceEnd, TraceMeta, TraceWriter};
 const EXIT_BROKEN_PIPE: i32 = 141;
 
 fn bin() -> String {
-    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+    std::env::var("NETNS_TRACE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
 }
 
 fn is_root() -> bool {
@@ -24,7 +25,11 @@ fn is_root() -> bool {
 /// The write end of a pipe nobody reads from.
 fn widowed_pipe() -> Stdio {
     let mut fds = [0; 2];
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0, "pipe2");
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
     unsafe { libc::close(fds[0]) };
     Stdio::from(unsafe { OwnedFd::from_raw_fd(fds[1]) })
 }
@@ -32,14 +37,28 @@ fn widowed_pipe() -> Stdio {
 /// A trace with a few hundred namespaces: far more output than a pipe buffer holds anyway.
 fn sample_trace(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("sample.trace");
-    let meta = TraceMeta { hostname: "epipe-test".into(), clock: ClockBase::now(), probe_mode: "tracepoint".into(), ..Default::default() };
+    let meta = TraceMeta {
+        hostname: "epipe-test".into(),
+        clock: ClockBase::now(),
+        probe_mode: "tracepoint".into(),
+        ..Default::default()
+    };
     let mut w = TraceWriter::create(&path, &meta, false).expect("create trace");
     let mut last = 0;
-    for ev in generate(SyntheticConfig { namespaces: 300, leak_every: 7, ..Default::default() }) {
+    for ev in generate(SyntheticConfig {
+        namespaces: 300,
+        leak_every: 7,
+        ..Default::default()
+    }) {
         last = ev.ts_ns;
         w.write_event(&ev).expect("write event");
     }
-    w.finish(&TraceEnd { ended_at_ns: last, clean_shutdown: true, ..Default::default() }).expect("finish trace");
+    w.finish(&TraceEnd {
+        ended_at_ns: last,
+        clean_shutdown: true,
+        ..Default::default()
+    })
+    .expect("finish trace");
     path
 }
 
@@ -64,12 +83,20 @@ fn run_into_closed_pipe(args: &[&str], timeout: Duration) -> Output {
 
 fn assert_quiet_epipe(args: &[&str], out: &Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{args:?} panicked on EPIPE: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "{args:?} panicked on EPIPE: {stderr}"
+    );
     assert!(
         !stderr.to_lowercase().contains("broken pipe") && !stderr.contains("netns-trace: "),
         "{args:?} complained about the closed pipe: {stderr}"
     );
-    assert_eq!(out.status.code(), Some(EXIT_BROKEN_PIPE), "{args:?}: {}, stderr {stderr}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_BROKEN_PIPE),
+        "{args:?}: {}, stderr {stderr}",
+        out.status
+    );
 }
 
 #[test]
@@ -91,10 +118,17 @@ fn offline_commands_stop_quietly_when_the_reader_leaves() {
 #[test]
 fn live_commands_stop_quietly_when_the_reader_leaves() {
     if !is_root() {
-        eprintln!("SKIP live_commands_stop_quietly_when_the_reader_leaves: scan, probes and watch need root");
+        eprintln!(
+            "SKIP live_commands_stop_quietly_when_the_reader_leaves: scan, probes and watch need root"
+        );
         return;
     }
-    for args in [vec!["scan"], vec!["scan", "--json"], vec!["probes"], vec!["probes", "--json"]] {
+    for args in [
+        vec!["scan"],
+        vec!["scan", "--json"],
+        vec!["probes"],
+        vec!["probes", "--json"],
+    ] {
         let out = run_into_closed_pipe(&args, Duration::from_secs(120));
         assert_quiet_epipe(&args, &out);
     }
@@ -108,7 +142,10 @@ fn live_commands_stop_quietly_when_the_reader_leaves() {
         .expect("spawn watch");
     let started = Instant::now();
     let out = loop {
-        let st = Command::new("unshare").args(["-n", "true"]).status().expect("unshare");
+        let st = Command::new("unshare")
+            .args(["-n", "true"])
+            .status()
+            .expect("unshare");
         assert!(st.success());
         if child.try_wait().expect("try_wait").is_some() {
             break child.wait_with_output().unwrap();
@@ -120,7 +157,18 @@ fn live_commands_stop_quietly_when_the_reader_leaves() {
         std::thread::sleep(Duration::from_millis(500));
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "watch panicked on EPIPE: {stderr}");
-    assert!(!stderr.to_lowercase().contains("broken pipe"), "watch complained: {stderr}");
-    assert_eq!(out.status.code(), Some(EXIT_BROKEN_PIPE), "watch: {}, stderr {stderr}", out.status);
+    assert!(
+        !stderr.contains("panicked"),
+        "watch panicked on EPIPE: {stderr}"
+    );
+    assert!(
+        !stderr.to_lowercase().contains("broken pipe"),
+        "watch complained: {stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_BROKEN_PIPE),
+        "watch: {}, stderr {stderr}",
+        out.status
+    );
 }

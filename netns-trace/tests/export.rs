@@ -5,7 +5,9 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
-use netns_trace::export::{ClockBase, Highlight, LEAKED_NETNS, write_jsonl, write_perfetto_with_clock};
+use netns_trace::export::{
+    ClockBase, Highlight, LEAKED_NETNS, write_jsonl, write_perfetto_with_clock,
+};
 use netns_trace::model::*;
 
 const INIT: NsId = NsId::new(1, 4026531840);
@@ -418,7 +420,10 @@ fn perfetto_export_passes_perfettos_own_reader() {
         None => dir.path().join("trace.perfetto-trace"),
     };
     let (events, highlights) = scenario();
-    let clock = Some(ClockBase { monotonic_ns: 1_000 * MS, realtime_ns: 1_750_000_000_000_000_000 });
+    let clock = Some(ClockBase {
+        monotonic_ns: 1_000 * MS,
+        realtime_ns: 1_750_000_000_000_000_000,
+    });
     let stats = write_perfetto_with_clock(
         events,
         &highlights,
@@ -465,7 +470,10 @@ fn jsonl_export_writes_one_parseable_line_per_event() {
     assert_eq!(
         write_jsonl(
             events,
-            Some(ClockBase { monotonic_ns: 1_000 * MS, realtime_ns: 1_750_000_000_000_000_000 }),
+            Some(ClockBase {
+                monotonic_ns: 1_000 * MS,
+                realtime_ns: 1_750_000_000_000_000_000
+            }),
             &mut out
         )
         .unwrap(),

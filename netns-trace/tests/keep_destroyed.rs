@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn bin() -> String {
-    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+    std::env::var("NETNS_TRACE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
 }
 
 fn testbed_bin() -> String {
-    std::env::var("NETNS_TRACE_TESTBED_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace-testbed").to_string())
+    std::env::var("NETNS_TRACE_TESTBED_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace-testbed").to_string())
 }
 
 const KEEP: u64 = 5;
@@ -25,7 +27,14 @@ fn destroyed_namespaces_beyond_the_bound_are_only_counted() {
         return;
     }
     let mut child = Command::new(bin())
-        .args(["watch", "--json", "--grace", "1", "--keep-destroyed", &KEEP.to_string()])
+        .args([
+            "watch",
+            "--json",
+            "--grace",
+            "1",
+            "--keep-destroyed",
+            &KEEP.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -55,9 +64,20 @@ fn destroyed_namespaces_beyond_the_bound_are_only_counted() {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !stderr_lines.lock().unwrap().iter().any(|l| l.contains("watching")) {
-        assert!(Instant::now() < deadline, "watch did not start within 120 s");
-        assert!(child.try_wait().unwrap().is_none(), "watch exited during start-up");
+    while !stderr_lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("watching"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "watch did not start within 120 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "watch exited during start-up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -70,17 +90,32 @@ fn destroyed_namespaces_beyond_the_bound_are_only_counted() {
             .unwrap()
             .iter()
             .filter(|v| v["type"] == "notice" && v["notice"]["kind"] == "state_changed")
-            .filter(|v| v["notice"]["text"].as_str().is_some_and(|t| t.ends_with("-> destroyed")))
+            .filter(|v| {
+                v["notice"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("-> destroyed"))
+            })
             .count()
     };
     let testbed = |count: usize| {
-        let out = Command::new(testbed_bin()).args(["churn", "--count", &count.to_string()]).output().expect("run testbed churn");
-        assert!(out.status.success(), "testbed churn failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(testbed_bin())
+            .args(["churn", "--count", &count.to_string()])
+            .output()
+            .expect("run testbed churn");
+        assert!(
+            out.status.success(),
+            "testbed churn failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     testbed(CHURNED);
     let deadline = Instant::now() + Duration::from_secs(90);
     while destroyed_notices() < CHURNED {
-        assert!(Instant::now() < deadline, "only {} destructions reported after churning {CHURNED}", destroyed_notices());
+        assert!(
+            Instant::now() < deadline,
+            "only {} destructions reported after churning {CHURNED}",
+            destroyed_notices()
+        );
         testbed(5);
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -94,18 +129,38 @@ fn destroyed_namespaces_beyond_the_bound_are_only_counted() {
 
     let lines = stdout_lines.lock().unwrap();
     let destroyed = destroyed_notices_in(&lines);
-    let summary = lines.iter().rev().find(|v| v["type"] == "summary").unwrap_or_else(|| panic!("no summary line"));
+    let summary = lines
+        .iter()
+        .rev()
+        .find(|v| v["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary line"));
     assert_eq!(summary["keep_destroyed"].as_u64(), Some(KEEP), "{summary}");
-    let kept = summary["destroyed_kept"].as_u64().unwrap_or_else(|| panic!("no destroyed_kept in {summary}"));
-    let dropped = summary["destroyed_dropped"].as_u64().unwrap_or_else(|| panic!("no destroyed_dropped in {summary}"));
-    assert_eq!(kept, KEEP, "the retained set is full and never larger: {summary}");
-    assert_eq!(kept + dropped, destroyed as u64, "every destruction is either kept or counted: {summary}");
+    let kept = summary["destroyed_kept"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no destroyed_kept in {summary}"));
+    let dropped = summary["destroyed_dropped"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no destroyed_dropped in {summary}"));
+    assert_eq!(
+        kept, KEEP,
+        "the retained set is full and never larger: {summary}"
+    );
+    assert_eq!(
+        kept + dropped,
+        destroyed as u64,
+        "every destruction is either kept or counted: {summary}"
+    );
     assert!(dropped >= (CHURNED as u64) - KEEP, "{summary}");
 
     let stderr = stderr_lines.lock().unwrap();
-    let closing = stderr.iter().rev().find(|l| l.contains("events,")).unwrap_or_else(|| panic!("no closing line: {stderr:?}"));
+    let closing = stderr
+        .iter()
+        .rev()
+        .find(|l| l.contains("events,"))
+        .unwrap_or_else(|| panic!("no closing line: {stderr:?}"));
     assert!(
-        closing.contains(&format!("{kept} destroyed kept")) && closing.contains(&format!("{dropped} older destroyed only counted")),
+        closing.contains(&format!("{kept} destroyed kept"))
+            && closing.contains(&format!("{dropped} older destroyed only counted")),
         "closing line summarises the bound: {closing}"
     );
 }
@@ -114,7 +169,11 @@ fn destroyed_notices_in(lines: &[Value]) -> usize {
     lines
         .iter()
         .filter(|v| v["type"] == "notice" && v["notice"]["kind"] == "state_changed")
-        .filter(|v| v["notice"]["text"].as_str().is_some_and(|t| t.ends_with("-> destroyed")))
+        .filter(|v| {
+            v["notice"]["text"]
+                .as_str()
+                .is_some_and(|t| t.ends_with("-> destroyed"))
+        })
         .count()
 }
 

@@ -12,7 +12,8 @@ fn is_root() -> bool {
 }
 
 fn bin() -> String {
-    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+    std::env::var("NETNS_TRACE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
 }
 
 /// Without terminal colour codes (tracing may colour even when stderr is a pipe).
@@ -35,7 +36,10 @@ fn strip_ansi(s: &str) -> String {
 
 /// `field value` pairs after `key` in a log message: "child pid 12 in netns inum 4026532 …".
 fn number_after(line: &str, key: &str) -> u64 {
-    let rest = line.split(key).nth(1).unwrap_or_else(|| panic!("no {key:?} in {line:?}"));
+    let rest = line
+        .split(key)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {key:?} in {line:?}"));
     rest.split_whitespace()
         .next()
         .and_then(|v| v.parse().ok())
@@ -98,29 +102,49 @@ fn watch_around_a_fork(args: &[&str]) -> (Vec<serde_json::Value>, Vec<String>) {
 #[test]
 fn debug_probes_log_the_first_hit_through_aya_log_with_the_probe_name() {
     if !is_root() {
-        eprintln!("SKIP debug_probes_log_the_first_hit_through_aya_log_with_the_probe_name: needs root");
+        eprintln!(
+            "SKIP debug_probes_log_the_first_hit_through_aya_log_with_the_probe_name: needs root"
+        );
         return;
     }
     let init_inum = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
     let (events, stderr) = watch_around_a_fork(&["--debug-probes"]);
-    let hits: Vec<&String> = stderr.iter().filter(|l| l.contains("first hit: sched_process_fork")).collect();
+    let hits: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.contains("first hit: sched_process_fork"))
+        .collect();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    assert!(!hits.is_empty(), "no first-hit line from the probe on stderr");
+    assert!(
+        !hits.is_empty(),
+        "no first-hit line from the probe on stderr"
+    );
     // Once per load (at worst once per CPU: the flag is not atomic on 5.10), never per fork.
     assert!(hits.len() <= cpus, "logged {} times: {hits:?}", hits.len());
     let line = hits[0];
     assert!(line.contains("INFO"), "logged at info level: {line}");
-    assert!(line.contains("probe=task_membership"), "names the probe: {line}");
+    assert!(
+        line.contains("probe=task_membership"),
+        "names the probe: {line}"
+    );
     let pid = number_after(line, "child pid");
     let inum = number_after(line, "netns inum");
     assert!(pid > 0, "{line}");
-    assert_ne!(inum, init_inum, "the probe skips the initial namespace: {line}");
+    assert_ne!(
+        inum, init_inum,
+        "the probe skips the initial namespace: {line}"
+    );
     // The logged values are the kernel's: the same fork arrives as a record with them.
-    let fork = events.iter().filter(|v| v["type"] == "event").map(|v| &v["event"]).find(|e| {
-        e.to_string().contains("\"fork\"") && e["pid"].as_u64() == Some(pid)
-    });
-    let fork = fork.unwrap_or_else(|| panic!("no fork record for pid {pid} among {} lines", events.len()));
-    assert!(fork.to_string().contains(&inum.to_string()), "fork record {fork} is in netns {inum}");
+    let fork = events
+        .iter()
+        .filter(|v| v["type"] == "event")
+        .map(|v| &v["event"])
+        .find(|e| e.to_string().contains("\"fork\"") && e["pid"].as_u64() == Some(pid));
+    let fork =
+        fork.unwrap_or_else(|| panic!("no fork record for pid {pid} among {} lines", events.len()));
+    assert!(
+        fork.to_string().contains(&inum.to_string()),
+        "fork record {fork} is in netns {inum}"
+    );
 }
 
 #[test]

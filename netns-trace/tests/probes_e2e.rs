@@ -21,11 +21,18 @@ fn bin() -> String {
 
 /// iproute2's ip (busybox's lacks `netns` and `type veth`).
 fn ip() -> &'static str {
-    if std::path::Path::new("/sbin/ip").exists() { "/sbin/ip" } else { "ip" }
+    if std::path::Path::new("/sbin/ip").exists() {
+        "/sbin/ip"
+    } else {
+        "ip"
+    }
 }
 
 fn sh(args: &[&str]) {
-    let st = Command::new(args[0]).args(&args[1..]).status().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let st = Command::new(args[0])
+        .args(&args[1..])
+        .status()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     assert!(st.success(), "{args:?} failed: {st}");
 }
 
@@ -37,13 +44,18 @@ struct Cleanup(Vec<&'static str>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for ns in &self.0 {
-            let _ = Command::new(ip()).args(["netns", "del", ns]).stderr(Stdio::null()).status();
+            let _ = Command::new(ip())
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
 
 fn inum(path: &str) -> u64 {
-    std::fs::metadata(path).unwrap_or_else(|e| panic!("{path}: {e}")).ino()
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .ino()
 }
 
 fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
@@ -63,25 +75,74 @@ fn every_attached_probe_delivers_correct_events() {
     let (a, b) = ("nt-e2e-a", "nt-e2e-b");
     let _cleanup = Cleanup(vec![a, b]);
     for ns in [a, b] {
-        let _ = Command::new(ip()).args(["netns", "del", ns]).stderr(Stdio::null()).status();
+        let _ = Command::new(ip())
+            .args(["netns", "del", ns])
+            .stderr(Stdio::null())
+            .status();
     }
     let watch = Watch::start(&["--raw"]);
 
     sh(&[ip(), "netns", "add", a]);
     sh(&[ip(), "netns", "add", b]);
-    let (ia, ib) = (inum(&format!("/run/netns/{a}")), inum(&format!("/run/netns/{b}")));
-    sh(&[ip(), "link", "add", "nte2a", "address", "02:00:0a:e7:09:01", "type", "veth", "peer", "name", "nte2b", "address", "02:00:0a:e7:09:02"]);
+    let (ia, ib) = (
+        inum(&format!("/run/netns/{a}")),
+        inum(&format!("/run/netns/{b}")),
+    );
+    sh(&[
+        ip(),
+        "link",
+        "add",
+        "nte2a",
+        "address",
+        "02:00:0a:e7:09:01",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "nte2b",
+        "address",
+        "02:00:0a:e7:09:02",
+    ]);
     sh(&[ip(), "link", "set", "nte2a", "netns", a]);
     sh(&[ip(), "link", "set", "nte2b", "netns", b]);
-    sh(&[ip(), "-n", a, "addr", "add", "10.231.9.1/24", "dev", "nte2a"]);
-    sh(&[ip(), "-n", b, "addr", "add", "10.231.9.2/24", "dev", "nte2b"]);
+    sh(&[
+        ip(),
+        "-n",
+        a,
+        "addr",
+        "add",
+        "10.231.9.1/24",
+        "dev",
+        "nte2a",
+    ]);
+    sh(&[
+        ip(),
+        "-n",
+        b,
+        "addr",
+        "add",
+        "10.231.9.2/24",
+        "dev",
+        "nte2b",
+    ]);
     for (ns, dev) in [(a, "nte2a"), (b, "nte2b")] {
         sh(&[ip(), "-n", ns, "link", "set", dev, "up"]);
         sh(&[ip(), "-n", ns, "link", "set", "lo", "up"]);
     }
     // A member joins A (setns), pings B (ARP request from A, reply from B) and exits.
     let member = Command::new(ip())
-        .args(["netns", "exec", a, "busybox", "ping", "-c", "1", "-W", "2", "10.231.9.2"])
+        .args([
+            "netns",
+            "exec",
+            a,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "2",
+            "10.231.9.2",
+        ])
         .spawn()
         .expect("spawn ping");
     let member_pid = member.id() as u64;
@@ -100,23 +161,59 @@ fn every_attached_probe_delivers_correct_events() {
     assert!(!events.is_empty(), "no events at all");
 
     let probes: Value = {
-        let out = Command::new(bin()).args(["probes", "--json"]).output().expect("probes --json");
+        let out = Command::new(bin())
+            .args(["probes", "--json"])
+            .output()
+            .expect("probes --json");
         assert!(out.status.success());
         serde_json::from_slice(&out.stdout).expect("probes JSON")
     };
     // The probe table of this kernel, for the log (the VM harness keeps it per kernel).
     for p in probes["probes"].as_array().unwrap() {
-        eprintln!("PROBE {:<16} {:<12} {:<11} {}", p["name"].as_str().unwrap(), p["status"].as_str().unwrap(), p["mechanism"].as_str().unwrap_or("-"), if p["status"] == "attached" { p["targets"].to_string() } else { p["detail"].to_string() });
+        eprintln!(
+            "PROBE {:<16} {:<12} {:<11} {}",
+            p["name"].as_str().unwrap(),
+            p["status"].as_str().unwrap(),
+            p["mechanism"].as_str().unwrap_or("-"),
+            if p["status"] == "attached" {
+                p["targets"].to_string()
+            } else {
+                p["detail"].to_string()
+            }
+        );
     }
     let mode = probes["mode"].as_str().unwrap().to_string();
     assert_eq!(mode, expect_mode(), "probe mode on this kernel");
-    let attached = |name: &str| probes["probes"].as_array().unwrap().iter().any(|p| p["name"] == name && p["status"] == "attached");
+    let attached = |name: &str| {
+        probes["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == name && p["status"] == "attached")
+    };
     // Which mechanism each probe used: full mode must get fentry/kprobe wherever such a link
     // exists (ipv4_addr's hooks are static, so kprobes there); tracepoint mode only tracepoints.
     for p in probes["probes"].as_array().unwrap() {
-        let (name, mech) = (p["name"].as_str().unwrap(), p["mechanism"].as_str().unwrap_or("-"));
-        if mode == "full" && ["netns_created", "netns_teardown", "nsfs_mount", "nsfs_evict", "netdev", "ipv4_addr", "arp"].contains(&name) {
-            assert!(mech == "fentry" || mech == "kprobe", "{name} used {mech} in full mode: {p}");
+        let (name, mech) = (
+            p["name"].as_str().unwrap(),
+            p["mechanism"].as_str().unwrap_or("-"),
+        );
+        if mode == "full"
+            && [
+                "netns_created",
+                "netns_teardown",
+                "nsfs_mount",
+                "nsfs_evict",
+                "netdev",
+                "ipv4_addr",
+                "arp",
+            ]
+            .contains(&name)
+        {
+            assert!(
+                mech == "fentry" || mech == "kprobe",
+                "{name} used {mech} in full mode: {p}"
+            );
         }
         if mode == "tracepoint" && p["status"] == "attached" {
             assert_eq!(mech, "tracepoint", "{name} in tracepoint mode");
@@ -126,14 +223,24 @@ fn every_attached_probe_delivers_correct_events() {
     // Creation: both namespaces, with identity matching the bind-mounted file's inode.
     let created = of_type(&events, "netns_created");
     for (name, i) in [(a, ia), (b, ib)] {
-        let e = created.iter().find(|e| in_ns(e, i)).unwrap_or_else(|| panic!("no netns_created for {name} (inum {i}) in {created:?}"));
+        let e = created
+            .iter()
+            .find(|e| in_ns(e, i))
+            .unwrap_or_else(|| panic!("no netns_created for {name} (inum {i}) in {created:?}"));
         assert_eq!(e["comm"], "ip", "creator comm");
         assert!(e["net_ptr"].as_u64().unwrap() != 0);
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
         if !kernel.starts_with("5.10") {
-            assert!(e["netns"]["cookie"].as_u64().unwrap() != 0, "net_cookie set at creation on 5.12+");
+            assert!(
+                e["netns"]["cookie"].as_u64().unwrap() != 0,
+                "net_cookie set at creation on 5.12+"
+            );
         }
-        let want_source = if mode == "full" { "copy_net_ns" } else { "unshare" };
+        let want_source = if mode == "full" {
+            "copy_net_ns"
+        } else {
+            "unshare"
+        };
         assert_eq!(e["source"], want_source);
     }
     let cookie_a = created.iter().find(|e| in_ns(e, ia)).unwrap()["netns"]["cookie"].clone();
@@ -146,34 +253,56 @@ fn every_attached_probe_delivers_correct_events() {
         .unwrap_or_else(|| panic!("no mount of /run/netns/{a}: {mounts:?}"));
     assert_eq!(pin["source"], "/proc/self/ns/net");
     assert_eq!(pin["ret"], 0);
-    assert!(in_ns(pin, ia), "the mount syscall ran inside the new namespace");
+    assert!(
+        in_ns(pin, ia),
+        "the mount syscall ran inside the new namespace"
+    );
     assert!(pin["flags"].as_u64().unwrap() & 4096 != 0, "MS_BIND");
-    let umount = mounts.iter().find(|e| e["op"] == "umount" && e["source"] == format!("/run/netns/{a}"));
+    let umount = mounts
+        .iter()
+        .find(|e| e["op"] == "umount" && e["source"] == format!("/run/netns/{a}"));
     assert!(umount.is_some(), "ip netns del unmounts the pin");
 
     // Membership: the ping joined A by setns and exited from A.
     let tasks = of_type(&events, "task");
-    let joined = tasks.iter().find(|e| e["op"] == "setns" && e["pid"].as_u64() == Some(member_pid));
+    let joined = tasks
+        .iter()
+        .find(|e| e["op"] == "setns" && e["pid"].as_u64() == Some(member_pid));
     let joined = joined.unwrap_or_else(|| panic!("no setns of pid {member_pid}"));
     assert!(in_ns(joined, ia));
     assert_eq!(joined["netns"]["cookie"], cookie_a);
-    assert!(tasks.iter().any(|e| e["op"] == "exit" && e["pid"].as_u64() == Some(member_pid) && in_ns(e, ia)), "exit of the member from A");
+    assert!(
+        tasks
+            .iter()
+            .any(|e| e["op"] == "exit" && e["pid"].as_u64() == Some(member_pid) && in_ns(e, ia)),
+        "exit of the member from A"
+    );
 
     // ARP: A asked for .2, B answered with its MAC, each seen on the right device and netns.
     let arps = of_type(&events, "arp");
-    let request = arps.iter().find(|e| e["op"] == 1 && e["dir"] == "tx" && in_ns(e, ia) && e["target_ip"] == "10.231.9.2");
+    let request = arps.iter().find(|e| {
+        e["op"] == 1 && e["dir"] == "tx" && in_ns(e, ia) && e["target_ip"] == "10.231.9.2"
+    });
     let request = request.unwrap_or_else(|| panic!("no ARP request sent from A: {arps:?}"));
     assert_eq!(request["sender_ip"], "10.231.9.1");
     assert_eq!(request["sender_mac"], "02:00:0a:e7:09:01");
-    let reply = arps.iter().find(|e| e["op"] == 2 && e["dir"] == "tx" && in_ns(e, ib));
+    let reply = arps
+        .iter()
+        .find(|e| e["op"] == 2 && e["dir"] == "tx" && in_ns(e, ib));
     let reply = reply.unwrap_or_else(|| panic!("no ARP reply sent from B: {arps:?}"));
     assert_eq!(reply["sender_ip"], "10.231.9.2");
     assert_eq!(reply["sender_mac"], "02:00:0a:e7:09:02");
-    assert!(arps.iter().any(|e| e["op"] == 2 && e["dir"] == "rx" && in_ns(e, ia)), "reply received in A");
+    assert!(
+        arps.iter()
+            .any(|e| e["op"] == 2 && e["dir"] == "rx" && in_ns(e, ia)),
+        "reply received in A"
+    );
     if attached("neigh_update") {
         let neigh = of_type(&events, "neigh_update");
         assert!(
-            neigh.iter().any(|e| in_ns(e, ia) && e["ip"] == "10.231.9.2" && e["mac"] == "02:00:0a:e7:09:02"),
+            neigh.iter().any(|e| in_ns(e, ia)
+                && e["ip"] == "10.231.9.2"
+                && e["mac"] == "02:00:0a:e7:09:02"),
             "A's neighbour entry for B: {neigh:?}"
         );
     }
@@ -184,14 +313,35 @@ fn every_attached_probe_delivers_correct_events() {
         assert!(destroyed_a("netns_teardown"), "teardown of A");
         assert!(destroyed_a("nsfs_evict"), "nsfs inode of A evicted");
         let nsfs = of_type(&events, "nsfs_mount");
-        assert!(nsfs.iter().any(|e| in_ns(e, ia) && e["comm"] == "ip"), "graft of A's nsfs file: {nsfs:?}");
+        assert!(
+            nsfs.iter().any(|e| in_ns(e, ia) && e["comm"] == "ip"),
+            "graft of A's nsfs file: {nsfs:?}"
+        );
         let devs = of_type(&events, "net_dev");
-        assert!(devs.iter().any(|e| e["op"] == "register" && e["name"] == "nte2a" && e["mac"] == "02:00:0a:e7:09:01"), "veth registered: {devs:?}");
-        assert!(devs.iter().any(|e| e["op"] == "move" && e["name"] == "nte2a" && in_ns(e, ia)), "veth moved into A");
+        assert!(
+            devs.iter().any(|e| e["op"] == "register"
+                && e["name"] == "nte2a"
+                && e["mac"] == "02:00:0a:e7:09:01"),
+            "veth registered: {devs:?}"
+        );
+        assert!(
+            devs.iter()
+                .any(|e| e["op"] == "move" && e["name"] == "nte2a" && in_ns(e, ia)),
+            "veth moved into A"
+        );
         let addrs = of_type(&events, "ipv4_addr");
-        assert!(addrs.iter().any(|e| e["op"] == "add" && e["addr"] == "10.231.9.1" && e["prefix_len"] == 24 && in_ns(e, ia)), "address added in A: {addrs:?}");
+        assert!(
+            addrs.iter().any(|e| e["op"] == "add"
+                && e["addr"] == "10.231.9.1"
+                && e["prefix_len"] == 24
+                && in_ns(e, ia)),
+            "address added in A: {addrs:?}"
+        );
     } else {
-        assert!(!of_type(&events, "cleanup_run").is_empty() || !attached("netns_teardown"), "cleanup_net runs seen");
+        assert!(
+            !of_type(&events, "cleanup_run").is_empty() || !attached("netns_teardown"),
+            "cleanup_net runs seen"
+        );
     }
     if attached("netns_freed") {
         assert!(destroyed_a("netns_freed"), "struct net of A freed");

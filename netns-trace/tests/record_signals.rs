@@ -22,18 +22,34 @@ fn start_record(file: &Path) -> Child {
 /// Something for the probes to see: short-lived processes in fresh namespaces.
 fn churn_a_little(rounds: usize) {
     for _ in 0..rounds {
-        let st = Command::new("unshare").args(["-n", "true"]).status().expect("unshare");
+        let st = Command::new("unshare")
+            .args(["-n", "true"])
+            .status()
+            .expect("unshare");
         assert!(st.success());
     }
 }
 
 /// `report FILE --json`: must never panic; returns its exit code and the JSON when it printed one.
 fn report(file: &Path) -> (Option<i32>, Option<Value>, String) {
-    let out = Command::new(netns_trace_bin()).arg("report").arg(file).arg("--json").output().expect("run report");
+    let out = Command::new(netns_trace_bin())
+        .arg("report")
+        .arg(file)
+        .arg("--json")
+        .output()
+        .expect("run report");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "report panicked on {}: {stderr}", file.display());
+    assert!(
+        !stderr.contains("panicked"),
+        "report panicked on {}: {stderr}",
+        file.display()
+    );
     assert_ne!(out.status.code(), Some(101), "report panicked: {stderr}");
-    (out.status.code(), serde_json::from_slice(&out.stdout).ok(), stderr)
+    (
+        out.status.code(),
+        serde_json::from_slice(&out.stdout).ok(),
+        stderr,
+    )
 }
 
 #[test]
@@ -54,10 +70,16 @@ fn sigint_and_sigterm_finish_the_trace_cleanly() {
         let json = json.expect("report --json prints JSON");
         let damage = &json["trace"]["damage"];
         assert_eq!(damage["intact"], true, "{name}: {damage}");
-        assert_eq!(damage["clean_shutdown"], true, "{name}: the end record was written: {damage}");
+        assert_eq!(
+            damage["clean_shutdown"], true,
+            "{name}: the end record was written: {damage}"
+        );
         assert_eq!(damage["unreadable_bytes"], 0, "{name}: {damage}");
         let namespaces = json["namespaces"].as_array().unwrap();
-        assert!(!namespaces.is_empty(), "{name}: the start snapshot's namespaces are in the trace");
+        assert!(
+            !namespaces.is_empty(),
+            "{name}: the start snapshot's namespaces are in the trace"
+        );
     }
 }
 
@@ -69,7 +91,11 @@ fn sigkill_at_random_moments_leaves_a_replayable_trace() {
     let dir = tempfile::tempdir().unwrap();
     // A small xorshift seeded from the clock; the delays are printed, so a failure can be
     // reproduced by hand.
-    let mut seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     let mut next = move || {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -92,12 +118,27 @@ fn sigkill_at_random_moments_leaves_a_replayable_trace() {
         let (code, json, stderr) = report(&file);
         // record announces itself once the header and start snapshot are flushed, so the
         // file always holds whole frames.
-        assert!(len > 0, "round {round}: the header and start snapshot were on disk before the kill");
-        assert!(matches!(code, Some(0) | Some(3)), "round {round} ({len} bytes, killed after {delay:?}): report failed: {stderr}");
+        assert!(
+            len > 0,
+            "round {round}: the header and start snapshot were on disk before the kill"
+        );
+        assert!(
+            matches!(code, Some(0) | Some(3)),
+            "round {round} ({len} bytes, killed after {delay:?}): report failed: {stderr}"
+        );
         let json = json.expect("report --json prints JSON");
         let damage = &json["trace"]["damage"];
-        assert_eq!(damage["clean_shutdown"], false, "round {round}: a SIGKILLed recorder wrote no end record: {damage}");
-        assert!(damage["unreadable_bytes"].as_u64().unwrap() <= len, "{damage}");
-        assert!(!json["namespaces"].as_array().unwrap().is_empty(), "round {round}: everything before the cut is recovered, the start snapshot at least");
+        assert_eq!(
+            damage["clean_shutdown"], false,
+            "round {round}: a SIGKILLed recorder wrote no end record: {damage}"
+        );
+        assert!(
+            damage["unreadable_bytes"].as_u64().unwrap() <= len,
+            "{damage}"
+        );
+        assert!(
+            !json["namespaces"].as_array().unwrap().is_empty(),
+            "round {round}: everything before the cut is recovered, the start snapshot at least"
+        );
     }
 }

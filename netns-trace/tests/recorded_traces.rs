@@ -469,8 +469,13 @@ struct Recorder {
 impl Recorder {
     fn start(trace: &Path) -> Recorder {
         let mut cmd = Command::new(netns_trace_bin());
-        cmd.args(["record", "--quiet", "-o"]).arg(trace).stdin(Stdio::null()).stdout(Stdio::null());
-        Recorder { child: Some(spawn_until_ready(&mut cmd, "record", "recording to")) }
+        cmd.args(["record", "--quiet", "-o"])
+            .arg(trace)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        Recorder {
+            child: Some(spawn_until_ready(&mut cmd, "record", "recording to")),
+        }
     }
 
     fn stop(mut self) {
@@ -589,4 +594,3 @@ fn clean_teardown_recorded_then_reported() {
     check_clean_teardown_report(&report, &scenario, false);
     leave_for_collection("clean-teardown", &trace, &scenario);
 }
-

@@ -9,11 +9,20 @@ fn is_root() -> bool {
 }
 
 fn bin() -> String {
-    std::env::var("NETNS_TRACE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
+    std::env::var("NETNS_TRACE_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
 }
 
 /// Our programs' names as the kernel stores them (BPF_OBJ_NAME_LEN - 1 = 15 bytes).
-const OUR_PROGRAMS: &[&str] = &["task_fork", "task_exit", "netns_created_t", "netns_freed_kme", "mount_exit", "arp_tx_tp", "neigh_update_tp"];
+const OUR_PROGRAMS: &[&str] = &[
+    "task_fork",
+    "task_exit",
+    "netns_created_t",
+    "netns_freed_kme",
+    "mount_exit",
+    "arp_tx_tp",
+    "neigh_update_tp",
+];
 
 /// IDs of our programs loaded right now (by any process).
 fn ours_loaded() -> BTreeSet<u32> {
@@ -44,7 +53,10 @@ fn start_watch(extra: &[&str]) -> (std::process::Child, BTreeSet<u32>) {
         if new.len() >= 3 {
             return (child, before);
         }
-        assert!(Instant::now() < deadline, "watch did not load its programs within 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "watch did not load its programs within 60 s"
+        );
         if let Ok(Some(st)) = child.try_wait() {
             panic!("watch exited early: {st}");
         }
@@ -55,13 +67,23 @@ fn start_watch(extra: &[&str]) -> (std::process::Child, BTreeSet<u32>) {
 #[test]
 fn without_privileges_says_what_is_missing_and_exits_1() {
     if !is_root() {
-        eprintln!("SKIP without_privileges_says_what_is_missing_and_exits_1: needs root to drop to an unprivileged user");
+        eprintln!(
+            "SKIP without_privileges_says_what_is_missing_and_exits_1: needs root to drop to an unprivileged user"
+        );
         return;
     }
-    let out = Command::new(bin()).args(["probes"]).uid(65534).gid(65534).output().expect("run as nobody");
+    let out = Command::new(bin())
+        .args(["probes"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("CAP_BPF") && err.contains("CAP_PERFMON"), "names the capabilities: {err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON"),
+        "names the capabilities: {err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
 }
 
@@ -86,7 +108,10 @@ fn programs_are_released_after_sigkill_and_after_sigterm() {
             if left.is_empty() {
                 break;
             }
-            assert!(Instant::now() < deadline, "programs {left:?} still loaded 30 s after signal {signal}");
+            assert!(
+                Instant::now() < deadline,
+                "programs {left:?} still loaded 30 s after signal {signal}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -98,14 +123,32 @@ fn disabled_probes_are_listed_and_unknown_names_rejected() {
         eprintln!("SKIP disabled_probes_are_listed_and_unknown_names_rejected: needs root");
         return;
     }
-    let out = Command::new(bin()).args(["probes", "--json", "--disable-probe", "arp"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["probes", "--json", "--disable-probe", "arp"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let arp = v["probes"].as_array().unwrap().iter().find(|p| p["name"] == "arp").unwrap();
+    let arp = v["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "arp")
+        .unwrap();
     assert_eq!(arp["status"], "disabled");
-    assert!(v["probes"].as_array().unwrap().iter().any(|p| p["status"] == "attached"), "others still attach");
+    assert!(
+        v["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["status"] == "attached"),
+        "others still attach"
+    );
 
-    let out = Command::new(bin()).args(["probes", "--disable-probe", "no_such_probe"]).output().unwrap();
+    let out = Command::new(bin())
+        .args(["probes", "--disable-probe", "no_such_probe"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_probe"));
 }
@@ -134,13 +177,25 @@ fn a_tiny_ring_under_a_fork_storm_counts_and_reports_lost_events() {
         .filter(|v| v["type"] == "event" && v["event"]["type"] == "lost")
         .map(|v| v["event"]["count"].as_u64().unwrap())
         .sum();
-    assert!(lost > 0, "a 4 KiB ring cannot hold bursts of 400 task records; the loss must be reported");
+    assert!(
+        lost > 0,
+        "a 4 KiB ring cannot hold bursts of 400 task records; the loss must be reported"
+    );
     // The probe logs the first loss of a kind on a CPU itself (aya-log has a ring of its own),
     // so the operator reads why records are missing, and which probe dropped them.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let logged: Vec<&str> = stderr.lines().filter(|l| l.contains("ring buffer full")).collect();
-    assert!(!logged.is_empty(), "the first loss is logged by the probe: {stderr}");
-    assert!(logged.iter().all(|l| l.contains("probe=")), "each names its probe: {logged:?}");
+    let logged: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ring buffer full"))
+        .collect();
+    assert!(
+        !logged.is_empty(),
+        "the first loss is logged by the probe: {stderr}"
+    );
+    assert!(
+        logged.iter().all(|l| l.contains("probe=")),
+        "each names its probe: {logged:?}"
+    );
     // Task records are a handful of kinds; allow 32 per CPU.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(

@@ -257,9 +257,17 @@ fn snapshot_finds_everything_and_keeps_nothing_alive() {
         .expect("our namespace is in the snapshot");
     // SO_NETNS_COOKIE exists from 5.14 (the 5.10 guest has none: the cookie stays 0 there).
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let v: Vec<u32> = release.split(['.', '-']).take(2).filter_map(|p| p.trim().parse().ok()).collect();
+    let v: Vec<u32> = release
+        .split(['.', '-'])
+        .take(2)
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
     if v.len() == 2 && (v[0], v[1]) >= (5, 14) {
-        assert!(ns.netns.cookie != 0, "{release}: SO_NETNS_COOKIE gives the cookie: {:?}", ns.netns);
+        assert!(
+            ns.netns.cookie != 0,
+            "{release}: SO_NETNS_COOKIE gives the cookie: {:?}",
+            ns.netns
+        );
     }
     assert_ne!(snap.init_netns.inum, inum);
     // pid 1 can be hidden even from root in some sandboxes (EACCES); kthreadd is always in init_net.

@@ -10,8 +10,15 @@ fn in_vm() -> bool {
 
 /// iproute2's ip: in a guest, busybox's `ip` (no `netns`, no `type veth`) is also around.
 fn ip(args: &[&str]) -> Output {
-    let program = if Path::new("/sbin/ip").exists() { "/sbin/ip" } else { "ip" };
-    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+    let program = if Path::new("/sbin/ip").exists() {
+        "/sbin/ip"
+    } else {
+        "ip"
+    };
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
 }
 
 fn ip_ok(args: &[&str]) -> String {
@@ -40,8 +47,10 @@ fn guest_runs_the_requested_kernel() {
     if !in_vm() {
         return;
     }
-    let wanted = std::env::var("NETNS_TRACE_KERNEL").expect("NETNS_TRACE_KERNEL is set in every guest");
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("read /proc/sys/kernel/osrelease");
+    let wanted =
+        std::env::var("NETNS_TRACE_KERNEL").expect("NETNS_TRACE_KERNEL is set in every guest");
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .expect("read /proc/sys/kernel/osrelease");
     let release = release.trim();
     // "6.1" must not accept "6.12…": the version has to end where the prefix ends.
     let rest = release
@@ -55,7 +64,10 @@ fn guest_runs_the_requested_kernel() {
 
 #[test]
 fn kernel_exposes_btf() {
-    assert!(Path::new("/sys/kernel/btf/vmlinux").exists(), "/sys/kernel/btf/vmlinux is missing");
+    assert!(
+        Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "/sys/kernel/btf/vmlinux is missing"
+    );
 }
 
 #[test]
@@ -63,12 +75,23 @@ fn veth_pair_in_a_fresh_namespace() {
     let netns = NamedNetns(format!("nt-vmharness-{}", std::process::id()));
     let name = netns.0.as_str();
     ip_ok(&["netns", "add", name]);
-    assert!(Path::new("/run/netns").join(name).exists(), "ip netns add made no /run/netns/{name}");
+    assert!(
+        Path::new("/run/netns").join(name).exists(),
+        "ip netns add made no /run/netns/{name}"
+    );
 
-    ip_ok(&["-n", name, "link", "add", "vh0", "type", "veth", "peer", "name", "vh1"]);
+    ip_ok(&[
+        "-n", name, "link", "add", "vh0", "type", "veth", "peer", "name", "vh1",
+    ]);
     let details = ip_ok(&["-n", name, "-d", "link", "show", "vh0"]);
-    assert!(details.contains("vh0@vh1"), "vh0 is not paired with vh1: {details}");
-    assert!(details.contains("veth"), "vh0 is not a veth device: {details}");
+    assert!(
+        details.contains("vh0@vh1"),
+        "vh0 is not paired with vh1: {details}"
+    );
+    assert!(
+        details.contains("veth"),
+        "vh0 is not a veth device: {details}"
+    );
     ip_ok(&["-n", name, "link", "set", "vh0", "up"]);
     ip_ok(&["-n", name, "link", "set", "vh1", "up"]);
 
@@ -78,5 +101,8 @@ fn veth_pair_in_a_fresh_namespace() {
     assert!(!links.contains("vh1"), "vh1 outlived its peer: {links}");
 
     ip_ok(&["netns", "del", name]);
-    assert!(!Path::new("/run/netns").join(name).exists(), "ip netns del left /run/netns/{name}");
+    assert!(
+        !Path::new("/run/netns").join(name).exists(),
+        "ip netns del left /run/netns/{name}"
+    );
 }

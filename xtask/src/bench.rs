@@ -584,7 +584,9 @@ fn cost_workloads(
                 // The baseline column is worth having, not worth the whole run.
                 Err(e) if t == Tracer::Bpftrace => {
                     eprintln!("bench: bpftrace failed, its column is left out: {e:#}");
-                    notes.push(format!("bpftrace failed in repetition {rep} and was left out: {e:#}"));
+                    notes.push(format!(
+                        "bpftrace failed in repetition {rep} and was left out: {e:#}"
+                    ));
                     bpftrace_failed = true;
                     continue;
                 }
@@ -621,10 +623,16 @@ fn cost_workloads(
         }
     }
     if let Some(profiles) = profiles {
-        for &t in tracers.iter().filter(|t| **t != Tracer::None && !(bpftrace_failed && **t == Tracer::Bpftrace)) {
+        for &t in tracers
+            .iter()
+            .filter(|t| **t != Tracer::None && !(bpftrace_failed && **t == Tracer::Bpftrace))
+        {
             settle();
             let running = start(t, env)?;
-            let pid = running.as_ref().map(|r| r.child.id()).context("tracer pid")?;
+            let pid = running
+                .as_ref()
+                .map(|r| r.child.id())
+                .context("tracer pid")?;
             let mut failure = None;
             for (name, _, _, run) in &runs {
                 settle();
@@ -1137,7 +1145,9 @@ pub fn generator(args: GeneratorArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let mut total = 0u64;
     for h in handles {
-        total += h.join().map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
+        total += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
     }
     println!("{total}");
     Ok(())

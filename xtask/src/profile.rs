@@ -54,7 +54,10 @@ fn program_stats(ids: &BTreeSet<u32>) -> BTreeMap<u32, (String, u64, u64)> {
         .filter(|p| ids.contains(&p.id()))
         .map(|p| {
             let name = p.name_as_str().unwrap_or("?").to_string();
-            (p.id(), (name, p.run_count(), p.run_time().as_nanos() as u64))
+            (
+                p.id(),
+                (name, p.run_count(), p.run_time().as_nanos() as u64),
+            )
         })
         .collect()
 }
@@ -68,9 +71,8 @@ fn cpu_seconds(pid: u32) -> Result<(f64, f64)> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let ticks = |i: usize| -> Result<f64> {
-        Ok(f.get(i).context("short stat")?.parse::<f64>()? / hz)
-    };
+    let ticks =
+        |i: usize| -> Result<f64> { Ok(f.get(i).context("short stat")?.parse::<f64>()? / hz) };
     Ok((ticks(11)?, ticks(12)?))
 }
 

@@ -42,7 +42,6 @@ pub struct SoakArgs {
     pub no_build: bool,
 }
 
-
 /// Where cargo puts release binaries, honouring CARGO_TARGET_DIR.
 fn release_bin(name: &str) -> PathBuf {
     crate::util::target_dir().join("release").join(name)

@@ -217,8 +217,12 @@ fn stage(name: &str, cmd: &mut Command, results: &mut Vec<StageResult>) {
         if ok { "PASSED" } else { "FAILED" }
     );
     let evidence = std::mem::take(&mut *evidence.lock().unwrap_or_else(|p| p.into_inner()));
-    let failed_tests =
-        std::mem::take(&mut failed_tests.lock().unwrap_or_else(|p| p.into_inner()).failed);
+    let failed_tests = std::mem::take(
+        &mut failed_tests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .failed,
+    );
     results.push(StageResult {
         name: name.to_string(),
         ok,
@@ -266,7 +270,11 @@ pub fn test(args: TestArgs) -> Result<bool> {
             let mut cmd = Command::new(&me);
             cmd.current_dir(root())
                 .args(["vm-test", "--kernel", kernel]);
-            let extra = if kernel == ONE_GUEST_TESTS.0 { ONE_GUEST_TESTS.1 } else { &[] };
+            let extra = if kernel == ONE_GUEST_TESTS.0 {
+                ONE_GUEST_TESTS.1
+            } else {
+                &[]
+            };
             for t in GUEST_TESTS.iter().chain(extra) {
                 cmd.args(["--test", t]);
             }
@@ -303,15 +311,14 @@ pub fn test(args: TestArgs) -> Result<bool> {
             let seconds = fuzz_budget(&t, args.fuzz_seconds);
             stage(
                 &format!("fuzz {t} ({seconds} s)"),
-                fuzz_cargo()
-                    .args([
-                        "fuzz",
-                        "run",
-                        &t,
-                        "--",
-                        &format!("-max_total_time={seconds}"),
-                        "-rss_limit_mb=4096",
-                    ]),
+                fuzz_cargo().args([
+                    "fuzz",
+                    "run",
+                    &t,
+                    "--",
+                    &format!("-max_total_time={seconds}"),
+                    "-rss_limit_mb=4096",
+                ]),
                 &mut results,
             );
         }

@@ -184,9 +184,7 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
         }
         let started = Instant::now();
         let result = match target {
-            Target::Guest(spec) => {
-                run_guest(spec, &cache, &payload, args, &mut accel, &logs)
-            }
+            Target::Guest(spec) => run_guest(spec, &cache, &payload, args, &mut accel, &logs),
             Target::Host => run_host(&root, &payload, args, &logs),
         };
         let summary = match result {

@@ -7,7 +7,11 @@ use aya_ebpf::{
     macros::{btf_tracepoint, fentry, kprobe},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
-use netns_trace_common::{Arp, NeighUpdate, arp_dir, hook, kernel::{AF_INET, ETH_P_ARP}, kind};
+use netns_trace_common::{
+    Arp, NeighUpdate, arp_dir, hook,
+    kernel::{AF_INET, ETH_P_ARP},
+    kind,
+};
 
 use crate::{
     emit::{header, send},
@@ -39,7 +43,11 @@ fn is_arp(skb: u64) -> bool {
 fn network_header(skb: u64) -> u64 {
     let head = read_ptr(skb, off!(skb_head));
     let nh = read::<u16>(skb, off!(skb_network_header));
-    if head == 0 || nh == 0xffff { 0 } else { head + nh as u64 }
+    if head == 0 || nh == 0xffff {
+        0
+    } else {
+        head + nh as u64
+    }
 }
 
 #[inline(always)]
@@ -50,7 +58,10 @@ fn emit_arp(pkt_addr: u64, dev: u64, dir: u8, hook: u8) {
     let mut pkt = ArpPacket::default();
     // SAFETY of the cast: ArpPacket is plain bytes.
     let bytes = unsafe {
-        core::slice::from_raw_parts_mut(&mut pkt as *mut ArpPacket as *mut u8, size_of::<ArpPacket>())
+        core::slice::from_raw_parts_mut(
+            &mut pkt as *mut ArpPacket as *mut u8,
+            size_of::<ArpPacket>(),
+        )
     };
     read_bytes(pkt_addr, 0, bytes);
     if pkt.hlen != 6 || pkt.plen != 4 {
@@ -80,7 +91,12 @@ pub fn arp_tx_tp(ctx: BtfTracePointContext) -> u32 {
     if !is_arp(skb) {
         return 0;
     }
-    emit_arp(network_header(skb), ctx.arg(2), arp_dir::TX, hook::TRACEPOINT as u8);
+    emit_arp(
+        network_header(skb),
+        ctx.arg(2),
+        arp_dir::TX,
+        hook::TRACEPOINT as u8,
+    );
     0
 }
 
@@ -93,7 +109,12 @@ pub fn arp_rx_tp(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let data = read_ptr(skb, off!(skb_data));
-    emit_arp(data, read_ptr(skb, off!(skb_dev)), arp_dir::RX, hook::TRACEPOINT as u8);
+    emit_arp(
+        data,
+        read_ptr(skb, off!(skb_dev)),
+        arp_dir::RX,
+        hook::TRACEPOINT as u8,
+    );
     0
 }
 
@@ -102,14 +123,24 @@ pub fn arp_rx_tp(ctx: BtfTracePointContext) -> u32 {
 #[fentry(function = "arp_xmit")]
 pub fn arp_tx_fentry(ctx: FEntryContext) -> u32 {
     let skb: u64 = ctx.arg(0);
-    emit_arp(network_header(skb), read_ptr(skb, off!(skb_dev)), arp_dir::TX, hook::FENTRY as u8);
+    emit_arp(
+        network_header(skb),
+        read_ptr(skb, off!(skb_dev)),
+        arp_dir::TX,
+        hook::FENTRY as u8,
+    );
     0
 }
 
 #[kprobe]
 pub fn arp_tx_kprobe(ctx: ProbeContext) -> u32 {
     let skb: u64 = ctx.arg(0).unwrap_or(0);
-    emit_arp(network_header(skb), read_ptr(skb, off!(skb_dev)), arp_dir::TX, hook::KPROBE as u8);
+    emit_arp(
+        network_header(skb),
+        read_ptr(skb, off!(skb_dev)),
+        arp_dir::TX,
+        hook::KPROBE as u8,
+    );
     0
 }
 
@@ -118,14 +149,24 @@ pub fn arp_tx_kprobe(ctx: ProbeContext) -> u32 {
 #[fentry(function = "arp_process")]
 pub fn arp_rx_fentry(ctx: FEntryContext) -> u32 {
     let skb: u64 = ctx.arg(2);
-    emit_arp(read_ptr(skb, off!(skb_data)), read_ptr(skb, off!(skb_dev)), arp_dir::RX, hook::FENTRY as u8);
+    emit_arp(
+        read_ptr(skb, off!(skb_data)),
+        read_ptr(skb, off!(skb_dev)),
+        arp_dir::RX,
+        hook::FENTRY as u8,
+    );
     0
 }
 
 #[kprobe]
 pub fn arp_rx_kprobe(ctx: ProbeContext) -> u32 {
     let skb: u64 = ctx.arg(2).unwrap_or(0);
-    emit_arp(read_ptr(skb, off!(skb_data)), read_ptr(skb, off!(skb_dev)), arp_dir::RX, hook::KPROBE as u8);
+    emit_arp(
+        read_ptr(skb, off!(skb_data)),
+        read_ptr(skb, off!(skb_dev)),
+        arp_dir::RX,
+        hook::KPROBE as u8,
+    );
     0
 }
 
@@ -142,7 +183,11 @@ pub fn neigh_update_tp(ctx: BtfTracePointContext) -> u32 {
     }
     let dev = read_ptr(n, off!(neigh_dev));
     let mut rec = NeighUpdate {
-        hdr: header(kind::NEIGH_UPDATE, size_of::<NeighUpdate>(), net_id(dev_net(dev))),
+        hdr: header(
+            kind::NEIGH_UPDATE,
+            size_of::<NeighUpdate>(),
+            net_id(dev_net(dev)),
+        ),
         ifindex: dev_ifindex(dev),
         nud_state: new_state as u8 as u32,
         ..Default::default()

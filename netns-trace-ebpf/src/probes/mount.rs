@@ -8,14 +8,16 @@ use aya_ebpf::{
     macros::{fentry, kprobe, tracepoint},
     programs::{FEntryContext, ProbeContext, TracePointContext},
 };
-use netns_trace_common::{MountSyscall, NsfsMount, NetnsObject, hook, kind, mount_op};
+use netns_trace_common::{MountSyscall, NetnsObject, NsfsMount, hook, kind, mount_op};
 
 use aya_log_ebpf::error;
 
 use crate::{
     diag::{ONCE_MOUNT_COPY, first},
     emit::{count_lost, header},
-    kernel::{current_task, net_id, ns_common_net, nsfs_dentry_net, off, read_ptr, task_mnt_ns, task_net},
+    kernel::{
+        current_task, net_id, ns_common_net, nsfs_dentry_net, off, read_ptr, task_mnt_ns, task_net,
+    },
     maps::{EVENTS, MOUNT_SCRATCH, PENDING_MOUNTS},
 };
 
@@ -57,7 +59,8 @@ fn finish(ret: i64) {
         return;
     };
     let dst = entry.as_mut_ptr();
-    let bytes = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, size_of::<MountSyscall>()) };
+    let bytes =
+        unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, size_of::<MountSyscall>()) };
     if unsafe { bpf_probe_read_kernel_buf(saved as *const u8, bytes) }.is_err() {
         if first(ONCE_MOUNT_COPY) {
             error!(&(), target: "mount_syscalls", "copying saved mount arguments from the map failed; this mount record was dropped");
@@ -68,7 +71,11 @@ fn finish(ret: i64) {
     }
     let task = current_task();
     let rec = unsafe { &mut *dst };
-    rec.hdr = header(kind::MOUNT_SYSCALL, size_of::<MountSyscall>(), net_id(task_net(task)));
+    rec.hdr = header(
+        kind::MOUNT_SYSCALL,
+        size_of::<MountSyscall>(),
+        net_id(task_net(task)),
+    );
     rec.mnt_ns = task_mnt_ns(task);
     rec.ret = ret;
     entry.submit(crate::emit::submit_flags());
@@ -89,7 +96,14 @@ fn ret(ctx: &TracePointContext) -> i64 {
 /// void *data).
 #[tracepoint]
 pub fn mount_enter(ctx: TracePointContext) -> u32 {
-    save_args(mount_op::MOUNT, arg(&ctx, 0), arg(&ctx, 1), arg(&ctx, 3), AT_FDCWD, AT_FDCWD);
+    save_args(
+        mount_op::MOUNT,
+        arg(&ctx, 0),
+        arg(&ctx, 1),
+        arg(&ctx, 3),
+        AT_FDCWD,
+        AT_FDCWD,
+    );
     0
 }
 
@@ -97,14 +111,28 @@ pub fn mount_enter(ctx: TracePointContext) -> u32 {
 /// recorded as `source`, like open_tree's; `target` stays empty.
 #[tracepoint]
 pub fn umount_enter(ctx: TracePointContext) -> u32 {
-    save_args(mount_op::UMOUNT, arg(&ctx, 0), 0, arg(&ctx, 1), AT_FDCWD, AT_FDCWD);
+    save_args(
+        mount_op::UMOUNT,
+        arg(&ctx, 0),
+        0,
+        arg(&ctx, 1),
+        AT_FDCWD,
+        AT_FDCWD,
+    );
     0
 }
 
 /// syscalls:sys_enter_open_tree(int dfd, const char *filename, unsigned flags), 5.2+.
 #[tracepoint]
 pub fn open_tree_enter(ctx: TracePointContext) -> u32 {
-    save_args(mount_op::OPEN_TREE, arg(&ctx, 1), 0, arg(&ctx, 2), arg(&ctx, 0) as i32, AT_FDCWD);
+    save_args(
+        mount_op::OPEN_TREE,
+        arg(&ctx, 1),
+        0,
+        arg(&ctx, 2),
+        arg(&ctx, 0) as i32,
+        AT_FDCWD,
+    );
     0
 }
 
@@ -175,14 +203,20 @@ pub fn nsfs_mount_graft_kprobe(ctx: ProbeContext) -> u32 {
 #[fentry(function = "security_move_mount")]
 pub fn nsfs_mount_move_fentry(ctx: FEntryContext) -> u32 {
     let from_path: u64 = ctx.arg(0);
-    emit_nsfs_mount(nsfs_dentry_net(read_ptr(from_path, off!(path_dentry))), hook::FENTRY);
+    emit_nsfs_mount(
+        nsfs_dentry_net(read_ptr(from_path, off!(path_dentry))),
+        hook::FENTRY,
+    );
     0
 }
 
 #[kprobe]
 pub fn nsfs_mount_move_kprobe(ctx: ProbeContext) -> u32 {
     let from_path: u64 = ctx.arg(0).unwrap_or(0);
-    emit_nsfs_mount(nsfs_dentry_net(read_ptr(from_path, off!(path_dentry))), hook::KPROBE);
+    emit_nsfs_mount(
+        nsfs_dentry_net(read_ptr(from_path, off!(path_dentry))),
+        hook::KPROBE,
+    );
     0
 }
 
@@ -216,4 +250,3 @@ pub fn nsfs_evict_kprobe(ctx: ProbeContext) -> u32 {
     on_evict(ctx.arg(0).unwrap_or(0), hook::KPROBE);
     0
 }
-

@@ -31,7 +31,12 @@ fn emit_dev(op: u32, dev: u64, netns: NetnsId, other: NetnsId) {
 #[inline(always)]
 fn on_registered(dev: u64, ret: i64) {
     if ret == 0 && dev != 0 {
-        emit_dev(netdev_op::REGISTER, dev, net_id(dev_net(dev)), NetnsId::default());
+        emit_dev(
+            netdev_op::REGISTER,
+            dev,
+            net_id(dev_net(dev)),
+            NetnsId::default(),
+        );
     }
 }
 
@@ -68,14 +73,24 @@ pub fn netdev_register_kretprobe(ctx: RetProbeContext) -> u32 {
 #[fentry(function = "unregister_netdevice_queue")]
 pub fn netdev_unregister_fentry(ctx: FEntryContext) -> u32 {
     let dev: u64 = ctx.arg(0);
-    emit_dev(netdev_op::UNREGISTER, dev, net_id(dev_net(dev)), NetnsId::default());
+    emit_dev(
+        netdev_op::UNREGISTER,
+        dev,
+        net_id(dev_net(dev)),
+        NetnsId::default(),
+    );
     0
 }
 
 #[kprobe]
 pub fn netdev_unregister_kprobe(ctx: ProbeContext) -> u32 {
     let dev: u64 = ctx.arg(0).unwrap_or(0);
-    emit_dev(netdev_op::UNREGISTER, dev, net_id(dev_net(dev)), NetnsId::default());
+    emit_dev(
+        netdev_op::UNREGISTER,
+        dev,
+        net_id(dev_net(dev)),
+        NetnsId::default(),
+    );
     0
 }
 

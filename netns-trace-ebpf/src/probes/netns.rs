@@ -97,7 +97,12 @@ pub fn netns_created_task_newtask(ctx: BtfTracePointContext) -> u32 {
     let task: u64 = ctx.arg(0);
     let flags: u64 = ctx.arg(1);
     if flags & CLONE_NEWNET != 0 {
-        emit_created(task_net(task), task_net(current_task()), flags, created_by::CLONE);
+        emit_created(
+            task_net(task),
+            task_net(current_task()),
+            flags,
+            created_by::CLONE,
+        );
     }
     0
 }
@@ -106,7 +111,12 @@ pub fn netns_created_task_newtask(ctx: BtfTracePointContext) -> u32 {
 fn emit_object(kind: u16, net: u64, id: NetnsId, hook: u32) {
     send(
         kind,
-        NetnsObject { hdr: header(kind, size_of::<NetnsObject>(), id), net_ptr: net, hook, _pad: 0 },
+        NetnsObject {
+            hdr: header(kind, size_of::<NetnsObject>(), id),
+            net_ptr: net,
+            hook,
+            _pad: 0,
+        },
     );
 }
 

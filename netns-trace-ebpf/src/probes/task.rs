@@ -18,7 +18,9 @@ use aya_log_ebpf::info;
 use crate::{
     diag::{ONCE_FIRST_HIT, debug_probes, first},
     emit::{header, send},
-    kernel::{current_task, init_net_inum, is_self, net_id, off, read, task_mnt_ns, task_net, track_net},
+    kernel::{
+        current_task, init_net_inum, is_self, net_id, off, read, task_mnt_ns, task_net, track_net,
+    },
     maps::{NS_BEFORE, NsBefore},
     probes::netns::emit_created,
 };
@@ -85,8 +87,16 @@ pub fn task_fork(ctx: BtfTracePointContext) -> u32 {
         );
     }
     let parent_net = task_net(parent);
-    let prev = if parent_net == child_net { child_id } else { net_id(parent_net) };
-    let flags = if is_thread(child) { task_flags::THREAD } else { 0 };
+    let prev = if parent_net == child_net {
+        child_id
+    } else {
+        net_id(parent_net)
+    };
+    let flags = if is_thread(child) {
+        task_flags::THREAD
+    } else {
+        0
+    };
     emit_task(
         task_op::FORK,
         child_id,
@@ -117,9 +127,23 @@ pub fn task_exit(ctx: BtfTracePointContext) -> u32 {
     // Keeps the pointer attributable for the free that may follow the last exit.
     track_net(net, &id);
     let pid_tgid = bpf_get_current_pid_tgid();
-    let flags = if is_thread(task) { task_flags::THREAD } else { 0 };
+    let flags = if is_thread(task) {
+        task_flags::THREAD
+    } else {
+        0
+    };
     let mnt = task_mnt_ns(task);
-    emit_task(task_op::EXIT, id, id, flags, 0, mnt, mnt, pid_tgid as u32, (pid_tgid >> 32) as u32);
+    emit_task(
+        task_op::EXIT,
+        id,
+        id,
+        flags,
+        0,
+        mnt,
+        mnt,
+        pid_tgid as u32,
+        (pid_tgid >> 32) as u32,
+    );
     0
 }
 
@@ -130,7 +154,12 @@ fn save_before() {
     }
     let task = current_task();
     let net = task_net(task);
-    let before = NsBefore { net_ptr: net, netns: net_id(net), mnt_ns: task_mnt_ns(task), _pad: 0 };
+    let before = NsBefore {
+        net_ptr: net,
+        netns: net_id(net),
+        mnt_ns: task_mnt_ns(task),
+        _pad: 0,
+    };
     let tid = bpf_get_current_pid_tgid() as u32;
     let _ = NS_BEFORE.insert(&tid, &before, 0);
 }
@@ -162,8 +191,22 @@ fn compare_after(op: u32, ret: i64) {
             track_net(net, &id);
         }
     }
-    let flags = if is_thread(task) { task_flags::THREAD } else { 0 };
-    emit_task(op, id, before.netns, flags, 0, mnt, before.mnt_ns, tid, (pid_tgid >> 32) as u32);
+    let flags = if is_thread(task) {
+        task_flags::THREAD
+    } else {
+        0
+    };
+    emit_task(
+        op,
+        id,
+        before.netns,
+        flags,
+        0,
+        mnt,
+        before.mnt_ns,
+        tid,
+        (pid_tgid >> 32) as u32,
+    );
 }
 
 /// syscalls:sys_enter_unshare(unsigned long unshare_flags) — classic tracepoint; syscall
@@ -180,7 +223,10 @@ pub fn task_unshare_enter(ctx: TracePointContext) -> u32 {
 /// syscalls:sys_exit_unshare(long ret).
 #[tracepoint]
 pub fn task_unshare_exit(ctx: TracePointContext) -> u32 {
-    compare_after(task_op::UNSHARE, unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1));
+    compare_after(
+        task_op::UNSHARE,
+        unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1),
+    );
     0
 }
 
@@ -194,6 +240,9 @@ pub fn task_setns_enter(_ctx: TracePointContext) -> u32 {
 /// syscalls:sys_exit_setns(long ret).
 #[tracepoint]
 pub fn task_setns_exit(ctx: TracePointContext) -> u32 {
-    compare_after(task_op::SETNS, unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1));
+    compare_after(
+        task_op::SETNS,
+        unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1),
+    );
     0
 }

@@ -1361,7 +1361,15 @@ fn incident(run: &mut Run, args: &IncidentArgs) -> Result<Value> {
     }
 
     // (4) pod B, same IP, different MAC.
-    let pod_b = start_pod(run, "b", &node, &bridge, mac_for(0x01, cidr.ip), &cidr, None)?;
+    let pod_b = start_pod(
+        run,
+        "b",
+        &node,
+        &bridge,
+        mac_for(0x01, cidr.ip),
+        &cidr,
+        None,
+    )?;
 
     // (5) the client.
     let client_mac = mac_for(0x02, client_ip);

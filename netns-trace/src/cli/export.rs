@@ -47,8 +47,22 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut o = OpenOptions::new();
         o.write(true).custom_flags(libc::O_NOFOLLOW).mode(0o600);
-        if args.force { o.create(true).truncate(true) } else { o.create_new(true) };
-        Box::new(o.open(&args.output).map_err(|e| anyhow::anyhow!("{}: {e}{}", args.output.display(), if e.kind() == std::io::ErrorKind::AlreadyExists { " (pass --force to overwrite)" } else { "" }))?)
+        if args.force {
+            o.create(true).truncate(true)
+        } else {
+            o.create_new(true)
+        };
+        Box::new(o.open(&args.output).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e}{}",
+                args.output.display(),
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    " (pass --force to overwrite)"
+                } else {
+                    ""
+                }
+            )
+        })?)
     };
     let mut out = BufWriter::new(out);
     match args.format {
@@ -58,7 +72,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Perfetto => {
             // Findings come from the same replay `report` does.
-            let cfg = CollectorConfig { grace_ns: super::secs_to_ns(args.grace)?, notices: false, ..Default::default() };
+            let cfg = CollectorConfig {
+                grace_ns: super::secs_to_ns(args.grace)?,
+                notices: false,
+                ..Default::default()
+            };
             let mut again = TraceReader::open(&args.file)?;
             let (collector, _) = super::report::replay(&mut again, cfg);
             let highlights: Vec<Highlight> = collector
@@ -66,7 +84,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 .iter()
                 .filter_map(|f| {
                     let ns = collector.namespace(&f.netns)?;
-                    Some(Highlight { netns: NsId::new(ns.cookie, ns.inum), kind: f.kind().to_string(), summary: f.summary.clone(), at_ns: f.raised_at_ns })
+                    Some(Highlight {
+                        netns: NsId::new(ns.cookie, ns.inum),
+                        kind: f.kind().to_string(),
+                        summary: f.summary.clone(),
+                        at_ns: f.raised_at_ns,
+                    })
                 })
                 .collect();
             let stats = write_perfetto_with_clock(events, &highlights, Some(clock), &mut out)?;

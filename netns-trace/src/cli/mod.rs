@@ -59,12 +59,19 @@ pub struct ProbeArgs {
 
 impl ProbeArgs {
     pub fn load_options(&self) -> crate::probes::LoadOptions {
-        crate::probes::LoadOptions { mode: self.mode, disabled: self.disable_probe.clone(), ring_size: self.ring_size, debug_probes: self.debug_probes }
+        crate::probes::LoadOptions {
+            mode: self.mode,
+            disabled: self.disable_probe.clone(),
+            ring_size: self.ring_size,
+            debug_probes: self.debug_probes,
+        }
     }
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
-    let v: u32 = s.parse().map_err(|_| format!("{s} is not a number of bytes"))?;
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s} is not a number of bytes"))?;
     if !v.is_power_of_two() || v < 4096 {
         return Err(format!("{v} must be a power of two of at least 4096"));
     }
@@ -120,7 +127,10 @@ pub const EXIT_BROKEN_PIPE: u8 = 141;
 /// True when the error comes from writing to a pipe whose reader has gone (EPIPE).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     use std::io::ErrorKind::BrokenPipe;
-    let json_epipe = |e: &(dyn std::error::Error + 'static)| e.downcast_ref::<serde_json::Error>().is_some_and(|j| j.io_error_kind() == Some(BrokenPipe));
+    let json_epipe = |e: &(dyn std::error::Error + 'static)| {
+        e.downcast_ref::<serde_json::Error>()
+            .is_some_and(|j| j.io_error_kind() == Some(BrokenPipe))
+    };
     e.chain().any(|c| {
         json_epipe(c)
             || c.downcast_ref::<std::io::Error>().is_some_and(|io| {
@@ -136,11 +146,18 @@ fn init_logging(verbose: u8) {
         1 => "info,netlink_packet_route=error",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colour only on a terminal: logs piped to a file or journald stay plain text. NO_COLOR
     // (no-color.org) turns it off on a terminal too.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi).try_init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .try_init();
 }
 
 /// Completes on Ctrl-C, SIGTERM, or after `limit`.

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 use super::ProbeArgs;
 
 #[derive(Debug, clap::Args)]
-#[command(long_about = "Loads netns-trace's probes the way `watch` and `record` would, prints \
+#[command(
+    long_about = "Loads netns-trace's probes the way `watch` and `record` would, prints \
 how each attached (fentry, kprobe or tracepoint) or why it could not, then unloads them.\n\n\
 Use it first on a new kernel: a probe marked unavailable means that part of the story is \
 missing (for example, tracepoint-only kernels do not see devices as they are created; \
-snapshots fill that in).")]
+snapshots fill that in)."
+)]
 pub struct ProbesArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
@@ -31,11 +33,23 @@ pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         writeln!(stdout, "probe mode: {}", tracer.mode())?;
-        writeln!(stdout, "{:<16} {:<12} {:<11} TARGETS / REASON", "PROBE", "STATUS", "MECHANISM")?;
+        writeln!(
+            stdout,
+            "{:<16} {:<12} {:<11} TARGETS / REASON",
+            "PROBE", "STATUS", "MECHANISM"
+        )?;
         for s in &tracer.statuses {
             let mech = s.mechanism.map(|m| m.as_str()).unwrap_or("-");
-            let what = if s.is_attached() { s.targets.join(", ") } else { s.detail.last().cloned().unwrap_or_default() };
-            writeln!(stdout, "{:<16} {:<12} {:<11} {}", s.name, s.status, mech, what)?;
+            let what = if s.is_attached() {
+                s.targets.join(", ")
+            } else {
+                s.detail.last().cloned().unwrap_or_default()
+            };
+            writeln!(
+                stdout,
+                "{:<16} {:<12} {:<11} {}",
+                s.name, s.status, mech, what
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,12 +12,14 @@ use crate::probes::ProbeStatus;
 use crate::trace::{LostCount, ProbeRecord, TraceEnd, TraceMeta, TraceWriter};
 
 #[derive(Debug, clap::Args)]
-#[command(long_about = "Takes a snapshot of every namespace, attaches the probes and streams every \
+#[command(
+    long_about = "Takes a snapshot of every namespace, attaches the probes and streams every \
 event into FILE until Ctrl-C, SIGTERM or --duration; a final snapshot records the interfaces \
 and addresses of what is still alive. Copy the file off the node and run `netns-trace report` \
 on it anywhere.\n\n\
 The file is written with mode 0600 and flushed every second: if the recorder is killed, \
-everything up to the last second replays.")]
+everything up to the last second replays."
+)]
 pub struct RecordArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
@@ -50,18 +52,34 @@ impl TraceSink {
     /// Refuses an existing output before anything loads: losing a trace to a typo is worse.
     pub fn new(path: PathBuf, force: bool) -> anyhow::Result<Self> {
         if !force && std::fs::symlink_metadata(&path).is_ok() {
-            anyhow::bail!("{} already exists; pass --force to overwrite it", path.display());
+            anyhow::bail!(
+                "{} already exists; pass --force to overwrite it",
+                path.display()
+            );
         }
-        Ok(Self { path, force, writer: None, last_flush: Instant::now() })
+        Ok(Self {
+            path,
+            force,
+            writer: None,
+            last_flush: Instant::now(),
+        })
     }
 
-    pub fn create(&mut self, mode: &'static str, probes: &[ProbeStatus], start_ns: u64) -> anyhow::Result<()> {
+    pub fn create(
+        &mut self,
+        mode: &'static str,
+        probes: &[ProbeStatus],
+        start_ns: u64,
+    ) -> anyhow::Result<()> {
         let records = probes
             .iter()
             .map(|p| ProbeRecord {
                 name: p.name.into(),
                 purpose: p.purpose.into(),
-                mechanism: p.mechanism.map(|m| m.as_str().to_string()).unwrap_or_default(),
+                mechanism: p
+                    .mechanism
+                    .map(|m| m.as_str().to_string())
+                    .unwrap_or_default(),
                 target: p.targets.join(","),
                 status: p.status.into(),
                 detail: p.detail.join("; "),
@@ -74,13 +92,16 @@ impl TraceSink {
     }
 
     fn writer(&mut self) -> anyhow::Result<&mut TraceWriter> {
-        self.writer.as_mut().ok_or_else(|| anyhow::anyhow!("internal: trace written before it was created"))
+        self.writer
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("internal: trace written before it was created"))
     }
 
     /// Writes one event; flushes at least once a second so a SIGKILL loses at most that, and
     /// at once after a snapshot: the baseline every later event is read against.
     pub fn write(&mut self, ev: &Event) -> anyhow::Result<()> {
-        let due = self.last_flush.elapsed() >= Duration::from_secs(1) || matches!(ev.body, EventBody::Snapshot(_));
+        let due = self.last_flush.elapsed() >= Duration::from_secs(1)
+            || matches!(ev.body, EventBody::Snapshot(_));
         let w = self.writer()?;
         w.write_event(ev)?;
         if due {
@@ -100,11 +121,24 @@ impl TraceSink {
 
     /// Writes the end frame (counts, losses, clean shutdown) and syncs. Returns (events, bytes).
     pub fn finish(mut self, outcome: &pipeline::LiveOutcome) -> anyhow::Result<(u64, u64, u64)> {
-        let writer = self.writer.take().ok_or_else(|| anyhow::anyhow!("internal: no trace to finish"))?;
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("internal: no trace to finish"))?;
         let events = writer.events_written();
-        let lost: Vec<LostCount> = outcome.collector.lost_events().iter().map(|(&kind, &count)| LostCount { kind, count }).collect();
+        let lost: Vec<LostCount> = outcome
+            .collector
+            .lost_events()
+            .iter()
+            .map(|(&kind, &count)| LostCount { kind, count })
+            .collect();
         let lost_total = lost.iter().map(|l| l.count).sum();
-        writer.finish(&TraceEnd { events_written: events, lost, ended_at_ns: outcome.ended_ns, clean_shutdown: true })?;
+        writer.finish(&TraceEnd {
+            events_written: events,
+            lost,
+            ended_at_ns: outcome.ended_ns,
+            clean_shutdown: true,
+        })?;
         let bytes = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         Ok((events, bytes, lost_total))
     }
@@ -120,7 +154,12 @@ struct RecordSink {
 }
 
 impl LiveSink for RecordSink {
-    fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], start_ns: u64) -> anyhow::Result<()> {
+    fn started(
+        &mut self,
+        mode: &'static str,
+        probes: &[ProbeStatus],
+        start_ns: u64,
+    ) -> anyhow::Result<()> {
         self.trace.create(mode, probes, start_ns)?;
         self.announced = Some(mode);
         Ok(())
@@ -131,7 +170,10 @@ impl LiveSink for RecordSink {
         if matches!(ev.body, EventBody::Snapshot(_))
             && let Some(mode) = self.announced.take()
         {
-            eprintln!("netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop", self.trace.path.display());
+            eprintln!(
+                "netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop",
+                self.trace.path.display()
+            );
         }
         Ok(())
     }
@@ -162,10 +204,18 @@ impl LiveSink for RecordSink {
 }
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
-    let duration = args.duration.map(super::secs_to_ns).transpose()?.map(Duration::from_nanos);
+    let duration = args
+        .duration
+        .map(super::secs_to_ns)
+        .transpose()?
+        .map(Duration::from_nanos);
     let opts = LiveOptions {
         load: args.probe.load_options(),
-        collector: CollectorConfig { grace_ns: super::secs_to_ns(args.grace)?, notices: false, ..Default::default() },
+        collector: CollectorConfig {
+            grace_ns: super::secs_to_ns(args.grace)?,
+            notices: false,
+            ..Default::default()
+        },
         final_snapshot: true,
     };
     let mut sink = RecordSink {
@@ -174,7 +224,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         last_log: Instant::now(),
         announced: None,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let outcome = rt.block_on(pipeline::run(&opts, &mut sink, shutdown_signal(duration)))?;
     if sink.live_line {
         eprintln!();

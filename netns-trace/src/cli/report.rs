@@ -14,16 +14,20 @@ pub fn parse_state(s: &str) -> anyhow::Result<NsState> {
 
 /// Whether the report holds a leak (a leaked namespace, or a suspect from before the trace).
 pub fn has_leak(r: &Report) -> bool {
-    r.namespaces.iter().any(|n| matches!(n.state, NsState::Leaked | NsState::LeakSuspect))
+    r.namespaces
+        .iter()
+        .any(|n| matches!(n.state, NsState::Leaked | NsState::LeakSuspect))
 }
 use crate::trace::TraceReader;
 
 #[derive(Debug, clap::Args)]
-#[command(long_about = "Reads a trace written by `netns-trace record` (on any machine: no BPF, no \
+#[command(
+    long_about = "Reads a trace written by `netns-trace record` (on any machine: no BPF, no \
 root needed), replays it through the collector and prints a summary, a table of namespaces \
 and the findings with their evidence.\n\n\
 A damaged trace (recorder killed, disk full, corrupted copy) replays up to the damage; the \
-report says how many bytes could not be read. `report` writes nothing anywhere.")]
+report says how many bytes could not be read. `report` writes nothing anywhere."
+)]
 pub struct ReportArgs {
     /// The trace file.
     pub file: PathBuf,
@@ -67,14 +71,22 @@ pub fn replay(reader: &mut TraceReader, cfg: CollectorConfig) -> (Collector, u64
         last_ts = last_ts.max(ev.ts_ns);
         c.handle(ev);
     });
-    let end = reader.end().map(|e| e.ended_at_ns).filter(|&e| e != 0).unwrap_or(last_ts);
+    let end = reader
+        .end()
+        .map(|e| e.ended_at_ns)
+        .filter(|&e| e != 0)
+        .unwrap_or(last_ts);
     c.finish(end);
     (c, end)
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut reader = TraceReader::open(&args.file)?;
-    let cfg = CollectorConfig { grace_ns: super::secs_to_ns(args.grace)?, notices: false, ..Default::default() };
+    let cfg = CollectorConfig {
+        grace_ns: super::secs_to_ns(args.grace)?,
+        notices: false,
+        ..Default::default()
+    };
     let (collector, end) = replay(&mut reader, cfg);
     let meta = reader.meta().clone();
     let damage = reader.damage().clone();
@@ -82,8 +94,16 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let state = args.state.as_deref().map(parse_state).transpose()?;
     let filters = ReportFilters {
         netns: args.netns.clone(),
-        since_ns: args.since.map(super::secs_to_ns).transpose()?.map(|s| start + s),
-        until_ns: args.until.map(super::secs_to_ns).transpose()?.map(|s| start + s),
+        since_ns: args
+            .since
+            .map(super::secs_to_ns)
+            .transpose()?
+            .map(|s| start + s),
+        until_ns: args
+            .until
+            .map(super::secs_to_ns)
+            .transpose()?
+            .map(|s| start + s),
         state,
     };
     let ctx = ReportContext {
@@ -109,7 +129,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         if !damage.is_intact() {
-            writeln!(out, "warning: the trace is damaged: {} bytes could not be read; everything before the damage is included", damage.skipped_bytes())?;
+            writeln!(
+                out,
+                "warning: the trace is damaged: {} bytes could not be read; everything before the damage is included",
+                damage.skipped_bytes()
+            )?;
         }
         report.render_text(&mut out)?;
     }

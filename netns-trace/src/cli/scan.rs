@@ -7,14 +7,16 @@ use crate::model::{Event, EventBody, SnapshotPhase};
 use crate::report::{Report, ReportContext};
 
 #[derive(Debug, clap::Args)]
-#[command(long_about = "Walks every process's namespaces, every open nsfs fd and the mountinfo of \
+#[command(
+    long_about = "Walks every process's namespaces, every open nsfs fd and the mountinfo of \
 every mount namespace (copies of a bind mount live in other mount namespaces), reads each \
 namespace's interfaces, and reports:\n\
   - namespaces with no member process that something still pins (leak suspects), naming the pin;\n\
   - IPv4 addresses configured in more than one namespace.\n\n\
 No BPF is loaded, so it works on any kernel; history (who created a namespace, when its last \
 process died) needs `watch` or `record`. This is the automated form of the usual \
-`ip netns` / `lsns` / `nsenter` loops.")]
+`ip netns` / `lsns` / `nsenter` loops."
+)]
 pub struct ScanArgs {
     /// The netns-trace/report/v1 JSON document instead of text.
     #[arg(long)]
@@ -28,15 +30,24 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let now = crate::trace::monotonic_now_ns();
     let clock = crate::trace::ClockBase::now();
     let snap = crate::snapshot::take(SnapshotPhase::Start)?;
-    let mut c = Collector::new(CollectorConfig { notices: false, ..Default::default() });
+    let mut c = Collector::new(CollectorConfig {
+        notices: false,
+        ..Default::default()
+    });
     c.handle(&Event::observed(now, EventBody::Snapshot(Box::new(snap))));
     for entry in crate::snapshot::cni_results() {
         c.handle(&Event::observed(now, EventBody::CniResult(Box::new(entry))));
     }
     c.finish(now);
     let ctx = ReportContext {
-        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string(),
-        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
         probe_mode: "none (scan)".into(),
         clock: Some(clock),
         filters: Default::default(),

@@ -11,11 +11,13 @@ use crate::probes::ProbeStatus;
 use crate::trace::ClockBase;
 
 #[derive(Debug, clap::Args)]
-#[command(long_about = "Attaches the probes and prints each namespace's life as it happens: \
+#[command(
+    long_about = "Attaches the probes and prints each namespace's life as it happens: \
 creation, members joining and leaving, pins added and removed, teardown, and findings \
 (leaked namespaces, duplicate IPs, stale ARP replies) the moment the evidence is complete.\n\n\
 A namespace whose members all left but which stays alive is reported as leaked after the \
-grace period (--grace).")]
+grace period (--grace)."
+)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
@@ -61,17 +63,30 @@ impl WatchSink {
 }
 
 impl LiveSink for WatchSink {
-    fn started(&mut self, mode: &'static str, probes: &[ProbeStatus], start: u64) -> anyhow::Result<()> {
+    fn started(
+        &mut self,
+        mode: &'static str,
+        probes: &[ProbeStatus],
+        start: u64,
+    ) -> anyhow::Result<()> {
         if let Some(t) = self.trace.as_mut() {
             t.create(mode, probes, start)?;
         }
         if let Some(m) = self.metrics.as_mut() {
             m.started(mode, probes);
         }
-        let missing: Vec<&str> = probes.iter().filter(|p| !p.is_attached()).map(|p| p.name).collect();
+        let missing: Vec<&str> = probes
+            .iter()
+            .filter(|p| !p.is_attached())
+            .map(|p| p.name)
+            .collect();
         eprintln!(
             "netns-trace: watching in {mode} mode{}; Ctrl-C to stop",
-            if missing.is_empty() { String::new() } else { format!(" (unavailable here: {})", missing.join(", ")) }
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!(" (unavailable here: {})", missing.join(", "))
+            }
         );
         Ok(())
     }
@@ -85,7 +100,11 @@ impl LiveSink for WatchSink {
         }
         if self.raw {
             if self.json {
-                writeln!(self.out, "{}", serde_json::json!({"type": "event", "event": ev}))?;
+                writeln!(
+                    self.out,
+                    "{}",
+                    serde_json::json!({"type": "event", "event": ev})
+                )?;
             } else {
                 writeln!(self.out, "{} event {:?}", self.time(ev.ts_ns), ev)?;
             }
@@ -93,7 +112,11 @@ impl LiveSink for WatchSink {
         Ok(())
     }
 
-    fn status(&mut self, collector: &Collector, _s: &crate::live::pipeline::LiveStatus) -> anyhow::Result<()> {
+    fn status(
+        &mut self,
+        collector: &Collector,
+        _s: &crate::live::pipeline::LiveStatus,
+    ) -> anyhow::Result<()> {
         if let Some(m) = self.metrics.as_mut() {
             m.refresh_if_stale(collector);
         }
@@ -106,20 +129,39 @@ impl LiveSink for WatchSink {
         }
         for n in notices {
             if self.json {
-                writeln!(self.out, "{}", serde_json::json!({"type": "notice", "time": self.time(n.ts_ns), "notice": n}))?;
+                writeln!(
+                    self.out,
+                    "{}",
+                    serde_json::json!({"type": "notice", "time": self.time(n.ts_ns), "notice": n})
+                )?;
                 if n.kind == NoticeKind::EventsLost {
                     // The notice's text is for people; log pipelines get the numbers.
                     let totals = lost_totals(collector);
-                    writeln!(self.out, "{}", serde_json::json!({"type": "lost_events", "time": self.time(n.ts_ns), "total": totals.values().sum::<u64>(), "by_kind": totals}))?;
+                    writeln!(
+                        self.out,
+                        "{}",
+                        serde_json::json!({"type": "lost_events", "time": self.time(n.ts_ns), "total": totals.values().sum::<u64>(), "by_kind": totals})
+                    )?;
                 }
             } else {
-                writeln!(self.out, "{} {:<32} {:<14} {}", self.time(n.ts_ns), n.netns, format!("{:?}", n.kind).to_lowercase(), n.text)?;
+                writeln!(
+                    self.out,
+                    "{} {:<32} {:<14} {}",
+                    self.time(n.ts_ns),
+                    n.netns,
+                    format!("{:?}", n.kind).to_lowercase(),
+                    n.text
+                )?;
             }
         }
         let findings = collector.findings();
         for f in &findings[self.findings_printed.min(findings.len())..] {
             if self.json {
-                writeln!(self.out, "{}", serde_json::json!({"type": "finding", "finding": f}))?;
+                writeln!(
+                    self.out,
+                    "{}",
+                    serde_json::json!({"type": "finding", "finding": f})
+                )?;
             } else {
                 writeln!(self.out, "FINDING {}", f.summary)?;
             }
@@ -132,16 +174,28 @@ impl LiveSink for WatchSink {
 
 /// Lost records so far, by record kind name.
 fn lost_totals(collector: &Collector) -> std::collections::BTreeMap<&'static str, u64> {
-    collector.lost_events().iter().map(|(&k, &n)| (netns_trace_common::kind::name(k), n)).collect()
+    collector
+        .lost_events()
+        .iter()
+        .map(|(&k, &n)| (netns_trace_common::kind::name(k), n))
+        .collect()
 }
 
 pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let opts = LiveOptions {
         load: args.probe.load_options(),
-        collector: CollectorConfig { grace_ns: super::secs_to_ns(args.grace)?, keep_destroyed: args.keep_destroyed, notices: true },
+        collector: CollectorConfig {
+            grace_ns: super::secs_to_ns(args.grace)?,
+            keep_destroyed: args.keep_destroyed,
+            notices: true,
+        },
         final_snapshot: false,
     };
-    let trace = args.record.as_ref().map(|p| super::record::TraceSink::new(p.clone(), false)).transpose()?;
+    let trace = args
+        .record
+        .as_ref()
+        .map(|p| super::record::TraceSink::new(p.clone(), false))
+        .transpose()?;
     let (metrics, registry) = match args.metrics_addr {
         Some(_) => {
             let (m, r) = Metrics::new();
@@ -149,8 +203,18 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         }
         None => (None, None),
     };
-    let mut sink = WatchSink { json: args.json, raw: args.raw, clock: ClockBase::now(), findings_printed: 0, out: std::io::stdout().lock(), trace, metrics };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut sink = WatchSink {
+        json: args.json,
+        raw: args.raw,
+        clock: ClockBase::now(),
+        findings_printed: 0,
+        out: std::io::stdout().lock(),
+        trace,
+        metrics,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let outcome = rt.block_on(async {
         // Bound before the probes load, so a taken port fails fast; served from this runtime
         // while the pipeline waits for events.
@@ -163,9 +227,17 @@ pub fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     if let Some(t) = sink.trace.take() {
         t.finish(&outcome)?;
     }
-    let s = pipeline::status(&outcome.collector, std::time::Duration::ZERO, outcome.events);
+    let s = pipeline::status(
+        &outcome.collector,
+        std::time::Duration::ZERO,
+        outcome.events,
+    );
     // Destroyed namespaces beyond --keep-destroyed were dropped from memory: say how many.
-    let destroyed_kept = outcome.collector.namespaces().filter(|n| n.state == NsState::Destroyed).count() as u64;
+    let destroyed_kept = outcome
+        .collector
+        .namespaces()
+        .filter(|n| n.state == NsState::Destroyed)
+        .count() as u64;
     let destroyed_dropped: u64 = outcome.collector.stats().dropped_destroyed.values().sum();
     if args.json {
         let totals = lost_totals(&outcome.collector);

@@ -360,9 +360,7 @@ impl Collector {
             EventBody::Interfaces { netns, interfaces } => {
                 self.on_interfaces(ts, *netns, interfaces)
             }
-            EventBody::CgroupPath { cgroup_id, path } => {
-                self.on_cgroup_path(ts, *cgroup_id, path)
-            }
+            EventBody::CgroupPath { cgroup_id, path } => self.on_cgroup_path(ts, *cgroup_id, path),
             EventBody::MemberCgroup { netns, path } => self.on_member_cgroup(ev, *netns, path),
             EventBody::CniResult(entry) => self.on_cni_result(entry),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
@@ -391,7 +389,11 @@ impl Collector {
     /// Runs the deadlines due by `now`. Per event: the usual nothing-due case stays inline.
     #[inline(always)]
     fn advance(&mut self, now: u64) {
-        if self.deadlines.peek().is_some_and(|Reverse(d)| d.at_ns <= now) {
+        if self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse(d)| d.at_ns <= now)
+        {
             self.run_deadlines(now);
         }
     }
@@ -569,7 +571,10 @@ impl Collector {
             // last member left: its teardown is pending, not a leak.
             let teardown_pending = ns.pins.is_empty()
                 && !self.stats.teardown_hook_seen
-                && self.stats.last_cleanup_run_ns.is_some_and(|run| run >= since);
+                && self
+                    .stats
+                    .last_cleanup_run_ns
+                    .is_some_and(|run| run >= since);
             if teardown_pending {
                 NsState::Draining
             } else if maker_unknown {
@@ -609,8 +614,15 @@ impl Collector {
             // A traced namespace is only suspect once its grace period ran out (its pin's
             // maker unknown): its uncertain finding is due now.
             NsState::LeakSuspect => {
-                let traced = self.reg.get(r).is_some_and(|ns| ns.origin == Origin::Traced);
-                let at = if traced { ts } else { ts.saturating_add(self.cfg.grace_ns) };
+                let traced = self
+                    .reg
+                    .get(r)
+                    .is_some_and(|ns| ns.origin == Origin::Traced);
+                let at = if traced {
+                    ts
+                } else {
+                    ts.saturating_add(self.cfg.grace_ns)
+                };
                 self.schedule(r, at, DeadlineKind::Suspect)
             }
             NsState::Leaked => self.raise_leak(r, ts),
@@ -1286,9 +1298,10 @@ impl Collector {
         // decoder may deliver it first. Only a call that ended after the graft began can be
         // the graft's own: an earlier one of the same thread is another mount (`ip netns add`
         // on a cold node bind-mounts /run/netns onto itself just before).
-        let preceding = self.recent_mounts.iter_mut().rev().find(|m| {
-            m.tid == ev.pid && !m.paired && m.ts >= ts && m.ts - ts <= MOUNT_PAIRING_NS
-        });
+        let preceding =
+            self.recent_mounts.iter_mut().rev().find(|m| {
+                m.tid == ev.pid && !m.paired && m.ts >= ts && m.ts - ts <= MOUNT_PAIRING_NS
+            });
         let path = preceding.map(|m| {
             m.paired = true;
             m.target.clone()
@@ -1663,7 +1676,11 @@ impl Collector {
             waiting.sort_unstable_by_key(|r| r.slot);
             for r in waiting {
                 if let Some(ns) = self.reg.get_mut(r) {
-                    for m in ns.members.iter_mut().filter(|m| waits_for_cgroup(m, cgroup_id)) {
+                    for m in ns
+                        .members
+                        .iter_mut()
+                        .filter(|m| waits_for_cgroup(m, cgroup_id))
+                    {
                         m.cgroup_path = Some(path.into());
                     }
                 }
@@ -1711,7 +1728,11 @@ impl Collector {
         self.cgroup_waiters.clear();
         let mut entries = 0;
         for (r, ns) in self.reg.iter() {
-            for m in ns.members.iter().filter(|m| waits_for_cgroup(m, m.cgroup_id)) {
+            for m in ns
+                .members
+                .iter()
+                .filter(|m| waits_for_cgroup(m, m.cgroup_id))
+            {
                 let candidates = self.cgroup_waiters.entry(m.cgroup_id).or_default();
                 if !candidates.contains(&r) {
                     candidates.push(r);
@@ -1747,7 +1768,11 @@ impl Collector {
     fn note_member_cgroup(&mut self, r: SlotRef, path: &str, ts: u64) {
         // The path the owner was read from cannot say more than it did (`merge_cgroup` would
         // refuse it): skip parsing it again, as every further member of a pod would.
-        if self.reg.get(r).is_some_and(|ns| ns.owner.cgroup.as_deref() == Some(path)) {
+        if self
+            .reg
+            .get(r)
+            .is_some_and(|ns| ns.owner.cgroup.as_deref() == Some(path))
+        {
             return;
         }
         let from = owner_from_cgroup(path);
@@ -1800,12 +1825,11 @@ impl Collector {
 
         let mut targets: Vec<SlotRef> = Vec::new();
         if let Some(path) = e.netns_path.as_deref() {
-            let proc_pid = crate::attribution::sandbox_from_pin_path(path).and_then(|s| match s
-                .kind
-            {
-                crate::attribution::SandboxKind::Process { pid } => Some(pid),
-                _ => None,
-            });
+            let proc_pid =
+                crate::attribution::sandbox_from_pin_path(path).and_then(|s| match s.kind {
+                    crate::attribution::SandboxKind::Process { pid } => Some(pid),
+                    _ => None,
+                });
             match proc_pid {
                 // `/proc/PID/ns/net` (docker, podman): the namespace that process was in.
                 Some(pid) => targets.extend(
@@ -1986,7 +2010,11 @@ impl Collector {
                     format!("last member {} ({}) left {ago}s ago", m.pid, m.comm)
                 })
                 .unwrap_or_else(|| "its last member left".into());
-            let verdict = if unknown_pin.is_some() { "may be leaked" } else { "leaked" };
+            let verdict = if unknown_pin.is_some() {
+                "may be leaked"
+            } else {
+                "leaked"
+            };
             format!(
                 "{id}{} {verdict}: {last}; held by {holders}",
                 owner_part(Some(&ns.owner))
@@ -2181,7 +2209,9 @@ impl Collector {
         // interfaces have not been read yet while a memberless one still lists the address:
         // only an owner that is itself alive can contradict a live replier.
         let replier_alive = rep.dir == Direction::Tx && ns.state == NsState::Alive;
-        let owner_alive = owners.iter().any(|(s, _)| self.reg.get(*s).is_some_and(|o| o.state == NsState::Alive));
+        let owner_alive = owners
+            .iter()
+            .any(|(s, _)| self.reg.get(*s).is_some_and(|o| o.state == NsState::Alive));
         let reason = if from_leaked {
             StaleReason::SentFromLeakedNetns
         } else if replier_alive && !owner_alive {

@@ -407,14 +407,44 @@ fn a_visitor_still_inside_when_the_last_member_dies_does_not_replace_it() {
         &mut c,
         [
             created(10 * S, 600, 600, "pause", id),
-            ev(10 * S + 1, 600, 600, "pause", task_body(TaskOp::Unshare, id, INIT)),
+            ev(
+                10 * S + 1,
+                600,
+                600,
+                "pause",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
             bind_mount(10 * S + 2, 600, "pause", "/run/netns/cni-9"),
             pin_added(10 * S + 3, id, "/run/netns/cni-9"),
             ev(11 * S, 70, 70, "ip", task_body(TaskOp::Setns, id, INIT)),
-            ev(11 * S + 5_000_000, 70, 70, "ip", task_body(TaskOp::Exit, id, id)),
-            ev(12 * S, 253, 239, "testbed", task_body(TaskOp::Setns, id, INIT)),
-            ev(12 * S + 2_000_000, 600, 600, "pause", task_body(TaskOp::Exit, id, id)),
-            ev(12 * S + 5_000_000, 253, 239, "testbed", task_body(TaskOp::Exit, id, id)),
+            ev(
+                11 * S + 5_000_000,
+                70,
+                70,
+                "ip",
+                task_body(TaskOp::Exit, id, id),
+            ),
+            ev(
+                12 * S,
+                253,
+                239,
+                "testbed",
+                task_body(TaskOp::Setns, id, INIT),
+            ),
+            ev(
+                12 * S + 2_000_000,
+                600,
+                600,
+                "pause",
+                task_body(TaskOp::Exit, id, id),
+            ),
+            ev(
+                12 * S + 5_000_000,
+                253,
+                239,
+                "testbed",
+                task_body(TaskOp::Exit, id, id),
+            ),
         ],
     );
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
@@ -424,8 +454,20 @@ fn a_visitor_still_inside_when_the_last_member_dies_does_not_replace_it() {
     feed(
         &mut c,
         [
-            ev(13 * S, 254, 239, "testbed", task_body(TaskOp::Setns, id, INIT)),
-            ev(13 * S + 1_000, 254, 239, "testbed", task_body(TaskOp::Exit, id, id)),
+            ev(
+                13 * S,
+                254,
+                239,
+                "testbed",
+                task_body(TaskOp::Setns, id, INIT),
+            ),
+            ev(
+                13 * S + 1_000,
+                254,
+                239,
+                "testbed",
+                task_body(TaskOp::Exit, id, id),
+            ),
         ],
     );
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
@@ -439,17 +481,41 @@ fn visits_cannot_push_the_real_members_out_of_the_history() {
     let mut c = collector();
     let id = NsId::new(0, 4026532501);
     crio_pod(&mut c, 10 * S, id, "/run/netns/cni-7", 600);
-    c.handle(&ev(20 * S, 600, 600, "pause", task_body(TaskOp::Exit, id, id)));
+    c.handle(&ev(
+        20 * S,
+        600,
+        600,
+        "pause",
+        task_body(TaskOp::Exit, id, id),
+    ));
     for i in 0..3 * MAX_MEMBER_SPANS as u64 {
         let (t, tid) = (21 * S + i * S / 10, 5000 + i as u32);
-        c.handle(&ev(t, tid, 4000, "netns-read", task_body(TaskOp::Setns, id, INIT)));
-        c.handle(&ev(t + 200_000, tid, 4000, "netns-read", task_body(TaskOp::Exit, id, id)));
+        c.handle(&ev(
+            t,
+            tid,
+            4000,
+            "netns-read",
+            task_body(TaskOp::Setns, id, INIT),
+        ));
+        c.handle(&ev(
+            t + 200_000,
+            tid,
+            4000,
+            "netns-read",
+            task_body(TaskOp::Exit, id, id),
+        ));
     }
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
     assert_eq!(ns.members.len(), MAX_MEMBER_SPANS);
     let tgids: Vec<u32> = ns.members.iter().map(|m| m.tgid).collect();
-    assert!(tgids.contains(&600) && tgids.contains(&700), "creator and pause kept: {tgids:?}");
-    assert_eq!(ns.members_dropped as usize, 3 * MAX_MEMBER_SPANS + 2 - MAX_MEMBER_SPANS);
+    assert!(
+        tgids.contains(&600) && tgids.contains(&700),
+        "creator and pause kept: {tgids:?}"
+    );
+    assert_eq!(
+        ns.members_dropped as usize,
+        3 * MAX_MEMBER_SPANS + 2 - MAX_MEMBER_SPANS
+    );
     assert_eq!(ns.last_member.unwrap().tgid, 600);
 }
 
@@ -635,14 +701,24 @@ fn a_pin_observed_on_a_destroyed_namespace_goes_to_the_next_life_of_its_inum() {
         &mut c,
         [
             created(2 * S, 100, 100, "pause", a),
-            ev(2 * S + 1, 100, 100, "pause", task_body(TaskOp::Unshare, a, INIT)),
+            ev(
+                2 * S + 1,
+                100,
+                100,
+                "pause",
+                task_body(TaskOp::Unshare, a, INIT),
+            ),
             ev(3 * S, 100, 100, "pause", task_body(TaskOp::Exit, a, a)),
             teardown(3 * S + 5, a),
             Event::observed(
                 3 * S + 10,
                 EventBody::PinAdded {
                     netns: a,
-                    pin: Pin::Fd { pid: 879, fd: 3, comm: Comm::from_str_lossy("testbed") },
+                    pin: Pin::Fd {
+                        pid: 879,
+                        fd: 3,
+                        comm: Comm::from_str_lossy("testbed"),
+                    },
                 },
             ),
             created(3 * S + 7, 300, 300, "pause", b),
@@ -650,8 +726,14 @@ fn a_pin_observed_on_a_destroyed_namespace_goes_to_the_next_life_of_its_inum() {
     );
     let a_ns = c.namespace("net:[4026532166]#18").expect("pod A");
     assert_eq!(a_ns.state, NsState::Destroyed);
-    assert!(a_ns.pins.is_empty(), "a destroyed namespace gains no pin: {:?}", a_ns.pins);
-    let b_ns = c.namespace("net:[4026532166]#4118").expect("pod B, merged with the placeholder");
+    assert!(
+        a_ns.pins.is_empty(),
+        "a destroyed namespace gains no pin: {:?}",
+        a_ns.pins
+    );
+    let b_ns = c
+        .namespace("net:[4026532166]#4118")
+        .expect("pod B, merged with the placeholder");
     assert_eq!(b_ns.pins.len(), 1, "{:?}", b_ns.pins);
     assert_eq!(b_ns.pins[0].pid, Some(879));
     assert_eq!(c.namespaces().filter(|n| n.inum == a.inum).count(), 2);
@@ -862,7 +944,13 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
             },
         },
     ));
-    c.handle(&ev(60 * S, 710_1, 710_1, "pause", task_body(TaskOp::Exit, a, a)));
+    c.handle(&ev(
+        60 * S,
+        710_1,
+        710_1,
+        "pause",
+        task_body(TaskOp::Exit, a, a),
+    ));
     assert_eq!(state_of(&c, a), NsState::Draining);
     crio_pod(&mut c, 61 * S, b, "/var/run/netns/pod-b", 710_2);
     feed(&mut c, veth(62 * S, b, 2, mac_b, ip));
@@ -872,7 +960,11 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
         63 * S,
         EventBody::PinAdded {
             netns: a,
-            pin: Pin::Fd { pid: 4242, fd: 7, comm: comm("debugger") },
+            pin: Pin::Fd {
+                pid: 4242,
+                fd: 7,
+                comm: comm("debugger"),
+            },
         },
     ));
     assert_eq!(kinds(&c), ["duplicate_ip"], "{:#?}", c.findings());
@@ -1194,50 +1286,167 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
     use crate::model::{Comm, CreatedBy, Event, EventBody, NsId, Pin, TaskOp};
     let host = NsId::new(1, 4026531833);
     let pod = NsId::new(500, 4026532500);
-    let ev = |ts: u64, pid: u32, comm: &str, body: EventBody| Event { ts_ns: ts, pid, tgid: pid, comm: Comm::from_str_lossy(comm), body };
-    let mut c = Collector::new(CollectorConfig { grace_ns: 1_000, ..Default::default() });
-    c.handle(&ev(10, 40, "pause", EventBody::NetnsCreated { netns: pod, parent: host, net_ptr: 0xffff1, source: CreatedBy::Unshare, clone_flags: 0x4000_0000 }));
-    c.handle(&ev(10, 40, "pause", EventBody::Task { op: TaskOp::Unshare, netns: pod, prev: host, thread: false, group_dead: false, cgroup_id: 0, ppid: 0, mnt_ns: 1, prev_mnt_ns: 1 }));
+    let ev = |ts: u64, pid: u32, comm: &str, body: EventBody| Event {
+        ts_ns: ts,
+        pid,
+        tgid: pid,
+        comm: Comm::from_str_lossy(comm),
+        body,
+    };
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: 1_000,
+        ..Default::default()
+    });
+    c.handle(&ev(
+        10,
+        40,
+        "pause",
+        EventBody::NetnsCreated {
+            netns: pod,
+            parent: host,
+            net_ptr: 0xffff1,
+            source: CreatedBy::Unshare,
+            clone_flags: 0x4000_0000,
+        },
+    ));
+    c.handle(&ev(
+        10,
+        40,
+        "pause",
+        EventBody::Task {
+            op: TaskOp::Unshare,
+            netns: pod,
+            prev: host,
+            thread: false,
+            group_dead: false,
+            cgroup_id: 0,
+            ppid: 0,
+            mnt_ns: 1,
+            prev_mnt_ns: 1,
+        },
+    ));
     c.handle(&ev(
         20,
         41,
         "cni",
-        EventBody::MountSyscall { op: crate::model::MountOp::Mount, netns: host, mnt_ns: 1, ret: 0, flags: 4096, from_dfd: -100, to_dfd: -100, source: "/proc/40/ns/net".into(), target: "/run/netns/cni-x".into() },
+        EventBody::MountSyscall {
+            op: crate::model::MountOp::Mount,
+            netns: host,
+            mnt_ns: 1,
+            ret: 0,
+            flags: 4096,
+            from_dfd: -100,
+            to_dfd: -100,
+            source: "/proc/40/ns/net".into(),
+            target: "/run/netns/cni-x".into(),
+        },
     ));
-    c.handle(&Event::observed(21, EventBody::PinAdded { netns: pod, pin: Pin::BindMount { path: "/run/netns/cni-x".into(), mnt_ns: 1, holder_pid: 1, holder_comm: Comm::from_str_lossy("init") } }));
-    c.handle(&ev(30, 40, "pause", EventBody::Task { op: TaskOp::Exit, netns: pod, prev: pod, thread: false, group_dead: true, cgroup_id: 0, ppid: 0, mnt_ns: 1, prev_mnt_ns: 1 }));
+    c.handle(&Event::observed(
+        21,
+        EventBody::PinAdded {
+            netns: pod,
+            pin: Pin::BindMount {
+                path: "/run/netns/cni-x".into(),
+                mnt_ns: 1,
+                holder_pid: 1,
+                holder_comm: Comm::from_str_lossy("init"),
+            },
+        },
+    ));
+    c.handle(&ev(
+        30,
+        40,
+        "pause",
+        EventBody::Task {
+            op: TaskOp::Exit,
+            netns: pod,
+            prev: pod,
+            thread: false,
+            group_dead: true,
+            cgroup_id: 0,
+            ppid: 0,
+            mnt_ns: 1,
+            prev_mnt_ns: 1,
+        },
+    ));
     c.tick(5_000);
     let ns = c.namespaces().find(|n| n.inum == pod.inum).unwrap();
     assert_eq!(ns.state, NsState::Leaked, "{ns:?}");
-    assert!(c.findings().iter().any(|f| f.kind() == "leaked_netns" && f.netns == ns.id()));
+    assert!(
+        c.findings()
+            .iter()
+            .any(|f| f.kind() == "leaked_netns" && f.netns == ns.id())
+    );
 }
 
 #[test]
 fn a_cgroup_path_resolved_after_the_join_attributes_the_waiting_members_only() {
     let mut c = collector();
     let with_cgroup = |op, netns, cgroup_id| match task_body(op, netns, INIT) {
-        EventBody::Task { op, netns, prev, thread, group_dead, ppid, mnt_ns, prev_mnt_ns, .. } => {
-            EventBody::Task { op, netns, prev, thread, group_dead, cgroup_id, ppid, mnt_ns, prev_mnt_ns }
-        }
+        EventBody::Task {
+            op,
+            netns,
+            prev,
+            thread,
+            group_dead,
+            ppid,
+            mnt_ns,
+            prev_mnt_ns,
+            ..
+        } => EventBody::Task {
+            op,
+            netns,
+            prev,
+            thread,
+            group_dead,
+            cgroup_id,
+            ppid,
+            mnt_ns,
+            prev_mnt_ns,
+        },
         _ => unreachable!(),
     };
     // Enough namespaces with never-resolved cgroup ids to make the waiter index rebuild.
-    let pods: Vec<NsId> = (0..5_000u32).map(|i| NsId::new(10_000 + u64::from(i), 4026600000 + i)).collect();
+    let pods: Vec<NsId> = (0..5_000u32)
+        .map(|i| NsId::new(10_000 + u64::from(i), 4026600000 + i))
+        .collect();
     for (i, &pod) in pods.iter().enumerate() {
         let pid = 1_000 + i as u32;
         c.handle(&created(2 * S, pid, pid, "unshare", pod));
-        c.handle(&ev(2 * S, pid, pid, "pause", with_cgroup(TaskOp::Unshare, pod, 70_000 + i as u64)));
+        c.handle(&ev(
+            2 * S,
+            pid,
+            pid,
+            "pause",
+            with_cgroup(TaskOp::Unshare, pod, 70_000 + i as u64),
+        ));
     }
     // A member that left before its cgroup was resolved is not attributed.
-    c.handle(&ev(3 * S, 1_001, 1_001, "pause", task_body(TaskOp::Exit, pods[1], pods[1])));
+    c.handle(&ev(
+        3 * S,
+        1_001,
+        1_001,
+        "pause",
+        task_body(TaskOp::Exit, pods[1], pods[1]),
+    ));
     let uid = "0f3a2b1c-1111-2222-3333-444455556666";
     for i in [0u64, 1, 4_999] {
         c.handle(&Event::observed(
             4 * S,
-            EventBody::CgroupPath { cgroup_id: 70_000 + i, path: format!("/kubepods/besteffort/pod{uid}/crio-{i:064x}") },
+            EventBody::CgroupPath {
+                cgroup_id: 70_000 + i,
+                path: format!("/kubepods/besteffort/pod{uid}/crio-{i:064x}"),
+            },
         ));
     }
-    let pod_uid = |id: NsId| c.namespaces().find(|n| n.inum == id.inum).unwrap().owner.pod_uid.clone();
+    let pod_uid = |id: NsId| {
+        c.namespaces()
+            .find(|n| n.inum == id.inum)
+            .unwrap()
+            .owner
+            .pod_uid
+            .clone()
+    };
     assert_eq!(pod_uid(pods[0]).as_deref(), Some(uid));
     assert_eq!(pod_uid(pods[1]), None);
     assert_eq!(pod_uid(pods[2]), None);
@@ -1259,7 +1468,13 @@ fn ip_netns_add_on_a_cold_node_is_persistent_when_the_pin_is_seen_before_its_mou
             // mountinfo names the namespace by inode number only.
             pin_added(2 * S, NsId::new(0, id.inum), "/run/netns/cold"),
             created(2 * S + 1, 300, 300, "ip", id),
-            ev(2 * S + 2, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
+            ev(
+                2 * S + 2,
+                300,
+                300,
+                "ip",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
             bind_mount(2 * S + 3, 300, "ip", "/run/netns/cold"),
             ev(2 * S + 4, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
         ],
@@ -1281,7 +1496,13 @@ fn a_pin_seen_before_a_plugins_mount_call_still_leaks_when_the_pause_dies() {
         &mut c,
         [
             created(2 * S, 40, 40, "pause", id),
-            ev(2 * S + 1, 40, 40, "pause", task_body(TaskOp::Unshare, id, INIT)),
+            ev(
+                2 * S + 1,
+                40,
+                40,
+                "pause",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
             pin_added(3 * S, id, "/run/netns/cni-x"),
             bind_mount(3 * S + 1, 41, "cni", "/run/netns/cni-x"),
             ev(4 * S, 40, 40, "pause", task_body(TaskOp::Exit, id, id)),
@@ -1291,7 +1512,11 @@ fn a_pin_seen_before_a_plugins_mount_call_still_leaks_when_the_pause_dies() {
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
     assert_eq!(ns.pins[0].by.map(|b| b.pid), Some(41));
     assert_eq!(ns.state, NsState::Leaked);
-    let leak = c.findings().iter().find(|f| f.kind() == "leaked_netns").unwrap();
+    let leak = c
+        .findings()
+        .iter()
+        .find(|f| f.kind() == "leaked_netns")
+        .unwrap();
     assert!(!leak.uncertain, "{leak:?}");
 }
 
@@ -1305,7 +1530,13 @@ fn a_pin_whose_maker_is_unknown_gives_an_uncertain_verdict_not_a_leak() {
         &mut c,
         [
             created(2 * S, 300, 300, "ip", id),
-            ev(2 * S + 1, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
+            ev(
+                2 * S + 1,
+                300,
+                300,
+                "ip",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
             pin_added(2 * S + 2, id, "/run/netns/unknown"),
             ev(2 * S + 3, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
         ],
@@ -1314,12 +1545,22 @@ fn a_pin_whose_maker_is_unknown_gives_an_uncertain_verdict_not_a_leak() {
     assert_eq!(state_of(&c, id), NsState::Draining);
     c.tick(2 * S + GRACE + 4);
     assert_eq!(state_of(&c, id), NsState::LeakSuspect);
-    let leak = c.findings().iter().find(|f| f.kind() == "leaked_netns").unwrap();
+    let leak = c
+        .findings()
+        .iter()
+        .find(|f| f.kind() == "leaked_netns")
+        .unwrap();
     assert!(leak.uncertain, "{leak:?}");
     let why = leak.uncertain_reason.as_deref().unwrap();
-    assert!(why.contains("/run/netns/unknown") && why.contains("cannot be told"), "{why}");
+    assert!(
+        why.contains("/run/netns/unknown") && why.contains("cannot be told"),
+        "{why}"
+    );
     assert!(leak.summary.contains("may be leaked"), "{}", leak.summary);
-    if let FindingDetail::LeakedNetns { history_unknown, .. } = &leak.detail {
+    if let FindingDetail::LeakedNetns {
+        history_unknown, ..
+    } = &leak.detail
+    {
         assert!(!history_unknown, "its history was traced");
     }
 }
@@ -1343,17 +1584,23 @@ fn a_runtime_threads_own_pin_sets_the_namespace_up_and_the_pause_lives_there() {
                 }
                 b
             }),
-            ev(2 * S + 2, 701, 700, "containerd", EventBody::MountSyscall {
-                op: MountOp::Mount,
-                netns: id,
-                mnt_ns: HOST_MNT,
-                ret: 0,
-                flags: 4096,
-                from_dfd: -100,
-                to_dfd: -100,
-                source: "/proc/700/task/701/ns/net".into(),
-                target: path.into(),
-            }),
+            ev(
+                2 * S + 2,
+                701,
+                700,
+                "containerd",
+                EventBody::MountSyscall {
+                    op: MountOp::Mount,
+                    netns: id,
+                    mnt_ns: HOST_MNT,
+                    ret: 0,
+                    flags: 4096,
+                    from_dfd: -100,
+                    to_dfd: -100,
+                    source: "/proc/700/task/701/ns/net".into(),
+                    target: path.into(),
+                },
+            ),
             pin_added(2 * S + 3, id, path),
             ev(2 * S + 4, 701, 700, "containerd", {
                 let mut b = task_body(TaskOp::Setns, INIT, id);
@@ -1365,12 +1612,28 @@ fn a_runtime_threads_own_pin_sets_the_namespace_up_and_the_pause_lives_there() {
         ],
     );
     c.tick(2 * S + 2 * GRACE);
-    assert_eq!(state_of(&c, id), NsState::Persistent, "set up, nobody lived there yet");
+    assert_eq!(
+        state_of(&c, id),
+        NsState::Persistent,
+        "set up, nobody lived there yet"
+    );
     feed(
         &mut c,
         [
-            ev(3 * GRACE, 800, 800, "pause", task_body(TaskOp::Setns, id, INIT)),
-            ev(4 * GRACE, 800, 800, "pause", task_body(TaskOp::Exit, id, id)),
+            ev(
+                3 * GRACE,
+                800,
+                800,
+                "pause",
+                task_body(TaskOp::Setns, id, INIT),
+            ),
+            ev(
+                4 * GRACE,
+                800,
+                800,
+                "pause",
+                task_body(TaskOp::Exit, id, id),
+            ),
         ],
     );
     c.tick(5 * GRACE + 1);
@@ -1390,20 +1653,36 @@ fn a_graft_is_not_named_by_an_earlier_mount_call_of_the_same_thread() {
         [
             bind_mount(2 * S, 300, "ip", "/run/netns"),
             created(2 * S + 10, 300, 300, "ip", id),
-            ev(2 * S + 11, 300, 300, "ip", task_body(TaskOp::Unshare, id, INIT)),
-            ev(2 * S + 12, 300, 300, "ip", EventBody::NsfsMount {
-                netns: id,
-                mnt_ns: HOST_MNT,
-                net_ptr: 0,
-                hook: Hook::Fentry,
-            }),
+            ev(
+                2 * S + 11,
+                300,
+                300,
+                "ip",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
+            ev(
+                2 * S + 12,
+                300,
+                300,
+                "ip",
+                EventBody::NsfsMount {
+                    netns: id,
+                    mnt_ns: HOST_MNT,
+                    net_ptr: 0,
+                    hook: Hook::Fentry,
+                },
+            ),
             pin_added(2 * S + 12, NsId::new(0, id.inum), path),
             bind_mount(2 * S + 13, 300, "ip", path),
             ev(2 * S + 14, 300, 300, "ip", task_body(TaskOp::Exit, id, id)),
         ],
     );
     let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
-    let paths: Vec<_> = ns.pins.iter().map(|p| (p.path.as_deref(), p.by.map(|b| b.pid))).collect();
+    let paths: Vec<_> = ns
+        .pins
+        .iter()
+        .map(|p| (p.path.as_deref(), p.by.map(|b| b.pid)))
+        .collect();
     assert_eq!(paths, [(Some(path), Some(300))]);
     c.finish(1000 * S);
     assert_eq!(state_of(&c, id), NsState::Persistent);

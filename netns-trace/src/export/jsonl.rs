@@ -77,7 +77,15 @@ mod tests {
     #[test]
     fn one_object_per_line_with_wall_time() {
         let mut out = Vec::new();
-        let n = write_jsonl(sample(), Some(ClockBase { monotonic_ns: 1_000, realtime_ns: 1_700_000_000_000_000_000 }), &mut out).unwrap();
+        let n = write_jsonl(
+            sample(),
+            Some(ClockBase {
+                monotonic_ns: 1_000,
+                realtime_ns: 1_700_000_000_000_000_000,
+            }),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(n, 2);
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();

@@ -436,7 +436,8 @@ impl Builder {
     }
 
     fn wall_arg(&self, ts: u64) -> Option<Arg> {
-        self.clock.map(|c| s("wall_time", rfc3339(c.to_realtime_ns(ts))))
+        self.clock
+            .map(|c| s("wall_time", rfc3339(c.to_realtime_ns(ts))))
     }
 
     fn with_wall(&self, ts: u64, mut args: Vec<Arg>) -> Vec<Arg> {

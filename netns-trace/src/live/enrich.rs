@@ -135,7 +135,11 @@ impl<O: Observer> Enricher<O> {
             }
             for p in &ns.pins {
                 match p {
-                    Pin::BindMount { mnt_ns, .. } => self.mount_pins.entry(*mnt_ns).or_default().push((ns.netns.inum, p.clone())),
+                    Pin::BindMount { mnt_ns, .. } => self
+                        .mount_pins
+                        .entry(*mnt_ns)
+                        .or_default()
+                        .push((ns.netns.inum, p.clone())),
                     Pin::Fd { .. } => self.fd_pins.push((ns.netns.inum, p.clone())),
                     Pin::Socket { .. } => {}
                 }
@@ -145,7 +149,10 @@ impl<O: Observer> Enricher<O> {
     }
 
     fn id_of(&self, inum: u32) -> NsId {
-        self.by_inum.get(&inum).copied().unwrap_or(NsId::new(0, inum))
+        self.by_inum
+            .get(&inum)
+            .copied()
+            .unwrap_or(NsId::new(0, inum))
     }
 
     fn learn(&mut self, id: NsId) {
@@ -173,12 +180,24 @@ impl<O: Observer> Enricher<O> {
         let now_keys: HashSet<_> = now.iter().map(key).collect();
         for entry in &before {
             if !now_keys.contains(&key(entry)) {
-                out.push(Event::observed(ts, EventBody::PinRemoved { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+                out.push(Event::observed(
+                    ts,
+                    EventBody::PinRemoved {
+                        netns: self.id_of(entry.0),
+                        pin: entry.1.clone(),
+                    },
+                ));
             }
         }
         for entry in &now {
             if !before_keys.contains(&key(entry)) {
-                out.push(Event::observed(ts, EventBody::PinAdded { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+                out.push(Event::observed(
+                    ts,
+                    EventBody::PinAdded {
+                        netns: self.id_of(entry.0),
+                        pin: entry.1.clone(),
+                    },
+                ));
             }
         }
         if !now.is_empty() {
@@ -190,12 +209,24 @@ impl<O: Observer> Enricher<O> {
         let now = self.obs.fd_pins();
         for entry in &self.fd_pins {
             if !now.contains(entry) {
-                out.push(Event::observed(ts, EventBody::PinRemoved { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+                out.push(Event::observed(
+                    ts,
+                    EventBody::PinRemoved {
+                        netns: self.id_of(entry.0),
+                        pin: entry.1.clone(),
+                    },
+                ));
             }
         }
         for entry in &now {
             if !self.fd_pins.contains(entry) {
-                out.push(Event::observed(ts, EventBody::PinAdded { netns: self.id_of(entry.0), pin: entry.1.clone() }));
+                out.push(Event::observed(
+                    ts,
+                    EventBody::PinAdded {
+                        netns: self.id_of(entry.0),
+                        pin: entry.1.clone(),
+                    },
+                ));
             }
         }
         self.fd_pins = now;
@@ -206,11 +237,21 @@ impl<O: Observer> Enricher<O> {
     fn handles(&self, id: NsId) -> Vec<PathBuf> {
         let mut h: Vec<PathBuf> = Vec::new();
         if let Some(tids) = self.tasks.get(&id) {
-            h.extend(tids.iter().take(2).map(|t| PathBuf::from(format!("/proc/{t}/ns/net"))));
+            h.extend(
+                tids.iter()
+                    .take(2)
+                    .map(|t| PathBuf::from(format!("/proc/{t}/ns/net"))),
+            );
         }
         for pins in self.mount_pins.values() {
             for (inum, p) in pins {
-                if let (true, Pin::BindMount { path, holder_pid, .. }) = (*inum == id.inum, p) {
+                if let (
+                    true,
+                    Pin::BindMount {
+                        path, holder_pid, ..
+                    },
+                ) = (*inum == id.inum, p)
+                {
                     h.push(PathBuf::from(format!("/proc/{holder_pid}/root{path}")));
                 }
             }
@@ -230,12 +271,20 @@ impl<O: Observer> Enricher<O> {
                 Ok((seen, ifaces)) if seen.inum == id.inum => {
                     if self.reported.get(&id) != Some(&ifaces) {
                         self.reported.insert(id, ifaces.clone());
-                        out.push(Event::observed(ts, EventBody::Interfaces { netns: id, interfaces: ifaces }));
+                        out.push(Event::observed(
+                            ts,
+                            EventBody::Interfaces {
+                                netns: id,
+                                interfaces: ifaces,
+                            },
+                        ));
                     }
                     return;
                 }
                 Ok(_) => continue,
-                Err(e) => tracing::debug!("reading interfaces of {id} via {}: {e}", handle.display()),
+                Err(e) => {
+                    tracing::debug!("reading interfaces of {id} via {}: {e}", handle.display())
+                }
             }
         }
     }
@@ -303,7 +352,11 @@ impl<O: Observer> Enricher<O> {
                         for m in held {
                             self.rescan_mount_ns(m, ts, &mut out);
                         }
-                        if self.fd_pins.iter().any(|(_, p)| matches!(p, Pin::Fd { pid, .. } if *pid == ev.tgid)) {
+                        if self
+                            .fd_pins
+                            .iter()
+                            .any(|(_, p)| matches!(p, Pin::Fd { pid, .. } if *pid == ev.tgid))
+                        {
                             self.rescan_fds(ts, &mut out);
                         }
                         if ev.pid == ev.tgid {
@@ -324,7 +377,13 @@ impl<O: Observer> Enricher<O> {
                     self.rescan_mount_ns(*mnt_ns, ts, &mut out);
                 }
             }
-            EventBody::MountSyscall { op, mnt_ns, ret, flags, .. } if *ret >= 0 => {
+            EventBody::MountSyscall {
+                op,
+                mnt_ns,
+                ret,
+                flags,
+                ..
+            } if *ret >= 0 => {
                 let relevant = match op {
                     MountOp::Mount => flags & (MS_BIND | MS_MOVE) != 0,
                     MountOp::Umount | MountOp::MoveMount => true,
@@ -336,7 +395,11 @@ impl<O: Observer> Enricher<O> {
             }
             EventBody::Snapshot(_) => self.read_cni(ts, &mut out),
             EventBody::PinAdded { .. } => self.cni_soon(ts),
-            EventBody::NetDev { op: NetDevOp::Register | NetDevOp::Move, netns, .. } if *netns != self.init => self.cni_soon(ts),
+            EventBody::NetDev {
+                op: NetDevOp::Register | NetDevOp::Move,
+                netns,
+                ..
+            } if *netns != self.init => self.cni_soon(ts),
             EventBody::NsfsMount { netns, mnt_ns, .. } => {
                 self.cni_soon(ts);
                 self.learn(*netns);
@@ -496,7 +559,11 @@ impl<O: Observer> Enricher<O> {
     /// Re-reads the CNI result cache and reports new or changed entries.
     fn read_cni(&mut self, ts: u64, out: &mut Vec<Event>) {
         for e in self.obs.cni_results() {
-            let key = (e.network_name.clone(), e.container_id.clone(), e.if_name.clone());
+            let key = (
+                e.network_name.clone(),
+                e.container_id.clone(),
+                e.if_name.clone(),
+            );
             if self.cni.get(&key) != Some(&e) {
                 self.cni.insert(key, e.clone());
                 out.push(Event::observed(ts, EventBody::CniResult(Box::new(e))));
@@ -587,15 +654,24 @@ mod tests {
 
     impl Observer for &mut Fake {
         fn mount_ns_pins(&mut self, mnt_ns: u32) -> Result<Vec<(u32, Pin)>, String> {
-            self.mounts.get(&mnt_ns).cloned().ok_or_else(|| "gone".into())
+            self.mounts
+                .get(&mnt_ns)
+                .cloned()
+                .ok_or_else(|| "gone".into())
         }
         fn fd_pins(&mut self) -> Vec<(u32, Pin)> {
             self.fd_scans += 1;
             self.fds.clone()
         }
-        fn interfaces(&mut self, handle: &std::path::Path) -> Result<(NsId, Vec<Interface>), String> {
+        fn interfaces(
+            &mut self,
+            handle: &std::path::Path,
+        ) -> Result<(NsId, Vec<Interface>), String> {
             self.reads.push(handle.to_path_buf());
-            self.ifaces.get(handle).cloned().ok_or_else(|| "no such handle".into())
+            self.ifaces
+                .get(handle)
+                .cloned()
+                .ok_or_else(|| "no such handle".into())
         }
         fn member_cgroup(&mut self, pid: u32) -> Option<String> {
             self.cgroup_reads += 1;
@@ -611,7 +687,12 @@ mod tests {
     }
 
     fn bind(path: &str, mnt_ns: u32, holder: u32) -> Pin {
-        Pin::BindMount { path: path.into(), mnt_ns, holder_pid: holder, holder_comm: Comm::from_str_lossy("containerd") }
+        Pin::BindMount {
+            path: path.into(),
+            mnt_ns,
+            holder_pid: holder,
+            holder_comm: Comm::from_str_lossy("containerd"),
+        }
     }
 
     fn task(op: TaskOp, pid: u32, netns: NsId, prev: NsId, mnt: u32, prev_mnt: u32) -> Event {
@@ -620,14 +701,34 @@ mod tests {
             pid,
             tgid: pid,
             comm: Comm::from_str_lossy("pause"),
-            body: EventBody::Task { op, netns, prev, thread: false, group_dead: true, cgroup_id: 0, ppid: 1, mnt_ns: mnt, prev_mnt_ns: prev_mnt },
+            body: EventBody::Task {
+                op,
+                netns,
+                prev,
+                thread: false,
+                group_dead: true,
+                cgroup_id: 0,
+                ppid: 1,
+                mnt_ns: mnt,
+                prev_mnt_ns: prev_mnt,
+            },
         }
     }
 
     fn mount(op: MountOp, mnt_ns: u32, ret: i64, flags: u64) -> Event {
         Event::observed(
             5,
-            EventBody::MountSyscall { op, netns: NsId::new(1, 1), mnt_ns, ret, flags, from_dfd: -100, to_dfd: -100, source: "/proc/9/ns/net".into(), target: "/run/netns/cni-1".into() },
+            EventBody::MountSyscall {
+                op,
+                netns: NsId::new(1, 1),
+                mnt_ns,
+                ret,
+                flags,
+                from_dfd: -100,
+                to_dfd: -100,
+                source: "/proc/9/ns/net".into(),
+                target: "/run/netns/cni-1".into(),
+            },
         )
     }
 
@@ -638,16 +739,37 @@ mod tests {
         let mut fake = Fake::default();
         let pod = NsId::new(77, 4026532300);
         let mut e = Enricher::new(&mut fake);
-        e.on_event(&Event::observed(1, EventBody::NetnsCreated { netns: pod, parent: NsId::new(1, 1), net_ptr: 1, source: crate::model::CreatedBy::Unshare, clone_flags: 0 }));
-        e.obs.mounts.insert(HOST_MNT, vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))]);
+        e.on_event(&Event::observed(
+            1,
+            EventBody::NetnsCreated {
+                netns: pod,
+                parent: NsId::new(1, 1),
+                net_ptr: 1,
+                source: crate::model::CreatedBy::Unshare,
+                clone_flags: 0,
+            },
+        ));
+        e.obs.mounts.insert(
+            HOST_MNT,
+            vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))],
+        );
         let out = e.on_event(&mount(MountOp::Mount, HOST_MNT, 0, MS_BIND));
         assert_eq!(out.len(), 1);
-        assert!(matches!(&out[0].body, EventBody::PinAdded { netns, pin: Pin::BindMount { path, .. } } if *netns == pod && path == "/run/netns/cni-1"), "{out:?}");
+        assert!(
+            matches!(&out[0].body, EventBody::PinAdded { netns, pin: Pin::BindMount { path, .. } } if *netns == pod && path == "/run/netns/cni-1"),
+            "{out:?}"
+        );
         // A failed mount changes nothing and is not even looked at.
-        assert!(e.on_event(&mount(MountOp::Mount, HOST_MNT, -16, MS_BIND)).is_empty());
+        assert!(
+            e.on_event(&mount(MountOp::Mount, HOST_MNT, -16, MS_BIND))
+                .is_empty()
+        );
         e.obs.mounts.insert(HOST_MNT, vec![]);
         let out = e.on_event(&mount(MountOp::Umount, HOST_MNT, 0, 2));
-        assert!(matches!(&out[..], [Event { body: EventBody::PinRemoved { netns, .. }, .. }] if *netns == pod), "{out:?}");
+        assert!(
+            matches!(&out[..], [Event { body: EventBody::PinRemoved { netns, .. }, .. }] if *netns == pod),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -658,26 +780,75 @@ mod tests {
         let mut e = Enricher::new(&mut fake);
         e.learn(pod);
         let agent_mnt = 4026532999;
-        e.obs.mounts.insert(agent_mnt, vec![(pod.inum, bind("/run/netns/cni-1", agent_mnt, 500))]);
-        let out = e.on_event(&task(TaskOp::Unshare, 500, host_net, host_net, agent_mnt, HOST_MNT));
-        assert!(matches!(&out[..], [Event { body: EventBody::PinAdded { pin: Pin::BindMount { mnt_ns, .. }, .. }, .. }] if *mnt_ns == agent_mnt), "{out:?}");
+        e.obs.mounts.insert(
+            agent_mnt,
+            vec![(pod.inum, bind("/run/netns/cni-1", agent_mnt, 500))],
+        );
+        let out = e.on_event(&task(
+            TaskOp::Unshare,
+            500,
+            host_net,
+            host_net,
+            agent_mnt,
+            HOST_MNT,
+        ));
+        assert!(
+            matches!(&out[..], [Event { body: EventBody::PinAdded { pin: Pin::BindMount { mnt_ns, .. }, .. }, .. }] if *mnt_ns == agent_mnt),
+            "{out:?}"
+        );
         e.obs.mounts.remove(&agent_mnt);
-        let out = e.on_event(&task(TaskOp::Exit, 500, host_net, host_net, agent_mnt, agent_mnt));
-        assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinRemoved { netns, .. } if *netns == pod)), "{out:?}");
+        let out = e.on_event(&task(
+            TaskOp::Exit,
+            500,
+            host_net,
+            host_net,
+            agent_mnt,
+            agent_mnt,
+        ));
+        assert!(
+            out.iter()
+                .any(|ev| matches!(&ev.body, EventBody::PinRemoved { netns, .. } if *netns == pod)),
+            "{out:?}"
+        );
     }
 
     #[test]
     fn the_last_member_leaving_triggers_fd_scan_and_interface_read_through_the_pin() {
         let mut fake = Fake::default();
         let pod = NsId::new(77, 4026532300);
-        let iface = Interface { name: "eth0".into(), ifindex: 2, mac: Mac([2, 0, 10, 231, 1, 10]), ipv4: vec![(Ipv4Addr::new(10, 231, 1, 10), 24)] };
-        fake.ifaces.insert(PathBuf::from("/proc/1/root/run/netns/cni-1"), (pod, vec![iface.clone()]));
-        fake.fds = vec![(pod.inum, Pin::Fd { pid: 700, fd: 5, comm: Comm::from_str_lossy("docker-proxy") })];
+        let iface = Interface {
+            name: "eth0".into(),
+            ifindex: 2,
+            mac: Mac([2, 0, 10, 231, 1, 10]),
+            ipv4: vec![(Ipv4Addr::new(10, 231, 1, 10), 24)],
+        };
+        fake.ifaces.insert(
+            PathBuf::from("/proc/1/root/run/netns/cni-1"),
+            (pod, vec![iface.clone()]),
+        );
+        fake.fds = vec![(
+            pod.inum,
+            Pin::Fd {
+                pid: 700,
+                fd: 5,
+                comm: Comm::from_str_lossy("docker-proxy"),
+            },
+        )];
         let mut e = Enricher::new(&mut fake);
         e.learn(pod);
-        e.obs.mounts.insert(HOST_MNT, vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))]);
+        e.obs.mounts.insert(
+            HOST_MNT,
+            vec![(pod.inum, bind("/run/netns/cni-1", HOST_MNT, 1))],
+        );
         e.on_event(&mount(MountOp::Mount, HOST_MNT, 0, MS_BIND));
-        e.on_event(&task(TaskOp::Setns, 42, pod, NsId::new(1, 4026531840), HOST_MNT, HOST_MNT));
+        e.on_event(&task(
+            TaskOp::Setns,
+            42,
+            pod,
+            NsId::new(1, 4026531840),
+            HOST_MNT,
+            HOST_MNT,
+        ));
         // The exit itself costs no scan: the namespace usually dies right after.
         let exit = task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT);
         assert!(e.on_event(&exit).is_empty());
@@ -685,15 +856,37 @@ mod tests {
         assert_eq!(e.obs.fd_scans, 0, "too early to scan");
         out.extend(e.tick(exit.ts_ns + EMPTIED_SETTLE_NS));
         assert_eq!(e.obs.fd_scans, 1);
-        assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinAdded { pin: Pin::Fd { pid: 700, fd: 5, .. }, .. })), "{out:?}");
+        assert!(
+            out.iter().any(|ev| matches!(
+                &ev.body,
+                EventBody::PinAdded {
+                    pin: Pin::Fd {
+                        pid: 700,
+                        fd: 5,
+                        ..
+                    },
+                    ..
+                }
+            )),
+            "{out:?}"
+        );
         let ifaces = out.iter().find_map(|ev| match &ev.body {
-            EventBody::Interfaces { netns, interfaces } if *netns == pod => Some(interfaces.clone()),
+            EventBody::Interfaces { netns, interfaces } if *netns == pod => {
+                Some(interfaces.clone())
+            }
             _ => None,
         });
         assert_eq!(ifaces, Some(vec![iface]));
         // The member is gone, so the only way in is through the pin.
         assert!(!e.obs.reads.is_empty());
-        assert!(e.obs.reads.iter().all(|r| r == Path::new("/proc/1/root/run/netns/cni-1")), "{:?}", e.obs.reads);
+        assert!(
+            e.obs
+                .reads
+                .iter()
+                .all(|r| r == Path::new("/proc/1/root/run/netns/cni-1")),
+            "{:?}",
+            e.obs.reads
+        );
         // Unchanged interfaces are not reported twice.
         e.dirty.insert(pod);
         assert!(e.tick(20).is_empty());
@@ -703,10 +896,24 @@ mod tests {
     fn the_final_refresh_scans_a_namespace_emptied_just_before_stop() {
         let mut fake = Fake::default();
         let pod = NsId::new(77, 4026532300);
-        fake.fds = vec![(pod.inum, Pin::Fd { pid: 700, fd: 5, comm: Comm::from_str_lossy("docker-proxy") })];
+        fake.fds = vec![(
+            pod.inum,
+            Pin::Fd {
+                pid: 700,
+                fd: 5,
+                comm: Comm::from_str_lossy("docker-proxy"),
+            },
+        )];
         let mut e = Enricher::new(&mut fake);
         e.learn(pod);
-        e.on_event(&task(TaskOp::Setns, 42, pod, NsId::new(1, 4026531840), HOST_MNT, HOST_MNT));
+        e.on_event(&task(
+            TaskOp::Setns,
+            42,
+            pod,
+            NsId::new(1, 4026531840),
+            HOST_MNT,
+            HOST_MNT,
+        ));
         let exit = task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT);
         e.on_event(&exit);
         // Stop comes before the settle delay has passed.
@@ -721,9 +928,23 @@ mod tests {
         let mut fake = Fake::default();
         let pod = NsId::new(77, 4026532300);
         let mut e = Enricher::new(&mut fake);
-        e.on_event(&task(TaskOp::Setns, 42, pod, NsId::new(1, 4026531840), HOST_MNT, HOST_MNT));
+        e.on_event(&task(
+            TaskOp::Setns,
+            42,
+            pod,
+            NsId::new(1, 4026531840),
+            HOST_MNT,
+            HOST_MNT,
+        ));
         e.on_event(&task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT));
-        e.on_event(&Event::observed(11, EventBody::NetnsFreed { netns: pod, net_ptr: 1, hook: crate::model::Hook::Tracepoint }));
+        e.on_event(&Event::observed(
+            11,
+            EventBody::NetnsFreed {
+                netns: pod,
+                net_ptr: 1,
+                hook: crate::model::Hook::Tracepoint,
+            },
+        ));
         assert!(e.tick(10 + EMPTIED_SETTLE_NS * 2).is_empty());
         assert!(e.obs.reads.is_empty(), "{:?}", e.obs.reads);
         assert_eq!(e.obs.fd_scans, 0);
@@ -733,11 +954,17 @@ mod tests {
     fn a_handle_leading_to_another_namespace_is_not_trusted() {
         let mut fake = Fake::default();
         let pod = NsId::new(77, 4026532300);
-        fake.ifaces.insert(PathBuf::from("/proc/42/ns/net"), (NsId::new(99, 4026532999), vec![]));
+        fake.ifaces.insert(
+            PathBuf::from("/proc/42/ns/net"),
+            (NsId::new(99, 4026532999), vec![]),
+        );
         let mut e = Enricher::new(&mut fake);
         e.on_event(&task(TaskOp::Fork, 42, pod, pod, HOST_MNT, HOST_MNT));
         e.dirty.insert(pod);
-        assert!(e.tick(20).is_empty(), "pid 42 was reused by a process elsewhere");
+        assert!(
+            e.tick(20).is_empty(),
+            "pid 42 was reused by a process elsewhere"
+        );
     }
 
     fn cni_entry(container: &str, netns_path: &str) -> CniCacheEntry {
@@ -769,7 +996,10 @@ mod tests {
             "{out:?}"
         );
         // Same process, same namespace, same cgroup: nothing new.
-        assert!(e.on_event(&task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT)).is_empty());
+        assert!(
+            e.on_event(&task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT))
+                .is_empty()
+        );
         // A thread of it is not read.
         let mut thread = task(TaskOp::Fork, 43, pod, pod, HOST_MNT, HOST_MNT);
         thread.tgid = 42;
@@ -780,9 +1010,15 @@ mod tests {
         assert!(e.on_event(&thread).is_empty());
         // The host namespace's members are never read.
         e.obs.cgroups.insert(50, "/system.slice/x.service".into());
-        assert!(e.on_event(&task(TaskOp::Fork, 50, host, host, HOST_MNT, HOST_MNT)).is_empty());
+        assert!(
+            e.on_event(&task(TaskOp::Fork, 50, host, host, HOST_MNT, HOST_MNT))
+                .is_empty()
+        );
         // A task that is already gone when looked at leaves nothing.
-        assert!(e.on_event(&task(TaskOp::Fork, 60, pod, pod, HOST_MNT, HOST_MNT)).is_empty());
+        assert!(
+            e.on_event(&task(TaskOp::Fork, 60, pod, pod, HOST_MNT, HOST_MNT))
+                .is_empty()
+        );
     }
 
     fn member_cgroups_in(out: &[Event]) -> Vec<(u32, String)> {
@@ -918,18 +1154,37 @@ mod tests {
         let pod = NsId::new(77, 4026532300);
         fake.cni = vec![cni_entry("aaa", "/run/netns/cni-1")];
         let mut e = Enricher::new(&mut fake);
-        let snap = Snapshot { phase: crate::model::SnapshotPhase::Start, namespaces: vec![], init_netns: NsId::new(1, 1) };
+        let snap = Snapshot {
+            phase: crate::model::SnapshotPhase::Start,
+            namespaces: vec![],
+            init_netns: NsId::new(1, 1),
+        };
         let out = e.on_event(&Event::observed(1, EventBody::Snapshot(Box::new(snap))));
-        assert!(matches!(&out[..], [Event { body: EventBody::CniResult(c), .. }] if c.container_id == "aaa"), "{out:?}");
+        assert!(
+            matches!(&out[..], [Event { body: EventBody::CniResult(c), .. }] if c.container_id == "aaa"),
+            "{out:?}"
+        );
         // Nothing recent: ticks do not touch the cache.
         assert!(e.tick(2).is_empty());
         assert_eq!(e.obs.cni_reads, 1);
         // A pin appears; the runtime writes the cache entry a little later.
-        e.on_event(&Event::observed(10, EventBody::PinAdded { netns: pod, pin: bind("/run/netns/cni-2", HOST_MNT, 1) }));
-        assert!(e.tick(20).is_empty(), "unchanged entries are not reported again");
+        e.on_event(&Event::observed(
+            10,
+            EventBody::PinAdded {
+                netns: pod,
+                pin: bind("/run/netns/cni-2", HOST_MNT, 1),
+            },
+        ));
+        assert!(
+            e.tick(20).is_empty(),
+            "unchanged entries are not reported again"
+        );
         e.obs.cni.push(cni_entry("bbb", "/run/netns/cni-2"));
         let out = e.tick(1_000_000_000);
-        assert!(matches!(&out[..], [Event { body: EventBody::CniResult(c), .. }] if c.container_id == "bbb"), "{out:?}");
+        assert!(
+            matches!(&out[..], [Event { body: EventBody::CniResult(c), .. }] if c.container_id == "bbb"),
+            "{out:?}"
+        );
         // After the settle window the cache is left alone again.
         e.tick(20_000_000_000);
         let reads = e.obs.cni_reads;

@@ -22,7 +22,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// Where live output goes.
 pub trait LiveSink {
     /// Called with the probe table once probes are attached, before any event.
-    fn started(&mut self, _mode: &'static str, _probes: &[ProbeStatus], _start_ns: u64) -> anyhow::Result<()> {
+    fn started(
+        &mut self,
+        _mode: &'static str,
+        _probes: &[ProbeStatus],
+        _start_ns: u64,
+    ) -> anyhow::Result<()> {
         Ok(())
     }
     /// Every event, kernel or observed, in processing order.
@@ -103,7 +108,11 @@ impl<S: LiveSink> Loop<'_, S> {
 }
 
 /// Runs until `stop` completes. Probes are attached after the start snapshot is taken.
-pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Future<Output = ()>) -> anyhow::Result<LiveOutcome> {
+pub async fn run<S: LiveSink>(
+    opts: &LiveOptions,
+    sink: &mut S,
+    stop: impl Future<Output = ()>,
+) -> anyhow::Result<LiveOutcome> {
     crate::probes::loader::check_privileges()?;
     let snap_ns = monotonic_ns();
     let start = snapshot::take(SnapshotPhase::Start)?;
@@ -115,8 +124,16 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
 
     let mut enricher = Enricher::new(ProcObserver);
     enricher.seed(&start);
-    let mut lp = Loop { collector: Collector::new(opts.collector.clone()), enricher, sink, events: 0 };
-    lp.feed(Event::observed(snap_ns, EventBody::Snapshot(Box::new(start))))?;
+    let mut lp = Loop {
+        collector: Collector::new(opts.collector.clone()),
+        enricher,
+        sink,
+        events: 0,
+    };
+    lp.feed(Event::observed(
+        snap_ns,
+        EventBody::Snapshot(Box::new(start)),
+    ))?;
 
     let t0 = Instant::now();
     let mut batch = Vec::new();
@@ -171,7 +188,10 @@ pub async fn run<S: LiveSink>(opts: &LiveOptions, sink: &mut S, stop: impl Futur
     }
     if opts.final_snapshot {
         match snapshot::take(SnapshotPhase::Final) {
-            Ok(fin) => lp.feed(Event::observed(monotonic_ns(), EventBody::Snapshot(Box::new(fin))))?,
+            Ok(fin) => lp.feed(Event::observed(
+                monotonic_ns(),
+                EventBody::Snapshot(Box::new(fin)),
+            ))?,
             Err(e) => tracing::warn!("final snapshot failed: {e}"),
         }
     }

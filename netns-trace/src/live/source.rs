@@ -23,11 +23,21 @@ impl LiveSource {
             .attached("netns_created")
             .is_some_and(|s| s.targets.iter().any(|t| t.ends_with(":copy_net_ns")));
         // The ring buffer moves into the AsyncFd; the Tracer keeps programs and maps alive.
-        let ring = tracer.ring.take().ok_or_else(|| std::io::Error::other("ring buffer already taken"))?;
+        let ring = tracer
+            .ring
+            .take()
+            .ok_or_else(|| std::io::Error::other("ring buffer already taken"))?;
         // SAFETY: the RingBuf owns its fd and lives inside the AsyncFd, so the fd cannot be
         // closed while registered.
-        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| std::io::Error::other(e.to_string()))?;
-        Ok(Self { ring, lost_seen: HashMap::new(), malformed: 0, drop_tracepoint_creations, self_tgid: std::process::id() })
+        let ring =
+            unsafe { AsyncFd::register(ring) }.map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(Self {
+            ring,
+            lost_seen: HashMap::new(),
+            malformed: 0,
+            drop_tracepoint_creations,
+            self_tgid: std::process::id(),
+        })
     }
 
     /// Waits for records, then drains everything available into `out`.
@@ -35,7 +45,12 @@ impl LiveSource {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            if let Some(ev) = Self::accept(&item, self.self_tgid, self.drop_tracepoint_creations, &mut self.malformed) {
+            if let Some(ev) = Self::accept(
+                &item,
+                self.self_tgid,
+                self.drop_tracepoint_creations,
+                &mut self.malformed,
+            ) {
                 out.push(ev);
             }
         }
@@ -56,14 +71,26 @@ impl LiveSource {
     }
 
     /// Decodes one record; None for records that are not news or are malformed.
-    fn accept(item: &[u8], self_tgid: u32, drop_tracepoint_creations: bool, malformed: &mut u64) -> Option<Event> {
+    fn accept(
+        item: &[u8],
+        self_tgid: u32,
+        drop_tracepoint_creations: bool,
+        malformed: &mut u64,
+    ) -> Option<Event> {
         match decode(item) {
             // Our own reader threads entering namespaces are not news (the kernel filters them
             // too; this covers records already in flight).
             Ok(ev) if ev.tgid == self_tgid => None,
             Ok(ev)
                 if drop_tracepoint_creations
-                    && matches!(ev.body, EventBody::NetnsCreated { source: crate::model::CreatedBy::Unshare | crate::model::CreatedBy::Clone, .. }) =>
+                    && matches!(
+                        ev.body,
+                        EventBody::NetnsCreated {
+                            source: crate::model::CreatedBy::Unshare
+                                | crate::model::CreatedBy::Clone,
+                            ..
+                        }
+                    ) =>
             {
                 None
             }
@@ -82,7 +109,13 @@ impl LiveSource {
         for (kind, total) in tracer.lost_counts() {
             let seen = self.lost_seen.entry(kind).or_insert(0);
             if total > *seen {
-                out.push(Event::observed(now_ns, EventBody::Lost { kind, count: total - *seen }));
+                out.push(Event::observed(
+                    now_ns,
+                    EventBody::Lost {
+                        kind,
+                        count: total - *seen,
+                    },
+                ));
                 *seen = total;
             }
         }

@@ -254,7 +254,10 @@ impl Metrics {
         if relevant {
             self.stale = true;
             // Each refresh walks every tracked namespace: at most a few per second under churn.
-            if self.refreshed_at.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+            if self
+                .refreshed_at
+                .is_none_or(|t| t.elapsed() >= REFRESH_EVERY)
+            {
                 self.refresh(collector);
             }
         }

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 /// Identity of a network namespace. Inode numbers are reused by the kernel, so `cookie`
 /// (`net->net_cookie`) is the real key whenever it is non-zero; `inum` is what operators see
 /// in `/proc/PID/ns/net` and `lsns`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct NsId {
     pub cookie: u64,
     pub inum: u32,
@@ -83,7 +85,9 @@ impl std::str::FromStr for Mac {
         let mut m = [0u8; 6];
         let mut parts = s.split(':');
         for b in &mut m {
-            let p = parts.next().ok_or_else(|| format!("{s:?} is not a MAC address"))?;
+            let p = parts
+                .next()
+                .ok_or_else(|| format!("{s:?} is not a MAC address"))?;
             *b = u8::from_str_radix(p, 16).map_err(|_| format!("{s:?} is not a MAC address"))?;
         }
         if parts.next().is_some() {
@@ -95,7 +99,11 @@ impl std::str::FromStr for Mac {
 
 impl Serialize for Mac {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if s.is_human_readable() { s.collect_str(self) } else { self.0.serialize(s) }
+        if s.is_human_readable() {
+            s.collect_str(self)
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
@@ -113,7 +121,11 @@ impl<'de> Deserialize<'de> for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -201,7 +213,12 @@ pub enum Pin {
     /// An nsfs bind mount (`mount --bind /proc/PID/ns/net PATH`, `ip netns add`, or
     /// open_tree + move_mount), in mount namespace `mnt_ns`. `holder_pid` is a process living in
     /// that mount namespace when it was seen (0 if none), which is what keeps a copied mount alive.
-    BindMount { path: String, mnt_ns: u32, holder_pid: u32, holder_comm: Comm },
+    BindMount {
+        path: String,
+        mnt_ns: u32,
+        holder_pid: u32,
+        holder_comm: Comm,
+    },
     /// An open fd on the namespace's nsfs file.
     Fd { pid: u32, fd: u32, comm: Comm },
     /// A socket whose `sk_net` is the namespace.
@@ -261,7 +278,13 @@ pub struct Snapshot {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventBody {
-    NetnsCreated { netns: NsId, parent: NsId, net_ptr: u64, source: CreatedBy, clone_flags: u64 },
+    NetnsCreated {
+        netns: NsId,
+        parent: NsId,
+        net_ptr: u64,
+        source: CreatedBy,
+        clone_flags: u64,
+    },
     /// A task entered (`netns`) and/or left (`prev`) a namespace. For Exit both are the same.
     Task {
         op: TaskOp,
@@ -275,9 +298,17 @@ pub enum EventBody {
         prev_mnt_ns: u32,
     },
     /// The kernel started destroying the namespace (per-net exit callbacks).
-    NetnsTeardown { netns: NsId, net_ptr: u64, hook: Hook },
+    NetnsTeardown {
+        netns: NsId,
+        net_ptr: u64,
+        hook: Hook,
+    },
     /// `struct net` memory went back to the slab.
-    NetnsFreed { netns: NsId, net_ptr: u64, hook: Hook },
+    NetnsFreed {
+        netns: NsId,
+        net_ptr: u64,
+        hook: Hook,
+    },
     /// The cleanup_net worker started a batch (tracepoint mode's coarse teardown signal).
     CleanupRun,
     MountSyscall {
@@ -292,11 +323,33 @@ pub enum EventBody {
         target: String,
     },
     /// Full mode: an nsfs netns file was grafted into mount namespace `mnt_ns`.
-    NsfsMount { netns: NsId, mnt_ns: u32, net_ptr: u64, hook: Hook },
+    NsfsMount {
+        netns: NsId,
+        mnt_ns: u32,
+        net_ptr: u64,
+        hook: Hook,
+    },
     /// Full mode: the last nsfs inode for the namespace was evicted (the pin truly let go).
-    NsfsEvict { netns: NsId, net_ptr: u64 },
-    NetDev { op: NetDevOp, netns: NsId, ifindex: u32, other: NsId, mac: Mac, name: String },
-    Ipv4Addr { op: AddrOp, netns: NsId, ifindex: u32, addr: Ipv4Addr, prefix_len: u8, label: String },
+    NsfsEvict {
+        netns: NsId,
+        net_ptr: u64,
+    },
+    NetDev {
+        op: NetDevOp,
+        netns: NsId,
+        ifindex: u32,
+        other: NsId,
+        mac: Mac,
+        name: String,
+    },
+    Ipv4Addr {
+        op: AddrOp,
+        netns: NsId,
+        ifindex: u32,
+        addr: Ipv4Addr,
+        prefix_len: u8,
+        label: String,
+    },
     Arp {
         netns: NsId,
         dir: Direction,
@@ -308,23 +361,47 @@ pub enum EventBody {
         target_mac: Mac,
         hook: Hook,
     },
-    NeighUpdate { netns: NsId, ifindex: u32, ip: Ipv4Addr, mac: Mac, nud_state: u32 },
+    NeighUpdate {
+        netns: NsId,
+        ifindex: u32,
+        ip: Ipv4Addr,
+        mac: Mac,
+        nud_state: u32,
+    },
 
     // ---- userspace observations ----
     /// `count` more records of kernel type `kind` (netns-trace-common `kind::*`) were dropped
     /// because the ring buffer was full. Cumulative loss is the sum of these.
-    Lost { kind: u16, count: u64 },
+    Lost {
+        kind: u16,
+        count: u64,
+    },
     /// A pin was found (mountinfo, /proc/PID/fd) that was not known before.
-    PinAdded { netns: NsId, pin: Pin },
+    PinAdded {
+        netns: NsId,
+        pin: Pin,
+    },
     /// A known pin is gone.
-    PinRemoved { netns: NsId, pin: Pin },
+    PinRemoved {
+        netns: NsId,
+        pin: Pin,
+    },
     /// A fresh read of a namespace's interfaces and IPv4 addresses.
-    Interfaces { netns: NsId, interfaces: Vec<Interface> },
+    Interfaces {
+        netns: NsId,
+        interfaces: Vec<Interface>,
+    },
     /// The cgroup path behind a cgroup id, resolved while the task was alive.
-    CgroupPath { cgroup_id: u64, path: String },
+    CgroupPath {
+        cgroup_id: u64,
+        path: String,
+    },
     /// The cgroup (from /proc/PID/cgroup, read while the task was alive) of the task in the
     /// event header, which had just become a member of `netns`.
-    MemberCgroup { netns: NsId, path: String },
+    MemberCgroup {
+        netns: NsId,
+        path: String,
+    },
     /// One entry of the CNI result cache (/var/lib/cni/results), read at snapshot time and
     /// when a pin or device appeared.
     CniResult(Box<crate::attribution::CniCacheEntry>),
@@ -346,6 +423,12 @@ pub struct Event {
 impl Event {
     /// A userspace observation at `ts_ns`.
     pub fn observed(ts_ns: u64, body: EventBody) -> Self {
-        Self { ts_ns, pid: 0, tgid: 0, comm: Comm::default(), body }
+        Self {
+            ts_ns,
+            pid: 0,
+            tgid: 0,
+            comm: Comm::default(),
+            body,
+        }
     }
 }

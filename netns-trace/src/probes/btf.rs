@@ -12,8 +12,13 @@ use netns_trace_common::offsets::{KernelOffsets, MISSING};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("this kernel exposes no BTF at {path} ({source}); netns-trace needs CONFIG_DEBUG_INFO_BTF=y")]
-    NoBtf { path: String, source: std::io::Error },
+    #[error(
+        "this kernel exposes no BTF at {path} ({source}); netns-trace needs CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoBtf {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot parse BTF at {path}: {reason}")]
     Parse { path: String, reason: String },
 }
@@ -34,13 +39,20 @@ pub struct KernelBtf {
 
 impl KernelBtf {
     pub fn load(path: &Path) -> Result<Self, BtfError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| BtfError::NoBtf { path: path.display().to_string(), source })?;
-        Self::from_bytes(&bytes).map_err(|reason| BtfError::Parse { path: path.display().to_string(), reason })
+        let bytes = std::fs::read(path).map_err(|source| BtfError::NoBtf {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_bytes(&bytes).map_err(|reason| BtfError::Parse {
+            path: path.display().to_string(),
+            reason,
+        })
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        Btf::from_bytes(bytes).map(|btf| Self { btf }).map_err(|e| e.to_string())
+        Btf::from_bytes(bytes)
+            .map(|btf| Self { btf })
+            .map_err(|e| e.to_string())
     }
 
     /// Does the kernel have a function (BTF FUNC) of this name?
@@ -53,15 +65,25 @@ impl KernelBtf {
 
     /// Does the kernel have a BTF-enabled tracepoint `name` (typedef btf_trace_<name>)?
     pub fn has_btf_tracepoint(&self, name: &str) -> bool {
-        self.btf.resolve_ids_by_name(&format!("btf_trace_{name}")).map(|ids| !ids.is_empty()).unwrap_or(false)
+        self.btf
+            .resolve_ids_by_name(&format!("btf_trace_{name}"))
+            .map(|ids| !ids.is_empty())
+            .unwrap_or(false)
     }
 
     fn strip(&self, mut t: Type) -> Result<Type, String> {
         for _ in 0..16 {
             match &t {
-                Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {
+                Type::Typedef(_)
+                | Type::Const(_)
+                | Type::Volatile(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => {
                     let bt = t.as_btf_type().ok_or("untyped modifier")?;
-                    t = self.btf.resolve_chained_type(bt).map_err(|e| e.to_string())?;
+                    t = self
+                        .btf
+                        .resolve_chained_type(bt)
+                        .map_err(|e| e.to_string())?;
                 }
                 _ => return Ok(t),
             }
@@ -70,7 +92,10 @@ impl KernelBtf {
     }
 
     fn struct_named(&self, name: &str) -> Result<btf_rs::Struct, String> {
-        let types = self.btf.resolve_types_by_name(name).map_err(|_| format!("struct {name} not in BTF"))?;
+        let types = self
+            .btf
+            .resolve_types_by_name(name)
+            .map_err(|_| format!("struct {name} not in BTF"))?;
         types
             .into_iter()
             .find_map(|t| match t {
@@ -88,8 +113,12 @@ impl KernelBtf {
         }
         for m in &st.members {
             let mname = self.btf.resolve_name(m).unwrap_or_default();
-            let Ok(mtype) = self.btf.resolve_chained_type(m) else { continue };
-            let Ok(mtype) = self.strip(mtype) else { continue };
+            let Ok(mtype) = self.btf.resolve_chained_type(m) else {
+                continue;
+            };
+            let Ok(mtype) = self.strip(mtype) else {
+                continue;
+            };
             if m.bitfield_size().is_some_and(|s| s != 0) {
                 continue;
             }
@@ -124,7 +153,13 @@ impl KernelBtf {
             }
             st = match t {
                 Type::Struct(s) | Type::Union(s) => s,
-                other => return Err(format!("{root}.{} is a {}, not a struct", parts[..=i].join("."), other.name())),
+                other => {
+                    return Err(format!(
+                        "{root}.{} is a {}, not a struct",
+                        parts[..=i].join("."),
+                        other.name()
+                    ));
+                }
             };
         }
         Err(format!("empty member path for {root}"))
@@ -145,7 +180,10 @@ impl KernelBtf {
                         match check(&t) {
                             Ok(()) => o.$field = off,
                             Err(why) => {
-                                missing.insert(stringify!($field), format!("{}.{}: {why}", $root, $path));
+                                missing.insert(
+                                    stringify!($field),
+                                    format!("{}.{}: {why}", $root, $path),
+                                );
                             }
                         }
                     }
@@ -217,7 +255,10 @@ impl KernelBtf {
                 o.netdev_dev_addr_is_ptr = 0;
             }
             Ok((_, other)) => {
-                missing.insert("netdev_dev_addr", format!("net_device.dev_addr is a {}", other.name()));
+                missing.insert(
+                    "netdev_dev_addr",
+                    format!("net_device.dev_addr is a {}", other.name()),
+                );
             }
             Err(why) => {
                 missing.insert("netdev_dev_addr", why);
@@ -238,19 +279,26 @@ impl KernelBtf {
         field!(neigh_tbl, "neighbour", "tbl", ptr);
         field!(neigh_table_family, "neigh_table", "family", int);
 
-        Resolved { offsets: o, missing }
+        Resolved {
+            offsets: o,
+            missing,
+        }
     }
 }
 
 /// Address of a text symbol in /proc/kallsyms (0 when hidden by kptr_restrict or absent).
 pub fn kallsyms_address(name: &str) -> u64 {
-    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else { return 0 };
+    let Ok(text) = std::fs::read_to_string("/proc/kallsyms") else {
+        return 0;
+    };
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             let addr = it.next()?;
             let _kind = it.next()?;
-            (it.next()? == name).then(|| u64::from_str_radix(addr, 16).ok()).flatten()
+            (it.next()? == name)
+                .then(|| u64::from_str_radix(addr, 16).ok())
+                .flatten()
         })
         .next()
         .unwrap_or(0)
@@ -274,13 +322,20 @@ mod tests {
     fn resolves_every_member_on_the_host_kernel() {
         let Some(btf) = host() else { return };
         let r = btf.resolve();
-        assert!(r.missing.is_empty(), "unresolved on this kernel: {:?}", r.missing);
+        assert!(
+            r.missing.is_empty(),
+            "unresolved on this kernel: {:?}",
+            r.missing
+        );
         let o = r.offsets;
         // Sanity: members lie inside their structs and differ from each other.
         assert!(o.task_nsproxy > 0 && o.task_nsproxy < 16384);
         assert_ne!(o.net_ns_inum, o.net_cookie);
         assert!(o.net_ns_inum >= o.net_ns, "ns.inum lies inside net.ns");
-        assert_eq!(o.netdev_dev_addr_is_ptr, 1, "dev_addr is a pointer since 5.15");
+        assert_eq!(
+            o.netdev_dev_addr_is_ptr, 1,
+            "dev_addr is a pointer since 5.15"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@ use netns_trace_common as abi;
 use netns_trace_common::{EventHeader, kind};
 
 use crate::model::{
-    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Mac, MountOp, NetDevOp, NsId, TaskOp,
+    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Mac, MountOp, NetDevOp, NsId,
+    TaskOp,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -14,7 +15,11 @@ pub enum DecodeError {
     #[error("record of {0} bytes is shorter than the header")]
     Short(usize),
     #[error("record kind {kind} claims {claimed} bytes but {got} arrived")]
-    Size { kind: u16, claimed: usize, got: usize },
+    Size {
+        kind: u16,
+        claimed: usize,
+        got: usize,
+    },
     #[error("unknown record kind {0}")]
     UnknownKind(u16),
     #[error("record kind {kind} has an invalid field value {value}")]
@@ -58,12 +63,19 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let hdr: EventHeader = read(bytes)?;
     let want = |size: usize| -> Result<(), DecodeError> {
         if hdr.size as usize != size || bytes.len() < size {
-            Err(DecodeError::Size { kind: hdr.kind, claimed: hdr.size as usize, got: bytes.len() })
+            Err(DecodeError::Size {
+                kind: hdr.kind,
+                claimed: hdr.size as usize,
+                got: bytes.len(),
+            })
         } else {
             Ok(())
         }
     };
-    let bad = |value: u64| DecodeError::BadValue { kind: hdr.kind, value };
+    let bad = |value: u64| DecodeError::BadValue {
+        kind: hdr.kind,
+        value,
+    };
     let body = match hdr.kind {
         kind::NETNS_CREATED => {
             want(size_of::<abi::NetnsCreated>())?;
@@ -74,7 +86,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 abi::created_by::COPY_NET_NS => CreatedBy::CopyNetNs,
                 v => return Err(bad(v as u64)),
             };
-            EventBody::NetnsCreated { netns: ns(hdr.netns), parent: ns(r.parent), net_ptr: r.net_ptr, source, clone_flags: r.clone_flags }
+            EventBody::NetnsCreated {
+                netns: ns(hdr.netns),
+                parent: ns(r.parent),
+                net_ptr: r.net_ptr,
+                source,
+                clone_flags: r.clone_flags,
+            }
         }
         kind::TASK_NETNS => {
             want(size_of::<abi::TaskNetns>())?;
@@ -103,9 +121,20 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             let r: abi::NetnsObject = read(bytes)?;
             let netns = ns(hdr.netns);
             match hdr.kind {
-                kind::NETNS_TEARDOWN => EventBody::NetnsTeardown { netns, net_ptr: r.net_ptr, hook: hook(r.hook) },
-                kind::NETNS_FREED => EventBody::NetnsFreed { netns, net_ptr: r.net_ptr, hook: hook(r.hook) },
-                kind::NSFS_EVICT => EventBody::NsfsEvict { netns, net_ptr: r.net_ptr },
+                kind::NETNS_TEARDOWN => EventBody::NetnsTeardown {
+                    netns,
+                    net_ptr: r.net_ptr,
+                    hook: hook(r.hook),
+                },
+                kind::NETNS_FREED => EventBody::NetnsFreed {
+                    netns,
+                    net_ptr: r.net_ptr,
+                    hook: hook(r.hook),
+                },
+                kind::NSFS_EVICT => EventBody::NsfsEvict {
+                    netns,
+                    net_ptr: r.net_ptr,
+                },
                 _ => EventBody::CleanupRun,
             }
         }
@@ -134,7 +163,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         kind::NSFS_MOUNT => {
             want(size_of::<abi::NsfsMount>())?;
             let r: abi::NsfsMount = read(bytes)?;
-            EventBody::NsfsMount { netns: ns(hdr.netns), mnt_ns: r.mnt_ns, net_ptr: r.net_ptr, hook: hook(r.hook) }
+            EventBody::NsfsMount {
+                netns: ns(hdr.netns),
+                mnt_ns: r.mnt_ns,
+                net_ptr: r.net_ptr,
+                hook: hook(r.hook),
+            }
         }
         kind::NETDEV => {
             want(size_of::<abi::NetDev>())?;
@@ -145,7 +179,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 abi::netdev_op::MOVE => NetDevOp::Move,
                 v => return Err(bad(v as u64)),
             };
-            EventBody::NetDev { op, netns: ns(hdr.netns), ifindex: r.ifindex, other: ns(r.other), mac: mac(&r.mac), name: cstr(&r.name) }
+            EventBody::NetDev {
+                op,
+                netns: ns(hdr.netns),
+                ifindex: r.ifindex,
+                other: ns(r.other),
+                mac: mac(&r.mac),
+                name: cstr(&r.name),
+            }
         }
         kind::IPV4_ADDR => {
             want(size_of::<abi::Ipv4Addr>())?;
@@ -155,7 +196,14 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 abi::addr_op::DEL => AddrOp::Del,
                 v => return Err(bad(v as u64)),
             };
-            EventBody::Ipv4Addr { op, netns: ns(hdr.netns), ifindex: r.ifindex, addr: Ip::from(r.addr), prefix_len: r.prefix_len, label: cstr(&r.label) }
+            EventBody::Ipv4Addr {
+                op,
+                netns: ns(hdr.netns),
+                ifindex: r.ifindex,
+                addr: Ip::from(r.addr),
+                prefix_len: r.prefix_len,
+                label: cstr(&r.label),
+            }
         }
         kind::ARP => {
             want(size_of::<abi::Arp>())?;
@@ -180,11 +228,23 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         kind::NEIGH_UPDATE => {
             want(size_of::<abi::NeighUpdate>())?;
             let r: abi::NeighUpdate = read(bytes)?;
-            EventBody::NeighUpdate { netns: ns(hdr.netns), ifindex: r.ifindex, ip: Ip::from(r.ip), mac: Mac(r.mac), nud_state: r.nud_state }
+            EventBody::NeighUpdate {
+                netns: ns(hdr.netns),
+                ifindex: r.ifindex,
+                ip: Ip::from(r.ip),
+                mac: Mac(r.mac),
+                nud_state: r.nud_state,
+            }
         }
         other => return Err(DecodeError::UnknownKind(other)),
     };
-    Ok(Event { ts_ns: hdr.ts_ns, pid: hdr.pid, tgid: hdr.tgid, comm: Comm(hdr.comm), body })
+    Ok(Event {
+        ts_ns: hdr.ts_ns,
+        pid: hdr.pid,
+        tgid: hdr.tgid,
+        comm: Comm(hdr.comm),
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -202,7 +262,11 @@ mod tests {
             ts_ns: 42,
             pid: 7,
             tgid: 6,
-            netns: abi::NetnsId { cookie: 9, inum: 4026532000, _pad: 0 },
+            netns: abi::NetnsId {
+                cookie: 9,
+                inum: 4026532000,
+                _pad: 0,
+            },
             comm: *b"pause\0\0\0\0\0\0\0\0\0\0\0",
             ..Default::default()
         }
@@ -213,7 +277,11 @@ mod tests {
         let rec = abi::NetnsCreated {
             hdr: header(kind::NETNS_CREATED, size_of::<abi::NetnsCreated>()),
             net_ptr: 0xffff_8880_0000_1000,
-            parent: abi::NetnsId { cookie: 1, inum: 4026531840, _pad: 0 },
+            parent: abi::NetnsId {
+                cookie: 1,
+                inum: 4026531840,
+                _pad: 0,
+            },
             clone_flags: abi::kernel::CLONE_NEWNET,
             source: abi::created_by::UNSHARE,
             _pad: 0,
@@ -248,7 +316,13 @@ mod tests {
         };
         let ev = decode(&as_bytes(&rec)).unwrap();
         match ev.body {
-            EventBody::Arp { op, dir, sender_ip, sender_mac, .. } => {
+            EventBody::Arp {
+                op,
+                dir,
+                sender_ip,
+                sender_mac,
+                ..
+            } => {
                 assert_eq!((op, dir), (2, Direction::Tx));
                 assert_eq!(sender_ip, Ip::new(10, 231, 1, 10));
                 assert_eq!(sender_mac.to_string(), "02:00:0a:e7:01:0a");
@@ -263,10 +337,22 @@ mod tests {
         let mut hdr = header(999, size_of::<EventHeader>());
         assert_eq!(decode(&as_bytes(&hdr)), Err(DecodeError::UnknownKind(999)));
         hdr.kind = kind::ARP; // claims ARP but carries only a header
-        assert!(matches!(decode(&as_bytes(&hdr)), Err(DecodeError::Size { .. })));
-        let mut rec = abi::TaskNetns { hdr: header(kind::TASK_NETNS, size_of::<abi::TaskNetns>()), ..Default::default() };
+        assert!(matches!(
+            decode(&as_bytes(&hdr)),
+            Err(DecodeError::Size { .. })
+        ));
+        let mut rec = abi::TaskNetns {
+            hdr: header(kind::TASK_NETNS, size_of::<abi::TaskNetns>()),
+            ..Default::default()
+        };
         rec.op = 77;
-        assert_eq!(decode(&as_bytes(&rec)), Err(DecodeError::BadValue { kind: kind::TASK_NETNS, value: 77 }));
+        assert_eq!(
+            decode(&as_bytes(&rec)),
+            Err(DecodeError::BadValue {
+                kind: kind::TASK_NETNS,
+                value: 77
+            })
+        );
         // Every prefix of a valid record is rejected, never misread.
         let full = as_bytes(&rec);
         for n in 0..full.len() {

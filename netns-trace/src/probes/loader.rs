@@ -9,7 +9,10 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
 };
-use netns_trace_common::{kind, offsets::{GLOBAL_NAME, KernelOffsets, MISSING}};
+use netns_trace_common::{
+    kind,
+    offsets::{GLOBAL_NAME, KernelOffsets, MISSING},
+};
 
 /// EVENTS' size in the object (netns-trace-ebpf/src/maps.rs) when --ring-size leaves it.
 const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
@@ -77,7 +80,10 @@ impl ProbeStatus {
 
 /// "full" when any probe runs on fentry/kprobe, else "tracepoint".
 pub fn probe_mode(statuses: &[ProbeStatus]) -> &'static str {
-    if statuses.iter().any(|s| matches!(s.mechanism, Some(Mechanism::Fentry | Mechanism::Kprobe))) {
+    if statuses
+        .iter()
+        .any(|s| matches!(s.mechanism, Some(Mechanism::Fentry | Mechanism::Kprobe)))
+    {
         "full"
     } else {
         "tracepoint"
@@ -102,7 +108,9 @@ impl Tracer {
     }
 
     pub fn attached(&self, name: &str) -> Option<&ProbeStatus> {
-        self.statuses.iter().find(|s| s.name == name && s.is_attached())
+        self.statuses
+            .iter()
+            .find(|s| s.name == name && s.is_attached())
     }
 
     /// Cumulative lost records per kind, summed over CPUs.
@@ -149,7 +157,11 @@ pub fn check_privileges() -> Result<(), LoadError> {
 /// pid 1 is hidden from us (netns-trace runs with the host network).
 pub fn init_net_inum() -> u32 {
     use std::os::unix::fs::MetadataExt;
-    ["/proc/1/ns/net", "/proc/self/ns/net"].iter().find_map(|p| std::fs::metadata(p).ok()).map(|m| m.ino() as u32).unwrap_or(0)
+    ["/proc/1/ns/net", "/proc/self/ns/net"]
+        .iter()
+        .find_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.ino() as u32)
+        .unwrap_or(0)
 }
 
 /// Resolves what the programs need on the running kernel: offsets, symbols, init netns.
@@ -171,7 +183,11 @@ fn field_value(o: &KernelOffsets, name: &str) -> Option<u32> {
 fn link_precondition(link: &Link, resolved: &Resolved, btf: &KernelBtf) -> Result<(), String> {
     for need in link.needs {
         if field_value(&resolved.offsets, need) == Some(MISSING) {
-            let why = resolved.missing.get(need).cloned().unwrap_or_else(|| "unresolved".into());
+            let why = resolved
+                .missing
+                .get(need)
+                .cloned()
+                .unwrap_or_else(|| "unresolved".into());
             return Err(format!("needs {need}: {why}"));
         }
     }
@@ -180,8 +196,12 @@ fn link_precondition(link: &Link, resolved: &Resolved, btf: &KernelBtf) -> Resul
     }
     for a in link.attaches {
         match *a {
-            Attach::Fentry { function, .. } | Attach::Fexit { function, .. } if !btf.has_function(function) => {
-                return Err(format!("{function} is not in this kernel's BTF (inlined or renamed)"));
+            Attach::Fentry { function, .. } | Attach::Fexit { function, .. }
+                if !btf.has_function(function) =>
+            {
+                return Err(format!(
+                    "{function} is not in this kernel's BTF (inlined or renamed)"
+                ));
             }
             Attach::BtfTracepoint { event, .. } if !btf.has_btf_tracepoint(event) => {
                 return Err(format!("tracepoint {event} is not in this kernel's BTF"));
@@ -219,42 +239,63 @@ fn err(e: impl std::fmt::Display) -> String {
 
 fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, a: &Attach) -> Result<AttachedLink, String> {
     let name = a.program();
-    let prog = ebpf.program_mut(name).ok_or_else(|| format!("program {name} missing from the object"))?;
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or_else(|| format!("program {name} missing from the object"))?;
     match *a {
         Attach::Fentry { program, function } => {
             let p: &mut FEntry = prog.try_into().map_err(err)?;
             if p.fd().is_err() {
-                p.load(function, btf).map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load(function, btf)
+                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
             }
-            p.attach().map(|id| AttachedLink::Fentry(program, id)).map_err(|e| format!("attach fentry:{function}: {}", chain(&e)))
+            p.attach()
+                .map(|id| AttachedLink::Fentry(program, id))
+                .map_err(|e| format!("attach fentry:{function}: {}", chain(&e)))
         }
         Attach::Fexit { program, function } => {
             let p: &mut FExit = prog.try_into().map_err(err)?;
             if p.fd().is_err() {
-                p.load(function, btf).map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load(function, btf)
+                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
             }
-            p.attach().map(|id| AttachedLink::Fexit(program, id)).map_err(|e| format!("attach fexit:{function}: {}", chain(&e)))
+            p.attach()
+                .map(|id| AttachedLink::Fexit(program, id))
+                .map_err(|e| format!("attach fexit:{function}: {}", chain(&e)))
         }
         Attach::Kprobe { program, function } | Attach::Kretprobe { program, function } => {
             let p: &mut KProbe = prog.try_into().map_err(err)?;
             if p.fd().is_err() {
-                p.load().map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load()
+                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
             }
-            p.attach(function, 0).map(|id| AttachedLink::Kprobe(program, id)).map_err(|e| format!("attach {}: {}", a.target(), chain(&e)))
+            p.attach(function, 0)
+                .map(|id| AttachedLink::Kprobe(program, id))
+                .map_err(|e| format!("attach {}: {}", a.target(), chain(&e)))
         }
         Attach::BtfTracepoint { program, event } => {
             let p: &mut BtfTracePoint = prog.try_into().map_err(err)?;
             if p.fd().is_err() {
-                p.load(event, btf).map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load(event, btf)
+                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
             }
-            p.attach().map(|id| AttachedLink::BtfTp(program, id)).map_err(|e| format!("attach tp_btf:{event}: {}", chain(&e)))
+            p.attach()
+                .map(|id| AttachedLink::BtfTp(program, id))
+                .map_err(|e| format!("attach tp_btf:{event}: {}", chain(&e)))
         }
-        Attach::Tracepoint { program, category, name } => {
+        Attach::Tracepoint {
+            program,
+            category,
+            name,
+        } => {
             let p: &mut TracePoint = prog.try_into().map_err(err)?;
             if p.fd().is_err() {
-                p.load().map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load()
+                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
             }
-            p.attach(category, name).map(|id| AttachedLink::Tp(program, id)).map_err(|e| format!("attach {category}:{name}: {}", chain(&e)))
+            p.attach(category, name)
+                .map(|id| AttachedLink::Tp(program, id))
+                .map_err(|e| format!("attach {category}:{name}: {}", chain(&e)))
         }
     }
 }
@@ -275,11 +316,26 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn detach(ebpf: &mut Ebpf, link: AttachedLink) {
     let _ = match link {
-        AttachedLink::Fentry(p, id) => ebpf.program_mut(p).and_then(|p| <&mut FEntry>::try_from(p).ok()).map(|p| p.detach(id)),
-        AttachedLink::Fexit(p, id) => ebpf.program_mut(p).and_then(|p| <&mut FExit>::try_from(p).ok()).map(|p| p.detach(id)),
-        AttachedLink::Kprobe(p, id) => ebpf.program_mut(p).and_then(|p| <&mut KProbe>::try_from(p).ok()).map(|p| p.detach(id)),
-        AttachedLink::BtfTp(p, id) => ebpf.program_mut(p).and_then(|p| <&mut BtfTracePoint>::try_from(p).ok()).map(|p| p.detach(id)),
-        AttachedLink::Tp(p, id) => ebpf.program_mut(p).and_then(|p| <&mut TracePoint>::try_from(p).ok()).map(|p| p.detach(id)),
+        AttachedLink::Fentry(p, id) => ebpf
+            .program_mut(p)
+            .and_then(|p| <&mut FEntry>::try_from(p).ok())
+            .map(|p| p.detach(id)),
+        AttachedLink::Fexit(p, id) => ebpf
+            .program_mut(p)
+            .and_then(|p| <&mut FExit>::try_from(p).ok())
+            .map(|p| p.detach(id)),
+        AttachedLink::Kprobe(p, id) => ebpf
+            .program_mut(p)
+            .and_then(|p| <&mut KProbe>::try_from(p).ok())
+            .map(|p| p.detach(id)),
+        AttachedLink::BtfTp(p, id) => ebpf
+            .program_mut(p)
+            .and_then(|p| <&mut BtfTracePoint>::try_from(p).ok())
+            .map(|p| p.detach(id)),
+        AttachedLink::Tp(p, id) => ebpf
+            .program_mut(p)
+            .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+            .map(|p| p.detach(id)),
     };
 }
 
@@ -299,10 +355,25 @@ fn try_link(ebpf: &mut Ebpf, btf: &aya::Btf, link: &Link) -> Result<Vec<String>,
     Ok(link.attaches.iter().map(|a| a.target()).collect())
 }
 
-fn attach_probe(ebpf: &mut Ebpf, btf: &aya::Btf, kbtf: &KernelBtf, resolved: &Resolved, spec: &ProbeSpec, opts: &LoadOptions) -> ProbeStatus {
+fn attach_probe(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    kbtf: &KernelBtf,
+    resolved: &Resolved,
+    spec: &ProbeSpec,
+    opts: &LoadOptions,
+) -> ProbeStatus {
     let mut detail = Vec::new();
     for link in spec.chain {
-        let label = format!("{}[{}]", link.mechanism.as_str(), link.attaches.iter().map(|a| a.target()).collect::<Vec<_>>().join(","));
+        let label = format!(
+            "{}[{}]",
+            link.mechanism.as_str(),
+            link.attaches
+                .iter()
+                .map(|a| a.target())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         if opts.mode == ModeRequest::Tracepoint && link.mechanism != Mechanism::Tracepoint {
             detail.push(format!("{label}: skipped (--mode tracepoint)"));
             continue;
@@ -313,38 +384,66 @@ fn attach_probe(ebpf: &mut Ebpf, btf: &aya::Btf, kbtf: &KernelBtf, resolved: &Re
         }
         match try_link(ebpf, btf, link) {
             Ok(targets) => {
-                return ProbeStatus { name: spec.name, purpose: spec.purpose, status: "attached", mechanism: Some(link.mechanism), targets, detail };
+                return ProbeStatus {
+                    name: spec.name,
+                    purpose: spec.purpose,
+                    status: "attached",
+                    mechanism: Some(link.mechanism),
+                    targets,
+                    detail,
+                };
             }
             Err(why) => detail.push(format!("{label}: {why}")),
         }
     }
-    ProbeStatus { name: spec.name, purpose: spec.purpose, status: "unavailable", mechanism: None, targets: vec![], detail }
+    ProbeStatus {
+        name: spec.name,
+        purpose: spec.purpose,
+        status: "unavailable",
+        mechanism: None,
+        targets: vec![],
+        detail,
+    }
 }
 
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netns-trace"));
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netns-trace"));
 
 /// Loads and attaches everything this kernel allows. The ring buffer reader is taken out of
 /// the object before any program attaches, so no early record is missed.
 pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     check_privileges()?;
     let known: BTreeSet<&str> = PROBES.iter().map(|p| p.name).collect();
-    let unknown: Vec<&str> = opts.disabled.iter().map(String::as_str).filter(|d| !known.contains(d)).collect();
+    let unknown: Vec<&str> = opts
+        .disabled
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !known.contains(d))
+        .collect();
     if !unknown.is_empty() {
         return Err(LoadError::UnknownProbe(unknown.join(", ")));
     }
     let kbtf = KernelBtf::load(Path::new(VMLINUX_BTF))?;
     let resolved = resolve_kernel(&kbtf);
-    let aya_btf = aya::Btf::from_sys_fs().map_err(|e| LoadError::Object(format!("aya BTF: {e}")))?;
+    let aya_btf =
+        aya::Btf::from_sys_fs().map_err(|e| LoadError::Object(format!("aya BTF: {e}")))?;
 
     // 6.18 charges BPF memory to memcg; raising RLIMIT_MEMLOCK may fail without
     // CAP_SYS_RESOURCE, which is fine there and worth a note elsewhere.
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         tracing::debug!("could not raise RLIMIT_MEMLOCK; relying on memcg accounting");
     }
 
     let debug_probes = u32::from(opts.debug_probes);
-    let ring_bytes = if opts.ring_size != 0 { opts.ring_size } else { DEFAULT_RING_BYTES };
+    let ring_bytes = if opts.ring_size != 0 {
+        opts.ring_size
+    } else {
+        DEFAULT_RING_BYTES
+    };
     let wakeup_at = u64::from(ring_bytes / 8);
     let mut loader = EbpfLoader::new();
     loader
@@ -356,29 +455,60 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         loader.map_max_entries("EVENTS", opts.ring_size);
     }
     let object = super::diag::sanitize_btf_names(EBPF_OBJECT);
-    let mut ebpf = loader.load(object.bytes()).map_err(|e| LoadError::Object(chain(&e)))?;
+    let mut ebpf = loader
+        .load(object.bytes())
+        .map_err(|e| LoadError::Object(chain(&e)))?;
 
-    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or_else(|| LoadError::Object("EVENTS map missing".into()))?)
-        .map_err(|e| LoadError::Object(e.to_string()))?;
-    let lost = PerCpuArray::try_from(ebpf.take_map("LOST").ok_or_else(|| LoadError::Object("LOST map missing".into()))?)
-        .map_err(|e| LoadError::Object(e.to_string()))?;
+    let ring = RingBuf::try_from(
+        ebpf.take_map("EVENTS")
+            .ok_or_else(|| LoadError::Object("EVENTS map missing".into()))?,
+    )
+    .map_err(|e| LoadError::Object(e.to_string()))?;
+    let lost = PerCpuArray::try_from(
+        ebpf.take_map("LOST")
+            .ok_or_else(|| LoadError::Object("LOST map missing".into()))?,
+    )
+    .map_err(|e| LoadError::Object(e.to_string()))?;
     let logger = super::diag::ProbeLogger::init(&mut ebpf);
 
     let mut statuses = Vec::new();
     for spec in PROBES {
         if opts.disabled.iter().any(|d| d == spec.name) {
-            statuses.push(ProbeStatus { name: spec.name, purpose: spec.purpose, status: "disabled", mechanism: None, targets: vec![], detail: vec!["--disable-probe".into()] });
+            statuses.push(ProbeStatus {
+                name: spec.name,
+                purpose: spec.purpose,
+                status: "disabled",
+                mechanism: None,
+                targets: vec![],
+                detail: vec!["--disable-probe".into()],
+            });
             continue;
         }
         let status = attach_probe(&mut ebpf, &aya_btf, &kbtf, &resolved, spec, opts);
         if !status.is_attached() {
-            tracing::info!(probe = spec.name, "unavailable on this kernel: {}", status.detail.join("; "));
+            tracing::info!(
+                probe = spec.name,
+                "unavailable on this kernel: {}",
+                status.detail.join("; ")
+            );
         }
         statuses.push(status);
     }
     if !statuses.iter().any(ProbeStatus::is_attached) {
         return Err(LoadError::NothingAttached);
     }
-    let missing_offsets = resolved.missing.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    Ok(Tracer { ebpf, ring: Some(ring), lost, statuses, offsets: resolved.offsets, missing_offsets, logger })
+    let missing_offsets = resolved
+        .missing
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    Ok(Tracer {
+        ebpf,
+        ring: Some(ring),
+        lost,
+        statuses,
+        offsets: resolved.offsets,
+        missing_offsets,
+        logger,
+    })
 }

@@ -9,14 +9,33 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
     /// fentry/fexit program on a kernel function (needs BTF and trampoline support).
-    Fentry { program: &'static str, function: &'static str },
-    Fexit { program: &'static str, function: &'static str },
-    Kprobe { program: &'static str, function: &'static str },
-    Kretprobe { program: &'static str, function: &'static str },
+    Fentry {
+        program: &'static str,
+        function: &'static str,
+    },
+    Fexit {
+        program: &'static str,
+        function: &'static str,
+    },
+    Kprobe {
+        program: &'static str,
+        function: &'static str,
+    },
+    Kretprobe {
+        program: &'static str,
+        function: &'static str,
+    },
     /// tp_btf: a raw tracepoint with typed arguments.
-    BtfTracepoint { program: &'static str, event: &'static str },
+    BtfTracepoint {
+        program: &'static str,
+        event: &'static str,
+    },
     /// A classic tracepoint (syscalls:...).
-    Tracepoint { program: &'static str, category: &'static str, name: &'static str },
+    Tracepoint {
+        program: &'static str,
+        category: &'static str,
+        name: &'static str,
+    },
 }
 
 impl Attach {
@@ -88,24 +107,100 @@ pub struct ProbeSpec {
 }
 
 const NS_ID: &[&str] = &["net_ns_inum", "net_cookie"];
-const TASK_NS: &[&str] = &["task_nsproxy", "task_pid", "task_tgid", "nsproxy_net_ns", "nsproxy_mnt_ns", "mnt_ns_inum", "net_ns_inum", "net_cookie"];
-const NSFS: &[&str] = &[
-    "net_ns", "net_ns_inum", "net_cookie", "dentry_d_sb", "sb_s_magic", "dentry_d_inode", "inode_i_private",
-    "task_nsproxy", "nsproxy_mnt_ns", "mnt_ns_inum",
+const TASK_NS: &[&str] = &[
+    "task_nsproxy",
+    "task_pid",
+    "task_tgid",
+    "nsproxy_net_ns",
+    "nsproxy_mnt_ns",
+    "mnt_ns_inum",
+    "net_ns_inum",
+    "net_cookie",
 ];
-const DEV: &[&str] = &["netdev_ifindex", "netdev_name", "netdev_dev_addr", "netdev_nd_net", "net_ns_inum", "net_cookie"];
-const ADDR: &[&str] = &["ifa_local", "ifa_prefixlen", "ifa_dev", "ifa_label", "in_device_dev", "netdev_ifindex", "netdev_nd_net", "net_ns_inum", "net_cookie"];
-const ARP: &[&str] = &["skb_protocol", "skb_head", "skb_data", "skb_network_header", "skb_dev", "netdev_ifindex", "netdev_nd_net", "net_ns_inum", "net_cookie"];
+const NSFS: &[&str] = &[
+    "net_ns",
+    "net_ns_inum",
+    "net_cookie",
+    "dentry_d_sb",
+    "sb_s_magic",
+    "dentry_d_inode",
+    "inode_i_private",
+    "task_nsproxy",
+    "nsproxy_mnt_ns",
+    "mnt_ns_inum",
+];
+const DEV: &[&str] = &[
+    "netdev_ifindex",
+    "netdev_name",
+    "netdev_dev_addr",
+    "netdev_nd_net",
+    "net_ns_inum",
+    "net_cookie",
+];
+const ADDR: &[&str] = &[
+    "ifa_local",
+    "ifa_prefixlen",
+    "ifa_dev",
+    "ifa_label",
+    "in_device_dev",
+    "netdev_ifindex",
+    "netdev_nd_net",
+    "net_ns_inum",
+    "net_cookie",
+];
+const ARP: &[&str] = &[
+    "skb_protocol",
+    "skb_head",
+    "skb_data",
+    "skb_network_header",
+    "skb_dev",
+    "netdev_ifindex",
+    "netdev_nd_net",
+    "net_ns_inum",
+    "net_cookie",
+];
 
 const MOUNT_SYSCALLS: &[Attach] = &[
-    Attach::Tracepoint { program: "mount_enter", category: "syscalls", name: "sys_enter_mount" },
-    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_mount" },
-    Attach::Tracepoint { program: "umount_enter", category: "syscalls", name: "sys_enter_umount" },
-    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_umount" },
-    Attach::Tracepoint { program: "open_tree_enter", category: "syscalls", name: "sys_enter_open_tree" },
-    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_open_tree" },
-    Attach::Tracepoint { program: "move_mount_enter", category: "syscalls", name: "sys_enter_move_mount" },
-    Attach::Tracepoint { program: "mount_exit", category: "syscalls", name: "sys_exit_move_mount" },
+    Attach::Tracepoint {
+        program: "mount_enter",
+        category: "syscalls",
+        name: "sys_enter_mount",
+    },
+    Attach::Tracepoint {
+        program: "mount_exit",
+        category: "syscalls",
+        name: "sys_exit_mount",
+    },
+    Attach::Tracepoint {
+        program: "umount_enter",
+        category: "syscalls",
+        name: "sys_enter_umount",
+    },
+    Attach::Tracepoint {
+        program: "mount_exit",
+        category: "syscalls",
+        name: "sys_exit_umount",
+    },
+    Attach::Tracepoint {
+        program: "open_tree_enter",
+        category: "syscalls",
+        name: "sys_enter_open_tree",
+    },
+    Attach::Tracepoint {
+        program: "mount_exit",
+        category: "syscalls",
+        name: "sys_exit_open_tree",
+    },
+    Attach::Tracepoint {
+        program: "move_mount_enter",
+        category: "syscalls",
+        name: "sys_enter_move_mount",
+    },
+    Attach::Tracepoint {
+        program: "mount_exit",
+        category: "syscalls",
+        name: "sys_exit_move_mount",
+    },
 ];
 
 pub const PROBES: &[ProbeSpec] = &[
@@ -113,18 +208,40 @@ pub const PROBES: &[ProbeSpec] = &[
         name: "netns_created",
         purpose: "a network namespace is created (clone/unshare with CLONE_NEWNET)",
         chain: &[
-            Link { mechanism: Mechanism::Fentry, attaches: &[Attach::Fexit { program: "netns_created_fexit", function: "copy_net_ns" }], needs: NS_ID, requires: Requires::Nothing },
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[Attach::Fexit {
+                    program: "netns_created_fexit",
+                    function: "copy_net_ns",
+                }],
+                needs: NS_ID,
+                requires: Requires::Nothing,
+            },
             Link {
                 mechanism: Mechanism::Kprobe,
                 attaches: &[
-                    Attach::Kprobe { program: "netns_created_kprobe", function: "copy_net_ns" },
-                    Attach::Kretprobe { program: "netns_created_kretprobe", function: "copy_net_ns" },
+                    Attach::Kprobe {
+                        program: "netns_created_kprobe",
+                        function: "copy_net_ns",
+                    },
+                    Attach::Kretprobe {
+                        program: "netns_created_kretprobe",
+                        function: "copy_net_ns",
+                    },
                 ],
                 needs: NS_ID,
                 requires: Requires::Nothing,
             },
             // unshare(CLONE_NEWNET) is caught by task_membership's before/after compare.
-            Link { mechanism: Mechanism::Tracepoint, attaches: &[Attach::BtfTracepoint { program: "netns_created_task_newtask", event: "task_newtask" }], needs: TASK_NS, requires: Requires::Nothing },
+            Link {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[Attach::BtfTracepoint {
+                    program: "netns_created_task_newtask",
+                    event: "task_newtask",
+                }],
+                needs: TASK_NS,
+                requires: Requires::Nothing,
+            },
         ],
     },
     ProbeSpec {
@@ -133,12 +250,34 @@ pub const PROBES: &[ProbeSpec] = &[
         chain: &[Link {
             mechanism: Mechanism::Tracepoint,
             attaches: &[
-                Attach::BtfTracepoint { program: "task_fork", event: "sched_process_fork" },
-                Attach::BtfTracepoint { program: "task_exit", event: "sched_process_exit" },
-                Attach::Tracepoint { program: "task_unshare_enter", category: "syscalls", name: "sys_enter_unshare" },
-                Attach::Tracepoint { program: "task_unshare_exit", category: "syscalls", name: "sys_exit_unshare" },
-                Attach::Tracepoint { program: "task_setns_enter", category: "syscalls", name: "sys_enter_setns" },
-                Attach::Tracepoint { program: "task_setns_exit", category: "syscalls", name: "sys_exit_setns" },
+                Attach::BtfTracepoint {
+                    program: "task_fork",
+                    event: "sched_process_fork",
+                },
+                Attach::BtfTracepoint {
+                    program: "task_exit",
+                    event: "sched_process_exit",
+                },
+                Attach::Tracepoint {
+                    program: "task_unshare_enter",
+                    category: "syscalls",
+                    name: "sys_enter_unshare",
+                },
+                Attach::Tracepoint {
+                    program: "task_unshare_exit",
+                    category: "syscalls",
+                    name: "sys_exit_unshare",
+                },
+                Attach::Tracepoint {
+                    program: "task_setns_enter",
+                    category: "syscalls",
+                    name: "sys_enter_setns",
+                },
+                Attach::Tracepoint {
+                    program: "task_setns_exit",
+                    category: "syscalls",
+                    name: "sys_exit_setns",
+                },
             ],
             needs: TASK_NS,
             requires: Requires::Nothing,
@@ -148,22 +287,74 @@ pub const PROBES: &[ProbeSpec] = &[
         name: "netns_teardown",
         purpose: "the kernel starts destroying a namespace (per-net exit callbacks)",
         chain: &[
-            Link { mechanism: Mechanism::Fentry, attaches: &[Attach::Fentry { program: "netns_teardown_fentry", function: "netns_bpf_pernet_pre_exit" }], needs: NS_ID, requires: Requires::Nothing },
-            Link { mechanism: Mechanism::Kprobe, attaches: &[Attach::Kprobe { program: "netns_teardown_kprobe", function: "netns_bpf_pernet_pre_exit" }], needs: NS_ID, requires: Requires::Nothing },
-            Link { mechanism: Mechanism::Kprobe, attaches: &[Attach::Kprobe { program: "netns_teardown_kprobe", function: "rtnetlink_net_exit" }], needs: NS_ID, requires: Requires::Nothing },
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[Attach::Fentry {
+                    program: "netns_teardown_fentry",
+                    function: "netns_bpf_pernet_pre_exit",
+                }],
+                needs: NS_ID,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[Attach::Kprobe {
+                    program: "netns_teardown_kprobe",
+                    function: "netns_bpf_pernet_pre_exit",
+                }],
+                needs: NS_ID,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[Attach::Kprobe {
+                    program: "netns_teardown_kprobe",
+                    function: "rtnetlink_net_exit",
+                }],
+                needs: NS_ID,
+                requires: Requires::Nothing,
+            },
             // Coarse: says a cleanup batch ran; the namespaces in it are named by their frees.
-            Link { mechanism: Mechanism::Tracepoint, attaches: &[Attach::BtfTracepoint { program: "netns_cleanup_run", event: "workqueue_execute_start" }], needs: &[], requires: Requires::CleanupNetSymbol },
+            Link {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[Attach::BtfTracepoint {
+                    program: "netns_cleanup_run",
+                    event: "workqueue_execute_start",
+                }],
+                needs: &[],
+                requires: Requires::CleanupNetSymbol,
+            },
         ],
     },
     ProbeSpec {
         name: "netns_freed",
         purpose: "a namespace's struct net goes back to the slab",
-        chain: &[Link { mechanism: Mechanism::Tracepoint, attaches: &[Attach::BtfTracepoint { program: "netns_freed_kmem", event: "kmem_cache_free" }], needs: &[], requires: Requires::Nothing }],
+        chain: &[Link {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[Attach::BtfTracepoint {
+                program: "netns_freed_kmem",
+                event: "kmem_cache_free",
+            }],
+            needs: &[],
+            requires: Requires::Nothing,
+        }],
     },
     ProbeSpec {
         name: "mount_syscalls",
         purpose: "mount, umount, open_tree and move_mount calls with paths and results",
-        chain: &[Link { mechanism: Mechanism::Tracepoint, attaches: MOUNT_SYSCALLS, needs: &["task_nsproxy", "nsproxy_net_ns", "nsproxy_mnt_ns", "mnt_ns_inum", "net_ns_inum", "net_cookie"], requires: Requires::Nothing }],
+        chain: &[Link {
+            mechanism: Mechanism::Tracepoint,
+            attaches: MOUNT_SYSCALLS,
+            needs: &[
+                "task_nsproxy",
+                "nsproxy_net_ns",
+                "nsproxy_mnt_ns",
+                "mnt_ns_inum",
+                "net_ns_inum",
+                "net_cookie",
+            ],
+            requires: Requires::Nothing,
+        }],
     },
     ProbeSpec {
         name: "nsfs_mount",
@@ -172,8 +363,14 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Fentry,
                 attaches: &[
-                    Attach::Fentry { program: "nsfs_mount_graft_fentry", function: "graft_tree" },
-                    Attach::Fentry { program: "nsfs_mount_move_fentry", function: "security_move_mount" },
+                    Attach::Fentry {
+                        program: "nsfs_mount_graft_fentry",
+                        function: "graft_tree",
+                    },
+                    Attach::Fentry {
+                        program: "nsfs_mount_move_fentry",
+                        function: "security_move_mount",
+                    },
                 ],
                 needs: NSFS,
                 requires: Requires::Nothing,
@@ -181,8 +378,14 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Kprobe,
                 attaches: &[
-                    Attach::Kprobe { program: "nsfs_mount_graft_kprobe", function: "graft_tree" },
-                    Attach::Kprobe { program: "nsfs_mount_move_kprobe", function: "security_move_mount" },
+                    Attach::Kprobe {
+                        program: "nsfs_mount_graft_kprobe",
+                        function: "graft_tree",
+                    },
+                    Attach::Kprobe {
+                        program: "nsfs_mount_move_kprobe",
+                        function: "security_move_mount",
+                    },
                 ],
                 needs: NSFS,
                 requires: Requires::Nothing,
@@ -193,8 +396,24 @@ pub const PROBES: &[ProbeSpec] = &[
         name: "nsfs_evict",
         purpose: "the last nsfs inode of a namespace is evicted (a pin truly lets go)",
         chain: &[
-            Link { mechanism: Mechanism::Fentry, attaches: &[Attach::Fentry { program: "nsfs_evict_fentry", function: "nsfs_evict" }], needs: NSFS, requires: Requires::Nothing },
-            Link { mechanism: Mechanism::Kprobe, attaches: &[Attach::Kprobe { program: "nsfs_evict_kprobe", function: "nsfs_evict" }], needs: NSFS, requires: Requires::Nothing },
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[Attach::Fentry {
+                    program: "nsfs_evict_fentry",
+                    function: "nsfs_evict",
+                }],
+                needs: NSFS,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[Attach::Kprobe {
+                    program: "nsfs_evict_kprobe",
+                    function: "nsfs_evict",
+                }],
+                needs: NSFS,
+                requires: Requires::Nothing,
+            },
         ],
     },
     ProbeSpec {
@@ -204,9 +423,18 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Fentry,
                 attaches: &[
-                    Attach::Fexit { program: "netdev_register_fexit", function: "register_netdevice" },
-                    Attach::Fentry { program: "netdev_unregister_fentry", function: "unregister_netdevice_queue" },
-                    Attach::Fentry { program: "netdev_move_fentry", function: "__dev_change_net_namespace" },
+                    Attach::Fexit {
+                        program: "netdev_register_fexit",
+                        function: "register_netdevice",
+                    },
+                    Attach::Fentry {
+                        program: "netdev_unregister_fentry",
+                        function: "unregister_netdevice_queue",
+                    },
+                    Attach::Fentry {
+                        program: "netdev_move_fentry",
+                        function: "__dev_change_net_namespace",
+                    },
                 ],
                 needs: DEV,
                 requires: Requires::Nothing,
@@ -215,9 +443,18 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Fentry,
                 attaches: &[
-                    Attach::Fexit { program: "netdev_register_fexit", function: "register_netdevice" },
-                    Attach::Fentry { program: "netdev_unregister_fentry", function: "unregister_netdevice_queue" },
-                    Attach::Fentry { program: "netdev_move_fentry", function: "dev_change_net_namespace" },
+                    Attach::Fexit {
+                        program: "netdev_register_fexit",
+                        function: "register_netdevice",
+                    },
+                    Attach::Fentry {
+                        program: "netdev_unregister_fentry",
+                        function: "unregister_netdevice_queue",
+                    },
+                    Attach::Fentry {
+                        program: "netdev_move_fentry",
+                        function: "dev_change_net_namespace",
+                    },
                 ],
                 needs: DEV,
                 requires: Requires::Nothing,
@@ -225,10 +462,22 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Kprobe,
                 attaches: &[
-                    Attach::Kprobe { program: "netdev_register_kprobe", function: "register_netdevice" },
-                    Attach::Kretprobe { program: "netdev_register_kretprobe", function: "register_netdevice" },
-                    Attach::Kprobe { program: "netdev_unregister_kprobe", function: "unregister_netdevice_queue" },
-                    Attach::Kprobe { program: "netdev_move_kprobe", function: "__dev_change_net_namespace" },
+                    Attach::Kprobe {
+                        program: "netdev_register_kprobe",
+                        function: "register_netdevice",
+                    },
+                    Attach::Kretprobe {
+                        program: "netdev_register_kretprobe",
+                        function: "register_netdevice",
+                    },
+                    Attach::Kprobe {
+                        program: "netdev_unregister_kprobe",
+                        function: "unregister_netdevice_queue",
+                    },
+                    Attach::Kprobe {
+                        program: "netdev_move_kprobe",
+                        function: "__dev_change_net_namespace",
+                    },
                 ],
                 needs: DEV,
                 requires: Requires::Nothing,
@@ -242,8 +491,14 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Fentry,
                 attaches: &[
-                    Attach::Fentry { program: "ipv4_add_fentry", function: "__inet_insert_ifa" },
-                    Attach::Fentry { program: "ipv4_del_fentry", function: "__inet_del_ifa" },
+                    Attach::Fentry {
+                        program: "ipv4_add_fentry",
+                        function: "__inet_insert_ifa",
+                    },
+                    Attach::Fentry {
+                        program: "ipv4_del_fentry",
+                        function: "__inet_del_ifa",
+                    },
                 ],
                 needs: ADDR,
                 requires: Requires::Nothing,
@@ -251,8 +506,14 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Kprobe,
                 attaches: &[
-                    Attach::Kprobe { program: "ipv4_add_kprobe", function: "__inet_insert_ifa" },
-                    Attach::Kprobe { program: "ipv4_del_kprobe", function: "__inet_del_ifa" },
+                    Attach::Kprobe {
+                        program: "ipv4_add_kprobe",
+                        function: "__inet_insert_ifa",
+                    },
+                    Attach::Kprobe {
+                        program: "ipv4_del_kprobe",
+                        function: "__inet_del_ifa",
+                    },
                 ],
                 needs: ADDR,
                 requires: Requires::Nothing,
@@ -266,8 +527,14 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Fentry,
                 attaches: &[
-                    Attach::Fentry { program: "arp_tx_fentry", function: "arp_xmit" },
-                    Attach::Fentry { program: "arp_rx_fentry", function: "arp_process" },
+                    Attach::Fentry {
+                        program: "arp_tx_fentry",
+                        function: "arp_xmit",
+                    },
+                    Attach::Fentry {
+                        program: "arp_rx_fentry",
+                        function: "arp_process",
+                    },
                 ],
                 needs: ARP,
                 requires: Requires::Nothing,
@@ -275,8 +542,14 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Kprobe,
                 attaches: &[
-                    Attach::Kprobe { program: "arp_tx_kprobe", function: "arp_xmit" },
-                    Attach::Kprobe { program: "arp_rx_kprobe", function: "arp_process" },
+                    Attach::Kprobe {
+                        program: "arp_tx_kprobe",
+                        function: "arp_xmit",
+                    },
+                    Attach::Kprobe {
+                        program: "arp_rx_kprobe",
+                        function: "arp_process",
+                    },
                 ],
                 needs: ARP,
                 requires: Requires::Nothing,
@@ -284,8 +557,14 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[
-                    Attach::BtfTracepoint { program: "arp_tx_tp", event: "net_dev_xmit" },
-                    Attach::BtfTracepoint { program: "arp_rx_tp", event: "netif_receive_skb" },
+                    Attach::BtfTracepoint {
+                        program: "arp_tx_tp",
+                        event: "net_dev_xmit",
+                    },
+                    Attach::BtfTracepoint {
+                        program: "arp_rx_tp",
+                        event: "netif_receive_skb",
+                    },
                 ],
                 needs: ARP,
                 requires: Requires::Nothing,
@@ -297,8 +576,20 @@ pub const PROBES: &[ProbeSpec] = &[
         purpose: "IPv4 neighbour (ARP cache) entries changing",
         chain: &[Link {
             mechanism: Mechanism::Tracepoint,
-            attaches: &[Attach::BtfTracepoint { program: "neigh_update_tp", event: "neigh_update" }],
-            needs: &["neigh_primary_key", "neigh_dev", "neigh_tbl", "neigh_table_family", "netdev_ifindex", "netdev_nd_net", "net_ns_inum", "net_cookie"],
+            attaches: &[Attach::BtfTracepoint {
+                program: "neigh_update_tp",
+                event: "neigh_update",
+            }],
+            needs: &[
+                "neigh_primary_key",
+                "neigh_dev",
+                "neigh_tbl",
+                "neigh_table_family",
+                "netdev_ifindex",
+                "netdev_nd_net",
+                "net_ns_inum",
+                "net_cookie",
+            ],
             requires: Requires::Nothing,
         }],
     },
@@ -333,11 +624,18 @@ mod tests {
 
     #[test]
     fn every_needed_offset_exists_in_kernel_offsets() {
-        let known = format!("{:?}", netns_trace_common::offsets::KernelOffsets::UNRESOLVED);
+        let known = format!(
+            "{:?}",
+            netns_trace_common::offsets::KernelOffsets::UNRESOLVED
+        );
         for p in PROBES {
             for l in p.chain {
                 for n in l.needs {
-                    assert!(known.contains(&format!("{n}:")), "{}: unknown offset {n}", p.name);
+                    assert!(
+                        known.contains(&format!("{n}:")),
+                        "{}: unknown offset {n}",
+                        p.name
+                    );
                 }
             }
         }

@@ -9,11 +9,11 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attribution::Owner;
 use crate::collector::{
     ArpCounters, Collector, FailedUmount, Finding, FindingDetail, InterfaceEvidence, JoinHow,
     LastMember, LeaveHow, Namespace, NsState, Origin, PinEvidence,
 };
-use crate::attribution::Owner;
 use crate::model::{Comm, CreatedBy, NsId};
 
 pub const SCHEMA: &str = "netns-trace/report/v1";

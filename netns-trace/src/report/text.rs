@@ -57,7 +57,11 @@ fn owner_cell(ns: &NamespaceView) -> String {
     if let Some(n) = &o.cni_network {
         parts.push(format!("net {n}"));
     }
-    if parts.is_empty() { "-".into() } else { parts.join(" ") }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
@@ -259,9 +263,8 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                 owner,
             } => {
                 if let Some(o) = owner {
-                    let field = |name: &str, v: &Option<String>| {
-                        v.as_ref().map(|v| format!("{name} {v}"))
-                    };
+                    let field =
+                        |name: &str, v: &Option<String>| v.as_ref().map(|v| format!("{name} {v}"));
                     let fields: Vec<String> = [
                         field("pod", &o.pod_uid),
                         o.pod_namespace

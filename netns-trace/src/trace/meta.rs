@@ -66,7 +66,8 @@ impl ClockBase {
     /// Wall-clock nanoseconds since the Unix epoch for a monotonic timestamp of the same boot.
     /// RFC 3339 (UTC, millisecond precision) for a monotonic timestamp.
     pub fn rfc3339(&self, monotonic_ns: u64) -> String {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(self.to_realtime_ns(monotonic_ns));
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::from_nanos(self.to_realtime_ns(monotonic_ns));
         humantime::format_rfc3339_millis(t).to_string()
     }
 

@@ -323,7 +323,14 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
         summary: "pinned, no members".into(),
         at_ns: 8_000,
     }];
-    let (decoded, stats) = export(events, &highlights, Some(ClockBase { monotonic_ns: 0, realtime_ns: 1_700_000_000_000_000_000 }));
+    let (decoded, stats) = export(
+        events,
+        &highlights,
+        Some(ClockBase {
+            monotonic_ns: 0,
+            realtime_ns: 1_700_000_000_000_000_000,
+        }),
+    );
     assert_eq!(stats.namespaces, 2);
     assert_eq!(stats.events, 11);
 
