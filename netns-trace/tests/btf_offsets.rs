@@ -101,10 +101,10 @@ fn bpftool_offsets(paths: &[&str]) -> Result<Vec<u64>, String> {
             if m["name"] == name {
                 return Some((bits, type_id));
             }
-            if m["name"] == "(anon)" {
-                if let Some((inner, id)) = member_bits(resolve, resolve(type_id), name) {
-                    return Some((bits + inner, id));
-                }
+            if m["name"] == "(anon)"
+                && let Some((inner, id)) = member_bits(resolve, resolve(type_id), name)
+            {
+                return Some((bits + inner, id));
             }
         }
         None

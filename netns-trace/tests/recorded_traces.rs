@@ -310,13 +310,12 @@ fn run_without_bpf(bin: &Path, args: &[&str]) -> Output {
     cmd.args(args).stdin(Stdio::null()).env_remove("RUST_LOG");
     unsafe {
         cmd.pre_exec(move || {
-            if drop_root {
-                if libc::setgroups(0, std::ptr::null()) != 0
+            if drop_root
+                && (libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(NOBODY) != 0
-                    || libc::setuid(NOBODY) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+                    || libc::setuid(NOBODY) != 0)
+            {
+                return Err(std::io::Error::last_os_error());
             }
             install_no_bpf_filter(&filter)
         });

@@ -71,7 +71,7 @@ fn report_of(trace: &Path, grace: &str) -> Value {
     report
 }
 
-fn report_namespace<'a>(report: &'a Value, inum: u64, cookie: Option<u64>) -> &'a Value {
+fn report_namespace(report: &Value, inum: u64, cookie: Option<u64>) -> &Value {
     let mut found = report["namespaces"].as_array().unwrap().iter().filter(|n| {
         n["inum"] == inum
             && n["id"]

@@ -1131,7 +1131,7 @@ pub fn generator(args: GeneratorArgs) -> Result<()> {
                         continue;
                     }
                     for _ in 0..due.saturating_sub(made).min(64) {
-                        let to = if made % 2 == 0 { &home } else { &own };
+                        let to = if made.is_multiple_of(2) { &home } else { &own };
                         // SAFETY: setns with an fd we own, for this thread.
                         if unsafe { libc::setns(to.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                             bail!("setns: {}", std::io::Error::last_os_error());

@@ -184,7 +184,7 @@ impl ConsoleParser {
         let name = field("name").unwrap_or("(unknown)").to_string();
         let passed = field("verdict") == Some("PASS");
         let exit_code = field("exit").and_then(|v| v.parse().ok());
-        if !self.binaries.last().is_some_and(|b| b.name == name) {
+        if self.binaries.last().is_none_or(|b| b.name != name) {
             self.start(&name);
         }
         let current = self.current();

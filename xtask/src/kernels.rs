@@ -82,14 +82,12 @@ pub fn cache_dir(workspace_root: &Path) -> PathBuf {
 pub fn prepare(spec: &KernelSpec, cache: &Path, refresh: bool) -> Result<GuestKernel> {
     let kernel_dir = cache.join("kernels").join(spec.name);
     let manifest_path = kernel_dir.join("kernel.json");
-    if !refresh {
-        if let Some(kernel) = load_manifest(&manifest_path) {
-            println!(
-                "[{}] kernel {} ({}) from cache",
-                spec.name, kernel.release, kernel.package
-            );
-            return Ok(kernel);
-        }
+    if !refresh && let Some(kernel) = load_manifest(&manifest_path) {
+        println!(
+            "[{}] kernel {} ({}) from cache",
+            spec.name, kernel.release, kernel.package
+        );
+        return Ok(kernel);
     }
     let apt = PrivateApt::new(cache.join("apt").join(spec.suite), spec.suite)?;
     apt.update()?;

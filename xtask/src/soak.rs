@@ -163,7 +163,7 @@ pub fn run(args: SoakArgs) -> Result<bool> {
 
     let t0 = Instant::now();
     let total = Duration::from_secs(args.minutes * 60);
-    let mut samples: Vec<(f64, u64, u64)> = Vec::new(); // (s, RSS KiB, namespaces made)
+    let mut samples: Vec<Sample> = Vec::new();
     println!(
         "soak: {} min, RSS of watch (pid {pid}) every {} s",
         args.minutes, args.interval
@@ -215,10 +215,12 @@ pub fn run(args: SoakArgs) -> Result<bool> {
     Ok(verdict(&args, &samples))
 }
 
-fn verdict(args: &SoakArgs, samples: &[(f64, u64, u64)]) -> bool {
+/// One sample: (seconds since start, RSS in KiB, namespaces made so far).
+type Sample = (f64, u64, u64);
+
+fn verdict(args: &SoakArgs, samples: &[Sample]) -> bool {
     let warm_s = (args.minutes as f64 * 60.0 / 4.0).max(120.0);
-    let (warm, steady): (Vec<&(f64, u64, u64)>, Vec<&(f64, u64, u64)>) =
-        samples.iter().partition(|s| s.0 < warm_s);
+    let (warm, steady): (Vec<&Sample>, Vec<&Sample>) = samples.iter().partition(|s| s.0 < warm_s);
     if steady.len() < 3 {
         println!(
             "soak FAILED: too few samples after the {warm_s:.0} s warm-up to judge (run longer)"

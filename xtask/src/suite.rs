@@ -240,6 +240,28 @@ pub fn test(args: TestArgs) -> Result<bool> {
     run_bootstrap(&BootstrapArgs { check: false }).context("bootstrap")?;
     let mut results = Vec::new();
 
+    // The lint gate. The eBPF crate is left to its own build: it targets bpfel with nightly
+    // (aya-build), which host clippy cannot check.
+    stage(
+        "rustfmt",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+        &mut results,
+    );
+    stage(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "netns-trace-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+        &mut results,
+    );
+
     // Unit tests, then every integration test on the host kernel (tracepoint mode here),
     // one at a time: they share kernel state. --no-fail-fast: one red test binary must not
     // hide the verdicts of the binaries after it.

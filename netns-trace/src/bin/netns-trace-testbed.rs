@@ -1176,13 +1176,13 @@ fn run_scenario(
             Ok(out)
         }
         Err(e) => {
-            if let Ok(report) = run.teardown() {
-                if !report.is_clean() {
-                    eprintln!(
-                        "netns-trace-testbed: cleanup after failure incomplete: {:?}",
-                        report.errors
-                    );
-                }
+            if let Ok(report) = run.teardown()
+                && !report.is_clean()
+            {
+                eprintln!(
+                    "netns-trace-testbed: cleanup after failure incomplete: {:?}",
+                    report.errors
+                );
             }
             Err(e)
         }
@@ -1883,7 +1883,7 @@ fn churn(args: &ChurnArgs) -> Result<Value> {
         "joins": if args.join { args.count } else { 0 },
         "pin_path": target,
         "elapsed_ns": elapsed_ns,
-        "per_namespace_ns": if args.count > 0 { elapsed_ns / args.count } else { 0 },
+        "per_namespace_ns": elapsed_ns.checked_div(args.count).unwrap_or(0),
         "testbed_pid": std::process::id(),
         "child_comm": churn_child_comm().to_string_lossy(),
     }))
@@ -2059,7 +2059,7 @@ fn proc_churn(args: &ProcChurnArgs) -> Result<Value> {
         "count": args.count,
         "program": args.program,
         "elapsed_ns": elapsed_ns,
-        "per_process_ns": if args.count > 0 { elapsed_ns / args.count } else { 0 },
+        "per_process_ns": elapsed_ns.checked_div(args.count).unwrap_or(0),
         "testbed_pid": std::process::id(),
     }))
 }

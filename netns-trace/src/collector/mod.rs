@@ -2313,7 +2313,7 @@ fn owner_part(owner: Option<&crate::attribution::Owner>) -> String {
 /// cleanup_net run later on 6.13+ in tracepoint mode): it counts again once a pin is seen or
 /// it is judged leaked.
 fn claims_its_addresses(ns: &Namespace) -> bool {
-    !ns.is_destroyed() && !(ns.state == NsState::Draining && ns.pins.is_empty())
+    !ns.is_destroyed() && (ns.state != NsState::Draining || !ns.pins.is_empty())
 }
 
 fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {

@@ -930,7 +930,7 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
     let (mac_a, mac_b) = (Mac([2, 0, 0, 0, 0, 0xa]), Mac([2, 0, 0, 0, 0, 0xb]));
     let a = NsId::new(1101, 4026533101);
     let b = NsId::new(1102, 4026533102);
-    crio_pod(&mut c, 2 * S, a, "/var/run/netns/pod-a", 710_1);
+    crio_pod(&mut c, 2 * S, a, "/var/run/netns/pod-a", 7101);
     feed(&mut c, veth(3 * S, a, 2, mac_a, ip));
     c.handle(&Event::observed(
         59 * S,
@@ -946,13 +946,13 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
     ));
     c.handle(&ev(
         60 * S,
-        710_1,
-        710_1,
+        7101,
+        7101,
         "pause",
         task_body(TaskOp::Exit, a, a),
     ));
     assert_eq!(state_of(&c, a), NsState::Draining);
-    crio_pod(&mut c, 61 * S, b, "/var/run/netns/pod-b", 710_2);
+    crio_pod(&mut c, 61 * S, b, "/var/run/netns/pod-b", 7102);
     feed(&mut c, veth(62 * S, b, 2, mac_b, ip));
     assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
     // An fd holder turns up after all: pod A does hold the IP.
@@ -978,20 +978,20 @@ fn incident_leak_duplicate_ip_and_stale_arp() {
     let a = NsId::new(1001, 4026533001);
     let b = NsId::new(1002, 4026533002);
     // Pod A: pause in a new namespace, bind-mount pin, veth with IP X and MAC A.
-    crio_pod(&mut c, 2 * S, a, "/var/run/netns/pod-a", 700_1);
+    crio_pod(&mut c, 2 * S, a, "/var/run/netns/pod-a", 7001);
     feed(&mut c, veth(3 * S, a, 2, mac_a, ip));
     // Pause is killed; nobody unmounts.
     c.handle(&ev(
         60 * S,
-        700_1,
-        700_1,
+        7001,
+        7001,
         "pause",
         task_body(TaskOp::Exit, a, a),
     ));
     c.tick(60 * S + GRACE);
     assert_eq!(state_of(&c, a), NsState::Leaked);
     // Pod B gets the same IP with MAC B.
-    crio_pod(&mut c, 100 * S, b, "/var/run/netns/pod-b", 700_2);
+    crio_pod(&mut c, 100 * S, b, "/var/run/netns/pod-b", 7002);
     feed(&mut c, veth(101 * S, b, 2, mac_b, ip));
     // The leaked namespace still answers ARP for X with MAC A.
     c.handle(&arp_reply(102 * S, a, Direction::Tx, ip, mac_a));

@@ -602,6 +602,9 @@ impl Builder {
         track
     }
 
+    // Positional because this export still keeps its own membership model; issue 16 moves it
+    // onto the collector's, which removes these.
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         ns: usize,
@@ -630,6 +633,9 @@ impl Builder {
         }
     }
 
+    // Positional because this export still keeps its own membership model; issue 16 moves it
+    // onto the collector's, which removes these.
+    #[allow(clippy::too_many_arguments)]
     fn leave(
         &mut self,
         ns: usize,
@@ -679,6 +685,9 @@ impl Builder {
         }
     }
 
+    // Positional because this export still keeps its own membership model; issue 16 moves it
+    // onto the collector's, which removes these.
+    #[allow(clippy::too_many_arguments)]
     fn task(
         &mut self,
         event: &Event,
@@ -804,11 +813,11 @@ impl Builder {
     }
 
     fn close_device(&mut self, ns: usize, ts: u64, ifindex: u32, why: &'static str) {
-        if let Some(&track) = self.namespaces[ns].devices.get(&ifindex) {
-            if self.is_open(track) {
-                let args = self.with_wall(ts, vec![s("ended_by", why)]);
-                self.end(ts, track, args);
-            }
+        if let Some(&track) = self.namespaces[ns].devices.get(&ifindex)
+            && self.is_open(track)
+        {
+            let args = self.with_wall(ts, vec![s("ended_by", why)]);
+            self.end(ts, track, args);
         }
     }
 
@@ -881,10 +890,10 @@ impl Builder {
             match snapshot.phase {
                 SnapshotPhase::Start => self.snapshot_start(ts, snap),
                 SnapshotPhase::Final => {
-                    if let Some(ns) = self.resolve(snap.netns, ts) {
-                        if snap.interfaces_error.is_none() {
-                            self.interfaces(ns, ts, &snap.interfaces, "final snapshot");
-                        }
+                    if let Some(ns) = self.resolve(snap.netns, ts)
+                        && snap.interfaces_error.is_none()
+                    {
+                        self.interfaces(ns, ts, &snap.interfaces, "final snapshot");
                     }
                 }
             }

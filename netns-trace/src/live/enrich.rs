@@ -166,11 +166,9 @@ impl<O: Observer> Enricher<O> {
 
     /// Re-reads a mount namespace's nsfs pins and reports the difference.
     fn rescan_mount_ns(&mut self, mnt_ns: u32, ts: u64, out: &mut Vec<Event>) {
-        let now = match self.obs.mount_ns_pins(mnt_ns) {
-            Ok(v) => v,
-            // The mount namespace is gone (its last process exited): its copies went with it.
-            Err(_) => Vec::new(),
-        };
+        // An error means the mount namespace is gone (its last process exited): its copies
+        // went with it.
+        let now = self.obs.mount_ns_pins(mnt_ns).unwrap_or_default();
         let before = self.mount_pins.remove(&mnt_ns).unwrap_or_default();
         let key = |(i, p): &(u32, Pin)| match p {
             Pin::BindMount { path, .. } => (*i, path.clone()),
@@ -405,10 +403,10 @@ impl<O: Observer> Enricher<O> {
                 self.learn(*netns);
                 self.rescan_mount_ns(*mnt_ns, ts, &mut out);
             }
-            EventBody::Arp { netns, .. } | EventBody::NeighUpdate { netns, .. } => {
-                if *netns != self.init {
-                    self.dirty.insert(*netns);
-                }
+            EventBody::Arp { netns, .. } | EventBody::NeighUpdate { netns, .. }
+                if *netns != self.init =>
+            {
+                self.dirty.insert(*netns);
             }
             EventBody::NetnsTeardown { netns, .. } | EventBody::NetnsFreed { netns, .. } => {
                 self.dirty.remove(netns);

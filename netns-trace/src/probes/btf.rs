@@ -126,12 +126,11 @@ impl KernelBtf {
             if mname == name {
                 return Some((here, mtype));
             }
-            if mname.is_empty() {
-                if let Type::Struct(inner) | Type::Union(inner) = &mtype {
-                    if let Some((off, t)) = self.find_member(inner, name, depth + 1) {
-                        return Some((here + off, t));
-                    }
-                }
+            if mname.is_empty()
+                && let Type::Struct(inner) | Type::Union(inner) = &mtype
+                && let Some((off, t)) = self.find_member(inner, name, depth + 1)
+            {
+                return Some((here + off, t));
             }
         }
         None

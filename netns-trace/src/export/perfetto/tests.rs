@@ -64,12 +64,15 @@ fn string(fields: &[(u32, Value)], field: u32) -> Option<String> {
     bytes(fields, field).map(|b| String::from_utf8(b).unwrap())
 }
 
+/// (ts, track uuid, type, name, annotations)
+type DecodedEvent = (u64, u64, u64, String, HashMap<String, String>);
+
 #[derive(Debug)]
 struct Decoded {
     /// uuid → (name, parent uuid)
     tracks: BTreeMap<u64, (String, Option<u64>)>,
     /// (ts, track uuid, type, name, annotations)
-    events: Vec<(u64, u64, u64, String, HashMap<String, String>)>,
+    events: Vec<DecodedEvent>,
     first_packet: Vec<(u32, Value)>,
 }
 
@@ -96,7 +99,7 @@ impl Decoded {
             .map(|(name, _)| name.as_str())
             .collect()
     }
-    fn on(&self, track: u64) -> Vec<&(u64, u64, u64, String, HashMap<String, String>)> {
+    fn on(&self, track: u64) -> Vec<&DecodedEvent> {
         self.events.iter().filter(|e| e.1 == track).collect()
     }
 }
