@@ -1323,6 +1323,53 @@ impl Collector {
         self.add_pin(r, pin, ts);
     }
 
+    /// Names the full-mode graft that this thread's mount call made. The enricher may have
+    /// seen the same mount first (its read prompted by an earlier event): the graft then folds
+    /// into that pin, which gains its maker, instead of standing beside it as a second one.
+    fn name_graft(&mut self, p: PendingNsfs, target: &str, by: Actor, ts: u64) {
+        let Some(ns) = self.reg.get_mut(p.ns) else {
+            return;
+        };
+        let mnt = (p.mnt_ns != 0).then_some(p.mnt_ns);
+        let key = normalize_path(target);
+        let Some(graft) = ns
+            .pins
+            .iter()
+            .position(|x| x.kind == PinKind::BindMount && x.path.is_none() && x.mount_ns == mnt)
+        else {
+            return;
+        };
+        let observed = ns.pins.iter().position(|x| {
+            x.kind == PinKind::BindMount
+                && x.path.as_deref().map(normalize_path) == Some(key)
+                && (x.mount_ns.is_none() || mnt.is_none() || x.mount_ns == mnt)
+        });
+        let at = match observed {
+            Some(i) => {
+                let removed = ns.pins.remove(graft);
+                let i = if graft < i { i - 1 } else { i };
+                let pin = &mut ns.pins[i];
+                pin.by = pin.by.or(Some(by));
+                pin.mount_ns = pin.mount_ns.or(removed.mount_ns);
+                i
+            }
+            None => {
+                let pin = &mut ns.pins[graft];
+                pin.path = Some(target.to_string());
+                pin.by = Some(by);
+                graft
+            }
+        };
+        ns.note_pin_maker(&by);
+        let described = ns.pins[at].describe();
+        self.index_path(key.to_string(), p.ns);
+        self.note_pin_path(p.ns, target, ts);
+        self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| {
+            format!("pinned by {described}")
+        });
+        self.reevaluate(p.ns, ts);
+    }
+
     /// A mountinfo read prompted by an earlier event can see a pin before its own mount call's
     /// record arrives (`ip netns add` on a cold node: the read after its bind mount of
     /// /run/netns onto itself already shows the namespace's mount). The call names the maker
@@ -1395,28 +1442,7 @@ impl Collector {
         match op {
             MountOp::Mount | MountOp::MoveMount if ret >= 0 => {
                 if let Some(p) = self.pending_nsfs.remove(&ev.pid) {
-                    // Names the graft this syscall made.
-                    let mut named = false;
-                    if let Some(ns) = self.reg.get_mut(p.ns)
-                        && let Some(pin) = ns.pins.iter_mut().find(|x| {
-                            x.kind == PinKind::BindMount
-                                && x.path.is_none()
-                                && x.mount_ns == (p.mnt_ns != 0).then_some(p.mnt_ns)
-                        })
-                    {
-                        pin.path = Some(target.to_string());
-                        pin.by = Some(by);
-                        named = true;
-                        ns.note_pin_maker(&by);
-                    }
-                    if named {
-                        self.index_path(normalize_path(target).to_string(), p.ns);
-                        self.note_pin_path(p.ns, target, ts);
-                        let t = target.to_string();
-                        self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| {
-                            format!("bind mount is at {t}")
-                        });
-                    }
+                    self.name_graft(p, target, by, ts);
                     return;
                 }
                 if op == MountOp::MoveMount || flags & (MS_BIND | MS_MOVE) != 0 {

@@ -1798,3 +1798,52 @@ fn a_umount_on_the_host_leaves_the_copy_in_another_mount_namespace_alone() {
     assert_eq!(places, [(Some(path), Some(agent_mnt))], "{pins:#?}");
     assert!(failed_cleanups.is_empty(), "{failed_cleanups:#?}");
 }
+
+/// Full mode, `ip netns add` on a cold node, as the 5.10 guest delivered it: the enricher's
+/// read (prompted by the /run/netns self-bind) shows the pin first, then the graft, then the
+/// mount call. One pin results, made by `ip`, not a maker-less copy beside the graft's.
+#[test]
+fn a_graft_whose_mount_the_enricher_saw_first_folds_into_that_pin() {
+    let mut c = collector();
+    let id = NsId::new(11, 4026532206);
+    let path = "/run/netns/cold-510";
+    feed(
+        &mut c,
+        [
+            bind_mount(2 * S, 135, "ip", "/run/netns"),
+            pin_added(2 * S + 1, NsId::new(0, id.inum), path),
+            created(2 * S + 5, 135, 135, "ip", id),
+            ev(
+                2 * S + 6,
+                135,
+                135,
+                "ip",
+                task_body(TaskOp::Unshare, id, INIT),
+            ),
+            ev(
+                2 * S + 7,
+                135,
+                135,
+                "ip",
+                EventBody::NsfsMount {
+                    netns: id,
+                    mnt_ns: HOST_MNT,
+                    net_ptr: 0,
+                    hook: Hook::Fentry,
+                },
+            ),
+            bind_mount(2 * S + 8, 135, "ip", path),
+            ev(2 * S + 9, 135, 135, "ip", task_body(TaskOp::Exit, id, id)),
+        ],
+    );
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    let pins: Vec<_> = ns
+        .pins
+        .iter()
+        .map(|p| (p.path.as_deref(), p.by.map(|b| b.pid)))
+        .collect();
+    assert_eq!(pins, [(Some(path), Some(135))]);
+    c.finish(1000 * S);
+    assert_eq!(state_of(&c, id), NsState::Persistent);
+    assert!(c.findings().is_empty(), "{:?}", c.findings());
+}
