@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::watch::{Watch, findings, netns_trace_bin};
+use common::watch::{Watch, findings, netns_trace_json, report_of};
 use common::{
     ip_bin, link_mac_and_ipv4, names_netns, net_namespace_slab_count, netns_cookie, netns_exists,
     ns_inum, nsfs_mounts, require_root, settle_teardown, wait_until,
@@ -574,34 +574,6 @@ impl<'n> Pod<'n> {
         }
         self.pause.kill();
     }
-}
-
-/// `netns-trace ARGS` printing JSON (report, scan); exit 0, or 3 for "leak found".
-fn netns_trace_json(args: &[&str]) -> Value {
-    let out = Command::new(netns_trace_bin())
-        .args(args)
-        .output()
-        .expect("run netns-trace");
-    assert!(
-        out.status.success() || out.status.code() == Some(3),
-        "netns-trace {args:?} exited {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("netns-trace {args:?} printed bad JSON: {e}"))
-}
-
-fn report_of(trace: &Path, grace: &str) -> Value {
-    let report = netns_trace_json(&[
-        "report",
-        trace.to_str().unwrap(),
-        "--json",
-        "--grace",
-        grace,
-    ]);
-    assert_eq!(report["schema"], "netns-trace/report/v1");
-    report
 }
 
 fn array<'a>(v: &'a Value, field: &str) -> &'a Vec<Value> {

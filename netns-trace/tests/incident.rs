@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use common::watch::{Watch, findings, netns_trace_bin};
+use common::watch::{Watch, findings, netns_trace_bin, netns_trace_json};
 use common::{Scenario, require_root};
 use serde_json::Value;
 
@@ -22,19 +22,6 @@ fn kinds_for(findings: &[Value], netns_inum: u64) -> BTreeSet<String> {
         })
         .map(|f| f["kind"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn report_json(args: &[&str]) -> Value {
-    let out = Command::new(netns_trace_bin())
-        .args(args)
-        .output()
-        .expect("run netns-trace");
-    assert!(
-        out.status.success() || out.status.code() == Some(3),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} JSON: {e}"))
 }
 
 #[test]
@@ -62,7 +49,7 @@ fn the_incident_is_reported_live_from_a_trace_and_by_scan() {
     std::thread::sleep(Duration::from_secs(5));
 
     // scan: no history, but the pin, the memberless namespace and the duplicate IP are there.
-    let scan = report_json(&["scan", "--json"]);
+    let scan = netns_trace_json(&["scan", "--json"]);
     assert_eq!(scan["schema"], "netns-trace/report/v1");
     let ns_a = scan["namespaces"]
         .as_array()
@@ -151,7 +138,7 @@ fn the_incident_is_reported_live_from_a_trace_and_by_scan() {
     );
 
     // Offline: the recorded trace replays to the same findings.
-    let report = report_json(&["report", trace_arg, "--json", "--grace", "2"]);
+    let report = netns_trace_json(&["report", trace_arg, "--json", "--grace", "2"]);
     let key = |f: &Value| {
         (
             f["kind"].as_str().unwrap().to_string(),

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::watch::{Watch, findings, leak_findings_for, netns_trace_bin, spawn_until_ready};
+use common::watch::{
+    Watch, findings, leak_findings_for, netns_trace_bin, report_of, spawn_until_ready,
+};
 use common::{
     Scenario, monotonic_ns, names_netns, net_namespace_slab_count, require_root, run_in_netns,
     settle_teardown, testbed, wait_until,
@@ -41,34 +43,6 @@ fn the_leak_finding(findings: &[Value], inum: u64, cookie: Option<u64>) -> Value
         "expected one leaked_netns for net:[{inum}] (cookie {cookie:?}) in {findings:#?}"
     );
     leaks.remove(0)
-}
-
-/// `netns-trace ARGS` printing JSON (report, scan); exit 0, or 3 for "leak found".
-fn netns_trace_json(args: &[&str]) -> Value {
-    let out = Command::new(netns_trace_bin())
-        .args(args)
-        .output()
-        .expect("run netns-trace");
-    assert!(
-        out.status.success() || out.status.code() == Some(3),
-        "netns-trace {args:?} exited {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("netns-trace {args:?} printed bad JSON: {e}"))
-}
-
-fn report_of(trace: &Path, grace: &str) -> Value {
-    let report = netns_trace_json(&[
-        "report",
-        trace.to_str().unwrap(),
-        "--json",
-        "--grace",
-        grace,
-    ]);
-    assert_eq!(report["schema"], "netns-trace/report/v1");
-    report
 }
 
 fn report_namespace(report: &Value, inum: u64, cookie: Option<u64>) -> &Value {

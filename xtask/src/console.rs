@@ -291,7 +291,7 @@ fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
 }
 
 /// "tests/vm_harness.rs (target/…)" → "vm_harness"; "unittests src/lib.rs (…)" → "unittests src/lib.rs".
-fn cargo_target_label(rest: &str) -> String {
+pub(crate) fn cargo_target_label(rest: &str) -> String {
     let source = rest.split(" (").next().unwrap_or(rest).trim();
     match source.strip_prefix("tests/") {
         Some(file) => file.trim_end_matches(".rs").to_string(),

@@ -112,11 +112,7 @@ impl FailedTests {
             None => line,
         };
         if let Some(rest) = line.strip_prefix("Running ") {
-            let source = rest.split(" (").next().unwrap_or(rest).trim();
-            self.binary = source
-                .strip_prefix("tests/")
-                .map_or(source, |f| f.trim_end_matches(".rs"))
-                .to_string();
+            self.binary = crate::console::cargo_target_label(rest);
         } else if let Some(rest) = line.split_once(crate::initramfs::MARK_TEST_START) {
             self.binary = rest.1.trim().to_string();
         } else if let Some(name) = line

@@ -1,5 +1,6 @@
 //! `netns-trace watch --json` run in the background by a test.
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -123,4 +124,32 @@ pub fn events(lines: &[Value]) -> Vec<Value> {
         .filter(|v| v["type"] == "event")
         .map(|v| v["event"].clone())
         .collect()
+}
+
+/// `netns-trace ARGS` printing JSON (report, scan); exit 0, or 3 for "leak found".
+pub fn netns_trace_json(args: &[&str]) -> Value {
+    let out = Command::new(netns_trace_bin())
+        .args(args)
+        .output()
+        .expect("run netns-trace");
+    assert!(
+        out.status.success() || out.status.code() == Some(3),
+        "netns-trace {args:?} exited {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("netns-trace {args:?} printed bad JSON: {e}"))
+}
+
+pub fn report_of(trace: &Path, grace: &str) -> Value {
+    let report = netns_trace_json(&[
+        "report",
+        trace.to_str().unwrap(),
+        "--json",
+        "--grace",
+        grace,
+    ]);
+    assert_eq!(report["schema"], "netns-trace/report/v1");
+    report
 }
