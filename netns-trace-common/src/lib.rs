@@ -3,16 +3,19 @@
 //! Every record that crosses the ring buffer starts with [`EventHeader`]. Records are plain
 //! `#[repr(C)]` structs of fixed-width integers with explicit padding; their sizes are asserted
 //! at compile time so the eBPF object and the userspace decoder can never disagree silently.
-//! No `bool`, `Option` or Rust enum crosses the boundary: discriminants are `u16`/`u32` constants.
+//! No `bool`, `Option` or Rust enum crosses the boundary: record fields are integers, and the
+//! `#[repr(u8)]` enums of [`events`] say which integers they may hold.
 //!
-//! Type ids in [`kind`] are fixed forever. A retired id is never reused; a new record gets the
-//! next free number.
+//! Kind ids and enum discriminants live in one table, [`events`], fixed forever. A retired id
+//! is never reused; a new kind gets the next free number.
 #![no_std]
 
+pub mod events;
 pub mod kernel;
 pub mod offsets;
 pub mod record;
 #[cfg(feature = "user")]
 mod user;
 
+pub use events::*;
 pub use record::*;

@@ -2,43 +2,6 @@
 //! fields, sizes asserted below. Identity of a namespace is always the pair
 //! (`cookie`, `inum`): inode numbers are reused, cookies are not (see KERNEL-NOTES).
 
-/// Record type ids. Fixed forever; never reuse a retired number.
-pub mod kind {
-    pub const NETNS_CREATED: u16 = 1;
-    pub const TASK_NETNS: u16 = 2;
-    pub const NETNS_TEARDOWN: u16 = 3;
-    pub const NETNS_FREED: u16 = 4;
-    pub const MOUNT_SYSCALL: u16 = 5;
-    pub const NSFS_MOUNT: u16 = 6;
-    pub const NSFS_EVICT: u16 = 7;
-    pub const NETDEV: u16 = 8;
-    pub const IPV4_ADDR: u16 = 9;
-    pub const ARP: u16 = 10;
-    pub const NEIGH_UPDATE: u16 = 11;
-    pub const CLEANUP_RUN: u16 = 12;
-    /// One past the highest id; sizes the per-type lost-event counters.
-    pub const SLOTS: u32 = 16;
-
-    /// Human name of a record type, for logs and lost-event reports.
-    pub const fn name(kind: u16) -> &'static str {
-        match kind {
-            NETNS_CREATED => "netns_created",
-            TASK_NETNS => "task_netns",
-            NETNS_TEARDOWN => "netns_teardown",
-            NETNS_FREED => "netns_freed",
-            MOUNT_SYSCALL => "mount_syscall",
-            NSFS_MOUNT => "nsfs_mount",
-            NSFS_EVICT => "nsfs_evict",
-            NETDEV => "netdev",
-            IPV4_ADDR => "ipv4_addr",
-            ARP => "arp",
-            NEIGH_UPDATE => "neigh_update",
-            CLEANUP_RUN => "cleanup_run",
-            _ => "unknown",
-        }
-    }
-}
-
 pub const COMM_LEN: usize = 16;
 pub const IFNAMSIZ: usize = 16;
 /// Bytes of a path argument copied from a mount-family syscall (NUL-terminated, truncated).
@@ -58,7 +21,7 @@ pub struct NetnsId {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EventHeader {
-    /// One of [`kind`].
+    /// An [`EventKind`](crate::EventKind) id.
     pub kind: u16,
     /// Size of the whole record in bytes, header included.
     pub size: u16,
@@ -74,16 +37,6 @@ pub struct EventHeader {
     pub comm: [u8; COMM_LEN],
 }
 
-/// How a namespace came to be. Values of [`NetnsCreated::source`].
-pub mod created_by {
-    /// clone()/clone3() with CLONE_NEWNET, seen at task:task_newtask.
-    pub const CLONE: u32 = 1;
-    /// unshare(CLONE_NEWNET), seen by comparing the caller's netns around the syscall.
-    pub const UNSHARE: u32 = 2;
-    /// fexit/kretprobe on copy_net_ns (covers both of the above in full mode).
-    pub const COPY_NET_NS: u32 = 3;
-}
-
 /// A new network namespace. `hdr.netns` is the new namespace; `hdr.pid` its creator.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -94,21 +47,9 @@ pub struct NetnsCreated {
     /// The creator's namespace before the new one was made.
     pub parent: NetnsId,
     pub clone_flags: u64,
-    /// One of [`created_by`].
+    /// A [`CreatedBy`](crate::CreatedBy).
     pub source: u32,
     pub _pad: u32,
-}
-
-/// Values of [`TaskNetns::op`].
-pub mod task_op {
-    /// A task was created (fork/clone); `hdr.netns` is the child's, `prev` the parent's.
-    pub const FORK: u32 = 1;
-    /// unshare() changed the caller's netns or mount namespace.
-    pub const UNSHARE: u32 = 2;
-    /// setns() changed the caller's netns or mount namespace.
-    pub const SETNS: u32 = 3;
-    /// The task exited; `hdr.netns` is the namespace it leaves.
-    pub const EXIT: u32 = 4;
 }
 
 /// Bits of [`TaskNetns::flags`].
@@ -125,7 +66,7 @@ pub mod task_flags {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TaskNetns {
     pub hdr: EventHeader,
-    /// One of [`task_op`].
+    /// A [`TaskOp`](crate::TaskOp).
     pub op: u32,
     /// Bits of [`task_flags`].
     pub flags: u32,
@@ -142,13 +83,6 @@ pub struct TaskNetns {
     pub _pad: u32,
 }
 
-/// Which hook produced a lifecycle record: values of [`NetnsObject::hook`].
-pub mod hook {
-    pub const FENTRY: u32 = 1;
-    pub const KPROBE: u32 = 2;
-    pub const TRACEPOINT: u32 = 3;
-}
-
 /// NETNS_TEARDOWN, NETNS_FREED, NSFS_EVICT and CLEANUP_RUN: something happened to a
 /// `struct net` (or, for CLEANUP_RUN, the cleanup_net worker started; `hdr.netns` is zero).
 #[repr(C)]
@@ -156,17 +90,9 @@ pub mod hook {
 pub struct NetnsObject {
     pub hdr: EventHeader,
     pub net_ptr: u64,
-    /// One of [`hook`].
+    /// A [`Hook`](crate::Hook).
     pub hook: u32,
     pub _pad: u32,
-}
-
-/// Values of [`MountSyscall::op`].
-pub mod mount_op {
-    pub const MOUNT: u32 = 1;
-    pub const UMOUNT: u32 = 2;
-    pub const OPEN_TREE: u32 = 3;
-    pub const MOVE_MOUNT: u32 = 4;
 }
 
 /// A mount-family syscall returned. `hdr.netns` is the caller's netns. Paths are copied at
@@ -175,7 +101,7 @@ pub mod mount_op {
 #[derive(Clone, Copy, Debug)]
 pub struct MountSyscall {
     pub hdr: EventHeader,
-    /// One of [`mount_op`].
+    /// A [`MountOp`](crate::MountOp).
     pub op: u32,
     /// The caller's mount namespace inum.
     pub mnt_ns: u32,
@@ -202,16 +128,8 @@ pub struct NsfsMount {
     pub net_ptr: u64,
     /// The caller's mount namespace inum.
     pub mnt_ns: u32,
-    /// One of [`hook`].
+    /// A [`Hook`](crate::Hook).
     pub hook: u32,
-}
-
-/// Values of [`NetDev::op`].
-pub mod netdev_op {
-    pub const REGISTER: u32 = 1;
-    pub const UNREGISTER: u32 = 2;
-    /// Moved to `hdr.netns` from `other`.
-    pub const MOVE: u32 = 3;
 }
 
 /// A network device changed. `hdr.netns` is the device's namespace (the destination for MOVE).
@@ -219,7 +137,7 @@ pub mod netdev_op {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NetDev {
     pub hdr: EventHeader,
-    /// One of [`netdev_op`].
+    /// A [`NetDevOp`](crate::NetDevOp).
     pub op: u32,
     pub ifindex: u32,
     /// MOVE: the namespace the device left.
@@ -228,18 +146,12 @@ pub struct NetDev {
     pub name: [u8; IFNAMSIZ],
 }
 
-/// Values of [`Ipv4Addr::op`].
-pub mod addr_op {
-    pub const ADD: u32 = 1;
-    pub const DEL: u32 = 2;
-}
-
 /// An IPv4 address was added to or removed from a device in `hdr.netns`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Ipv4Addr {
     pub hdr: EventHeader,
-    /// One of [`addr_op`].
+    /// An [`AddrOp`](crate::AddrOp).
     pub op: u32,
     pub ifindex: u32,
     /// Network byte order, as on the wire.
@@ -247,12 +159,6 @@ pub struct Ipv4Addr {
     pub prefix_len: u8,
     pub _pad: [u8; 3],
     pub label: [u8; IFNAMSIZ],
-}
-
-/// Values of [`Arp::dir`].
-pub mod arp_dir {
-    pub const RX: u8 = 1;
-    pub const TX: u8 = 2;
 }
 
 /// An ARP packet received or sent on a device in `hdr.netns`.
@@ -263,9 +169,9 @@ pub struct Arp {
     pub ifindex: u32,
     /// ARP opcode, host order: 1 request, 2 reply.
     pub op: u16,
-    /// One of [`arp_dir`].
+    /// A [`Direction`](crate::Direction).
     pub dir: u8,
-    /// One of [`hook`] (as u8).
+    /// A [`Hook`](crate::Hook).
     pub hook: u8,
     pub sender_ip: [u8; 4],
     pub target_ip: [u8; 4],

@@ -9,7 +9,7 @@
 //! - `--debug-probes` makes task_membership log its first hit outside the initial netns, so
 //!   tests (and users wondering whether anything fires) can see the log path end to end.
 use aya_ebpf::{Global, macros::map, maps::Array};
-use netns_trace_common::kind;
+use netns_trace_common::EventKind;
 
 /// One slot per once-per-load diagnostic; nonzero once it has been logged. Not atomic (5.10
 /// has no BPF_XCHG): at worst each CPU logs it once.
@@ -47,11 +47,11 @@ pub fn first(slot: u32) -> bool {
 
 /// The registry's probe that normally emits records of `kind` (the log line's `probe`).
 #[inline(always)]
-pub const fn probe_of(k: u16) -> &'static str {
+pub const fn probe_of(k: EventKind) -> &'static str {
     match k {
-        kind::TASK_NETNS => "task_membership",
-        kind::MOUNT_SYSCALL => "mount_syscalls",
-        kind::CLEANUP_RUN => "netns_teardown",
-        _ => kind::name(k),
+        EventKind::Task => "task_membership",
+        EventKind::MountSyscall => "mount_syscalls",
+        EventKind::CleanupRun => "netns_teardown",
+        _ => k.name(),
     }
 }

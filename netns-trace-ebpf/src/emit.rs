@@ -6,7 +6,7 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
     },
 };
-use netns_trace_common::{EventHeader, NetnsId};
+use netns_trace_common::{EventHeader, EventKind, NetnsId};
 
 use aya_log_ebpf::warn;
 
@@ -14,10 +14,10 @@ use crate::diag::probe_of;
 use crate::maps::{EVENTS, LOST};
 
 #[inline(always)]
-pub fn header(kind: u16, size: usize, netns: NetnsId) -> EventHeader {
+pub fn header(kind: EventKind, size: usize, netns: NetnsId) -> EventHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
     EventHeader {
-        kind,
+        kind: kind as u16,
         size: size as u16,
         cpu: unsafe { bpf_get_smp_processor_id() },
         ts_ns: unsafe { bpf_ktime_get_ns() },
@@ -31,7 +31,7 @@ pub fn header(kind: u16, size: usize, netns: NetnsId) -> EventHeader {
 /// Counts a record lost to a full ring buffer. The first loss of each kind on each CPU is
 /// also logged (a log per loss would flood exactly when the node is busiest).
 #[inline(always)]
-pub fn count_lost(kind: u16) {
+pub fn count_lost(kind: EventKind) {
     if let Some(slot) = LOST.get_ptr_mut(kind as u32) {
         let before = unsafe { *slot };
         unsafe { *slot = before + 1 };
@@ -66,7 +66,7 @@ pub fn submit_flags() -> u64 {
 
 /// Sends `record` whole; on a full ring buffer the loss is counted under `kind`.
 #[inline(always)]
-pub fn send<T: 'static>(kind: u16, record: T) {
+pub fn send<T: 'static>(kind: EventKind, record: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(record);

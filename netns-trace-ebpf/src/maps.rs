@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use netns_trace_common::{MountSyscall, NetnsId, kind};
+use netns_trace_common::{EventKind, MountSyscall, NetnsId};
 
 /// The one event pipe to userspace.
 #[map]
@@ -11,7 +11,7 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 
 /// Per-CPU count of records dropped because EVENTS was full, indexed by record kind.
 #[map]
-pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(kind::SLOTS, 0);
+pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EventKind::SLOTS, 0);
 
 /// `struct net *` → identity, for every namespace we have seen, so that a free (which only
 /// has the pointer) can be attributed. LRU: a missed free must not leak map space.

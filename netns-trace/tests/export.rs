@@ -1,6 +1,10 @@
 //! Exports a realistic event sequence and has Perfetto's own protobuf classes check the file
 //! (tests/export_perfetto.py). Skips only when python3 or the `perfetto` package is missing.
 
+use netns_trace::model::{
+    ArpPacket, CgroupPath, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MountSyscall,
+    NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsEvict, NsfsMount, PinChange, TaskNetns,
+};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
@@ -27,7 +31,7 @@ fn task_event(ts: u64, pid: u32, tgid: u32, comm: &str, body: EventBody) -> Even
 }
 
 fn task(op: TaskOp, netns: NsId, prev: NsId, thread: bool) -> EventBody {
-    EventBody::Task {
+    EventBody::Task(TaskNetns {
         op,
         netns,
         prev,
@@ -37,7 +41,7 @@ fn task(op: TaskOp, netns: NsId, prev: NsId, thread: bool) -> EventBody {
         ppid: 1,
         mnt_ns: HOST_MNT,
         prev_mnt_ns: HOST_MNT,
-    }
+    })
 }
 
 fn mac(last: u8) -> Mac {
@@ -63,7 +67,7 @@ fn arp(
 ) -> Event {
     Event::observed(
         ts,
-        EventBody::Arp {
+        EventBody::Arp(ArpPacket {
             netns,
             dir,
             op,
@@ -73,7 +77,7 @@ fn arp(
             target_ip: target.0,
             target_mac: target.1,
             hook: Hook::Tracepoint,
-        },
+        }),
     )
 }
 
@@ -110,13 +114,13 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
             pid,
             pid,
             comm,
-            EventBody::NetnsCreated {
+            EventBody::NetnsCreated(NetnsCreated {
                 netns,
                 parent: INIT,
                 net_ptr: 0xffff_8881_0000_0000 + u64::from(netns.inum),
                 source: CreatedBy::Unshare,
                 clone_flags: 0x4000_0000,
-            },
+            }),
         )
     };
     let pinned = |ts, pid, comm: &str, netns: NsId, path: &str| {
@@ -126,7 +130,7 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
                 pid,
                 pid,
                 comm,
-                EventBody::MountSyscall {
+                EventBody::MountSyscall(MountSyscall {
                     op: MountOp::Mount,
                     netns,
                     mnt_ns: HOST_MNT,
@@ -136,26 +140,26 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
                     to_dfd: -100,
                     source: format!("/proc/{pid}/ns/net"),
                     target: path.into(),
-                },
+                }),
             ),
             task_event(
                 ts,
                 pid,
                 pid,
                 comm,
-                EventBody::NsfsMount {
+                EventBody::NsfsMount(NsfsMount {
                     netns,
                     mnt_ns: HOST_MNT,
                     net_ptr: 0,
                     hook: Hook::Tracepoint,
-                },
+                }),
             ),
             Event::observed(
                 ts + MS,
-                EventBody::PinAdded {
+                EventBody::PinAdded(PinChange {
                     netns,
                     pin: pin(path),
-                },
+                }),
             ),
         ]
     };
@@ -166,25 +170,25 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
                 0,
                 0,
                 "kworker/0:1",
-                EventBody::NetDev {
+                EventBody::NetDev(NetDev {
                     op: NetDevOp::Move,
                     netns,
                     ifindex: 2,
                     other: INIT,
                     mac: mac(last),
                     name: name.into(),
-                },
+                }),
             ),
             Event::observed(
                 ts + MS,
-                EventBody::Ipv4Addr {
+                EventBody::Ipv4Addr(Ipv4AddrChange {
                     op: AddrOp::Add,
                     netns,
                     ifindex: 2,
                     addr: Ipv4Addr::new(10, 88, 0, last),
                     prefix_len: 16,
                     label: name.into(),
-                },
+                }),
             ),
         ]
     };
@@ -193,10 +197,10 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         Event::observed(1_000 * MS, EventBody::Snapshot(Box::new(start))),
         Event::observed(
             1_001 * MS,
-            EventBody::CgroupPath {
+            EventBody::CgroupPath(CgroupPath {
                 cgroup_id: 9001,
                 path: "/kubepods/pod-web".into(),
-            },
+            }),
         ),
         // web: containerd unshares on a locked thread, pins, switches back; pause joins.
         created(1_010 * MS, 700, "containerd", WEB),
@@ -248,13 +252,13 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
     events.push(arp(1_041 * MS, WEB, Direction::Rx, 2, gw, (web_ip, mac(2))));
     events.push(Event::observed(
         1_042 * MS,
-        EventBody::NeighUpdate {
+        EventBody::NeighUpdate(NeighUpdate {
             netns: WEB,
             ifindex: 2,
             ip: gw.0,
             mac: gw.1,
             nud_state: 2,
-        },
+        }),
     ));
 
     // batch: pinns unshares, pins and exits; nobody ever joins.
@@ -283,7 +287,7 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
     events.extend(veth(1_060 * MS, BATCH, "eth0", 3));
     events.push(Event::observed(
         1_070 * MS,
-        EventBody::Interfaces {
+        EventBody::Interfaces(InterfacesRead {
             netns: BATCH,
             interfaces: vec![
                 Interface {
@@ -299,11 +303,11 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
                     ipv4: vec![(batch_ip, 16)],
                 },
             ],
-        },
+        }),
     ));
     events.push(Event::observed(
         1_075 * MS,
-        EventBody::Lost { kind: 9, count: 4 },
+        EventBody::Lost(Lost { kind: 9, count: 4 }),
     ));
 
     // web is torn down: members exit, the pin is unmounted, the namespace is destroyed.
@@ -326,7 +330,7 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         700,
         700,
         "containerd",
-        EventBody::MountSyscall {
+        EventBody::MountSyscall(MountSyscall {
             op: MountOp::Umount,
             netns: INIT,
             mnt_ns: HOST_MNT,
@@ -336,44 +340,47 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
             to_dfd: -100,
             source: "/var/run/netns/cni-web".into(),
             target: String::new(),
-        },
+        }),
     ));
     events.push(Event::observed(
         1_103 * MS,
-        EventBody::PinRemoved {
+        EventBody::PinRemoved(PinChange {
             netns: WEB,
             pin: pin("/var/run/netns/cni-web"),
-        },
+        }),
     ));
     events.push(Event::observed(
         1_104 * MS,
-        EventBody::NsfsEvict {
+        EventBody::NsfsEvict(NsfsEvict {
             netns: WEB,
             net_ptr: 0,
-        },
+        }),
     ));
-    events.push(Event::observed(1_105 * MS, EventBody::CleanupRun));
+    events.push(Event::observed(
+        1_105 * MS,
+        EventBody::CleanupRun(CleanupRun {}),
+    ));
     events.push(task_event(
         1_105 * MS,
         0,
         0,
         "kworker/u4:2",
-        EventBody::NetnsTeardown {
+        EventBody::NetnsTeardown(NetnsObject {
             netns: WEB,
             net_ptr: 0,
             hook: Hook::Tracepoint,
-        },
+        }),
     ));
     events.push(task_event(
         1_106 * MS,
         0,
         0,
         "kworker/u4:2",
-        EventBody::NetnsFreed {
+        EventBody::NetnsFreed(NetnsObject {
             netns: WEB,
             net_ptr: 0,
             hook: Hook::Tracepoint,
-        },
+        }),
     ));
 
     // The leaked namespace still answers ARP for the address a new pod reuses.

@@ -269,7 +269,7 @@ fn the_leaked_pod_namespace_is_a_metric_scraped_by_prometheus() {
         "the host namespace is alive"
     );
     assert_eq!(
-        value_with(&before, "netns_trace_lost_events", "kind", "task_netns").map(|v| v >= 0.0),
+        value_with(&before, "netns_trace_lost_events", "kind", "task").map(|v| v >= 0.0),
         Some(true)
     );
     let snapshots = value_with(&before, "netns_trace_events", "type", "snapshot");

@@ -8,9 +8,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 use netns_trace_common::{
-    Arp, NeighUpdate, arp_dir, hook,
+    Arp, Direction, EventKind, Hook, NeighUpdate,
     kernel::{AF_INET, ETH_P_ARP},
-    kind,
 };
 
 use crate::{
@@ -51,7 +50,7 @@ fn network_header(skb: u64) -> u64 {
 }
 
 #[inline(always)]
-fn emit_arp(pkt_addr: u64, dev: u64, dir: u8, hook: u8) {
+fn emit_arp(pkt_addr: u64, dev: u64, dir: Direction, hook: Hook) {
     if pkt_addr == 0 || dev == 0 {
         return;
     }
@@ -68,13 +67,13 @@ fn emit_arp(pkt_addr: u64, dev: u64, dir: u8, hook: u8) {
         return;
     }
     send(
-        kind::ARP,
+        EventKind::Arp,
         Arp {
-            hdr: header(kind::ARP, size_of::<Arp>(), net_id(dev_net(dev))),
+            hdr: header(EventKind::Arp, size_of::<Arp>(), net_id(dev_net(dev))),
             ifindex: dev_ifindex(dev),
             op: u16::from_be_bytes(pkt.op),
-            dir,
-            hook,
+            dir: dir as u8,
+            hook: hook as u8,
             sender_ip: pkt.sip,
             target_ip: pkt.tip,
             sender_mac: pkt.sha,
@@ -94,8 +93,8 @@ pub fn arp_tx_tp(ctx: BtfTracePointContext) -> u32 {
     emit_arp(
         network_header(skb),
         ctx.arg(2),
-        arp_dir::TX,
-        hook::TRACEPOINT as u8,
+        Direction::Tx,
+        Hook::Tracepoint,
     );
     0
 }
@@ -112,8 +111,8 @@ pub fn arp_rx_tp(ctx: BtfTracePointContext) -> u32 {
     emit_arp(
         data,
         read_ptr(skb, off!(skb_dev)),
-        arp_dir::RX,
-        hook::TRACEPOINT as u8,
+        Direction::Rx,
+        Hook::Tracepoint,
     );
     0
 }
@@ -126,8 +125,8 @@ pub fn arp_tx_fentry(ctx: FEntryContext) -> u32 {
     emit_arp(
         network_header(skb),
         read_ptr(skb, off!(skb_dev)),
-        arp_dir::TX,
-        hook::FENTRY as u8,
+        Direction::Tx,
+        Hook::Fentry,
     );
     0
 }
@@ -138,8 +137,8 @@ pub fn arp_tx_kprobe(ctx: ProbeContext) -> u32 {
     emit_arp(
         network_header(skb),
         read_ptr(skb, off!(skb_dev)),
-        arp_dir::TX,
-        hook::KPROBE as u8,
+        Direction::Tx,
+        Hook::Kprobe,
     );
     0
 }
@@ -152,8 +151,8 @@ pub fn arp_rx_fentry(ctx: FEntryContext) -> u32 {
     emit_arp(
         read_ptr(skb, off!(skb_data)),
         read_ptr(skb, off!(skb_dev)),
-        arp_dir::RX,
-        hook::FENTRY as u8,
+        Direction::Rx,
+        Hook::Fentry,
     );
     0
 }
@@ -164,8 +163,8 @@ pub fn arp_rx_kprobe(ctx: ProbeContext) -> u32 {
     emit_arp(
         read_ptr(skb, off!(skb_data)),
         read_ptr(skb, off!(skb_dev)),
-        arp_dir::RX,
-        hook::KPROBE as u8,
+        Direction::Rx,
+        Hook::Kprobe,
     );
     0
 }
@@ -184,7 +183,7 @@ pub fn neigh_update_tp(ctx: BtfTracePointContext) -> u32 {
     let dev = read_ptr(n, off!(neigh_dev));
     let mut rec = NeighUpdate {
         hdr: header(
-            kind::NEIGH_UPDATE,
+            EventKind::NeighUpdate,
             size_of::<NeighUpdate>(),
             net_id(dev_net(dev)),
         ),
@@ -196,6 +195,6 @@ pub fn neigh_update_tp(ctx: BtfTracePointContext) -> u32 {
     if lladdr != 0 {
         read_bytes(lladdr, 0, &mut rec.mac);
     }
-    send(kind::NEIGH_UPDATE, rec);
+    send(EventKind::NeighUpdate, rec);
     0
 }

@@ -8,7 +8,7 @@ use aya_ebpf::{
     macros::{fentry, kprobe, tracepoint},
     programs::{FEntryContext, ProbeContext, TracePointContext},
 };
-use netns_trace_common::{MountSyscall, NetnsObject, NsfsMount, hook, kind, mount_op};
+use netns_trace_common::{EventKind, Hook, MountOp, MountSyscall, NetnsObject, NsfsMount};
 
 use aya_log_ebpf::error;
 
@@ -25,12 +25,12 @@ const AT_FDCWD: i32 = -100;
 
 /// Saves a syscall's arguments until it returns.
 #[inline(always)]
-fn save_args(op: u32, source: u64, target: u64, flags: u64, from_dfd: i32, to_dfd: i32) {
+fn save_args(op: MountOp, source: u64, target: u64, flags: u64, from_dfd: i32, to_dfd: i32) {
     let Some(scratch) = MOUNT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
     let rec = unsafe { &mut *scratch };
-    rec.op = op;
+    rec.op = op as u32;
     rec.flags = flags;
     rec.from_dfd = from_dfd;
     rec.to_dfd = to_dfd;
@@ -55,7 +55,7 @@ fn finish(ret: i64) {
     };
     let Some(mut entry) = EVENTS.reserve::<MountSyscall>(0) else {
         let _ = PENDING_MOUNTS.remove(&tid);
-        count_lost(kind::MOUNT_SYSCALL);
+        count_lost(EventKind::MountSyscall);
         return;
     };
     let dst = entry.as_mut_ptr();
@@ -72,7 +72,7 @@ fn finish(ret: i64) {
     let task = current_task();
     let rec = unsafe { &mut *dst };
     rec.hdr = header(
-        kind::MOUNT_SYSCALL,
+        EventKind::MountSyscall,
         size_of::<MountSyscall>(),
         net_id(task_net(task)),
     );
@@ -97,7 +97,7 @@ fn ret(ctx: &TracePointContext) -> i64 {
 #[tracepoint]
 pub fn mount_enter(ctx: TracePointContext) -> u32 {
     save_args(
-        mount_op::MOUNT,
+        MountOp::Mount,
         arg(&ctx, 0),
         arg(&ctx, 1),
         arg(&ctx, 3),
@@ -112,7 +112,7 @@ pub fn mount_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn umount_enter(ctx: TracePointContext) -> u32 {
     save_args(
-        mount_op::UMOUNT,
+        MountOp::Umount,
         arg(&ctx, 0),
         0,
         arg(&ctx, 1),
@@ -126,7 +126,7 @@ pub fn umount_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn open_tree_enter(ctx: TracePointContext) -> u32 {
     save_args(
-        mount_op::OPEN_TREE,
+        MountOp::OpenTree,
         arg(&ctx, 1),
         0,
         arg(&ctx, 2),
@@ -141,7 +141,7 @@ pub fn open_tree_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn move_mount_enter(ctx: TracePointContext) -> u32 {
     save_args(
-        mount_op::MOVE_MOUNT,
+        MountOp::MoveMount,
         arg(&ctx, 1),
         arg(&ctx, 3),
         arg(&ctx, 4),
@@ -160,18 +160,18 @@ pub fn mount_exit(ctx: TracePointContext) -> u32 {
 }
 
 #[inline(always)]
-fn emit_nsfs_mount(net: u64, hook: u32) {
+fn emit_nsfs_mount(net: u64, hook: Hook) {
     if net == 0 {
         return;
     }
     let mnt_ns = task_mnt_ns(current_task());
     crate::emit::send(
-        kind::NSFS_MOUNT,
+        EventKind::NsfsMount,
         NsfsMount {
-            hdr: header(kind::NSFS_MOUNT, size_of::<NsfsMount>(), net_id(net)),
+            hdr: header(EventKind::NsfsMount, size_of::<NsfsMount>(), net_id(net)),
             net_ptr: net,
             mnt_ns,
-            hook,
+            hook: hook as u32,
         },
     );
 }
@@ -188,13 +188,13 @@ fn mount_net(mount: u64) -> u64 {
 /// out of line on every version; reached by mount(MS_BIND) (do_loopback).
 #[fentry(function = "graft_tree")]
 pub fn nsfs_mount_graft_fentry(ctx: FEntryContext) -> u32 {
-    emit_nsfs_mount(mount_net(ctx.arg(0)), hook::FENTRY);
+    emit_nsfs_mount(mount_net(ctx.arg(0)), Hook::Fentry);
     0
 }
 
 #[kprobe]
 pub fn nsfs_mount_graft_kprobe(ctx: ProbeContext) -> u32 {
-    emit_nsfs_mount(mount_net(ctx.arg(0).unwrap_or(0)), hook::KPROBE);
+    emit_nsfs_mount(mount_net(ctx.arg(0).unwrap_or(0)), Hook::Kprobe);
     0
 }
 
@@ -205,7 +205,7 @@ pub fn nsfs_mount_move_fentry(ctx: FEntryContext) -> u32 {
     let from_path: u64 = ctx.arg(0);
     emit_nsfs_mount(
         nsfs_dentry_net(read_ptr(from_path, off!(path_dentry))),
-        hook::FENTRY,
+        Hook::Fentry,
     );
     0
 }
@@ -215,23 +215,23 @@ pub fn nsfs_mount_move_kprobe(ctx: ProbeContext) -> u32 {
     let from_path: u64 = ctx.arg(0).unwrap_or(0);
     emit_nsfs_mount(
         nsfs_dentry_net(read_ptr(from_path, off!(path_dentry))),
-        hook::KPROBE,
+        Hook::Kprobe,
     );
     0
 }
 
 #[inline(always)]
-fn on_evict(inode: u64, hook: u32) {
+fn on_evict(inode: u64, hook: Hook) {
     let net = ns_common_net(read_ptr(inode, off!(inode_i_private)));
     if net == 0 {
         return;
     }
     crate::emit::send(
-        kind::NSFS_EVICT,
+        EventKind::NsfsEvict,
         NetnsObject {
-            hdr: header(kind::NSFS_EVICT, size_of::<NetnsObject>(), net_id(net)),
+            hdr: header(EventKind::NsfsEvict, size_of::<NetnsObject>(), net_id(net)),
             net_ptr: net,
-            hook,
+            hook: hook as u32,
             _pad: 0,
         },
     );
@@ -241,12 +241,12 @@ fn on_evict(inode: u64, hook: u32) {
 /// callback, so never inlined. The namespace reference held by the nsfs inode drops here.
 #[fentry(function = "nsfs_evict")]
 pub fn nsfs_evict_fentry(ctx: FEntryContext) -> u32 {
-    on_evict(ctx.arg(0), hook::FENTRY);
+    on_evict(ctx.arg(0), Hook::Fentry);
     0
 }
 
 #[kprobe]
 pub fn nsfs_evict_kprobe(ctx: ProbeContext) -> u32 {
-    on_evict(ctx.arg(0).unwrap_or(0), hook::KPROBE);
+    on_evict(ctx.arg(0).unwrap_or(0), Hook::Kprobe);
     0
 }

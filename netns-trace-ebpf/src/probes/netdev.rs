@@ -4,7 +4,7 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
-use netns_trace_common::{Ipv4Addr, NetDev, NetnsId, addr_op, kind, netdev_op};
+use netns_trace_common::{AddrOp, EventKind, Ipv4Addr, NetDev, NetDevOp, NetnsId};
 
 use crate::{
     emit::{header, send},
@@ -13,10 +13,10 @@ use crate::{
 };
 
 #[inline(always)]
-fn emit_dev(op: u32, dev: u64, netns: NetnsId, other: NetnsId) {
+fn emit_dev(op: NetDevOp, dev: u64, netns: NetnsId, other: NetnsId) {
     let mut rec = NetDev {
-        hdr: header(kind::NETDEV, size_of::<NetDev>(), netns),
-        op,
+        hdr: header(EventKind::NetDev, size_of::<NetDev>(), netns),
+        op: op as u32,
         ifindex: dev_ifindex(dev),
         other,
         ..Default::default()
@@ -25,14 +25,14 @@ fn emit_dev(op: u32, dev: u64, netns: NetnsId, other: NetnsId) {
     dev_mac(dev, &mut mac);
     rec.mac[..6].copy_from_slice(&mac);
     dev_name(dev, &mut rec.name);
-    send(kind::NETDEV, rec);
+    send(EventKind::NetDev, rec);
 }
 
 #[inline(always)]
 fn on_registered(dev: u64, ret: i64) {
     if ret == 0 && dev != 0 {
         emit_dev(
-            netdev_op::REGISTER,
+            NetDevOp::Register,
             dev,
             net_id(dev_net(dev)),
             NetnsId::default(),
@@ -74,7 +74,7 @@ pub fn netdev_register_kretprobe(ctx: RetProbeContext) -> u32 {
 pub fn netdev_unregister_fentry(ctx: FEntryContext) -> u32 {
     let dev: u64 = ctx.arg(0);
     emit_dev(
-        netdev_op::UNREGISTER,
+        NetDevOp::Unregister,
         dev,
         net_id(dev_net(dev)),
         NetnsId::default(),
@@ -86,7 +86,7 @@ pub fn netdev_unregister_fentry(ctx: FEntryContext) -> u32 {
 pub fn netdev_unregister_kprobe(ctx: ProbeContext) -> u32 {
     let dev: u64 = ctx.arg(0).unwrap_or(0);
     emit_dev(
-        netdev_op::UNREGISTER,
+        NetDevOp::Unregister,
         dev,
         net_id(dev_net(dev)),
         NetnsId::default(),
@@ -101,7 +101,7 @@ pub fn netdev_unregister_kprobe(ctx: ProbeContext) -> u32 {
 pub fn netdev_move_fentry(ctx: FEntryContext) -> u32 {
     let dev: u64 = ctx.arg(0);
     let net: u64 = ctx.arg(1);
-    emit_dev(netdev_op::MOVE, dev, net_id(net), net_id(dev_net(dev)));
+    emit_dev(NetDevOp::Move, dev, net_id(net), net_id(dev_net(dev)));
     0
 }
 
@@ -109,27 +109,31 @@ pub fn netdev_move_fentry(ctx: FEntryContext) -> u32 {
 pub fn netdev_move_kprobe(ctx: ProbeContext) -> u32 {
     let dev: u64 = ctx.arg(0).unwrap_or(0);
     let net: u64 = ctx.arg(1).unwrap_or(0);
-    emit_dev(netdev_op::MOVE, dev, net_id(net), net_id(dev_net(dev)));
+    emit_dev(NetDevOp::Move, dev, net_id(net), net_id(dev_net(dev)));
     0
 }
 
 #[inline(always)]
-fn emit_addr(op: u32, ifa: u64) {
+fn emit_addr(op: AddrOp, ifa: u64) {
     if ifa == 0 {
         return;
     }
     let in_dev = read_ptr(ifa, off!(ifa_dev));
     let dev = read_ptr(in_dev, off!(in_device_dev));
     let mut rec = Ipv4Addr {
-        hdr: header(kind::IPV4_ADDR, size_of::<Ipv4Addr>(), net_id(dev_net(dev))),
-        op,
+        hdr: header(
+            EventKind::Ipv4Addr,
+            size_of::<Ipv4Addr>(),
+            net_id(dev_net(dev)),
+        ),
+        op: op as u32,
         ifindex: dev_ifindex(dev),
         prefix_len: read::<u8>(ifa, off!(ifa_prefixlen)),
         ..Default::default()
     };
     read_bytes(ifa, off!(ifa_local), &mut rec.addr);
     read_bytes(ifa, off!(ifa_label), &mut rec.label);
-    send(kind::IPV4_ADDR, rec);
+    send(EventKind::Ipv4Addr, rec);
 }
 
 /// fentry `static int __inet_insert_ifa(struct in_ifaddr *ifa, struct nlmsghdr *nlh,
@@ -137,13 +141,13 @@ fn emit_addr(op: u32, ifa: u64) {
 /// is inlined the chain falls through to "unavailable" and snapshots supply addresses.
 #[fentry(function = "__inet_insert_ifa")]
 pub fn ipv4_add_fentry(ctx: FEntryContext) -> u32 {
-    emit_addr(addr_op::ADD, ctx.arg(0));
+    emit_addr(AddrOp::Add, ctx.arg(0));
     0
 }
 
 #[kprobe]
 pub fn ipv4_add_kprobe(ctx: ProbeContext) -> u32 {
-    emit_addr(addr_op::ADD, ctx.arg(0).unwrap_or(0));
+    emit_addr(AddrOp::Add, ctx.arg(0).unwrap_or(0));
     0
 }
 
@@ -152,13 +156,13 @@ pub fn ipv4_add_kprobe(ctx: ProbeContext) -> u32 {
 #[fentry(function = "__inet_del_ifa")]
 pub fn ipv4_del_fentry(ctx: FEntryContext) -> u32 {
     let ifap: u64 = ctx.arg(1);
-    emit_addr(addr_op::DEL, read_ptr(ifap, 0));
+    emit_addr(AddrOp::Del, read_ptr(ifap, 0));
     0
 }
 
 #[kprobe]
 pub fn ipv4_del_kprobe(ctx: ProbeContext) -> u32 {
     let ifap: u64 = ctx.arg(1).unwrap_or(0);
-    emit_addr(addr_op::DEL, read_ptr(ifap, 0));
+    emit_addr(AddrOp::Del, read_ptr(ifap, 0));
     0
 }

@@ -5,9 +5,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use netns_trace_common::{
-    NetnsCreated, NetnsId, NetnsObject, created_by, hook,
+    CreatedBy, EventKind, Hook, NetnsCreated, NetnsId, NetnsObject,
     kernel::{CLONE_NEWNET, MAX_ERRNO},
-    kind,
 };
 
 use aya_log_ebpf::error;
@@ -20,7 +19,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn emit_created(new_net: u64, parent_net: u64, clone_flags: u64, source: u32) {
+pub fn emit_created(new_net: u64, parent_net: u64, clone_flags: u64, source: CreatedBy) {
     let id = net_id(new_net);
     // A live struct net always has an inode number: 0 means the BTF-resolved offset (or the
     // pointer) is wrong on this kernel, and every identity from it will be too.
@@ -35,13 +34,13 @@ pub fn emit_created(new_net: u64, parent_net: u64, clone_flags: u64, source: u32
     }
     track_net(new_net, &id);
     send(
-        kind::NETNS_CREATED,
+        EventKind::NetnsCreated,
         NetnsCreated {
-            hdr: header(kind::NETNS_CREATED, size_of::<NetnsCreated>(), id),
+            hdr: header(EventKind::NetnsCreated, size_of::<NetnsCreated>(), id),
             net_ptr: new_net,
             parent: net_id(parent_net),
             clone_flags,
-            source,
+            source: source as u32,
             _pad: 0,
         },
     );
@@ -54,7 +53,7 @@ fn on_copy_net_ns_return(flags: u64, old_net: u64, ret: u64) {
     if flags & CLONE_NEWNET == 0 || ret == 0 || ret >= (0u64).wrapping_sub(MAX_ERRNO) {
         return;
     }
-    emit_created(ret, old_net, flags, created_by::COPY_NET_NS);
+    emit_created(ret, old_net, flags, CreatedBy::CopyNetNs);
 }
 
 /// fexit `struct net *copy_net_ns(unsigned long flags, struct user_namespace *user_ns,
@@ -101,20 +100,20 @@ pub fn netns_created_task_newtask(ctx: BtfTracePointContext) -> u32 {
             task_net(task),
             task_net(current_task()),
             flags,
-            created_by::CLONE,
+            CreatedBy::Clone,
         );
     }
     0
 }
 
 #[inline(always)]
-fn emit_object(kind: u16, net: u64, id: NetnsId, hook: u32) {
+fn emit_object(kind: EventKind, net: u64, id: NetnsId, hook: Hook) {
     send(
         kind,
         NetnsObject {
             hdr: header(kind, size_of::<NetnsObject>(), id),
             net_ptr: net,
-            hook,
+            hook: hook as u32,
             _pad: 0,
         },
     );
@@ -126,7 +125,7 @@ fn emit_object(kind: u16, net: u64, id: NetnsId, hook: u32) {
 #[fentry(function = "netns_bpf_pernet_pre_exit")]
 pub fn netns_teardown_fentry(ctx: FEntryContext) -> u32 {
     let net: u64 = ctx.arg(0);
-    emit_object(kind::NETNS_TEARDOWN, net, net_id(net), hook::FENTRY);
+    emit_object(EventKind::NetnsTeardown, net, net_id(net), Hook::Fentry);
     0
 }
 
@@ -135,7 +134,7 @@ pub fn netns_teardown_fentry(ctx: FEntryContext) -> u32 {
 #[kprobe]
 pub fn netns_teardown_kprobe(ctx: ProbeContext) -> u32 {
     let net: u64 = ctx.arg(0).unwrap_or(0);
-    emit_object(kind::NETNS_TEARDOWN, net, net_id(net), hook::KPROBE);
+    emit_object(EventKind::NetnsTeardown, net, net_id(net), Hook::Kprobe);
     0
 }
 
@@ -149,7 +148,12 @@ pub fn netns_cleanup_run(ctx: BtfTracePointContext) -> u32 {
     let func: u64 = crate::kernel::read(work, 24);
     let cleanup = cleanup_net_addr();
     if cleanup != 0 && func == cleanup {
-        emit_object(kind::CLEANUP_RUN, 0, NetnsId::default(), hook::TRACEPOINT);
+        emit_object(
+            EventKind::CleanupRun,
+            0,
+            NetnsId::default(),
+            Hook::Tracepoint,
+        );
     }
     0
 }
@@ -178,6 +182,6 @@ pub fn netns_freed_kmem(ctx: BtfTracePointContext) -> u32 {
         unsafe { *learned = call_site };
     }
     let _ = TRACKED_NETS.remove(&ptr);
-    emit_object(kind::NETNS_FREED, ptr, id, hook::TRACEPOINT);
+    emit_object(EventKind::NetnsFreed, ptr, id, Hook::Tracepoint);
     0
 }

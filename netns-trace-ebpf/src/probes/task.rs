@@ -8,9 +8,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use netns_trace_common::{
-    NetnsId, TaskNetns, created_by,
+    CreatedBy, EventKind, NetnsId, TaskNetns, TaskOp,
     kernel::{CLONE_NEWNET, CLONE_NEWNS},
-    kind, task_flags, task_op,
+    task_flags,
 };
 
 use aya_log_ebpf::info;
@@ -33,7 +33,7 @@ fn is_thread(task: u64) -> bool {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn emit_task(
-    op: u32,
+    op: TaskOp,
     netns: NetnsId,
     prev: NetnsId,
     flags: u32,
@@ -43,14 +43,14 @@ fn emit_task(
     pid: u32,
     tgid: u32,
 ) {
-    let mut hdr = header(kind::TASK_NETNS, size_of::<TaskNetns>(), netns);
+    let mut hdr = header(EventKind::Task, size_of::<TaskNetns>(), netns);
     hdr.pid = pid;
     hdr.tgid = tgid;
     send(
-        kind::TASK_NETNS,
+        EventKind::Task,
         TaskNetns {
             hdr,
-            op,
+            op: op as u32,
             flags,
             prev,
             cgroup_id: unsafe { bpf_get_current_cgroup_id() },
@@ -98,7 +98,7 @@ pub fn task_fork(ctx: BtfTracePointContext) -> u32 {
         0
     };
     emit_task(
-        task_op::FORK,
+        TaskOp::Fork,
         child_id,
         prev,
         flags,
@@ -134,7 +134,7 @@ pub fn task_exit(ctx: BtfTracePointContext) -> u32 {
     };
     let mnt = task_mnt_ns(task);
     emit_task(
-        task_op::EXIT,
+        TaskOp::Exit,
         id,
         id,
         flags,
@@ -167,7 +167,7 @@ fn save_before() {
 /// Compares the caller's namespaces with those saved at entry. Returns nothing: emits a
 /// creation (unshare only) and a membership change when something changed.
 #[inline(always)]
-fn compare_after(op: u32, ret: i64) {
+fn compare_after(op: TaskOp, ret: i64) {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
     let Some(before) = (unsafe { NS_BEFORE.get(&tid) }).copied() else {
@@ -185,8 +185,8 @@ fn compare_after(op: u32, ret: i64) {
     }
     let id = net_id(net);
     if net != before.net_ptr {
-        if op == task_op::UNSHARE {
-            emit_created(net, before.net_ptr, CLONE_NEWNET, created_by::UNSHARE);
+        if op == TaskOp::Unshare {
+            emit_created(net, before.net_ptr, CLONE_NEWNET, CreatedBy::Unshare);
         } else {
             track_net(net, &id);
         }
@@ -224,7 +224,7 @@ pub fn task_unshare_enter(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn task_unshare_exit(ctx: TracePointContext) -> u32 {
     compare_after(
-        task_op::UNSHARE,
+        TaskOp::Unshare,
         unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1),
     );
     0
@@ -241,7 +241,7 @@ pub fn task_setns_enter(_ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn task_setns_exit(ctx: TracePointContext) -> u32 {
     compare_after(
-        task_op::SETNS,
+        TaskOp::Setns,
         unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1),
     );
     0

@@ -1,5 +1,6 @@
 //! Attribution through the collector and the report: events in, `owner` out.
 use crate::collector::{Collector, CollectorConfig, FindingDetail, NsState};
+use crate::model::{CgroupPath, MemberCgroup, NetnsCreated, PinChange, TaskNetns};
 use crate::model::{
     Comm, Event, EventBody, NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase, TaskOp,
 };
@@ -47,7 +48,7 @@ fn task(ts: u64, pid: u32, op: TaskOp, netns: NsId, prev: NsId, cgroup_id: u64) 
         pid,
         tgid: pid,
         comm: Comm::from_str_lossy("pause"),
-        body: EventBody::Task {
+        body: EventBody::Task(TaskNetns {
             op,
             netns,
             prev,
@@ -57,14 +58,14 @@ fn task(ts: u64, pid: u32, op: TaskOp, netns: NsId, prev: NsId, cgroup_id: u64) 
             ppid: 1,
             mnt_ns: HOST_MNT,
             prev_mnt_ns: HOST_MNT,
-        },
+        }),
     }
 }
 
 fn pin_added(ts: u64) -> Event {
     Event::observed(
         ts,
-        EventBody::PinAdded {
+        EventBody::PinAdded(PinChange {
             netns: POD,
             pin: Pin::BindMount {
                 path: PIN.into(),
@@ -72,7 +73,7 @@ fn pin_added(ts: u64) -> Event {
                 holder_pid: 1,
                 holder_comm: Comm::from_str_lossy("systemd"),
             },
-        },
+        }),
     )
 }
 
@@ -83,13 +84,13 @@ fn created(ts: u64) -> Event {
         pid: 300,
         tgid: 300,
         comm: Comm::from_str_lossy("containerd"),
-        body: EventBody::NetnsCreated {
+        body: EventBody::NetnsCreated(NetnsCreated {
             netns: POD,
             parent: INIT,
             net_ptr: 0xffff_8880_0000_1000,
             source: crate::model::CreatedBy::Clone,
             clone_flags: 0x4000_0000,
-        },
+        }),
     }
 }
 
@@ -111,10 +112,10 @@ fn a_leaked_sandbox_keeps_the_owner_its_pause_process_had() {
     c.handle(&created(2 * S));
     c.handle(&task(2 * S, 400, TaskOp::Setns, POD, INIT, 9001));
     c.handle(&Event {
-        body: EventBody::MemberCgroup {
+        body: EventBody::MemberCgroup(MemberCgroup {
             netns: POD,
             path: kubelet_cgroup(),
-        },
+        }),
         ..task(2 * S, 400, TaskOp::Setns, POD, INIT, 9001)
     });
     c.handle(&pin_added(2 * S + 1));
@@ -263,10 +264,10 @@ fn cgroup_ids_resolve_late_and_the_first_pod_member_wins() {
     c.handle(&task(2 * S, 300, TaskOp::Setns, POD, INIT, 11));
     c.handle(&Event::observed(
         2 * S,
-        EventBody::CgroupPath {
+        EventBody::CgroupPath(CgroupPath {
             cgroup_id: 11,
             path: "/system.slice/containerd.service".into(),
-        },
+        }),
     ));
     let owner = |c: &Collector| {
         c.namespaces()
@@ -281,18 +282,18 @@ fn cgroup_ids_resolve_late_and_the_first_pod_member_wins() {
     );
     c.handle(&Event::observed(
         2 * S,
-        EventBody::CgroupPath {
+        EventBody::CgroupPath(CgroupPath {
             cgroup_id: 12,
             path: kubelet_cgroup(),
-        },
+        }),
     ));
     c.handle(&task(3 * S, 400, TaskOp::Setns, POD, INIT, 12));
     assert_eq!(owner(&c).container_id.as_deref(), Some(CID));
     c.handle(&Event {
-        body: EventBody::MemberCgroup {
+        body: EventBody::MemberCgroup(MemberCgroup {
             netns: POD,
             path: kubelet_cgroup().replace(CID, &"e".repeat(64)),
-        },
+        }),
         ..task(4 * S, 500, TaskOp::Setns, POD, INIT, 0)
     });
     assert_eq!(
@@ -310,10 +311,10 @@ fn attribution_events_round_trip_through_a_trace() {
         snapshot(SnapshotPhase::Start, vec![]),
         task(2 * S, 400, TaskOp::Setns, POD, INIT, 9001),
         Event {
-            body: EventBody::MemberCgroup {
+            body: EventBody::MemberCgroup(MemberCgroup {
                 netns: POD,
                 path: kubelet_cgroup(),
-            },
+            }),
             ..task(2 * S, 400, TaskOp::Setns, POD, INIT, 9001)
         },
         pin_added(2 * S),
@@ -380,10 +381,10 @@ fn a_member_gone_before_its_cgroup_was_read_is_attributed_through_its_cgroup_id(
     c.handle(&task(2 * S, 400, TaskOp::Unshare, POD, INIT, 2343));
     c.handle(&Event::observed(
         2 * S,
-        EventBody::CgroupPath {
+        EventBody::CgroupPath(CgroupPath {
             cgroup_id: 2343,
             path: kubelet_cgroup(),
-        },
+        }),
     ));
     c.handle(&pin_added(2 * S + 1));
     c.handle(&task(2 * S + 11_000_000, 400, TaskOp::Exit, POD, POD, 2343));
@@ -411,7 +412,7 @@ fn a_member_moved_into_its_container_after_joining_ends_up_the_owner() {
     c.handle(&created(2 * S));
     c.handle(&task(2 * S, 400, TaskOp::Setns, POD, INIT, 0));
     let read = |ts: u64, path: String| Event {
-        body: EventBody::MemberCgroup { netns: POD, path },
+        body: EventBody::MemberCgroup(MemberCgroup { netns: POD, path }),
         ..task(ts, 400, TaskOp::Setns, POD, INIT, 0)
     };
     c.handle(&read(2 * S, "/system.slice/containerd.service".into()));

@@ -177,7 +177,7 @@ fn lost_totals(collector: &Collector) -> std::collections::BTreeMap<&'static str
     collector
         .lost_events()
         .iter()
-        .map(|(&k, &n)| (netns_trace_common::kind::name(k), n))
+        .map(|(&k, &n)| (netns_trace_common::EventKind::name_of(k), n))
         .collect()
 }
 

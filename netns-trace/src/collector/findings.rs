@@ -2,7 +2,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use netns_trace_common::kind;
+use netns_trace_common::EventKind;
 use serde::{Deserialize, Serialize};
 
 use super::namespace::{FailedUmount, InterfaceRecord, LastMember, NsState, PinKind, PinRecord};
@@ -136,26 +136,26 @@ impl FindingDetail {
     pub(crate) fn sensitive_kinds(&self) -> &'static [u16] {
         match self {
             FindingDetail::LeakedNetns { .. } => &[
-                kind::NETNS_CREATED,
-                kind::TASK_NETNS,
-                kind::NETNS_TEARDOWN,
-                kind::NETNS_FREED,
-                kind::MOUNT_SYSCALL,
-                kind::NSFS_MOUNT,
-                kind::NSFS_EVICT,
+                EventKind::NetnsCreated as u16,
+                EventKind::Task as u16,
+                EventKind::NetnsTeardown as u16,
+                EventKind::NetnsFreed as u16,
+                EventKind::MountSyscall as u16,
+                EventKind::NsfsMount as u16,
+                EventKind::NsfsEvict as u16,
             ],
             FindingDetail::DuplicateIp { .. } => &[
-                kind::NETDEV,
-                kind::IPV4_ADDR,
-                kind::NETNS_TEARDOWN,
-                kind::NETNS_FREED,
+                EventKind::NetDev as u16,
+                EventKind::Ipv4Addr as u16,
+                EventKind::NetnsTeardown as u16,
+                EventKind::NetnsFreed as u16,
             ],
             FindingDetail::StaleArpReply { .. } => &[
-                kind::ARP,
-                kind::NETDEV,
-                kind::IPV4_ADDR,
-                kind::TASK_NETNS,
-                kind::NETNS_TEARDOWN,
+                EventKind::Arp as u16,
+                EventKind::NetDev as u16,
+                EventKind::Ipv4Addr as u16,
+                EventKind::Task as u16,
+                EventKind::NetnsTeardown as u16,
             ],
         }
     }
@@ -261,7 +261,7 @@ impl LossLog {
         let mut out = BTreeMap::new();
         for iv in &self.intervals {
             if iv.affects(detail, window) {
-                *out.entry(kind::name(iv.kind)).or_insert(0) += iv.count;
+                *out.entry(EventKind::name_of(iv.kind)).or_insert(0) += iv.count;
             }
         }
         out
@@ -275,8 +275,8 @@ impl LossLog {
 
 impl LossInterval {
     pub fn affects(&self, detail: &FindingDetail, window: EvidenceWindow) -> bool {
-        let relevant =
-            detail.sensitive_kinds().contains(&self.kind) || kind::name(self.kind) == "unknown";
+        let relevant = detail.sensitive_kinds().contains(&self.kind)
+            || EventKind::name_of(self.kind) == "unknown";
         relevant && self.from_ns <= window.to_ns && self.to_ns >= window.from_ns
     }
 }
@@ -314,16 +314,16 @@ mod tests {
     #[test]
     fn loss_intervals_run_from_the_previous_report() {
         let mut log = LossLog::default();
-        log.record(kind::TASK_NETNS, 3, 100);
-        log.record(kind::TASK_NETNS, 2, 500);
+        log.record(EventKind::Task as u16, 3, 100);
+        log.record(EventKind::Task as u16, 2, 500);
         let w = EvidenceWindow {
             from_ns: 200,
             to_ns: 300,
         };
         // The second report covers (100, 500], which overlaps the window.
-        assert_eq!(log.overlapping(&leaked(), w).get("task_netns"), Some(&2));
+        assert_eq!(log.overlapping(&leaked(), w).get("task"), Some(&2));
         // ARP losses do not matter to a leak verdict.
-        log.record(kind::ARP, 9, 250);
+        log.record(EventKind::Arp as u16, 9, 250);
         assert_eq!(log.overlapping(&leaked(), w).len(), 1);
         assert_eq!(log.total(), 14);
     }
@@ -332,7 +332,7 @@ mod tests {
     fn coalescing_keeps_coverage() {
         let mut log = LossLog::default();
         for i in 0..(MAX_LOSS_INTERVALS as u64 + 10) {
-            log.record(kind::TASK_NETNS, 1, 1000 + i * 10);
+            log.record(EventKind::Task as u16, 1, 1000 + i * 10);
         }
         assert!(log.intervals.len() <= MAX_LOSS_INTERVALS);
         let w = EvidenceWindow {

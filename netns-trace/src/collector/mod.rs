@@ -19,6 +19,11 @@ pub mod synthetic;
 #[cfg(test)]
 mod tests;
 
+use crate::model::{
+    ArpPacket, CgroupPath, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup,
+    MountSyscall, NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsEvict, NsfsMount, PinChange,
+    TaskNetns,
+};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::Ipv4Addr;
@@ -238,7 +243,7 @@ impl Collector {
         &self.findings
     }
 
-    /// Records dropped by the kernel side, per record kind (netns-trace-common `kind::*`).
+    /// Records dropped by the kernel side, per record kind (`EventKind` id).
     pub fn lost_events(&self) -> &BTreeMap<u16, u64> {
         &self.losses.totals
     }
@@ -278,30 +283,32 @@ impl Collector {
         self.stats.last_ts_ns = Some(self.stats.last_ts_ns.map_or(ts, |t| t.max(ts)));
         self.advance(ts);
         match &ev.body {
-            EventBody::NetnsCreated {
+            EventBody::NetnsCreated(NetnsCreated {
                 netns,
                 parent,
                 net_ptr,
                 source,
                 ..
-            } => self.on_created(ev, *netns, *parent, *net_ptr, *source),
-            EventBody::Task {
+            }) => self.on_created(ev, *netns, *parent, *net_ptr, *source),
+            EventBody::Task(TaskNetns {
                 op,
                 netns,
                 prev,
                 cgroup_id,
                 ppid,
                 ..
-            } => self.on_task(ev, *op, *netns, *prev, *cgroup_id, *ppid),
-            EventBody::NetnsTeardown { netns, net_ptr, .. } => {
+            }) => self.on_task(ev, *op, *netns, *prev, *cgroup_id, *ppid),
+            EventBody::NetnsTeardown(NetnsObject { netns, net_ptr, .. }) => {
                 self.on_end(ts, *netns, *net_ptr, false)
             }
-            EventBody::NetnsFreed { netns, net_ptr, .. } => self.on_end(ts, *netns, *net_ptr, true),
-            EventBody::CleanupRun => {
+            EventBody::NetnsFreed(NetnsObject { netns, net_ptr, .. }) => {
+                self.on_end(ts, *netns, *net_ptr, true)
+            }
+            EventBody::CleanupRun(CleanupRun {}) => {
                 self.stats.cleanup_runs += 1;
                 self.stats.last_cleanup_run_ns = Some(ts);
             }
-            EventBody::MountSyscall {
+            EventBody::MountSyscall(MountSyscall {
                 op,
                 mnt_ns,
                 ret,
@@ -309,31 +316,35 @@ impl Collector {
                 source,
                 target,
                 ..
-            } => self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, op.acted_on(source, target)),
-            EventBody::NsfsMount {
+            }) => {
+                self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, op.acted_on(source, target))
+            }
+            EventBody::NsfsMount(NsfsMount {
                 netns,
                 mnt_ns,
                 net_ptr,
                 ..
-            } => self.on_nsfs_mount(ev, *netns, *mnt_ns, *net_ptr),
-            EventBody::NsfsEvict { netns, net_ptr } => self.on_nsfs_evict(ts, *netns, *net_ptr),
-            EventBody::NetDev {
+            }) => self.on_nsfs_mount(ev, *netns, *mnt_ns, *net_ptr),
+            EventBody::NsfsEvict(NsfsEvict { netns, net_ptr }) => {
+                self.on_nsfs_evict(ts, *netns, *net_ptr)
+            }
+            EventBody::NetDev(NetDev {
                 op,
                 netns,
                 ifindex,
                 other,
                 mac,
                 name,
-            } => self.on_netdev(ts, *op, *netns, *ifindex, *other, *mac, name),
-            EventBody::Ipv4Addr {
+            }) => self.on_netdev(ts, *op, *netns, *ifindex, *other, *mac, name),
+            EventBody::Ipv4Addr(Ipv4AddrChange {
                 op,
                 netns,
                 ifindex,
                 addr,
                 prefix_len,
                 label,
-            } => self.on_ipv4(ts, *op, *netns, *ifindex, *addr, *prefix_len, label),
-            EventBody::Arp {
+            }) => self.on_ipv4(ts, *op, *netns, *ifindex, *addr, *prefix_len, label),
+            EventBody::Arp(ArpPacket {
                 netns,
                 dir,
                 op,
@@ -342,7 +353,7 @@ impl Collector {
                 sender_mac,
                 target_ip,
                 ..
-            } => {
+            }) => {
                 let reply = ArpReplySeen {
                     at_ns: ts,
                     dir: *dir,
@@ -353,15 +364,19 @@ impl Collector {
                 };
                 self.on_arp(*netns, *op, reply)
             }
-            EventBody::NeighUpdate { .. } => {}
-            EventBody::Lost { kind, count } => self.on_lost(ts, *kind, *count),
-            EventBody::PinAdded { netns, pin } => self.on_pin_added(ts, *netns, pin),
-            EventBody::PinRemoved { netns, pin } => self.on_pin_removed(ts, *netns, pin),
-            EventBody::Interfaces { netns, interfaces } => {
+            EventBody::NeighUpdate(NeighUpdate { .. }) => {}
+            EventBody::Lost(Lost { kind, count }) => self.on_lost(ts, *kind, *count),
+            EventBody::PinAdded(PinChange { netns, pin }) => self.on_pin_added(ts, *netns, pin),
+            EventBody::PinRemoved(PinChange { netns, pin }) => self.on_pin_removed(ts, *netns, pin),
+            EventBody::Interfaces(InterfacesRead { netns, interfaces }) => {
                 self.on_interfaces(ts, *netns, interfaces)
             }
-            EventBody::CgroupPath { cgroup_id, path } => self.on_cgroup_path(ts, *cgroup_id, path),
-            EventBody::MemberCgroup { netns, path } => self.on_member_cgroup(ev, *netns, path),
+            EventBody::CgroupPath(CgroupPath { cgroup_id, path }) => {
+                self.on_cgroup_path(ts, *cgroup_id, path)
+            }
+            EventBody::MemberCgroup(MemberCgroup { netns, path }) => {
+                self.on_member_cgroup(ev, *netns, path)
+            }
             EventBody::CniResult(entry) => self.on_cni_result(entry),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
         }
@@ -2303,7 +2318,7 @@ impl Collector {
         }
         let iv = self.losses.record(kind, count, ts);
         let reason = loss_reason(&BTreeMap::from([(
-            netns_trace_common::kind::name(kind),
+            netns_trace_common::EventKind::name_of(kind),
             count,
         )]));
         for f in self.findings.iter_mut() {
@@ -2314,7 +2329,7 @@ impl Collector {
         self.notify(ts, None, NoticeKind::EventsLost, |_| {
             format!(
                 "{count} {} records lost (ring buffer full)",
-                netns_trace_common::kind::name(kind)
+                netns_trace_common::EventKind::name_of(kind)
             )
         });
     }

@@ -6,6 +6,10 @@
 //!
 //! Lifetimes overlap (`concurrency` alive at once) and events are merged in timestamp order,
 //! streaming, so memory stays proportional to concurrency. Used by tests and benches.
+use crate::model::{
+    ArpPacket, CgroupPath, Ipv4AddrChange, MountSyscall, NetDev, NetnsCreated, NetnsObject,
+    PinChange, TaskNetns,
+};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::Ipv4Addr;
@@ -167,29 +171,31 @@ impl SyntheticStream {
         let creator = self.pid();
         let pinns = Comm::from_str_lossy("pinns");
         let path = format!("/run/netns/pod-{i}");
-        let task = |op, netns, prev| EventBody::Task {
-            op,
-            netns,
-            prev,
-            thread: false,
-            group_dead: true,
-            cgroup_id: 0,
-            ppid: 1,
-            mnt_ns: SYNTH_HOST_MNT,
-            prev_mnt_ns: SYNTH_HOST_MNT,
+        let task = |op, netns, prev| {
+            EventBody::Task(TaskNetns {
+                op,
+                netns,
+                prev,
+                thread: false,
+                group_dead: true,
+                cgroup_id: 0,
+                ppid: 1,
+                mnt_ns: SYNTH_HOST_MNT,
+                prev_mnt_ns: SYNTH_HOST_MNT,
+            })
         };
         out.push(ev(
             t0,
             creator,
             creator,
             pinns,
-            EventBody::NetnsCreated {
+            EventBody::NetnsCreated(NetnsCreated {
                 netns: id,
                 parent: SYNTH_INIT,
                 net_ptr: 0xffff_8880_0000_0000 + ((i as u64) << 12),
                 source: CreatedBy::Unshare,
                 clone_flags: 0x4000_0000,
-            },
+            }),
         ));
         out.push(ev(
             t0 + 1_000,
@@ -203,7 +209,7 @@ impl SyntheticStream {
             creator,
             creator,
             pinns,
-            EventBody::MountSyscall {
+            EventBody::MountSyscall(MountSyscall {
                 op: MountOp::Mount,
                 netns: id,
                 mnt_ns: SYNTH_HOST_MNT,
@@ -213,7 +219,7 @@ impl SyntheticStream {
                 to_dfd: -100,
                 source: "/proc/self/ns/net".into(),
                 target: path.clone(),
-            },
+            }),
         ));
         let bind = Pin::BindMount {
             path: path.clone(),
@@ -223,10 +229,10 @@ impl SyntheticStream {
         };
         out.push(Event::observed(
             t0 + 3_000,
-            EventBody::PinAdded {
+            EventBody::PinAdded(PinChange {
                 netns: id,
                 pin: bind.clone(),
-            },
+            }),
         ));
         out.push(ev(
             t0 + 4_000,
@@ -238,13 +244,15 @@ impl SyntheticStream {
 
         let mac = synthetic_mac(i);
         let ip = synthetic_ip(i);
-        let dev = |op, ifindex, mac, name: &str| EventBody::NetDev {
-            op,
-            netns: id,
-            ifindex,
-            other: NsId::default(),
-            mac,
-            name: name.into(),
+        let dev = |op, ifindex, mac, name: &str| {
+            EventBody::NetDev(NetDev {
+                op,
+                netns: id,
+                ifindex,
+                other: NsId::default(),
+                mac,
+                name: name.into(),
+            })
         };
         out.push(ev(
             t0 + 10_000,
@@ -265,28 +273,28 @@ impl SyntheticStream {
             1,
             1,
             Comm::from_str_lossy("cni"),
-            EventBody::Ipv4Addr {
+            EventBody::Ipv4Addr(Ipv4AddrChange {
                 op: AddrOp::Add,
                 netns: id,
                 ifindex: 2,
                 addr: ip,
                 prefix_len: 24,
                 label: "eth0".into(),
-            },
+            }),
         ));
 
         let cgroup_id = 50_000 + i as u64;
         out.push(Event::observed(
             t0 + 15_000,
-            EventBody::CgroupPath {
+            EventBody::CgroupPath(CgroupPath {
                 cgroup_id,
                 path: format!("/kubepods/pod{i}"),
-            },
+            }),
         ));
         let pause = self.pid();
         let pause_comm = Comm::from_str_lossy("pause");
         let with_cg = |b: EventBody| match b {
-            EventBody::Task {
+            EventBody::Task(TaskNetns {
                 op,
                 netns,
                 prev,
@@ -296,7 +304,7 @@ impl SyntheticStream {
                 mnt_ns,
                 prev_mnt_ns,
                 ..
-            } => EventBody::Task {
+            }) => EventBody::Task(TaskNetns {
                 op,
                 netns,
                 prev,
@@ -306,7 +314,7 @@ impl SyntheticStream {
                 ppid,
                 mnt_ns,
                 prev_mnt_ns,
-            },
+            }),
             other => other,
         };
         out.push(ev(
@@ -329,9 +337,9 @@ impl SyntheticStream {
             for th in 1..threads {
                 let tid = self.pid();
                 let mut b = with_cg(task(TaskOp::Fork, id, id));
-                if let EventBody::Task {
+                if let EventBody::Task(TaskNetns {
                     thread, group_dead, ..
-                } = &mut b
+                }) = &mut b
                 {
                     *thread = true;
                     *group_dead = false;
@@ -351,7 +359,7 @@ impl SyntheticStream {
             };
             out.push(Event::observed(
                 t,
-                EventBody::Arp {
+                EventBody::Arp(ArpPacket {
                     netns: id,
                     dir,
                     op,
@@ -361,7 +369,7 @@ impl SyntheticStream {
                     target_ip,
                     target_mac: Mac::default(),
                     hook: Hook::Tracepoint,
-                },
+                }),
             ));
         }
 
@@ -369,9 +377,9 @@ impl SyntheticStream {
         // Workload first, pause last (as the kubelet kills a pod).
         for (k, (tid, tgid, comm)) in members.iter().rev().enumerate() {
             let mut b = task(TaskOp::Exit, id, id);
-            if let EventBody::Task {
+            if let EventBody::Task(TaskNetns {
                 thread, group_dead, ..
-            } = &mut b
+            }) = &mut b
             {
                 *thread = tid != tgid;
                 *group_dead = tid == tgid;
@@ -387,7 +395,7 @@ impl SyntheticStream {
                 900,
                 kubelet,
                 // As the probe records umount2: its one path in `source`.
-                EventBody::MountSyscall {
+                EventBody::MountSyscall(MountSyscall {
                     op: MountOp::Umount,
                     netns: SYNTH_INIT,
                     mnt_ns: SYNTH_HOST_MNT,
@@ -397,31 +405,31 @@ impl SyntheticStream {
                     to_dfd: -100,
                     source: path.clone(),
                     target: String::new(),
-                },
+                }),
             ));
             out.push(Event::observed(
                 t + 1_000,
-                EventBody::PinRemoved {
+                EventBody::PinRemoved(PinChange {
                     netns: id,
                     pin: bind,
-                },
+                }),
             ));
             let ptr = 0xffff_8880_0000_0000 + ((i as u64) << 12);
             out.push(Event::observed(
                 t + 2_000_000,
-                EventBody::NetnsTeardown {
+                EventBody::NetnsTeardown(NetnsObject {
                     netns: id,
                     net_ptr: ptr,
                     hook: Hook::Fentry,
-                },
+                }),
             ));
             out.push(Event::observed(
                 t + 2_100_000,
-                EventBody::NetnsFreed {
+                EventBody::NetnsFreed(NetnsObject {
                     netns: id,
                     net_ptr: ptr,
                     hook: Hook::Fentry,
-                },
+                }),
             ));
         }
         out.sort_by_key(|e| e.ts_ns);

@@ -1,7 +1,11 @@
 //! Collector behaviour on hand-built event sequences.
+use crate::model::{
+    ArpPacket, CgroupPath, Ipv4AddrChange, Lost, MountSyscall, NetDev, NetnsCreated, NetnsObject,
+    NsfsEvict, NsfsMount, PinChange, TaskNetns,
+};
 use std::net::Ipv4Addr;
 
-use netns_trace_common::kind;
+use netns_trace_common::EventKind;
 
 use super::synthetic::{self, SyntheticConfig};
 use super::*;
@@ -27,7 +31,7 @@ fn ev(ts: u64, pid: u32, tgid: u32, c: &str, body: EventBody) -> Event {
 }
 
 fn task_body(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
-    EventBody::Task {
+    EventBody::Task(TaskNetns {
         op,
         netns,
         prev,
@@ -37,7 +41,7 @@ fn task_body(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
         ppid: 1,
         mnt_ns: HOST_MNT,
         prev_mnt_ns: HOST_MNT,
-    }
+    })
 }
 
 /// A collector with notices on and a Start snapshot naming the init namespace.
@@ -68,13 +72,13 @@ fn created(ts: u64, pid: u32, tgid: u32, c: &str, id: NsId) -> Event {
         pid,
         tgid,
         c,
-        EventBody::NetnsCreated {
+        EventBody::NetnsCreated(NetnsCreated {
             netns: id,
             parent: INIT,
             net_ptr: 0xffff_0000 + id.inum as u64,
             source: CreatedBy::Unshare,
             clone_flags: 0x4000_0000,
-        },
+        }),
     )
 }
 
@@ -84,7 +88,7 @@ fn bind_mount(ts: u64, pid: u32, c: &str, target: &str) -> Event {
         pid,
         pid,
         c,
-        EventBody::MountSyscall {
+        EventBody::MountSyscall(MountSyscall {
             op: MountOp::Mount,
             netns: INIT,
             mnt_ns: HOST_MNT,
@@ -94,7 +98,7 @@ fn bind_mount(ts: u64, pid: u32, c: &str, target: &str) -> Event {
             to_dfd: -100,
             source: "/proc/self/ns/net".into(),
             target: target.into(),
-        },
+        }),
     )
 }
 
@@ -105,7 +109,7 @@ fn umount(ts: u64, pid: u32, c: &str, path: &str, ret: i64) -> Event {
         pid,
         pid,
         c,
-        EventBody::MountSyscall {
+        EventBody::MountSyscall(MountSyscall {
             op: MountOp::Umount,
             netns: INIT,
             mnt_ns: HOST_MNT,
@@ -115,7 +119,7 @@ fn umount(ts: u64, pid: u32, c: &str, path: &str, ret: i64) -> Event {
             to_dfd: -100,
             source: path.into(),
             target: String::new(),
-        },
+        }),
     )
 }
 
@@ -131,32 +135,32 @@ fn bind_pin(path: &str) -> Pin {
 fn pin_added(ts: u64, id: NsId, path: &str) -> Event {
     Event::observed(
         ts,
-        EventBody::PinAdded {
+        EventBody::PinAdded(PinChange {
             netns: id,
             pin: bind_pin(path),
-        },
+        }),
     )
 }
 
 fn teardown(ts: u64, id: NsId) -> Event {
     Event::observed(
         ts,
-        EventBody::NetnsTeardown {
+        EventBody::NetnsTeardown(NetnsObject {
             netns: id,
             net_ptr: 0xffff_0000 + id.inum as u64,
             hook: Hook::Fentry,
-        },
+        }),
     )
 }
 
 fn freed(ts: u64, id: NsId) -> Event {
     Event::observed(
         ts,
-        EventBody::NetnsFreed {
+        EventBody::NetnsFreed(NetnsObject {
             netns: id,
             net_ptr: 0xffff_0000 + id.inum as u64,
             hook: Hook::Fentry,
-        },
+        }),
     )
 }
 
@@ -167,28 +171,28 @@ fn veth(ts: u64, id: NsId, ifindex: u32, mac: Mac, ip: Ipv4Addr) -> [Event; 2] {
             1,
             1,
             "cni",
-            EventBody::NetDev {
+            EventBody::NetDev(NetDev {
                 op: NetDevOp::Register,
                 netns: id,
                 ifindex,
                 other: NsId::default(),
                 mac,
                 name: "eth0".into(),
-            },
+            }),
         ),
         ev(
             ts + 1,
             1,
             1,
             "cni",
-            EventBody::Ipv4Addr {
+            EventBody::Ipv4Addr(Ipv4AddrChange {
                 op: AddrOp::Add,
                 netns: id,
                 ifindex,
                 addr: ip,
                 prefix_len: 24,
                 label: "eth0".into(),
-            },
+            }),
         ),
     ]
 }
@@ -196,7 +200,7 @@ fn veth(ts: u64, id: NsId, ifindex: u32, mac: Mac, ip: Ipv4Addr) -> [Event; 2] {
 fn arp_reply(ts: u64, id: NsId, dir: Direction, ip: Ipv4Addr, mac: Mac) -> Event {
     Event::observed(
         ts,
-        EventBody::Arp {
+        EventBody::Arp(ArpPacket {
             netns: id,
             dir,
             op: 2,
@@ -206,7 +210,7 @@ fn arp_reply(ts: u64, id: NsId, dir: Direction, ip: Ipv4Addr, mac: Mac) -> Event
             target_ip: Ipv4Addr::new(10, 0, 0, 1),
             target_mac: Mac::default(),
             hook: Hook::Tracepoint,
-        },
+        }),
     )
 }
 
@@ -712,14 +716,14 @@ fn a_pin_observed_on_a_destroyed_namespace_goes_to_the_next_life_of_its_inum() {
             teardown(3 * S + 5, a),
             Event::observed(
                 3 * S + 10,
-                EventBody::PinAdded {
+                EventBody::PinAdded(PinChange {
                     netns: a,
                     pin: Pin::Fd {
                         pid: 879,
                         fd: 3,
                         comm: Comm::from_str_lossy("testbed"),
                     },
-                },
+                }),
             ),
             created(3 * S + 7, 300, 300, "pause", b),
         ],
@@ -777,10 +781,10 @@ fn lost_events_make_findings_uncertain() {
     crio_pod(&mut c, 2 * S, id, "/run/netns/lossy", 630);
     c.handle(&Event::observed(
         5 * S,
-        EventBody::Lost {
-            kind: kind::ARP,
+        EventBody::Lost(Lost {
+            kind: EventKind::Arp as u16,
             count: 3,
-        },
+        }),
     ));
     c.handle(&ev(
         10 * S,
@@ -791,17 +795,17 @@ fn lost_events_make_findings_uncertain() {
     ));
     c.handle(&Event::observed(
         12 * S,
-        EventBody::Lost {
-            kind: kind::TASK_NETNS,
+        EventBody::Lost(Lost {
+            kind: EventKind::Task as u16,
             count: 7,
-        },
+        }),
     ));
     c.finish(10 * S + GRACE);
-    assert_eq!(c.lost_events().get(&kind::TASK_NETNS), Some(&7));
+    assert_eq!(c.lost_events().get(&(EventKind::Task as u16)), Some(&7));
     let f = &c.findings()[0];
     assert!(f.uncertain);
     let reason = f.uncertain_reason.as_deref().unwrap();
-    assert!(reason.contains("7 task_netns"), "{reason}");
+    assert!(reason.contains("7 task"), "{reason}");
     assert!(
         !reason.contains("arp"),
         "ARP losses do not bear on a leak: {reason}"
@@ -821,10 +825,10 @@ fn lost_events_make_findings_uncertain() {
     assert!(!c.findings()[0].uncertain);
     c.handle(&Event::observed(
         10 * S + GRACE + 1,
-        EventBody::Lost {
-            kind: kind::NETNS_TEARDOWN,
+        EventBody::Lost(Lost {
+            kind: EventKind::NetnsTeardown as u16,
             count: 1,
-        },
+        }),
     ));
     assert!(
         c.findings()[0]
@@ -887,12 +891,12 @@ fn full_mode_nsfs_graft_is_named_by_the_following_syscall() {
                 300,
                 300,
                 "ip",
-                EventBody::NsfsMount {
+                EventBody::NsfsMount(NsfsMount {
                     netns: id,
                     mnt_ns: HOST_MNT,
                     net_ptr: 0,
                     hook: Hook::Fentry,
-                },
+                }),
             ),
             bind_mount(2 * S + 3, 300, "ip", "/run/netns/full"),
             // The enricher's observation of the same mount merges into it.
@@ -905,10 +909,10 @@ fn full_mode_nsfs_graft_is_named_by_the_following_syscall() {
     assert_eq!(ns.pins[0].by.unwrap().pid, 300);
     c.handle(&Event::observed(
         3 * S,
-        EventBody::NsfsEvict {
+        EventBody::NsfsEvict(NsfsEvict {
             netns: id,
             net_ptr: 0,
-        },
+        }),
     ));
     assert!(
         c.namespaces()
@@ -934,7 +938,7 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
     feed(&mut c, veth(3 * S, a, 2, mac_a, ip));
     c.handle(&Event::observed(
         59 * S,
-        EventBody::PinRemoved {
+        EventBody::PinRemoved(PinChange {
             netns: a,
             pin: Pin::BindMount {
                 path: "/var/run/netns/pod-a".into(),
@@ -942,7 +946,7 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
                 holder_pid: 1,
                 holder_comm: comm("init"),
             },
-        },
+        }),
     ));
     c.handle(&ev(
         60 * S,
@@ -958,14 +962,14 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
     // An fd holder turns up after all: pod A does hold the IP.
     c.handle(&Event::observed(
         63 * S,
-        EventBody::PinAdded {
+        EventBody::PinAdded(PinChange {
             netns: a,
             pin: Pin::Fd {
                 pid: 4242,
                 fd: 7,
                 comm: comm("debugger"),
             },
-        },
+        }),
     ));
     assert_eq!(kinds(&c), ["duplicate_ip"], "{:#?}", c.findings());
 }
@@ -1301,19 +1305,19 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
         10,
         40,
         "pause",
-        EventBody::NetnsCreated {
+        EventBody::NetnsCreated(NetnsCreated {
             netns: pod,
             parent: host,
             net_ptr: 0xffff1,
             source: CreatedBy::Unshare,
             clone_flags: 0x4000_0000,
-        },
+        }),
     ));
     c.handle(&ev(
         10,
         40,
         "pause",
-        EventBody::Task {
+        EventBody::Task(TaskNetns {
             op: TaskOp::Unshare,
             netns: pod,
             prev: host,
@@ -1323,13 +1327,13 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
             ppid: 0,
             mnt_ns: 1,
             prev_mnt_ns: 1,
-        },
+        }),
     ));
     c.handle(&ev(
         20,
         41,
         "cni",
-        EventBody::MountSyscall {
+        EventBody::MountSyscall(MountSyscall {
             op: crate::model::MountOp::Mount,
             netns: host,
             mnt_ns: 1,
@@ -1339,11 +1343,11 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
             to_dfd: -100,
             source: "/proc/40/ns/net".into(),
             target: "/run/netns/cni-x".into(),
-        },
+        }),
     ));
     c.handle(&Event::observed(
         21,
-        EventBody::PinAdded {
+        EventBody::PinAdded(PinChange {
             netns: pod,
             pin: Pin::BindMount {
                 path: "/run/netns/cni-x".into(),
@@ -1351,13 +1355,13 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
                 holder_pid: 1,
                 holder_comm: Comm::from_str_lossy("init"),
             },
-        },
+        }),
     ));
     c.handle(&ev(
         30,
         40,
         "pause",
-        EventBody::Task {
+        EventBody::Task(TaskNetns {
             op: TaskOp::Exit,
             netns: pod,
             prev: pod,
@@ -1367,7 +1371,7 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
             ppid: 0,
             mnt_ns: 1,
             prev_mnt_ns: 1,
-        },
+        }),
     ));
     c.tick(5_000);
     let ns = c.namespaces().find(|n| n.inum == pod.inum).unwrap();
@@ -1383,7 +1387,7 @@ fn a_creator_pinned_by_someone_else_is_a_real_member() {
 fn a_cgroup_path_resolved_after_the_join_attributes_the_waiting_members_only() {
     let mut c = collector();
     let with_cgroup = |op, netns, cgroup_id| match task_body(op, netns, INIT) {
-        EventBody::Task {
+        EventBody::Task(TaskNetns {
             op,
             netns,
             prev,
@@ -1393,7 +1397,7 @@ fn a_cgroup_path_resolved_after_the_join_attributes_the_waiting_members_only() {
             mnt_ns,
             prev_mnt_ns,
             ..
-        } => EventBody::Task {
+        }) => EventBody::Task(TaskNetns {
             op,
             netns,
             prev,
@@ -1403,7 +1407,7 @@ fn a_cgroup_path_resolved_after_the_join_attributes_the_waiting_members_only() {
             ppid,
             mnt_ns,
             prev_mnt_ns,
-        },
+        }),
         _ => unreachable!(),
     };
     // Enough namespaces with never-resolved cgroup ids to make the waiter index rebuild.
@@ -1433,10 +1437,10 @@ fn a_cgroup_path_resolved_after_the_join_attributes_the_waiting_members_only() {
     for i in [0u64, 1, 4_999] {
         c.handle(&Event::observed(
             4 * S,
-            EventBody::CgroupPath {
+            EventBody::CgroupPath(CgroupPath {
                 cgroup_id: 70_000 + i,
                 path: format!("/kubepods/besteffort/pod{uid}/crio-{i:064x}"),
-            },
+            }),
         ));
     }
     let pod_uid = |id: NsId| {
@@ -1579,7 +1583,7 @@ fn a_runtime_threads_own_pin_sets_the_namespace_up_and_the_pause_lives_there() {
             created(2 * S, 701, 700, "containerd", id),
             ev(2 * S + 1, 701, 700, "containerd", {
                 let mut b = task_body(TaskOp::Unshare, id, INIT);
-                if let EventBody::Task { thread, .. } = &mut b {
+                if let EventBody::Task(TaskNetns { thread, .. }) = &mut b {
                     *thread = true;
                 }
                 b
@@ -1589,7 +1593,7 @@ fn a_runtime_threads_own_pin_sets_the_namespace_up_and_the_pause_lives_there() {
                 701,
                 700,
                 "containerd",
-                EventBody::MountSyscall {
+                EventBody::MountSyscall(MountSyscall {
                     op: MountOp::Mount,
                     netns: id,
                     mnt_ns: HOST_MNT,
@@ -1599,12 +1603,12 @@ fn a_runtime_threads_own_pin_sets_the_namespace_up_and_the_pause_lives_there() {
                     to_dfd: -100,
                     source: "/proc/700/task/701/ns/net".into(),
                     target: path.into(),
-                },
+                }),
             ),
             pin_added(2 * S + 3, id, path),
             ev(2 * S + 4, 701, 700, "containerd", {
                 let mut b = task_body(TaskOp::Setns, INIT, id);
-                if let EventBody::Task { thread, .. } = &mut b {
+                if let EventBody::Task(TaskNetns { thread, .. }) = &mut b {
                     *thread = true;
                 }
                 b
@@ -1665,12 +1669,12 @@ fn a_graft_is_not_named_by_an_earlier_mount_call_of_the_same_thread() {
                 300,
                 300,
                 "ip",
-                EventBody::NsfsMount {
+                EventBody::NsfsMount(NsfsMount {
                     netns: id,
                     mnt_ns: HOST_MNT,
                     net_ptr: 0,
                     hook: Hook::Fentry,
-                },
+                }),
             ),
             pin_added(2 * S + 12, NsId::new(0, id.inum), path),
             bind_mount(2 * S + 13, 300, "ip", path),
@@ -1761,7 +1765,7 @@ fn a_umount_on_the_host_leaves_the_copy_in_another_mount_namespace_alone() {
     crio_pod(&mut c, 2 * S, id, path, 650);
     c.handle(&Event::observed(
         3 * S,
-        EventBody::PinAdded {
+        EventBody::PinAdded(PinChange {
             netns: id,
             pin: Pin::BindMount {
                 path: path.into(),
@@ -1769,7 +1773,7 @@ fn a_umount_on_the_host_leaves_the_copy_in_another_mount_namespace_alone() {
                 holder_pid: 660,
                 holder_comm: comm("agent"),
             },
-        },
+        }),
     ));
     feed(
         &mut c,
@@ -1825,12 +1829,12 @@ fn a_graft_whose_mount_the_enricher_saw_first_folds_into_that_pin() {
                 135,
                 135,
                 "ip",
-                EventBody::NsfsMount {
+                EventBody::NsfsMount(NsfsMount {
                     netns: id,
                     mnt_ns: HOST_MNT,
                     net_ptr: 0,
                     hook: Hook::Fentry,
-                },
+                }),
             ),
             bind_mount(2 * S + 8, 135, "ip", path),
             ev(2 * S + 9, 135, 135, "ip", task_body(TaskOp::Exit, id, id)),

@@ -49,17 +49,17 @@ mod tests {
                 pid: 42,
                 tgid: 42,
                 comm: Comm::from_str_lossy("unshare"),
-                body: EventBody::NetnsCreated {
+                body: EventBody::NetnsCreated(NetnsCreated {
                     netns: NsId::new(7, 4026532301),
                     parent: NsId::new(1, 4026531840),
                     net_ptr: 0xffff_8880_0000_1000,
                     source: CreatedBy::Unshare,
                     clone_flags: 0x4000_0000,
-                },
+                }),
             },
             Event::observed(
                 3_000,
-                EventBody::Arp {
+                EventBody::Arp(ArpPacket {
                     netns: NsId::new(7, 4026532301),
                     dir: Direction::Rx,
                     op: 1,
@@ -69,7 +69,7 @@ mod tests {
                     target_ip: Ipv4Addr::new(10, 0, 0, 2),
                     target_mac: Mac::default(),
                     hook: Hook::Tracepoint,
-                },
+                }),
             ),
         ]
     }

@@ -13,6 +13,11 @@
 //! The whole stream is buffered: the trace is built in one pass over time-sorted events and
 //! written afterwards, so track names can reflect what is only known later (a leak finding).
 
+use crate::model::{
+    ArpPacket, CgroupPath, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup,
+    MountSyscall, NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsEvict, NsfsMount, PinChange,
+    TaskNetns,
+};
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Write};
 
@@ -126,7 +131,9 @@ pub fn write_perfetto_with_clock<W: Write>(
     builder.cgroups = events
         .iter()
         .filter_map(|e| match &e.body {
-            EventBody::CgroupPath { cgroup_id, path } => Some((*cgroup_id, path.clone())),
+            EventBody::CgroupPath(CgroupPath { cgroup_id, path }) => {
+                Some((*cgroup_id, path.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -934,13 +941,13 @@ impl Builder {
         self.first_ts = Some(self.first_ts.map_or(ts, |first| first.min(ts)));
         self.last_ts = self.last_ts.max(ts);
         match &event.body {
-            EventBody::NetnsCreated {
+            EventBody::NetnsCreated(NetnsCreated {
                 netns,
                 parent,
                 net_ptr: _,
                 source,
                 clone_flags,
-            } => {
+            }) => {
                 if netns.is_none() {
                     return;
                 }
@@ -980,7 +987,7 @@ impl Builder {
                     vec![u("clone_flags", *clone_flags), s("parent", parent)],
                 );
             }
-            EventBody::Task {
+            EventBody::Task(TaskNetns {
                 op,
                 netns,
                 prev,
@@ -988,10 +995,10 @@ impl Builder {
                 group_dead,
                 cgroup_id,
                 ..
-            } => {
+            }) => {
                 self.task(event, *op, *netns, *prev, *thread, *group_dead, *cgroup_id);
             }
-            EventBody::NetnsTeardown { netns, hook, .. } => {
+            EventBody::NetnsTeardown(NetnsObject { netns, hook, .. }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     self.end_lifetime(ns, ts, "teardown");
                     self.namespaces[ns].teardown_at.get_or_insert(ts);
@@ -1001,7 +1008,7 @@ impl Builder {
                     self.instant(ts, track, "teardown", args);
                 }
             }
-            EventBody::NetnsFreed { netns, hook, .. } => {
+            EventBody::NetnsFreed(NetnsObject { netns, hook, .. }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     self.end_lifetime(ns, ts, "freed");
                     self.namespaces[ns].freed_at.get_or_insert(ts);
@@ -1011,11 +1018,11 @@ impl Builder {
                     self.instant(ts, track, "freed", args);
                 }
             }
-            EventBody::CleanupRun => {
+            EventBody::CleanupRun(CleanupRun {}) => {
                 let track = self.tracer_track();
                 self.instant(ts, track, "cleanup_net run", vec![]);
             }
-            EventBody::MountSyscall {
+            EventBody::MountSyscall(MountSyscall {
                 op,
                 netns,
                 mnt_ns,
@@ -1024,7 +1031,7 @@ impl Builder {
                 source,
                 target,
                 ..
-            } => {
+            }) => {
                 let track = self.mounts_track();
                 let op_name = match op {
                     MountOp::Mount => "mount",
@@ -1049,7 +1056,7 @@ impl Builder {
                 let failed = if *ret < 0 { " (failed)" } else { "" };
                 self.instant(ts, track, format!("{op_name} {label}{failed}"), args);
             }
-            EventBody::NsfsMount { netns, mnt_ns, .. } => {
+            EventBody::NsfsMount(NsfsMount { netns, mnt_ns, .. }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     let args = vec![
                         s("pin", "nsfs_mount"),
@@ -1066,7 +1073,7 @@ impl Builder {
                     );
                 }
             }
-            EventBody::NsfsEvict { netns, .. } => {
+            EventBody::NsfsEvict(NsfsEvict { netns, .. }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     // The last nsfs inode is gone: no bind mount or nsfs fd can pin it any more.
                     let nsfs_pins: Vec<(String, usize)> = self.namespaces[ns]
@@ -1084,14 +1091,14 @@ impl Builder {
                     self.instant(ts, track, "nsfs inode evicted", vec![]);
                 }
             }
-            EventBody::NetDev {
+            EventBody::NetDev(NetDev {
                 op,
                 netns,
                 ifindex,
                 other,
                 mac,
                 name,
-            } => {
+            }) => {
                 let args = vec![s("name", name), u("ifindex", *ifindex), s("mac", mac)];
                 match op {
                     NetDevOp::Register => {
@@ -1117,14 +1124,14 @@ impl Builder {
                     }
                 }
             }
-            EventBody::Ipv4Addr {
+            EventBody::Ipv4Addr(Ipv4AddrChange {
                 op,
                 netns,
                 ifindex,
                 addr,
                 prefix_len,
                 label,
-            } => {
+            }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     let track = self.device_track(ns, *ifindex, label);
                     let verb = match op {
@@ -1139,7 +1146,7 @@ impl Builder {
                     self.instant(ts, track, format!("addr {verb} {addr}/{prefix_len}"), args);
                 }
             }
-            EventBody::Arp {
+            EventBody::Arp(ArpPacket {
                 netns,
                 dir,
                 op,
@@ -1149,7 +1156,7 @@ impl Builder {
                 target_ip,
                 target_mac,
                 ..
-            } => {
+            }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     let track = self.arp_track(ns);
                     let name = format!(
@@ -1173,13 +1180,13 @@ impl Builder {
                     self.instant(ts, track, name, args);
                 }
             }
-            EventBody::NeighUpdate {
+            EventBody::NeighUpdate(NeighUpdate {
                 netns,
                 ifindex,
                 ip,
                 mac,
                 nud_state,
-            } => {
+            }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     let track = self.arp_track(ns);
                     let args = vec![
@@ -1191,7 +1198,7 @@ impl Builder {
                     self.instant(ts, track, format!("neigh {ip} is {mac}"), args);
                 }
             }
-            EventBody::Lost { kind, count } => {
+            EventBody::Lost(Lost { kind, count }) => {
                 let track = self.tracer_track();
                 self.instant(
                     ts,
@@ -1200,25 +1207,25 @@ impl Builder {
                     vec![u("kind", *kind), u("count", *count)],
                 );
             }
-            EventBody::PinAdded { netns, pin } => {
+            EventBody::PinAdded(PinChange { netns, pin }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     let (key, name, args) = describe_pin(pin);
                     self.open_pin(ns, ts, key, name, args);
                 }
             }
-            EventBody::PinRemoved { netns, pin } => {
+            EventBody::PinRemoved(PinChange { netns, pin }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     let (key, name, args) = describe_pin(pin);
                     self.close_pin(ns, ts, key, name, args, "pin removed");
                 }
             }
-            EventBody::Interfaces { netns, interfaces } => {
+            EventBody::Interfaces(InterfacesRead { netns, interfaces }) => {
                 if let Some(ns) = self.resolve(*netns, ts) {
                     self.interfaces(ns, ts, interfaces, "interface read");
                 }
             }
-            EventBody::CgroupPath { .. } => {} // folded into member annotations up front
-            EventBody::MemberCgroup { .. } | EventBody::CniResult(_) => {} // attribution only
+            EventBody::CgroupPath(CgroupPath { .. }) => {} // folded into member annotations up front
+            EventBody::MemberCgroup(MemberCgroup { .. }) | EventBody::CniResult(_) => {} // attribution only
             EventBody::Snapshot(snapshot) => self.snapshot(ts, snapshot),
         }
     }

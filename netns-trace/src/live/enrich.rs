@@ -8,6 +8,10 @@
 //!
 //! All reads go through [`Observer`]; the real one (snapshot module) never holds a namespace
 //! beyond the read itself.
+use crate::model::{
+    ArpPacket, CgroupPath, InterfacesRead, MemberCgroup, MountSyscall, NeighUpdate, NetDev,
+    NetnsCreated, NetnsObject, NsfsMount, PinChange, TaskNetns,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -180,10 +184,10 @@ impl<O: Observer> Enricher<O> {
             if !now_keys.contains(&key(entry)) {
                 out.push(Event::observed(
                     ts,
-                    EventBody::PinRemoved {
+                    EventBody::PinRemoved(PinChange {
                         netns: self.id_of(entry.0),
                         pin: entry.1.clone(),
-                    },
+                    }),
                 ));
             }
         }
@@ -191,10 +195,10 @@ impl<O: Observer> Enricher<O> {
             if !before_keys.contains(&key(entry)) {
                 out.push(Event::observed(
                     ts,
-                    EventBody::PinAdded {
+                    EventBody::PinAdded(PinChange {
                         netns: self.id_of(entry.0),
                         pin: entry.1.clone(),
-                    },
+                    }),
                 ));
             }
         }
@@ -209,10 +213,10 @@ impl<O: Observer> Enricher<O> {
             if !now.contains(entry) {
                 out.push(Event::observed(
                     ts,
-                    EventBody::PinRemoved {
+                    EventBody::PinRemoved(PinChange {
                         netns: self.id_of(entry.0),
                         pin: entry.1.clone(),
-                    },
+                    }),
                 ));
             }
         }
@@ -220,10 +224,10 @@ impl<O: Observer> Enricher<O> {
             if !self.fd_pins.contains(entry) {
                 out.push(Event::observed(
                     ts,
-                    EventBody::PinAdded {
+                    EventBody::PinAdded(PinChange {
                         netns: self.id_of(entry.0),
                         pin: entry.1.clone(),
-                    },
+                    }),
                 ));
             }
         }
@@ -271,10 +275,10 @@ impl<O: Observer> Enricher<O> {
                         self.reported.insert(id, ifaces.clone());
                         out.push(Event::observed(
                             ts,
-                            EventBody::Interfaces {
+                            EventBody::Interfaces(InterfacesRead {
                                 netns: id,
                                 interfaces: ifaces,
-                            },
+                            }),
                         ));
                     }
                     return;
@@ -292,11 +296,11 @@ impl<O: Observer> Enricher<O> {
         let mut out = Vec::new();
         let ts = ev.ts_ns;
         match &ev.body {
-            EventBody::NetnsCreated { netns, .. } => {
+            EventBody::NetnsCreated(NetnsCreated { netns, .. }) => {
                 self.learn(*netns);
                 self.dirty.insert(*netns);
             }
-            EventBody::Task {
+            EventBody::Task(TaskNetns {
                 op,
                 netns,
                 prev,
@@ -305,7 +309,7 @@ impl<O: Observer> Enricher<O> {
                 thread,
                 cgroup_id,
                 ..
-            } => {
+            }) => {
                 self.learn(*netns);
                 let tid = ev.pid;
                 // A process entering a namespace (setns, unshare, clone into a new one). Children
@@ -375,13 +379,13 @@ impl<O: Observer> Enricher<O> {
                     self.rescan_mount_ns(*mnt_ns, ts, &mut out);
                 }
             }
-            EventBody::MountSyscall {
+            EventBody::MountSyscall(MountSyscall {
                 op,
                 mnt_ns,
                 ret,
                 flags,
                 ..
-            } if *ret >= 0 => {
+            }) if *ret >= 0 => {
                 let relevant = match op {
                     MountOp::Mount => flags & (MS_BIND | MS_MOVE) != 0,
                     MountOp::Umount | MountOp::MoveMount => true,
@@ -392,23 +396,25 @@ impl<O: Observer> Enricher<O> {
                 }
             }
             EventBody::Snapshot(_) => self.read_cni(ts, &mut out),
-            EventBody::PinAdded { .. } => self.cni_soon(ts),
-            EventBody::NetDev {
+            EventBody::PinAdded(PinChange { .. }) => self.cni_soon(ts),
+            EventBody::NetDev(NetDev {
                 op: NetDevOp::Register | NetDevOp::Move,
                 netns,
                 ..
-            } if *netns != self.init => self.cni_soon(ts),
-            EventBody::NsfsMount { netns, mnt_ns, .. } => {
+            }) if *netns != self.init => self.cni_soon(ts),
+            EventBody::NsfsMount(NsfsMount { netns, mnt_ns, .. }) => {
                 self.cni_soon(ts);
                 self.learn(*netns);
                 self.rescan_mount_ns(*mnt_ns, ts, &mut out);
             }
-            EventBody::Arp { netns, .. } | EventBody::NeighUpdate { netns, .. }
+            EventBody::Arp(ArpPacket { netns, .. })
+            | EventBody::NeighUpdate(NeighUpdate { netns, .. })
                 if *netns != self.init =>
             {
                 self.dirty.insert(*netns);
             }
-            EventBody::NetnsTeardown { netns, .. } | EventBody::NetnsFreed { netns, .. } => {
+            EventBody::NetnsTeardown(NetnsObject { netns, .. })
+            | EventBody::NetnsFreed(NetnsObject { netns, .. }) => {
                 self.dirty.remove(netns);
                 self.tasks.remove(netns);
                 self.emptied.remove(netns);
@@ -445,7 +451,7 @@ impl<O: Observer> Enricher<O> {
                 pid: ev.pid,
                 tgid: ev.tgid,
                 comm: ev.comm,
-                body: EventBody::MemberCgroup { netns, path },
+                body: EventBody::MemberCgroup(MemberCgroup { netns, path }),
             });
         }
     }
@@ -510,7 +516,7 @@ impl<O: Observer> Enricher<O> {
         {
             out.push(Event::observed(
                 ts,
-                EventBody::CgroupPath { cgroup_id, path },
+                EventBody::CgroupPath(CgroupPath { cgroup_id, path }),
             ));
         }
     }
@@ -541,10 +547,10 @@ impl<O: Observer> Enricher<O> {
                     pid: m.pid,
                     tgid,
                     comm: m.comm,
-                    body: EventBody::MemberCgroup {
+                    body: EventBody::MemberCgroup(MemberCgroup {
                         netns: m.netns,
                         path,
-                    },
+                    }),
                 });
             }
         }
@@ -699,7 +705,7 @@ mod tests {
             pid,
             tgid: pid,
             comm: Comm::from_str_lossy("pause"),
-            body: EventBody::Task {
+            body: EventBody::Task(TaskNetns {
                 op,
                 netns,
                 prev,
@@ -709,14 +715,14 @@ mod tests {
                 ppid: 1,
                 mnt_ns: mnt,
                 prev_mnt_ns: prev_mnt,
-            },
+            }),
         }
     }
 
     fn mount(op: MountOp, mnt_ns: u32, ret: i64, flags: u64) -> Event {
         Event::observed(
             5,
-            EventBody::MountSyscall {
+            EventBody::MountSyscall(MountSyscall {
                 op,
                 netns: NsId::new(1, 1),
                 mnt_ns,
@@ -726,7 +732,7 @@ mod tests {
                 to_dfd: -100,
                 source: "/proc/9/ns/net".into(),
                 target: "/run/netns/cni-1".into(),
-            },
+            }),
         )
     }
 
@@ -739,13 +745,13 @@ mod tests {
         let mut e = Enricher::new(&mut fake);
         e.on_event(&Event::observed(
             1,
-            EventBody::NetnsCreated {
+            EventBody::NetnsCreated(NetnsCreated {
                 netns: pod,
                 parent: NsId::new(1, 1),
                 net_ptr: 1,
                 source: crate::model::CreatedBy::Unshare,
                 clone_flags: 0,
-            },
+            }),
         ));
         e.obs.mounts.insert(
             HOST_MNT,
@@ -754,7 +760,7 @@ mod tests {
         let out = e.on_event(&mount(MountOp::Mount, HOST_MNT, 0, MS_BIND));
         assert_eq!(out.len(), 1);
         assert!(
-            matches!(&out[0].body, EventBody::PinAdded { netns, pin: Pin::BindMount { path, .. } } if *netns == pod && path == "/run/netns/cni-1"),
+            matches!(&out[0].body, EventBody::PinAdded(PinChange { netns, pin: Pin::BindMount { path, .. } }) if *netns == pod && path == "/run/netns/cni-1"),
             "{out:?}"
         );
         // A failed mount changes nothing and is not even looked at.
@@ -765,7 +771,7 @@ mod tests {
         e.obs.mounts.insert(HOST_MNT, vec![]);
         let out = e.on_event(&mount(MountOp::Umount, HOST_MNT, 0, 2));
         assert!(
-            matches!(&out[..], [Event { body: EventBody::PinRemoved { netns, .. }, .. }] if *netns == pod),
+            matches!(&out[..], [Event { body: EventBody::PinRemoved(PinChange { netns, .. }), .. }] if *netns == pod),
             "{out:?}"
         );
     }
@@ -791,7 +797,7 @@ mod tests {
             HOST_MNT,
         ));
         assert!(
-            matches!(&out[..], [Event { body: EventBody::PinAdded { pin: Pin::BindMount { mnt_ns, .. }, .. }, .. }] if *mnt_ns == agent_mnt),
+            matches!(&out[..], [Event { body: EventBody::PinAdded(PinChange { pin: Pin::BindMount { mnt_ns, .. }, .. }), .. }] if *mnt_ns == agent_mnt),
             "{out:?}"
         );
         e.obs.mounts.remove(&agent_mnt);
@@ -805,7 +811,7 @@ mod tests {
         ));
         assert!(
             out.iter()
-                .any(|ev| matches!(&ev.body, EventBody::PinRemoved { netns, .. } if *netns == pod)),
+                .any(|ev| matches!(&ev.body, EventBody::PinRemoved(PinChange { netns, .. }) if *netns == pod)),
             "{out:?}"
         );
     }
@@ -857,19 +863,19 @@ mod tests {
         assert!(
             out.iter().any(|ev| matches!(
                 &ev.body,
-                EventBody::PinAdded {
+                EventBody::PinAdded(PinChange {
                     pin: Pin::Fd {
                         pid: 700,
                         fd: 5,
                         ..
                     },
                     ..
-                }
+                })
             )),
             "{out:?}"
         );
         let ifaces = out.iter().find_map(|ev| match &ev.body {
-            EventBody::Interfaces { netns, interfaces } if *netns == pod => {
+            EventBody::Interfaces(InterfacesRead { netns, interfaces }) if *netns == pod => {
                 Some(interfaces.clone())
             }
             _ => None,
@@ -917,7 +923,7 @@ mod tests {
         // Stop comes before the settle delay has passed.
         let out = e.refresh_all(exit.ts_ns + 1);
         assert_eq!(e.obs.fd_scans, 1);
-        assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinAdded { netns, pin: Pin::Fd { pid: 700, fd: 5, .. } } if *netns == pod)), "{out:?}");
+        assert!(out.iter().any(|ev| matches!(&ev.body, EventBody::PinAdded(PinChange { netns, pin: Pin::Fd { pid: 700, fd: 5, .. } }) if *netns == pod)), "{out:?}");
         assert!(e.emptied.is_empty());
     }
 
@@ -937,11 +943,11 @@ mod tests {
         e.on_event(&task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT));
         e.on_event(&Event::observed(
             11,
-            EventBody::NetnsFreed {
+            EventBody::NetnsFreed(NetnsObject {
                 netns: pod,
                 net_ptr: 1,
                 hook: crate::model::Hook::Tracepoint,
-            },
+            }),
         ));
         assert!(e.tick(10 + EMPTIED_SETTLE_NS * 2).is_empty());
         assert!(e.obs.reads.is_empty(), "{:?}", e.obs.reads);
@@ -990,7 +996,7 @@ mod tests {
         e.init = host;
         let out = e.on_event(&task(TaskOp::Setns, 42, pod, host, HOST_MNT, HOST_MNT));
         assert!(
-            matches!(&out[..], [Event { pid: 42, tgid: 42, body: EventBody::MemberCgroup { netns, path }, .. }] if *netns == pod && path == cg),
+            matches!(&out[..], [Event { pid: 42, tgid: 42, body: EventBody::MemberCgroup(MemberCgroup { netns, path }), .. }] if *netns == pod && path == cg),
             "{out:?}"
         );
         // Same process, same namespace, same cgroup: nothing new.
@@ -1001,7 +1007,7 @@ mod tests {
         // A thread of it is not read.
         let mut thread = task(TaskOp::Fork, 43, pod, pod, HOST_MNT, HOST_MNT);
         thread.tgid = 42;
-        if let EventBody::Task { thread: t, .. } = &mut thread.body {
+        if let EventBody::Task(TaskNetns { thread: t, .. }) = &mut thread.body {
             *t = true;
         }
         e.obs.cgroups.insert(43, "/elsewhere".into());
@@ -1022,7 +1028,7 @@ mod tests {
     fn member_cgroups_in(out: &[Event]) -> Vec<(u32, String)> {
         out.iter()
             .filter_map(|e| match &e.body {
-                EventBody::MemberCgroup { path, .. } => Some((e.tgid, path.clone())),
+                EventBody::MemberCgroup(MemberCgroup { path, .. }) => Some((e.tgid, path.clone())),
                 _ => None,
             })
             .collect()
@@ -1057,7 +1063,7 @@ mod tests {
         let out = e.tick(join.ts_ns + 1_000_000_000);
         assert_eq!(member_cgroups_in(&out), vec![(42, ctr_cg.clone())]);
         assert!(
-            matches!(&out[0], Event { pid: 42, comm, body: EventBody::MemberCgroup { netns, .. }, .. } if *netns == pod && comm.as_str() == "pause"),
+            matches!(&out[0], Event { pid: 42, comm, body: EventBody::MemberCgroup(MemberCgroup { netns, .. }), .. } if *netns == pod && comm.as_str() == "pause"),
             "{out:?}"
         );
         // Attributed: no more reads, not of it and not of forks inside the namespace.
@@ -1128,7 +1134,7 @@ mod tests {
         e.init = host;
         let with_id = |pid: u32, id: u64| {
             let mut ev = task(TaskOp::Setns, pid, pod, host, HOST_MNT, HOST_MNT);
-            if let EventBody::Task { cgroup_id, .. } = &mut ev.body {
+            if let EventBody::Task(TaskNetns { cgroup_id, .. }) = &mut ev.body {
                 *cgroup_id = id;
             }
             ev
@@ -1136,7 +1142,7 @@ mod tests {
         // pid 42 exited before this was read: /proc has nothing, the id still resolves.
         let out = e.on_event(&with_id(42, 9001));
         assert!(
-            matches!(&out[..], [Event { body: EventBody::CgroupPath { cgroup_id: 9001, path }, .. }] if *path == ctr_cg),
+            matches!(&out[..], [Event { body: EventBody::CgroupPath(CgroupPath { cgroup_id: 9001, path }), .. }] if *path == ctr_cg),
             "{out:?}"
         );
         assert!(e.on_event(&with_id(43, 9001)).is_empty(), "looked up once");
@@ -1168,10 +1174,10 @@ mod tests {
         // A pin appears; the runtime writes the cache entry a little later.
         e.on_event(&Event::observed(
             10,
-            EventBody::PinAdded {
+            EventBody::PinAdded(PinChange {
                 netns: pod,
                 pin: bind("/run/netns/cni-2", HOST_MNT, 1),
-            },
+            }),
         ));
         assert!(
             e.tick(20).is_empty(),

@@ -1,5 +1,6 @@
 //! Pulls records out of the ring buffer with tokio's AsyncFd (aya 0.14 has no async ring
 //! buffer of its own), decodes them, and reports loss.
+use crate::model::{Lost, NetnsCreated};
 use std::collections::HashMap;
 
 use tokio::io::unix::AsyncFd;
@@ -85,11 +86,11 @@ impl LiveSource {
                 if drop_tracepoint_creations
                     && matches!(
                         ev.body,
-                        EventBody::NetnsCreated {
+                        EventBody::NetnsCreated(NetnsCreated {
                             source: crate::model::CreatedBy::Unshare
                                 | crate::model::CreatedBy::Clone,
                             ..
-                        }
+                        })
                     ) =>
             {
                 None
@@ -111,10 +112,10 @@ impl LiveSource {
             if total > *seen {
                 out.push(Event::observed(
                     now_ns,
-                    EventBody::Lost {
+                    EventBody::Lost(Lost {
                         kind,
                         count: total - *seen,
-                    },
+                    }),
                 ));
                 *seen = total;
             }

@@ -194,10 +194,11 @@ impl Metrics {
         for kind in FINDING_KINDS {
             m.findings.get_or_create(&KindLabels { kind }).inc_by(0);
         }
-        for kind in 1..netns_trace_common::kind::SLOTS as u16 {
-            let name = netns_trace_common::kind::name(kind);
-            if name != "unknown" {
-                m.lost.get_or_create(&KindLabels { kind: name }).inc_by(0);
+        for kind in netns_trace_common::EventKind::ALL {
+            if kind.from_kernel() {
+                m.lost
+                    .get_or_create(&KindLabels { kind: kind.name() })
+                    .inc_by(0);
             }
         }
         (m, Arc::new(registry))
@@ -309,7 +310,7 @@ impl Metrics {
             if total > *counted {
                 self.lost
                     .get_or_create(&KindLabels {
-                        kind: netns_trace_common::kind::name(kind),
+                        kind: netns_trace_common::EventKind::name_of(kind),
                     })
                     .inc_by(total - *counted);
                 *counted = total;
@@ -320,28 +321,7 @@ impl Metrics {
 
 /// The `type` an event has in JSON (`Event`'s serde tag).
 pub fn event_type(body: &EventBody) -> &'static str {
-    match body {
-        EventBody::NetnsCreated { .. } => "netns_created",
-        EventBody::Task { .. } => "task",
-        EventBody::NetnsTeardown { .. } => "netns_teardown",
-        EventBody::NetnsFreed { .. } => "netns_freed",
-        EventBody::CleanupRun => "cleanup_run",
-        EventBody::MountSyscall { .. } => "mount_syscall",
-        EventBody::NsfsMount { .. } => "nsfs_mount",
-        EventBody::NsfsEvict { .. } => "nsfs_evict",
-        EventBody::NetDev { .. } => "net_dev",
-        EventBody::Ipv4Addr { .. } => "ipv4_addr",
-        EventBody::Arp { .. } => "arp",
-        EventBody::NeighUpdate { .. } => "neigh_update",
-        EventBody::Lost { .. } => "lost",
-        EventBody::PinAdded { .. } => "pin_added",
-        EventBody::PinRemoved { .. } => "pin_removed",
-        EventBody::Interfaces { .. } => "interfaces",
-        EventBody::CgroupPath { .. } => "cgroup_path",
-        EventBody::MemberCgroup { .. } => "member_cgroup",
-        EventBody::CniResult(_) => "cni_result",
-        EventBody::Snapshot(_) => "snapshot",
-    }
+    body.kind().name()
 }
 
 /// The registry as OpenMetrics text.

@@ -1,3 +1,5 @@
+use crate::model::{Lost, NetnsObject, TaskNetns};
+use netns_trace_common::EventKind;
 use std::io::{Read, Write};
 
 use super::*;
@@ -140,7 +142,7 @@ fn leaked_namespaces_get_one_labelled_series_each_and_counters_match_the_collect
     assert_eq!(total_events, events.len() as f64);
     let tasks = events
         .iter()
-        .filter(|e| matches!(e.body, EventBody::Task { .. }))
+        .filter(|e| matches!(e.body, EventBody::Task(TaskNetns { .. })))
         .count();
     assert_eq!(
         sample(&text, "netns_trace_events_total{type=\"task\"}"),
@@ -164,11 +166,11 @@ fn a_leaked_namespace_loses_its_series_when_destroyed() {
     assert!(fed.text().contains(&format!("netns=\"{id}\"")));
     fed.feed(&Event::observed(
         end + 1,
-        EventBody::NetnsTeardown {
+        EventBody::NetnsTeardown(NetnsObject {
             netns: id,
             net_ptr: 0,
             hook: Hook::Fentry,
-        },
+        }),
     ));
     let text = fed.text();
     assert!(!text.contains(&format!("netns=\"{id}\"")), "{text}");
@@ -190,14 +192,20 @@ fn a_leaked_namespace_loses_its_series_when_destroyed() {
 #[test]
 fn lost_records_are_counted_per_kind_once() {
     let mut fed = Fed::new();
-    let kind = netns_trace_common::kind::TASK_NETNS;
-    fed.feed(&Event::observed(10, EventBody::Lost { kind, count: 5 }));
-    fed.feed(&Event::observed(20, EventBody::Lost { kind, count: 2 }));
+    let kind = EventKind::Task as u16;
+    fed.feed(&Event::observed(
+        10,
+        EventBody::Lost(Lost { kind, count: 5 }),
+    ));
+    fed.feed(&Event::observed(
+        20,
+        EventBody::Lost(Lost { kind, count: 2 }),
+    ));
     // A refresh from unrelated notices must not count the same losses again.
     fed.metrics.refresh(&fed.collector);
     let text = fed.text();
     assert_eq!(
-        sample(&text, "netns_trace_lost_events_total{kind=\"task_netns\"}"),
+        sample(&text, "netns_trace_lost_events_total{kind=\"task\"}"),
         Some(7.0),
         "{text}"
     );
@@ -269,7 +277,7 @@ fn event_types_are_the_json_type_tags() {
         assert_eq!(json["type"], event_type(&e.body), "{json}");
         seen.insert(event_type(&e.body));
     }
-    let lost = Event::observed(1, EventBody::Lost { kind: 1, count: 1 });
+    let lost = Event::observed(1, EventBody::Lost(Lost { kind: 1, count: 1 }));
     assert_eq!(
         serde_json::to_value(&lost).unwrap()["type"],
         event_type(&lost.body)

@@ -3,6 +3,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attribution::CniCacheEntry;
+use crate::trace::wire::{DecodeError, KernelAddress, MntNsRef, Reader, Wire, WireAs, Writer};
+
 /// Identity of a network namespace. Inode numbers are reused by the kernel, so `cookie`
 /// (`net->net_cookie`) is the real key whenever it is non-zero; `inum` is what operators see
 /// in `/proc/PID/ns/net` and `lsns`.
@@ -135,76 +138,11 @@ impl fmt::Debug for Mac {
     }
 }
 
-/// Which probe mechanism observed an event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Hook {
-    Fentry,
-    Kprobe,
-    Tracepoint,
-    /// Observed by userspace (snapshot, mountinfo, netlink).
-    Userspace,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CreatedBy {
-    Clone,
-    Unshare,
-    CopyNetNs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskOp {
-    Fork,
-    Unshare,
-    Setns,
-    Exit,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MountOp {
-    Mount,
-    Umount,
-    OpenTree,
-    MoveMount,
-}
-
-impl MountOp {
-    /// The path a mount-family syscall record names: umount2 and open_tree take one path, which
-    /// the probes record as `source` (`target` stays empty); mount and move_mount attach at
-    /// `target`.
-    pub fn acted_on<'a>(self, source: &'a str, target: &'a str) -> &'a str {
-        match self {
-            Self::Umount | Self::OpenTree => source,
-            Self::Mount | Self::MoveMount => target,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NetDevOp {
-    Register,
-    Unregister,
-    Move,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AddrOp {
-    Add,
-    Del,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Rx,
-    Tx,
-}
+// The field enums are declared once, with their discriminants, beside the kind table in
+// netns-trace-common: the eBPF programs, the decoders, the trace codec and serde all use them.
+pub use netns_trace_common::{
+    AddrOp, CreatedBy, Direction, EventKind, Hook, MountOp, NetDevOp, TaskOp,
+};
 
 /// Something that holds a reference on a namespace and keeps it alive.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -274,138 +212,250 @@ pub struct Snapshot {
     pub init_netns: NsId,
 }
 
-/// What happened. Kernel records and userspace observations alike.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum EventBody {
-    NetnsCreated {
-        netns: NsId,
-        parent: NsId,
-        net_ptr: u64,
-        source: CreatedBy,
-        clone_flags: u64,
-    },
-    /// A task entered (`netns`) and/or left (`prev`) a namespace. For Exit both are the same.
-    Task {
-        op: TaskOp,
-        netns: NsId,
-        prev: NsId,
-        thread: bool,
-        group_dead: bool,
-        cgroup_id: u64,
-        ppid: u32,
-        mnt_ns: u32,
-        prev_mnt_ns: u32,
-    },
-    /// The kernel started destroying the namespace (per-net exit callbacks).
-    NetnsTeardown {
-        netns: NsId,
-        net_ptr: u64,
-        hook: Hook,
-    },
-    /// `struct net` memory went back to the slab.
-    NetnsFreed {
-        netns: NsId,
-        net_ptr: u64,
-        hook: Hook,
-    },
-    /// The cleanup_net worker started a batch (tracepoint mode's coarse teardown signal).
-    CleanupRun,
-    MountSyscall {
-        op: MountOp,
-        netns: NsId,
-        mnt_ns: u32,
-        ret: i64,
-        flags: u64,
-        from_dfd: i32,
-        to_dfd: i32,
-        source: String,
-        target: String,
-    },
-    /// Full mode: an nsfs netns file was grafted into mount namespace `mnt_ns`.
-    NsfsMount {
-        netns: NsId,
-        mnt_ns: u32,
-        net_ptr: u64,
-        hook: Hook,
-    },
-    /// Full mode: the last nsfs inode for the namespace was evicted (the pin truly let go).
-    NsfsEvict {
-        netns: NsId,
-        net_ptr: u64,
-    },
-    NetDev {
-        op: NetDevOp,
-        netns: NsId,
-        ifindex: u32,
-        other: NsId,
-        mac: Mac,
-        name: String,
-    },
-    Ipv4Addr {
-        op: AddrOp,
-        netns: NsId,
-        ifindex: u32,
-        addr: Ipv4Addr,
-        prefix_len: u8,
-        label: String,
-    },
-    Arp {
-        netns: NsId,
-        dir: Direction,
-        op: u16,
-        ifindex: u32,
-        sender_ip: Ipv4Addr,
-        sender_mac: Mac,
-        target_ip: Ipv4Addr,
-        target_mac: Mac,
-        hook: Hook,
-    },
-    NeighUpdate {
-        netns: NsId,
-        ifindex: u32,
-        ip: Ipv4Addr,
-        mac: Mac,
-        nud_state: u32,
-    },
+/// Declares an event payload: a named struct whose fields are written to the trace in
+/// declaration order, each by its type's [`Wire`] encoding or, after `as`, by a named codec
+/// ([`KernelAddress`]: 8 fixed bytes; [`MntNsRef`]: a mount-namespace inum in the frame's
+/// namespace table).
+macro_rules! payload {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$fmeta:meta])* pub $field:ident: $ty:ty $(as $codec:ty)?,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
 
-    // ---- userspace observations ----
-    /// `count` more records of kernel type `kind` (netns-trace-common `kind::*`) were dropped
-    /// because the ring buffer was full. Cumulative loss is the sum of these.
-    Lost {
-        kind: u16,
-        count: u64,
-    },
-    /// A pin was found (mountinfo, /proc/PID/fd) that was not known before.
-    PinAdded {
-        netns: NsId,
-        pin: Pin,
-    },
-    /// A known pin is gone.
-    PinRemoved {
-        netns: NsId,
-        pin: Pin,
-    },
+        impl Wire for $name {
+            // A payload without fields reads and writes nothing.
+            #[allow(unused_variables)]
+            #[inline(always)]
+            fn put(&self, w: &mut Writer<'_>) {
+                $(payload!(@put w, self.$field, $ty $(, $codec)?);)*
+            }
+            #[allow(unused_variables)]
+            #[inline(always)]
+            fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
+                Ok(Self { $($field: payload!(@get r, $ty $(, $codec)?),)* })
+            }
+        }
+    };
+    (@put $w:ident, $value:expr, $ty:ty) => { Wire::put(&$value, $w) };
+    (@put $w:ident, $value:expr, $ty:ty, $codec:ty) => { <$codec as WireAs<$ty>>::put(&$value, $w) };
+    (@get $r:ident, $ty:ty) => { <$ty as Wire>::get($r)? };
+    (@get $r:ident, $ty:ty, $codec:ty) => { <$codec as WireAs<$ty>>::get($r)? };
+}
+
+macro_rules! define_event_body {
+    ($($id:literal $origin:ident $name:literal $variant:ident($($payload:tt)*),)*) => {
+        /// What happened. Kernel records and userspace observations alike; one variant per row
+        /// of the event table ([`netns_trace_common::with_event_table`]).
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum EventBody {
+            $(#[serde(rename = $name)] $variant($($payload)*),)*
+        }
+
+        impl EventBody {
+            pub fn kind(&self) -> EventKind {
+                match self {
+                    $(EventBody::$variant(_) => EventKind::$variant,)*
+                }
+            }
+
+            /// Writes the fields (not the kind) in the trace encoding.
+            #[inline]
+            pub(crate) fn put(&self, w: &mut Writer<'_>) {
+                match self {
+                    $(EventBody::$variant(e) => e.put(w),)*
+                }
+            }
+
+            /// Reads the fields of an event of `kind`.
+            #[inline]
+            pub(crate) fn get(kind: EventKind, r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
+                Ok(match kind {
+                    $(EventKind::$variant => EventBody::$variant(Wire::get(r)?),)*
+                })
+            }
+        }
+    };
+}
+
+netns_trace_common::with_event_table!(define_event_body);
+
+payload! {
+    /// A new network namespace. The event's task is its creator.
+    pub struct NetnsCreated {
+        pub netns: NsId,
+        /// The creator's namespace before the new one was made.
+        pub parent: NsId,
+        /// Kernel address of the `struct net`, used only to match teardown and free.
+        pub net_ptr: u64 as KernelAddress,
+        pub source: CreatedBy,
+        pub clone_flags: u64,
+    }
+}
+
+/// A task entered (`netns`) and/or left (`prev`) a namespace. For Exit both are the same.
+/// (Its trace encoding packs `op`, `thread` and `group_dead` into one byte: see trace/wire.rs.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskNetns {
+    pub op: TaskOp,
+    pub netns: NsId,
+    pub prev: NsId,
+    pub thread: bool,
+    pub group_dead: bool,
+    pub cgroup_id: u64,
+    pub ppid: u32,
+    pub mnt_ns: u32,
+    pub prev_mnt_ns: u32,
+}
+
+payload! {
+    /// Something happened to a `struct net`: `NetnsTeardown`, the kernel started destroying
+    /// it (per-net exit callbacks); `NetnsFreed`, its memory went back to the slab.
+    pub struct NetnsObject {
+        pub netns: NsId,
+        pub net_ptr: u64 as KernelAddress,
+        pub hook: Hook,
+    }
+}
+
+payload! {
+    /// The cleanup_net worker started a batch (tracepoint mode's coarse teardown signal).
+    pub struct CleanupRun {}
+}
+
+payload! {
+    /// A mount-family syscall returned. `netns` is the caller's.
+    pub struct MountSyscall {
+        pub op: MountOp,
+        pub netns: NsId,
+        pub mnt_ns: u32 as MntNsRef,
+        pub ret: i64,
+        pub flags: u64,
+        pub from_dfd: i32,
+        pub to_dfd: i32,
+        pub source: String,
+        pub target: String,
+    }
+}
+
+payload! {
+    /// Full mode: an nsfs netns file was grafted into mount namespace `mnt_ns`.
+    pub struct NsfsMount {
+        pub netns: NsId,
+        pub mnt_ns: u32 as MntNsRef,
+        pub net_ptr: u64 as KernelAddress,
+        pub hook: Hook,
+    }
+}
+
+payload! {
+    /// Full mode: the last nsfs inode for the namespace was evicted (the pin truly let go).
+    pub struct NsfsEvict {
+        pub netns: NsId,
+        pub net_ptr: u64 as KernelAddress,
+    }
+}
+
+payload! {
+    /// A network device was registered, unregistered or moved (into `netns`, from `other`).
+    pub struct NetDev {
+        pub op: NetDevOp,
+        pub netns: NsId,
+        pub ifindex: u32,
+        pub other: NsId,
+        pub mac: Mac,
+        pub name: String,
+    }
+}
+
+payload! {
+    /// An IPv4 address was added to or removed from a device in `netns`.
+    pub struct Ipv4AddrChange {
+        pub op: AddrOp,
+        pub netns: NsId,
+        pub ifindex: u32,
+        pub addr: Ipv4Addr,
+        pub prefix_len: u8,
+        pub label: String,
+    }
+}
+
+/// An ARP packet received or sent on a device in `netns`. (Its trace encoding packs `dir` and
+/// `hook` into one byte: see trace/wire.rs.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArpPacket {
+    pub netns: NsId,
+    pub dir: Direction,
+    /// ARP opcode: 1 request, 2 reply.
+    pub op: u16,
+    pub ifindex: u32,
+    pub sender_ip: Ipv4Addr,
+    pub sender_mac: Mac,
+    pub target_ip: Ipv4Addr,
+    pub target_mac: Mac,
+    pub hook: Hook,
+}
+
+payload! {
+    /// An IPv4 neighbour entry changed (neigh:neigh_update) on a device in `netns`.
+    pub struct NeighUpdate {
+        pub netns: NsId,
+        pub ifindex: u32,
+        pub ip: Ipv4Addr,
+        pub mac: Mac,
+        /// The NUD_* state requested.
+        pub nud_state: u32,
+    }
+}
+
+payload! {
+    /// `count` more records of kind id `kind` (an [`EventKind`]) were dropped because the
+    /// ring buffer was full. Cumulative loss is the sum of these.
+    pub struct Lost {
+        pub kind: u16,
+        pub count: u64,
+    }
+}
+
+payload! {
+    /// A pin was found (mountinfo, /proc/PID/fd) that was not known before (`PinAdded`), or a
+    /// known pin is gone (`PinRemoved`).
+    pub struct PinChange {
+        pub netns: NsId,
+        pub pin: Pin,
+    }
+}
+
+payload! {
     /// A fresh read of a namespace's interfaces and IPv4 addresses.
-    Interfaces {
-        netns: NsId,
-        interfaces: Vec<Interface>,
-    },
+    pub struct InterfacesRead {
+        pub netns: NsId,
+        pub interfaces: Vec<Interface>,
+    }
+}
+
+payload! {
     /// The cgroup path behind a cgroup id, resolved while the task was alive.
-    CgroupPath {
-        cgroup_id: u64,
-        path: String,
-    },
+    pub struct CgroupPath {
+        pub cgroup_id: u64,
+        pub path: String,
+    }
+}
+
+payload! {
     /// The cgroup (from /proc/PID/cgroup, read while the task was alive) of the task in the
     /// event header, which had just become a member of `netns`.
-    MemberCgroup {
-        netns: NsId,
-        path: String,
-    },
-    /// One entry of the CNI result cache (/var/lib/cni/results), read at snapshot time and
-    /// when a pin or device appeared.
-    CniResult(Box<crate::attribution::CniCacheEntry>),
-    Snapshot(Box<Snapshot>),
+    pub struct MemberCgroup {
+        pub netns: NsId,
+        pub path: String,
+    }
 }
 
 /// One event. `ts_ns` is CLOCK_MONOTONIC (what `bpf_ktime_get_ns` returns); `pid`/`tgid`/

@@ -3,11 +3,12 @@
 use std::net::Ipv4Addr as Ip;
 
 use netns_trace_common as abi;
-use netns_trace_common::{EventHeader, kind};
+use netns_trace_common::{EventHeader, EventKind};
+use num_enum::TryFromPrimitive;
 
 use crate::model::{
-    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Mac, MountOp, NetDevOp, NsId,
-    TaskOp,
+    ArpPacket, CleanupRun, Comm, Event, EventBody, Ipv4AddrChange, Mac, MountSyscall, NeighUpdate,
+    NetDev, NetnsCreated, NetnsObject, NsId, NsfsEvict, NsfsMount, TaskNetns,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,63 +51,30 @@ fn mac(b: &[u8]) -> Mac {
     Mac(m)
 }
 
-fn hook(h: u32) -> Hook {
-    match h {
-        abi::hook::FENTRY => Hook::Fentry,
-        abi::hook::KPROBE => Hook::Kprobe,
-        _ => Hook::Tracepoint,
-    }
-}
-
-/// Decodes one record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let hdr: EventHeader = read(bytes)?;
-    let want = |size: usize| -> Result<(), DecodeError> {
-        if hdr.size as usize != size || bytes.len() < size {
-            Err(DecodeError::Size {
-                kind: hdr.kind,
-                claimed: hdr.size as usize,
-                got: bytes.len(),
-            })
-        } else {
-            Ok(())
-        }
-    };
-    let bad = |value: u64| DecodeError::BadValue {
-        kind: hdr.kind,
-        value,
-    };
-    let body = match hdr.kind {
-        kind::NETNS_CREATED => {
-            want(size_of::<abi::NetnsCreated>())?;
-            let r: abi::NetnsCreated = read(bytes)?;
-            let source = match r.source {
-                abi::created_by::CLONE => CreatedBy::Clone,
-                abi::created_by::UNSHARE => CreatedBy::Unshare,
-                abi::created_by::COPY_NET_NS => CreatedBy::CopyNetNs,
-                v => return Err(bad(v as u64)),
-            };
-            EventBody::NetnsCreated {
-                netns: ns(hdr.netns),
+    let kind = EventKind::try_from(hdr.kind as u8)
+        .ok()
+        .filter(|k| u16::from(*k as u8) == hdr.kind && k.from_kernel())
+        .ok_or(DecodeError::UnknownKind(hdr.kind))?;
+    let record = Record { hdr, bytes };
+    let netns = ns(hdr.netns);
+    let body = match kind {
+        EventKind::NetnsCreated => {
+            let r: abi::NetnsCreated = record.read()?;
+            EventBody::NetnsCreated(NetnsCreated {
+                netns,
                 parent: ns(r.parent),
                 net_ptr: r.net_ptr,
-                source,
+                source: record.field(r.source)?,
                 clone_flags: r.clone_flags,
-            }
+            })
         }
-        kind::TASK_NETNS => {
-            want(size_of::<abi::TaskNetns>())?;
-            let r: abi::TaskNetns = read(bytes)?;
-            let op = match r.op {
-                abi::task_op::FORK => TaskOp::Fork,
-                abi::task_op::UNSHARE => TaskOp::Unshare,
-                abi::task_op::SETNS => TaskOp::Setns,
-                abi::task_op::EXIT => TaskOp::Exit,
-                v => return Err(bad(v as u64)),
-            };
-            EventBody::Task {
-                op,
-                netns: ns(hdr.netns),
+        EventKind::Task => {
+            let r: abi::TaskNetns = record.read()?;
+            EventBody::Task(TaskNetns {
+                op: record.field(r.op)?,
+                netns,
                 prev: ns(r.prev),
                 thread: r.flags & abi::task_flags::THREAD != 0,
                 group_dead: r.flags & abi::task_flags::GROUP_DEAD != 0,
@@ -114,43 +82,37 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 ppid: r.ppid,
                 mnt_ns: r.mnt_ns,
                 prev_mnt_ns: r.prev_mnt_ns,
-            }
+            })
         }
-        kind::NETNS_TEARDOWN | kind::NETNS_FREED | kind::NSFS_EVICT | kind::CLEANUP_RUN => {
-            want(size_of::<abi::NetnsObject>())?;
-            let r: abi::NetnsObject = read(bytes)?;
-            let netns = ns(hdr.netns);
-            match hdr.kind {
-                kind::NETNS_TEARDOWN => EventBody::NetnsTeardown {
-                    netns,
-                    net_ptr: r.net_ptr,
-                    hook: hook(r.hook),
-                },
-                kind::NETNS_FREED => EventBody::NetnsFreed {
-                    netns,
-                    net_ptr: r.net_ptr,
-                    hook: hook(r.hook),
-                },
-                kind::NSFS_EVICT => EventBody::NsfsEvict {
-                    netns,
-                    net_ptr: r.net_ptr,
-                },
-                _ => EventBody::CleanupRun,
-            }
-        }
-        kind::MOUNT_SYSCALL => {
-            want(size_of::<abi::MountSyscall>())?;
-            let r: abi::MountSyscall = read(bytes)?;
-            let op = match r.op {
-                abi::mount_op::MOUNT => MountOp::Mount,
-                abi::mount_op::UMOUNT => MountOp::Umount,
-                abi::mount_op::OPEN_TREE => MountOp::OpenTree,
-                abi::mount_op::MOVE_MOUNT => MountOp::MoveMount,
-                v => return Err(bad(v as u64)),
+        EventKind::NetnsTeardown | EventKind::NetnsFreed => {
+            let r: abi::NetnsObject = record.read()?;
+            let object = NetnsObject {
+                netns,
+                net_ptr: r.net_ptr,
+                hook: record.field(r.hook)?,
             };
-            EventBody::MountSyscall {
-                op,
-                netns: ns(hdr.netns),
+            if kind == EventKind::NetnsTeardown {
+                EventBody::NetnsTeardown(object)
+            } else {
+                EventBody::NetnsFreed(object)
+            }
+        }
+        EventKind::NsfsEvict => {
+            let r: abi::NetnsObject = record.read()?;
+            EventBody::NsfsEvict(NsfsEvict {
+                netns,
+                net_ptr: r.net_ptr,
+            })
+        }
+        EventKind::CleanupRun => {
+            let _: abi::NetnsObject = record.read()?;
+            EventBody::CleanupRun(CleanupRun {})
+        }
+        EventKind::MountSyscall => {
+            let r: abi::MountSyscall = record.read()?;
+            EventBody::MountSyscall(MountSyscall {
+                op: record.field(r.op)?,
+                netns,
                 mnt_ns: r.mnt_ns,
                 ret: r.ret,
                 flags: r.flags,
@@ -158,85 +120,72 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 to_dfd: r.to_dfd,
                 source: cstr(&r.source),
                 target: cstr(&r.target),
-            }
+            })
         }
-        kind::NSFS_MOUNT => {
-            want(size_of::<abi::NsfsMount>())?;
-            let r: abi::NsfsMount = read(bytes)?;
-            EventBody::NsfsMount {
-                netns: ns(hdr.netns),
+        EventKind::NsfsMount => {
+            let r: abi::NsfsMount = record.read()?;
+            EventBody::NsfsMount(NsfsMount {
+                netns,
                 mnt_ns: r.mnt_ns,
                 net_ptr: r.net_ptr,
-                hook: hook(r.hook),
-            }
+                hook: record.field(r.hook)?,
+            })
         }
-        kind::NETDEV => {
-            want(size_of::<abi::NetDev>())?;
-            let r: abi::NetDev = read(bytes)?;
-            let op = match r.op {
-                abi::netdev_op::REGISTER => NetDevOp::Register,
-                abi::netdev_op::UNREGISTER => NetDevOp::Unregister,
-                abi::netdev_op::MOVE => NetDevOp::Move,
-                v => return Err(bad(v as u64)),
-            };
-            EventBody::NetDev {
-                op,
-                netns: ns(hdr.netns),
+        EventKind::NetDev => {
+            let r: abi::NetDev = record.read()?;
+            EventBody::NetDev(NetDev {
+                op: record.field(r.op)?,
+                netns,
                 ifindex: r.ifindex,
                 other: ns(r.other),
                 mac: mac(&r.mac),
                 name: cstr(&r.name),
-            }
+            })
         }
-        kind::IPV4_ADDR => {
-            want(size_of::<abi::Ipv4Addr>())?;
-            let r: abi::Ipv4Addr = read(bytes)?;
-            let op = match r.op {
-                abi::addr_op::ADD => AddrOp::Add,
-                abi::addr_op::DEL => AddrOp::Del,
-                v => return Err(bad(v as u64)),
-            };
-            EventBody::Ipv4Addr {
-                op,
-                netns: ns(hdr.netns),
+        EventKind::Ipv4Addr => {
+            let r: abi::Ipv4Addr = record.read()?;
+            EventBody::Ipv4Addr(Ipv4AddrChange {
+                op: record.field(r.op)?,
+                netns,
                 ifindex: r.ifindex,
                 addr: Ip::from(r.addr),
                 prefix_len: r.prefix_len,
                 label: cstr(&r.label),
-            }
+            })
         }
-        kind::ARP => {
-            want(size_of::<abi::Arp>())?;
-            let r: abi::Arp = read(bytes)?;
-            let dir = match r.dir {
-                abi::arp_dir::RX => Direction::Rx,
-                abi::arp_dir::TX => Direction::Tx,
-                v => return Err(bad(v as u64)),
-            };
-            EventBody::Arp {
-                netns: ns(hdr.netns),
-                dir,
+        EventKind::Arp => {
+            let r: abi::Arp = record.read()?;
+            EventBody::Arp(ArpPacket {
+                netns,
+                dir: record.field(r.dir)?,
                 op: r.op,
                 ifindex: r.ifindex,
                 sender_ip: Ip::from(r.sender_ip),
                 sender_mac: Mac(r.sender_mac),
                 target_ip: Ip::from(r.target_ip),
                 target_mac: Mac(r.target_mac),
-                hook: hook(r.hook as u32),
-            }
+                hook: record.field(r.hook)?,
+            })
         }
-        kind::NEIGH_UPDATE => {
-            want(size_of::<abi::NeighUpdate>())?;
-            let r: abi::NeighUpdate = read(bytes)?;
-            EventBody::NeighUpdate {
-                netns: ns(hdr.netns),
+        EventKind::NeighUpdate => {
+            let r: abi::NeighUpdate = record.read()?;
+            EventBody::NeighUpdate(NeighUpdate {
+                netns,
                 ifindex: r.ifindex,
                 ip: Ip::from(r.ip),
                 mac: Mac(r.mac),
                 nud_state: r.nud_state,
-            }
+            })
         }
-        other => return Err(DecodeError::UnknownKind(other)),
+        // Userspace observations never come from the kernel.
+        EventKind::Lost
+        | EventKind::PinAdded
+        | EventKind::PinRemoved
+        | EventKind::Interfaces
+        | EventKind::CgroupPath
+        | EventKind::Snapshot
+        | EventKind::MemberCgroup
+        | EventKind::CniResult => return Err(DecodeError::UnknownKind(hdr.kind)),
     };
     Ok(Event {
         ts_ns: hdr.ts_ns,
@@ -247,9 +196,46 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     })
 }
 
+/// One ring-buffer record: its header, and all of its bytes.
+struct Record<'a> {
+    hdr: EventHeader,
+    bytes: &'a [u8],
+}
+
+impl Record<'_> {
+    /// The whole record as `T`, when the header's size and the bytes that arrived are `T`'s.
+    fn read<T: Copy>(&self) -> Result<T, DecodeError> {
+        let size = size_of::<T>();
+        if self.hdr.size as usize != size || self.bytes.len() < size {
+            return Err(DecodeError::Size {
+                kind: self.hdr.kind,
+                claimed: self.hdr.size as usize,
+                got: self.bytes.len(),
+            });
+        }
+        read(self.bytes)
+    }
+
+    /// A field enum from the integer the record carries.
+    fn field<E, V>(&self, value: V) -> Result<E, DecodeError>
+    where
+        E: TryFromPrimitive<Primitive = u8>,
+        V: Copy + Into<u64>,
+    {
+        u8::try_from(value.into())
+            .ok()
+            .and_then(|v| E::try_from_primitive(v).ok())
+            .ok_or(DecodeError::BadValue {
+                kind: self.hdr.kind,
+                value: value.into(),
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{CreatedBy, Direction};
 
     fn as_bytes<T>(v: &T) -> Vec<u8> {
         unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }.to_vec()
@@ -275,7 +261,10 @@ mod tests {
     #[test]
     fn decodes_a_creation() {
         let rec = abi::NetnsCreated {
-            hdr: header(kind::NETNS_CREATED, size_of::<abi::NetnsCreated>()),
+            hdr: header(
+                EventKind::NetnsCreated as u16,
+                size_of::<abi::NetnsCreated>(),
+            ),
             net_ptr: 0xffff_8880_0000_1000,
             parent: abi::NetnsId {
                 cookie: 1,
@@ -283,7 +272,7 @@ mod tests {
                 _pad: 0,
             },
             clone_flags: abi::kernel::CLONE_NEWNET,
-            source: abi::created_by::UNSHARE,
+            source: abi::CreatedBy::Unshare as u32,
             _pad: 0,
         };
         let ev = decode(&as_bytes(&rec)).unwrap();
@@ -291,24 +280,24 @@ mod tests {
         assert_eq!(ev.comm.as_str(), "pause");
         assert_eq!(
             ev.body,
-            EventBody::NetnsCreated {
+            EventBody::NetnsCreated(NetnsCreated {
                 netns: NsId::new(9, 4026532000),
                 parent: NsId::new(1, 4026531840),
                 net_ptr: 0xffff_8880_0000_1000,
                 source: CreatedBy::Unshare,
                 clone_flags: abi::kernel::CLONE_NEWNET,
-            }
+            })
         );
     }
 
     #[test]
     fn decodes_an_arp_reply() {
         let rec = abi::Arp {
-            hdr: header(kind::ARP, size_of::<abi::Arp>()),
+            hdr: header(EventKind::Arp as u16, size_of::<abi::Arp>()),
             ifindex: 3,
             op: 2,
-            dir: abi::arp_dir::TX,
-            hook: abi::hook::TRACEPOINT as u8,
+            dir: abi::Direction::Tx as u8,
+            hook: abi::Hook::Tracepoint as u8,
             sender_ip: [10, 231, 1, 10],
             target_ip: [10, 231, 1, 99],
             sender_mac: [2, 0, 10, 231, 1, 10],
@@ -316,13 +305,13 @@ mod tests {
         };
         let ev = decode(&as_bytes(&rec)).unwrap();
         match ev.body {
-            EventBody::Arp {
+            EventBody::Arp(ArpPacket {
                 op,
                 dir,
                 sender_ip,
                 sender_mac,
                 ..
-            } => {
+            }) => {
                 assert_eq!((op, dir), (2, Direction::Tx));
                 assert_eq!(sender_ip, Ip::new(10, 231, 1, 10));
                 assert_eq!(sender_mac.to_string(), "02:00:0a:e7:01:0a");
@@ -336,20 +325,20 @@ mod tests {
         assert_eq!(decode(&[0u8; 3]), Err(DecodeError::Short(3)));
         let mut hdr = header(999, size_of::<EventHeader>());
         assert_eq!(decode(&as_bytes(&hdr)), Err(DecodeError::UnknownKind(999)));
-        hdr.kind = kind::ARP; // claims ARP but carries only a header
+        hdr.kind = EventKind::Arp as u16; // claims ARP but carries only a header
         assert!(matches!(
             decode(&as_bytes(&hdr)),
             Err(DecodeError::Size { .. })
         ));
         let mut rec = abi::TaskNetns {
-            hdr: header(kind::TASK_NETNS, size_of::<abi::TaskNetns>()),
+            hdr: header(EventKind::Task as u16, size_of::<abi::TaskNetns>()),
             ..Default::default()
         };
         rec.op = 77;
         assert_eq!(
             decode(&as_bytes(&rec)),
             Err(DecodeError::BadValue {
-                kind: kind::TASK_NETNS,
+                kind: EventKind::Task as u16,
                 value: 77
             })
         );

@@ -10,7 +10,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
 };
 use netns_trace_common::{
-    kind,
+    EventKind,
     offsets::{GLOBAL_NAME, KernelOffsets, MISSING},
 };
 
@@ -115,7 +115,7 @@ impl Tracer {
 
     /// Cumulative lost records per kind, summed over CPUs.
     pub fn lost_counts(&self) -> Vec<(u16, u64)> {
-        (0..kind::SLOTS)
+        (0..EventKind::SLOTS)
             .filter_map(|k| {
                 let values = self.lost.get(&k, 0).ok()?;
                 let total: u64 = values.iter().sum();

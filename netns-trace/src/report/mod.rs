@@ -230,7 +230,7 @@ impl Report {
         let lost_events = LostEvents {
             total: lost.values().sum(),
             by_kind: lost.iter().fold(BTreeMap::new(), |mut m, (k, n)| {
-                *m.entry(netns_trace_common::kind::name(*k).to_string())
+                *m.entry(netns_trace_common::EventKind::name_of(*k).to_string())
                     .or_default() += n;
                 m
             }),

@@ -1,3 +1,5 @@
+use crate::model::{ArpPacket, Ipv4AddrChange, Lost, NetDev, NetnsCreated, PinChange, TaskNetns};
+use netns_trace_common::EventKind;
 use std::net::Ipv4Addr;
 
 use super::*;
@@ -44,17 +46,17 @@ fn leaky_collector() -> Collector {
     let evs = [
         Event::observed(
             t,
-            EventBody::NetnsCreated {
+            EventBody::NetnsCreated(NetnsCreated {
                 netns: fresh,
                 parent: synthetic::SYNTH_INIT,
                 net_ptr: 1,
                 source: CreatedBy::Unshare,
                 clone_flags: 0,
-            },
+            }),
         ),
         Event::observed(
             t + 1,
-            EventBody::Task {
+            EventBody::Task(TaskNetns {
                 op: TaskOp::Fork,
                 netns: fresh,
                 prev: fresh,
@@ -64,33 +66,33 @@ fn leaky_collector() -> Collector {
                 ppid: 1,
                 mnt_ns: 1,
                 prev_mnt_ns: 1,
-            },
+            }),
         ),
         Event::observed(
             t + 2,
-            EventBody::NetDev {
+            EventBody::NetDev(NetDev {
                 op: NetDevOp::Register,
                 netns: fresh,
                 ifindex: 2,
                 other: NsId::default(),
                 mac: Mac([2, 0, 0, 0, 0, 0xbb]),
                 name: "eth0".into(),
-            },
+            }),
         ),
         Event::observed(
             t + 3,
-            EventBody::Ipv4Addr {
+            EventBody::Ipv4Addr(Ipv4AddrChange {
                 op: AddrOp::Add,
                 netns: fresh,
                 ifindex: 2,
                 addr: leaked_ip,
                 prefix_len: 24,
                 label: "eth0".into(),
-            },
+            }),
         ),
         Event::observed(
             t + 4,
-            EventBody::Arp {
+            EventBody::Arp(ArpPacket {
                 netns: leaked,
                 dir: crate::model::Direction::Tx,
                 op: 2,
@@ -100,25 +102,25 @@ fn leaky_collector() -> Collector {
                 target_ip: Ipv4Addr::new(10, 0, 0, 1),
                 target_mac: Mac::default(),
                 hook: Hook::Tracepoint,
-            },
+            }),
         ),
         Event::observed(
             t + 5,
-            EventBody::PinAdded {
+            EventBody::PinAdded(PinChange {
                 netns: fresh,
                 pin: Pin::Fd {
                     pid: 4,
                     fd: 7,
                     comm: crate::model::Comm::from_str_lossy("dockerd"),
                 },
-            },
+            }),
         ),
         Event::observed(
             t + 6,
-            EventBody::Lost {
-                kind: netns_trace_common::kind::ARP,
+            EventBody::Lost(Lost {
+                kind: EventKind::Arp as u16,
                 count: 2,
-            },
+            }),
         ),
     ];
     for e in &evs {

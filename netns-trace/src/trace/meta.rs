@@ -126,7 +126,7 @@ impl TraceMeta {
     }
 }
 
-/// Records of one kernel kind (netns-trace-common `kind::*`) dropped by the ring buffer.
+/// Records of one kernel kind (`EventKind` id) dropped by the ring buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LostCount {

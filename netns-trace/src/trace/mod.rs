@@ -11,6 +11,7 @@ pub mod error;
 pub mod format;
 pub mod meta;
 pub mod reader;
+pub mod wire;
 pub mod writer;
 
 #[cfg(test)]

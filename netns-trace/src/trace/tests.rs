@@ -1,5 +1,10 @@
 //! Round trips, crash and corruption recovery, refusal rules, and size measurements.
 
+use crate::model::{
+    ArpPacket, CgroupPath, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup,
+    MountSyscall, NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsEvict, NsfsMount, PinChange,
+    TaskNetns,
+};
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -110,28 +115,28 @@ pub(crate) fn every_variant() -> Vec<Event> {
         },
     ];
     let bodies = vec![
-        EventBody::NetnsCreated {
+        EventBody::NetnsCreated(NetnsCreated {
             netns: ns(2),
             parent: ns(1),
             net_ptr: 0xffff_8880_1234_5000,
             source: CreatedBy::Unshare,
             clone_flags: 0x4000_0000,
-        },
-        EventBody::NetnsCreated {
+        }),
+        EventBody::NetnsCreated(NetnsCreated {
             netns: ns(3),
             parent: ns(1),
             net_ptr: u64::MAX,
             source: CreatedBy::Clone,
             clone_flags: u64::MAX,
-        },
-        EventBody::NetnsCreated {
+        }),
+        EventBody::NetnsCreated(NetnsCreated {
             netns: ns(4),
             parent: NsId::default(),
             net_ptr: 0,
             source: CreatedBy::CopyNetNs,
             clone_flags: 0,
-        },
-        EventBody::Task {
+        }),
+        EventBody::Task(TaskNetns {
             op: TaskOp::Fork,
             netns: ns(2),
             prev: ns(2),
@@ -141,8 +146,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             ppid: 1,
             mnt_ns: 4_026_531_841,
             prev_mnt_ns: 4_026_531_841,
-        },
-        EventBody::Task {
+        }),
+        EventBody::Task(TaskNetns {
             op: TaskOp::Unshare,
             netns: ns(3),
             prev: ns(1),
@@ -152,8 +157,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             ppid: u32::MAX,
             mnt_ns: u32::MAX,
             prev_mnt_ns: 0,
-        },
-        EventBody::Task {
+        }),
+        EventBody::Task(TaskNetns {
             op: TaskOp::Setns,
             netns: ns(1),
             prev: ns(3),
@@ -163,8 +168,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             ppid: 0,
             mnt_ns: 1,
             prev_mnt_ns: 2,
-        },
-        EventBody::Task {
+        }),
+        EventBody::Task(TaskNetns {
             op: TaskOp::Exit,
             netns: ns(3),
             prev: ns(3),
@@ -174,29 +179,29 @@ pub(crate) fn every_variant() -> Vec<Event> {
             ppid: 2,
             mnt_ns: 3,
             prev_mnt_ns: 3,
-        },
-        EventBody::NetnsTeardown {
+        }),
+        EventBody::NetnsTeardown(NetnsObject {
             netns: ns(3),
             net_ptr: 0xffff_8880_0000_0000,
             hook: Hook::Kprobe,
-        },
-        EventBody::NetnsFreed {
+        }),
+        EventBody::NetnsFreed(NetnsObject {
             netns: ns(3),
             net_ptr: 0xffff_8880_0000_0000,
             hook: Hook::Fentry,
-        },
-        EventBody::NetnsTeardown {
+        }),
+        EventBody::NetnsTeardown(NetnsObject {
             netns: ns(4),
             net_ptr: 1,
             hook: Hook::Tracepoint,
-        },
-        EventBody::NetnsFreed {
+        }),
+        EventBody::NetnsFreed(NetnsObject {
             netns: ns(4),
             net_ptr: 1,
             hook: Hook::Userspace,
-        },
-        EventBody::CleanupRun,
-        EventBody::MountSyscall {
+        }),
+        EventBody::CleanupRun(CleanupRun {}),
+        EventBody::MountSyscall(MountSyscall {
             op: MountOp::Mount,
             netns: ns(1),
             mnt_ns: 4_026_531_841,
@@ -206,8 +211,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             to_dfd: -100,
             source: "/proc/4242/ns/net".into(),
             target: "/run/netns/blue".into(),
-        },
-        EventBody::MountSyscall {
+        }),
+        EventBody::MountSyscall(MountSyscall {
             op: MountOp::Umount,
             netns: ns(1),
             mnt_ns: 4_026_531_841,
@@ -217,8 +222,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             to_dfd: i32::MAX,
             source: String::new(),
             target: "/run/netns/blue".into(),
-        },
-        EventBody::MountSyscall {
+        }),
+        EventBody::MountSyscall(MountSyscall {
             op: MountOp::OpenTree,
             netns: ns(1),
             mnt_ns: 1,
@@ -228,8 +233,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             to_dfd: 0,
             source: "ünïcødé ✓".into(),
             target: String::new(),
-        },
-        EventBody::MountSyscall {
+        }),
+        EventBody::MountSyscall(MountSyscall {
             op: MountOp::MoveMount,
             netns: ns(2),
             mnt_ns: 2,
@@ -239,58 +244,58 @@ pub(crate) fn every_variant() -> Vec<Event> {
             to_dfd: -100,
             source: String::new(),
             target: "/var/run/netns/x".into(),
-        },
-        EventBody::NsfsMount {
+        }),
+        EventBody::NsfsMount(NsfsMount {
             netns: ns(2),
             mnt_ns: 4_026_531_841,
             net_ptr: 0xffff_8880_1234_5000,
             hook: Hook::Fentry,
-        },
-        EventBody::NsfsEvict {
+        }),
+        EventBody::NsfsEvict(NsfsEvict {
             netns: ns(2),
             net_ptr: 0xffff_8880_1234_5000,
-        },
-        EventBody::NetDev {
+        }),
+        EventBody::NetDev(NetDev {
             op: NetDevOp::Register,
             netns: ns(2),
             ifindex: 12,
             other: NsId::default(),
             mac: Mac([2, 0, 0, 0, 0, 1]),
             name: "veth0".into(),
-        },
-        EventBody::NetDev {
+        }),
+        EventBody::NetDev(NetDev {
             op: NetDevOp::Unregister,
             netns: ns(2),
             ifindex: u32::MAX,
             other: ns(1),
             mac: Mac([0xff; 6]),
             name: String::new(),
-        },
-        EventBody::NetDev {
+        }),
+        EventBody::NetDev(NetDev {
             op: NetDevOp::Move,
             netns: ns(2),
             ifindex: 3,
             other: ns(1),
             mac: Mac::default(),
             name: "eth0".into(),
-        },
-        EventBody::Ipv4Addr {
+        }),
+        EventBody::Ipv4Addr(Ipv4AddrChange {
             op: AddrOp::Add,
             netns: ns(2),
             ifindex: 12,
             addr: Ipv4Addr::new(10, 0, 0, 1),
             prefix_len: 24,
             label: "veth0".into(),
-        },
-        EventBody::Ipv4Addr {
+        }),
+        EventBody::Ipv4Addr(Ipv4AddrChange {
             op: AddrOp::Del,
             netns: ns(2),
             ifindex: 12,
             addr: Ipv4Addr::BROADCAST,
             prefix_len: 255,
             label: String::new(),
-        },
-        EventBody::Arp {
+        }),
+        EventBody::Arp(ArpPacket {
             netns: ns(2),
             dir: Direction::Rx,
             op: 1,
@@ -300,8 +305,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             target_ip: Ipv4Addr::new(10, 0, 0, 1),
             target_mac: Mac::default(),
             hook: Hook::Tracepoint,
-        },
-        EventBody::Arp {
+        }),
+        EventBody::Arp(ArpPacket {
             netns: ns(2),
             dir: Direction::Tx,
             op: u16::MAX,
@@ -311,47 +316,47 @@ pub(crate) fn every_variant() -> Vec<Event> {
             target_ip: Ipv4Addr::BROADCAST,
             target_mac: Mac([1; 6]),
             hook: Hook::Userspace,
-        },
-        EventBody::NeighUpdate {
+        }),
+        EventBody::NeighUpdate(NeighUpdate {
             netns: ns(2),
             ifindex: 12,
             ip: Ipv4Addr::new(10, 0, 0, 2),
             mac: Mac([2, 0, 0, 0, 0, 2]),
             nud_state: 0x80,
-        },
-        EventBody::Lost { kind: 10, count: 1 },
-        EventBody::Lost {
+        }),
+        EventBody::Lost(Lost { kind: 10, count: 1 }),
+        EventBody::Lost(Lost {
             kind: u16::MAX,
             count: u64::MAX,
-        },
-        EventBody::PinAdded {
+        }),
+        EventBody::PinAdded(PinChange {
             netns: ns(2),
             pin: pins[0].clone(),
-        },
-        EventBody::PinAdded {
+        }),
+        EventBody::PinAdded(PinChange {
             netns: ns(2),
             pin: pins[1].clone(),
-        },
-        EventBody::PinRemoved {
+        }),
+        EventBody::PinRemoved(PinChange {
             netns: ns(2),
             pin: pins[2].clone(),
-        },
-        EventBody::Interfaces {
+        }),
+        EventBody::Interfaces(InterfacesRead {
             netns: ns(2),
             interfaces: ifaces.clone(),
-        },
-        EventBody::Interfaces {
+        }),
+        EventBody::Interfaces(InterfacesRead {
             netns: ns(5),
             interfaces: vec![],
-        },
-        EventBody::CgroupPath {
+        }),
+        EventBody::CgroupPath(CgroupPath {
             cgroup_id: 5123,
             path: "/system.slice/containerd.service".into(),
-        },
-        EventBody::MemberCgroup {
+        }),
+        EventBody::MemberCgroup(MemberCgroup {
             netns: ns(2),
             path: "/kubepods.slice/kubepods-pod1.slice/cri-containerd-ab.scope".into(),
-        },
+        }),
         EventBody::CniResult(Box::new(crate::attribution::CniCacheEntry {
             container_id: "3f9b".into(),
             if_name: "eth0".into(),
@@ -503,7 +508,7 @@ pub(crate) fn realistic_mix(n: usize, seed: u64) -> Vec<Event> {
                 rng.below(COMMS.len() as u64) as usize,
                 nsi,
             ));
-            EventBody::Task {
+            EventBody::Task(TaskNetns {
                 op: TaskOp::Fork,
                 netns,
                 prev: netns,
@@ -513,7 +518,7 @@ pub(crate) fn realistic_mix(n: usize, seed: u64) -> Vec<Event> {
                 ppid: pid,
                 mnt_ns: mnt,
                 prev_mnt_ns: mnt,
-            }
+            })
         } else if roll < 65 && !live.is_empty() {
             let (p, t, c, nsi) = live.swap_remove(rng.below(live.len() as u64) as usize);
             let netns = ns(nsi);
@@ -522,7 +527,7 @@ pub(crate) fn realistic_mix(n: usize, seed: u64) -> Vec<Event> {
                 pid: p,
                 tgid: t,
                 comm: comm(COMMS[c]),
-                body: EventBody::Task {
+                body: EventBody::Task(TaskNetns {
                     op: TaskOp::Exit,
                     netns,
                     prev: netns,
@@ -532,13 +537,13 @@ pub(crate) fn realistic_mix(n: usize, seed: u64) -> Vec<Event> {
                     ppid: pid,
                     mnt_ns: mnt,
                     prev_mnt_ns: mnt,
-                },
+                }),
             });
             continue;
         } else if roll < 88 {
             let a = rng.below(200) as u8;
             let b = rng.below(200) as u8;
-            EventBody::Arp {
+            EventBody::Arp(ArpPacket {
                 netns,
                 dir: if rng.below(2) == 0 {
                     Direction::Rx
@@ -556,10 +561,10 @@ pub(crate) fn realistic_mix(n: usize, seed: u64) -> Vec<Event> {
                     Mac([2, 0x42, nsi as u8, 0, 0, b])
                 },
                 hook: Hook::Tracepoint,
-            }
+            })
         } else if roll < 97 {
             let name = format!("cni-{:08x}", nsi * 0x1f2e_3d4c % 0xffff_ffff);
-            EventBody::MountSyscall {
+            EventBody::MountSyscall(MountSyscall {
                 op: if rng.below(3) == 0 {
                     MountOp::Umount
                 } else {
@@ -573,30 +578,30 @@ pub(crate) fn realistic_mix(n: usize, seed: u64) -> Vec<Event> {
                 to_dfd: -100,
                 source: format!("/proc/{pid}/ns/net"),
                 target: format!("/run/netns/{name}"),
-            }
+            })
         } else {
             match rng.below(4) {
-                0 => EventBody::NetnsCreated {
+                0 => EventBody::NetnsCreated(NetnsCreated {
                     netns: ns(60 + rng.below(1000)),
                     parent: ns(1),
                     net_ptr: 0xffff_8880_0000_0000 + rng.below(1 << 30) * 64,
                     source: CreatedBy::Unshare,
                     clone_flags: 0x4000_0000,
-                },
-                1 => EventBody::NetDev {
+                }),
+                1 => EventBody::NetDev(NetDev {
                     op: NetDevOp::Register,
                     netns,
                     ifindex: 2 + rng.below(4) as u32,
                     other: NsId::default(),
                     mac: Mac([2, 0x42, nsi as u8, 0, 0, 1]),
                     name: "eth0".into(),
-                },
-                2 => EventBody::CleanupRun,
-                _ => EventBody::NetnsTeardown {
+                }),
+                2 => EventBody::CleanupRun(CleanupRun {}),
+                _ => EventBody::NetnsTeardown(NetnsObject {
                     netns,
                     net_ptr: 0xffff_8880_0000_0000 + nsi * 4096,
                     hook: Hook::Tracepoint,
-                },
+                }),
             }
         };
         events.push(Event {
@@ -986,8 +991,11 @@ fn unknown_frame_kinds_and_record_tags_are_skipped() {
     // A frame kind from the future, then an events frame with a future definition record
     // (tag 0x0f), a future event (tag 0x7f, ts delta +5), and one known event after them.
     let mut enc = FrameEncoder::default();
-    enc.push(&Event::observed(100, EventBody::CleanupRun), usize::MAX)
-        .unwrap();
+    enc.push(
+        &Event::observed(100, EventBody::CleanupRun(CleanupRun {})),
+        usize::MAX,
+    )
+    .unwrap();
     let mut payload = vec![0x0f, 2, 0xaa, 0xbb, 0x7f, 3, 10, 0xcc, 0xdd];
     let known = enc.buf.clone();
     payload.extend_from_slice(&known);
@@ -998,7 +1006,7 @@ fn unknown_frame_kinds_and_record_tags_are_skipped() {
     let (got, r) = read_all(bytes);
     let mut expected = events[..10].to_vec();
     // Deltas chain through the unknown event: 5 + 100.
-    expected.push(Event::observed(105, EventBody::CleanupRun));
+    expected.push(Event::observed(105, EventBody::CleanupRun(CleanupRun {})));
     expected.extend_from_slice(&events[10..]);
     assert_same_events(&got, &expected, "with unknown records");
     let d = r.damage();
@@ -1016,7 +1024,7 @@ fn an_event_too_big_for_the_frame_leaves_the_frame_intact() {
     // definitions behind (the interner is rolled back too).
     let mount = events
         .iter()
-        .find(|e| matches!(e.body, EventBody::MountSyscall { .. }))
+        .find(|e| matches!(e.body, EventBody::MountSyscall(MountSyscall { .. })))
         .unwrap();
     assert!(enc.push(mount, before.len() + 5).is_err());
     assert_eq!(enc.buf, before);
@@ -1203,7 +1211,7 @@ enum PostcardEvent<'a> {
 impl<'a> From<&'a Event> for PostcardEvent<'a> {
     fn from(e: &'a Event) -> Self {
         match &e.body {
-            EventBody::Task {
+            EventBody::Task(TaskNetns {
                 op,
                 netns,
                 prev,
@@ -1213,7 +1221,7 @@ impl<'a> From<&'a Event> for PostcardEvent<'a> {
                 ppid,
                 mnt_ns,
                 prev_mnt_ns,
-            } => PostcardEvent::Task(
+            }) => PostcardEvent::Task(
                 e.ts_ns,
                 e.pid,
                 e.tgid,
@@ -1228,7 +1236,7 @@ impl<'a> From<&'a Event> for PostcardEvent<'a> {
                 *mnt_ns,
                 *prev_mnt_ns,
             ),
-            EventBody::Arp {
+            EventBody::Arp(ArpPacket {
                 netns,
                 dir,
                 op,
@@ -1238,7 +1246,7 @@ impl<'a> From<&'a Event> for PostcardEvent<'a> {
                 target_ip,
                 target_mac,
                 hook,
-            } => PostcardEvent::Arp(
+            }) => PostcardEvent::Arp(
                 e.ts_ns,
                 e.pid,
                 e.tgid,
@@ -1253,7 +1261,7 @@ impl<'a> From<&'a Event> for PostcardEvent<'a> {
                 *target_mac,
                 *hook,
             ),
-            EventBody::MountSyscall {
+            EventBody::MountSyscall(MountSyscall {
                 op,
                 netns,
                 mnt_ns,
@@ -1263,7 +1271,7 @@ impl<'a> From<&'a Event> for PostcardEvent<'a> {
                 to_dfd,
                 source,
                 target,
-            } => PostcardEvent::Mount(
+            }) => PostcardEvent::Mount(
                 e.ts_ns, e.pid, e.tgid, &e.comm, *op, *netns, *mnt_ns, *ret, *flags, *from_dfd,
                 *to_dfd, source, target,
             ),

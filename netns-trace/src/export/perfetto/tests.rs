@@ -1,6 +1,9 @@
 //! Decodes the written bytes with a minimal protobuf reader and checks the structure the UI
 //! relies on. (tests/export.rs checks the same file with Perfetto's own Python classes.)
 
+use crate::model::{
+    ArpPacket, CgroupPath, Lost, NetDev, NetnsCreated, NetnsObject, PinChange, TaskNetns,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
@@ -216,13 +219,13 @@ fn created(ts: u64, pid: u32, comm: &str, netns: NsId) -> Event {
         ts,
         pid,
         comm,
-        EventBody::NetnsCreated {
+        EventBody::NetnsCreated(NetnsCreated {
             netns,
             parent: INIT,
             net_ptr: 0xffff_0000 + u64::from(netns.inum),
             source: CreatedBy::Unshare,
             clone_flags: 0x4000_0000,
-        },
+        }),
     )
 }
 
@@ -231,7 +234,7 @@ fn task(ts: u64, pid: u32, comm: &str, op: TaskOp, netns: NsId, prev: NsId) -> E
         ts,
         pid,
         comm,
-        EventBody::Task {
+        EventBody::Task(TaskNetns {
             op,
             netns,
             prev,
@@ -241,7 +244,7 @@ fn task(ts: u64, pid: u32, comm: &str, op: TaskOp, netns: NsId, prev: NsId) -> E
             ppid: 1,
             mnt_ns: 4026531841,
             prev_mnt_ns: 4026531841,
-        },
+        }),
     )
 }
 
@@ -261,24 +264,24 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
         task(1_000, 50, "unshare", TaskOp::Unshare, A, INIT),
         Event::observed(
             1_500,
-            EventBody::CgroupPath {
+            EventBody::CgroupPath(CgroupPath {
                 cgroup_id: 77,
                 path: "/system.slice/x.scope".into(),
-            },
+            }),
         ),
         Event::observed(
             2_000,
-            EventBody::PinAdded {
+            EventBody::PinAdded(PinChange {
                 netns: A,
                 pin: bind_pin("/run/netns/a"),
-            },
+            }),
         ),
         task(3_000, 50, "unshare", TaskOp::Exit, A, A),
         by(
             3_500,
             0,
             "",
-            EventBody::Arp {
+            EventBody::Arp(ArpPacket {
                 netns: A,
                 dir: Direction::Tx,
                 op: 1,
@@ -288,37 +291,37 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
                 target_ip: Ipv4Addr::new(10, 0, 0, 2),
                 target_mac: Mac::default(),
                 hook: Hook::Tracepoint,
-            },
+            }),
         ),
         created(4_000, 60, "ip", B),
         Event::observed(
             4_500,
-            EventBody::PinRemoved {
+            EventBody::PinRemoved(PinChange {
                 netns: A,
                 pin: bind_pin("/run/netns/a"),
-            },
+            }),
         ),
         by(
             5_000,
             0,
             "",
-            EventBody::NetnsTeardown {
+            EventBody::NetnsTeardown(NetnsObject {
                 netns: A,
                 net_ptr: 0,
                 hook: Hook::Tracepoint,
-            },
+            }),
         ),
         by(
             5_100,
             0,
             "",
-            EventBody::NetnsFreed {
+            EventBody::NetnsFreed(NetnsObject {
                 netns: A,
                 net_ptr: 0,
                 hook: Hook::Tracepoint,
-            },
+            }),
         ),
-        Event::observed(9_000, EventBody::Lost { kind: 2, count: 3 }),
+        Event::observed(9_000, EventBody::Lost(Lost { kind: 2, count: 3 })),
     ];
     let highlights = [Highlight {
         netns: B,
@@ -421,20 +424,20 @@ fn reused_inums_become_separate_tracks() {
             200,
             0,
             "",
-            EventBody::NetnsFreed {
+            EventBody::NetnsFreed(NetnsObject {
                 netns: first,
                 net_ptr: 0,
                 hook: Hook::Tracepoint,
-            },
+            }),
         ),
         created(300, 2, "b", second),
         // Inum-only userspace observation: belongs to the live one.
         Event::observed(
             400,
-            EventBody::PinAdded {
+            EventBody::PinAdded(PinChange {
                 netns: NsId::new(0, 4026532400),
                 pin: bind_pin("/run/netns/b"),
-            },
+            }),
         ),
     ];
     let (decoded, stats) = export(events, &[], None);
@@ -488,14 +491,14 @@ fn snapshot_namespaces_start_at_the_snapshot_and_members_left_unseen_start_there
             60,
             0,
             "",
-            EventBody::NetDev {
+            EventBody::NetDev(NetDev {
                 op: NetDevOp::Move,
                 netns: INIT,
                 ifindex: 3,
                 other: A,
                 mac: Mac([2, 0, 0, 0, 0, 9]),
                 name: "eth0".into(),
-            },
+            }),
         ),
     ];
     let (decoded, _) = export(events, &[], None);
