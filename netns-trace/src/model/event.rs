@@ -3,7 +3,10 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use netns_trace_common::{self as abi, EventHeader};
+
 use crate::attribution::CniCacheEntry;
+use crate::probes::decode::{BadValue, FromRecord, cstr, field, ns};
 use crate::trace::wire::{DecodeError, KernelAddress, MntNsRef, Reader, Wire, WireAs, Writer};
 
 /// Identity of a network namespace. Inode numbers are reused by the kernel, so `cookie`
@@ -250,7 +253,7 @@ macro_rules! payload {
 }
 
 macro_rules! define_event_body {
-    ($($id:literal $origin:ident $name:literal $variant:ident($($payload:tt)*),)*) => {
+    ($($id:literal $origin:ident $(($record:ident))? $name:literal $variant:ident($($payload:tt)*),)*) => {
         /// What happened. Kernel records and userspace observations alike; one variant per row
         /// of the event table ([`netns_trace_common::with_event_table`]).
         #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -300,6 +303,19 @@ payload! {
     }
 }
 
+impl FromRecord for NetnsCreated {
+    type Record = abi::NetnsCreated;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            netns: ns(hdr.netns),
+            parent: ns(r.parent),
+            net_ptr: r.net_ptr,
+            source: field(r.source)?,
+            clone_flags: r.clone_flags,
+        })
+    }
+}
+
 /// A task entered (`netns`) and/or left (`prev`) a namespace. For Exit both are the same.
 /// (Its trace encoding packs `op`, `thread` and `group_dead` into one byte: see trace/wire.rs.)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -315,6 +331,23 @@ pub struct TaskNetns {
     pub prev_mnt_ns: u32,
 }
 
+impl FromRecord for TaskNetns {
+    type Record = abi::TaskNetns;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            op: field(r.op)?,
+            netns: ns(hdr.netns),
+            prev: ns(r.prev),
+            thread: r.flags & abi::task_flags::THREAD != 0,
+            group_dead: r.flags & abi::task_flags::GROUP_DEAD != 0,
+            cgroup_id: r.cgroup_id,
+            ppid: r.ppid,
+            mnt_ns: r.mnt_ns,
+            prev_mnt_ns: r.prev_mnt_ns,
+        })
+    }
+}
+
 payload! {
     /// Something happened to a `struct net`: `NetnsTeardown`, the kernel started destroying
     /// it (per-net exit callbacks); `NetnsFreed`, its memory went back to the slab.
@@ -325,9 +358,27 @@ payload! {
     }
 }
 
+impl FromRecord for NetnsObject {
+    type Record = abi::NetnsObject;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            netns: ns(hdr.netns),
+            net_ptr: r.net_ptr,
+            hook: field(r.hook)?,
+        })
+    }
+}
+
 payload! {
     /// The cleanup_net worker started a batch (tracepoint mode's coarse teardown signal).
     pub struct CleanupRun {}
+}
+
+impl FromRecord for CleanupRun {
+    type Record = abi::NetnsObject;
+    fn from_record(_: &EventHeader, _: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {})
+    }
 }
 
 payload! {
@@ -345,6 +396,23 @@ payload! {
     }
 }
 
+impl FromRecord for MountSyscall {
+    type Record = abi::MountSyscall;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            op: field(r.op)?,
+            netns: ns(hdr.netns),
+            mnt_ns: r.mnt_ns,
+            ret: r.ret,
+            flags: r.flags,
+            from_dfd: r.from_dfd,
+            to_dfd: r.to_dfd,
+            source: cstr(&r.source),
+            target: cstr(&r.target),
+        })
+    }
+}
+
 payload! {
     /// Full mode: an nsfs netns file was grafted into mount namespace `mnt_ns`.
     pub struct NsfsMount {
@@ -355,11 +423,33 @@ payload! {
     }
 }
 
+impl FromRecord for NsfsMount {
+    type Record = abi::NsfsMount;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            netns: ns(hdr.netns),
+            mnt_ns: r.mnt_ns,
+            net_ptr: r.net_ptr,
+            hook: field(r.hook)?,
+        })
+    }
+}
+
 payload! {
     /// Full mode: the last nsfs inode for the namespace was evicted (the pin truly let go).
     pub struct NsfsEvict {
         pub netns: NsId,
         pub net_ptr: u64 as KernelAddress,
+    }
+}
+
+impl FromRecord for NsfsEvict {
+    type Record = abi::NetnsObject;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            netns: ns(hdr.netns),
+            net_ptr: r.net_ptr,
+        })
     }
 }
 
@@ -375,6 +465,22 @@ payload! {
     }
 }
 
+impl FromRecord for NetDev {
+    type Record = abi::NetDev;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        let mut mac = [0u8; 6];
+        mac.copy_from_slice(&r.mac[..6]);
+        Ok(Self {
+            op: field(r.op)?,
+            netns: ns(hdr.netns),
+            ifindex: r.ifindex,
+            other: ns(r.other),
+            mac: Mac(mac),
+            name: cstr(&r.name),
+        })
+    }
+}
+
 payload! {
     /// An IPv4 address was added to or removed from a device in `netns`.
     pub struct Ipv4AddrChange {
@@ -384,6 +490,20 @@ payload! {
         pub addr: Ipv4Addr,
         pub prefix_len: u8,
         pub label: String,
+    }
+}
+
+impl FromRecord for Ipv4AddrChange {
+    type Record = abi::Ipv4Addr;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            op: field(r.op)?,
+            netns: ns(hdr.netns),
+            ifindex: r.ifindex,
+            addr: Ipv4Addr::from(r.addr),
+            prefix_len: r.prefix_len,
+            label: cstr(&r.label),
+        })
     }
 }
 
@@ -403,6 +523,23 @@ pub struct ArpPacket {
     pub hook: Hook,
 }
 
+impl FromRecord for ArpPacket {
+    type Record = abi::Arp;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            netns: ns(hdr.netns),
+            dir: field(r.dir)?,
+            op: r.op,
+            ifindex: r.ifindex,
+            sender_ip: Ipv4Addr::from(r.sender_ip),
+            sender_mac: Mac(r.sender_mac),
+            target_ip: Ipv4Addr::from(r.target_ip),
+            target_mac: Mac(r.target_mac),
+            hook: field(r.hook)?,
+        })
+    }
+}
+
 payload! {
     /// An IPv4 neighbour entry changed (neigh:neigh_update) on a device in `netns`.
     pub struct NeighUpdate {
@@ -412,6 +549,19 @@ payload! {
         pub mac: Mac,
         /// The NUD_* state requested.
         pub nud_state: u32,
+    }
+}
+
+impl FromRecord for NeighUpdate {
+    type Record = abi::NeighUpdate;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        Ok(Self {
+            netns: ns(hdr.netns),
+            ifindex: r.ifindex,
+            ip: Ipv4Addr::from(r.ip),
+            mac: Mac(r.mac),
+            nud_state: r.nud_state,
+        })
     }
 }
 

@@ -1,17 +1,12 @@
 //! Ring-buffer records → model events. Records are validated (kind, size) before use; a
 //! malformed record is an error the caller counts, never a panic.
-use std::net::Ipv4Addr as Ip;
-
 use netns_trace_common as abi;
 use netns_trace_common::{EventHeader, EventKind};
 use num_enum::TryFromPrimitive;
 
-use crate::model::{
-    ArpPacket, CleanupRun, Comm, Event, EventBody, Ipv4AddrChange, Mac, MountSyscall, NeighUpdate,
-    NetDev, NetnsCreated, NetnsObject, NsId, NsfsEvict, NsfsMount, TaskNetns,
-};
+use crate::model::*;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {0} bytes is shorter than the header")]
     Short(usize),
@@ -27,6 +22,37 @@ pub enum DecodeError {
     BadValue { kind: u16, value: u64 },
 }
 
+/// A payload built from the `#[repr(C)]` record the eBPF programs send for it. The impls sit
+/// beside each payload in model/event.rs; the event table says which record a kind arrives as.
+pub trait FromRecord: Sized {
+    type Record: Copy;
+    fn from_record(hdr: &EventHeader, record: &Self::Record) -> Result<Self, BadValue>;
+}
+
+/// A record field holding a value its type does not have.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadValue(pub u64);
+
+/// A field enum from the integer a record carries.
+pub fn field<E: TryFromPrimitive<Primitive = u8>>(value: impl Into<u64>) -> Result<E, BadValue> {
+    let value = value.into();
+    u8::try_from(value)
+        .ok()
+        .and_then(|v| E::try_from_primitive(v).ok())
+        .ok_or(BadValue(value))
+}
+
+/// The namespace a record names.
+pub fn ns(id: abi::NetnsId) -> NsId {
+    NsId::new(id.cookie, id.inum)
+}
+
+/// A NUL-terminated (or full) byte array as text; invalid UTF-8 is replaced, never trusted.
+pub fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
 fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() < size_of::<T>() {
         return Err(DecodeError::Short(bytes.len()));
@@ -36,201 +62,60 @@ fn read<T: Copy>(bytes: &[u8]) -> Result<T, DecodeError> {
     Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const T) })
 }
 
-fn ns(id: abi::NetnsId) -> NsId {
-    NsId::new(id.cookie, id.inum)
-}
-
-fn cstr(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-fn mac(b: &[u8]) -> Mac {
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&b[..6]);
-    Mac(m)
-}
-
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let hdr: EventHeader = read(bytes)?;
-    let kind = EventKind::try_from(hdr.kind as u8)
-        .ok()
-        .filter(|k| u16::from(*k as u8) == hdr.kind && k.from_kernel())
-        .ok_or(DecodeError::UnknownKind(hdr.kind))?;
-    let record = Record { hdr, bytes };
-    let netns = ns(hdr.netns);
-    let body = match kind {
-        EventKind::NetnsCreated => {
-            let r: abi::NetnsCreated = record.read()?;
-            EventBody::NetnsCreated(NetnsCreated {
-                netns,
-                parent: ns(r.parent),
-                net_ptr: r.net_ptr,
-                source: record.field(r.source)?,
-                clone_flags: r.clone_flags,
-            })
-        }
-        EventKind::Task => {
-            let r: abi::TaskNetns = record.read()?;
-            EventBody::Task(TaskNetns {
-                op: record.field(r.op)?,
-                netns,
-                prev: ns(r.prev),
-                thread: r.flags & abi::task_flags::THREAD != 0,
-                group_dead: r.flags & abi::task_flags::GROUP_DEAD != 0,
-                cgroup_id: r.cgroup_id,
-                ppid: r.ppid,
-                mnt_ns: r.mnt_ns,
-                prev_mnt_ns: r.prev_mnt_ns,
-            })
-        }
-        EventKind::NetnsTeardown | EventKind::NetnsFreed => {
-            let r: abi::NetnsObject = record.read()?;
-            let object = NetnsObject {
-                netns,
-                net_ptr: r.net_ptr,
-                hook: record.field(r.hook)?,
-            };
-            if kind == EventKind::NetnsTeardown {
-                EventBody::NetnsTeardown(object)
-            } else {
-                EventBody::NetnsFreed(object)
-            }
-        }
-        EventKind::NsfsEvict => {
-            let r: abi::NetnsObject = record.read()?;
-            EventBody::NsfsEvict(NsfsEvict {
-                netns,
-                net_ptr: r.net_ptr,
-            })
-        }
-        EventKind::CleanupRun => {
-            let _: abi::NetnsObject = record.read()?;
-            EventBody::CleanupRun(CleanupRun {})
-        }
-        EventKind::MountSyscall => {
-            let r: abi::MountSyscall = record.read()?;
-            EventBody::MountSyscall(MountSyscall {
-                op: record.field(r.op)?,
-                netns,
-                mnt_ns: r.mnt_ns,
-                ret: r.ret,
-                flags: r.flags,
-                from_dfd: r.from_dfd,
-                to_dfd: r.to_dfd,
-                source: cstr(&r.source),
-                target: cstr(&r.target),
-            })
-        }
-        EventKind::NsfsMount => {
-            let r: abi::NsfsMount = record.read()?;
-            EventBody::NsfsMount(NsfsMount {
-                netns,
-                mnt_ns: r.mnt_ns,
-                net_ptr: r.net_ptr,
-                hook: record.field(r.hook)?,
-            })
-        }
-        EventKind::NetDev => {
-            let r: abi::NetDev = record.read()?;
-            EventBody::NetDev(NetDev {
-                op: record.field(r.op)?,
-                netns,
-                ifindex: r.ifindex,
-                other: ns(r.other),
-                mac: mac(&r.mac),
-                name: cstr(&r.name),
-            })
-        }
-        EventKind::Ipv4Addr => {
-            let r: abi::Ipv4Addr = record.read()?;
-            EventBody::Ipv4Addr(Ipv4AddrChange {
-                op: record.field(r.op)?,
-                netns,
-                ifindex: r.ifindex,
-                addr: Ip::from(r.addr),
-                prefix_len: r.prefix_len,
-                label: cstr(&r.label),
-            })
-        }
-        EventKind::Arp => {
-            let r: abi::Arp = record.read()?;
-            EventBody::Arp(ArpPacket {
-                netns,
-                dir: record.field(r.dir)?,
-                op: r.op,
-                ifindex: r.ifindex,
-                sender_ip: Ip::from(r.sender_ip),
-                sender_mac: Mac(r.sender_mac),
-                target_ip: Ip::from(r.target_ip),
-                target_mac: Mac(r.target_mac),
-                hook: record.field(r.hook)?,
-            })
-        }
-        EventKind::NeighUpdate => {
-            let r: abi::NeighUpdate = record.read()?;
-            EventBody::NeighUpdate(NeighUpdate {
-                netns,
-                ifindex: r.ifindex,
-                ip: Ip::from(r.ip),
-                mac: Mac(r.mac),
-                nud_state: r.nud_state,
-            })
-        }
-        // Userspace observations never come from the kernel.
-        EventKind::Lost
-        | EventKind::PinAdded
-        | EventKind::PinRemoved
-        | EventKind::Interfaces
-        | EventKind::CgroupPath
-        | EventKind::Snapshot
-        | EventKind::MemberCgroup
-        | EventKind::CniResult => return Err(DecodeError::UnknownKind(hdr.kind)),
-    };
-    Ok(Event {
-        ts_ns: hdr.ts_ns,
-        pid: hdr.pid,
-        tgid: hdr.tgid,
-        comm: Comm(hdr.comm),
-        body,
+/// `P` from a whole record, when the header's size and the bytes that arrived are its
+/// record's.
+fn payload<P: FromRecord>(hdr: &EventHeader, bytes: &[u8]) -> Result<P, DecodeError> {
+    let size = size_of::<P::Record>();
+    if hdr.size as usize != size || bytes.len() < size {
+        return Err(DecodeError::Size {
+            kind: hdr.kind,
+            claimed: hdr.size as usize,
+            got: bytes.len(),
+        });
+    }
+    let record: P::Record = read(bytes)?;
+    P::from_record(hdr, &record).map_err(|BadValue(value)| DecodeError::BadValue {
+        kind: hdr.kind,
+        value,
     })
 }
 
-/// One ring-buffer record: its header, and all of its bytes.
-struct Record<'a> {
-    hdr: EventHeader,
-    bytes: &'a [u8],
-}
-
-impl Record<'_> {
-    /// The whole record as `T`, when the header's size and the bytes that arrived are `T`'s.
-    fn read<T: Copy>(&self) -> Result<T, DecodeError> {
-        let size = size_of::<T>();
-        if self.hdr.size as usize != size || self.bytes.len() < size {
-            return Err(DecodeError::Size {
-                kind: self.hdr.kind,
-                claimed: self.hdr.size as usize,
-                got: self.bytes.len(),
-            });
-        }
-        read(self.bytes)
-    }
-
-    /// A field enum from the integer the record carries.
-    fn field<E, V>(&self, value: V) -> Result<E, DecodeError>
-    where
-        E: TryFromPrimitive<Primitive = u8>,
-        V: Copy + Into<u64>,
-    {
-        u8::try_from(value.into())
-            .ok()
-            .and_then(|v| E::try_from_primitive(v).ok())
-            .ok_or(DecodeError::BadValue {
-                kind: self.hdr.kind,
-                value: value.into(),
+macro_rules! decode_by_table {
+    ($($id:literal $origin:ident $(($record:ident))? $name:literal $variant:ident($($payload:tt)*),)*) => {
+        /// One ring-buffer record as an event.
+        pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+            let hdr: EventHeader = read(bytes)?;
+            let unknown = DecodeError::UnknownKind(hdr.kind);
+            let kind = u8::try_from(hdr.kind)
+                .ok()
+                .and_then(|k| EventKind::try_from(k).ok())
+                .ok_or(unknown.clone())?;
+            let body = match kind {
+                $(EventKind::$variant => decode_by_table!(@body hdr, bytes, unknown, $variant, ($($payload)*) $(, $record)?),)*
+            };
+            Ok(Event {
+                ts_ns: hdr.ts_ns,
+                pid: hdr.pid,
+                tgid: hdr.tgid,
+                comm: Comm(hdr.comm),
+                body,
             })
-    }
+        }
+    };
+    // A kernel kind: its payload from its record.
+    (@body $hdr:ident, $bytes:ident, $unknown:ident, $variant:ident, ($payload:ty), $record:ident) => {{
+        const _: fn() = || {
+            let _: fn(&<$payload as FromRecord>::Record) -> &abi::$record = |r| r;
+        };
+        EventBody::$variant(payload::<$payload>(&$hdr, $bytes)?)
+    }};
+    // Userspace observations never come from the kernel.
+    (@body $hdr:ident, $bytes:ident, $unknown:ident, $variant:ident, ($($payload:tt)*)) => {
+        return Err($unknown)
+    };
 }
+
+netns_trace_common::with_event_table!(decode_by_table);
 
 #[cfg(test)]
 mod tests {
@@ -313,7 +198,7 @@ mod tests {
                 ..
             }) => {
                 assert_eq!((op, dir), (2, Direction::Tx));
-                assert_eq!(sender_ip, Ip::new(10, 231, 1, 10));
+                assert_eq!(sender_ip, std::net::Ipv4Addr::new(10, 231, 1, 10));
                 assert_eq!(sender_mac.to_string(), "02:00:0a:e7:01:0a");
             }
             other => panic!("{other:?}"),
@@ -346,6 +231,23 @@ mod tests {
         let full = as_bytes(&rec);
         for n in 0..full.len() {
             assert!(decode(&full[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn every_kind_is_decoded_from_its_own_record_only() {
+        for &kind in EventKind::ALL {
+            let hdr = header(kind as u16, size_of::<EventHeader>());
+            let got = decode(&as_bytes(&hdr));
+            if kind.from_kernel() {
+                // A kernel kind wants its whole record: a bare header is the wrong size.
+                assert!(
+                    matches!(got, Err(DecodeError::Size { .. })),
+                    "{kind:?}: {got:?}"
+                );
+            } else {
+                assert_eq!(got, Err(DecodeError::UnknownKind(kind as u16)), "{kind:?}");
+            }
         }
     }
 }
