@@ -150,7 +150,7 @@ impl LiveSink for WatchSink {
                     self.time(n.ts_ns),
                     n.netns,
                     format!("{:?}", n.kind).to_lowercase(),
-                    n.text
+                    crate::model::terminal_safe(&n.text)
                 )?;
             }
         }
@@ -163,7 +163,11 @@ impl LiveSink for WatchSink {
                     serde_json::json!({"type": "finding", "finding": f})
                 )?;
             } else {
-                writeln!(self.out, "FINDING {}", f.summary)?;
+                writeln!(
+                    self.out,
+                    "FINDING {}",
+                    crate::model::terminal_safe(&f.summary)
+                )?;
             }
         }
         self.findings_printed = findings.len();

@@ -75,9 +75,10 @@ impl fmt::Debug for Comm {
     }
 }
 
+/// Terminal-safe: a task names itself (prctl), so control characters are escaped.
 impl fmt::Display for Comm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.as_str())
+        f.write_str(&super::terminal_safe(&self.as_str()))
     }
 }
 

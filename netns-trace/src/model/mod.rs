@@ -6,5 +6,7 @@
 //! and an offline replay see exactly the same input.
 
 pub mod event;
+pub mod terminal;
 
 pub use event::*;
+pub use terminal::terminal_safe;

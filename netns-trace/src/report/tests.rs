@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::collector::synthetic::{self, SyntheticConfig};
 use crate::collector::{Collector, CollectorConfig};
-use crate::model::{AddrOp, Event, EventBody, Hook, Mac, NetDevOp, Pin, TaskOp};
+use crate::model::{AddrOp, Comm, Event, EventBody, Hook, Mac, NetDevOp, Pin, TaskOp};
 
 const S: u64 = 1_000_000_000;
 
@@ -293,4 +293,97 @@ fn text_rendering_shows_table_and_evidence() {
     let mut buf = Vec::new();
     Report::build(&c, &cx).render_text(&mut buf).unwrap();
     assert!(String::from_utf8(buf).unwrap().contains(" monotonic)"));
+}
+
+/// A pod names its process, its pin path and its interface; a trace names its host. None of
+/// them may forge a line or reach the terminal as a control sequence.
+#[test]
+fn names_from_pods_and_traces_cannot_forge_lines_or_escape_sequences() {
+    let id = NsId::new(900, 4026532300);
+    let init = synthetic::SYNTH_INIT;
+    let evil_path = "/run/netns/x\nFINDING forged_leak net:[1]\x1b[2J";
+    let evil_comm = "p\x1b]0;owned\x07\n";
+    let hdr = |ts: u64, body: EventBody| Event {
+        ts_ns: ts,
+        pid: 600,
+        tgid: 600,
+        comm: Comm::from_str_lossy(evil_comm),
+        body,
+    };
+    let mut c = Collector::new(CollectorConfig::default());
+    let task = |op, netns, prev| {
+        EventBody::Task(TaskNetns {
+            op,
+            netns,
+            prev,
+            thread: false,
+            group_dead: op == TaskOp::Exit,
+            cgroup_id: 0,
+            ppid: 1,
+            mnt_ns: 1,
+            prev_mnt_ns: 1,
+        })
+    };
+    for e in [
+        hdr(
+            S,
+            EventBody::NetnsCreated(NetnsCreated {
+                netns: id,
+                parent: init,
+                net_ptr: 1,
+                source: CreatedBy::Unshare,
+                clone_flags: 0,
+            }),
+        ),
+        hdr(S + 1, task(TaskOp::Unshare, id, init)),
+        Event::observed(
+            S + 2,
+            EventBody::PinAdded(PinChange {
+                netns: id,
+                pin: Pin::BindMount {
+                    path: evil_path.into(),
+                    mnt_ns: 1,
+                    holder_pid: 0,
+                    holder_comm: Comm::default(),
+                },
+            }),
+        ),
+        hdr(
+            S + 3,
+            EventBody::NetDev(NetDev {
+                op: NetDevOp::Register,
+                netns: id,
+                ifindex: 2,
+                other: NsId::default(),
+                mac: Mac([2, 0, 0, 0, 0, 1]),
+                name: "eth\n\x1b[31m".into(),
+            }),
+        ),
+        hdr(2 * S, task(TaskOp::Exit, id, id)),
+    ] {
+        c.handle(&e);
+    }
+    c.tick(1000 * S);
+    assert!(!c.findings().is_empty(), "the setup must leak");
+    let mut cx = ctx();
+    cx.hostname = "node\n[1] leaked_netns net:[7]".into();
+    let mut buf = Vec::new();
+    Report::build(&c, &cx).render_text(&mut buf).unwrap();
+    let t = String::from_utf8(buf).unwrap();
+    for line in t.lines() {
+        assert!(
+            !line.starts_with("FINDING forged") && !line.starts_with("[1] leaked_netns net:[7]"),
+            "forged line: {line:?}\n{t}"
+        );
+        assert!(
+            !line.chars().any(|c| c.is_control()),
+            "control character in {line:?}"
+        );
+    }
+    assert!(
+        t.contains("/run/netns/x\\nFINDING forged_leak net:[1]\\x1b[2J"),
+        "{t}"
+    );
+    assert!(t.contains("p\\x1b]0;owned\\x07\\n"), "{t}");
+    assert!(t.contains("host: node\\n[1] leaked_netns"), "{t}");
 }

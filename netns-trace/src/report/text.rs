@@ -3,6 +3,7 @@ use std::io::Write;
 
 use super::{ClockBase, NamespaceView, Report, ReportError};
 use crate::collector::{FindingDetail, NsState, PinKind};
+use crate::model::terminal_safe as safe;
 
 fn secs(ns: u64) -> String {
     format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
@@ -110,6 +111,7 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
     } else {
         ips.join(",")
     };
+    // Pin paths and owners come from pods: every cell is escaped.
     [
         ns.id.clone(),
         ns.state.to_string(),
@@ -121,6 +123,7 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
         ips,
         owner_cell(ns),
     ]
+    .map(|cell| safe(&cell).into_owned())
 }
 
 pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError> {
@@ -130,7 +133,9 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
     writeln!(
         out,
         "host: {}  kernel: {}  probe mode: {}",
-        r.host.hostname, r.host.kernel, r.probe_mode
+        safe(&r.host.hostname),
+        safe(&r.host.kernel),
+        safe(&r.probe_mode)
     )?;
     if let (Some(s), Some(e)) = (r.trace.started_at_ns, r.trace.ended_at_ns) {
         writeln!(
@@ -247,10 +252,10 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
             f.netns,
             if f.uncertain { "  (UNCERTAIN)" } else { "" }
         )?;
-        writeln!(out, "    {}", f.summary)?;
+        writeln!(out, "    {}", safe(&f.summary))?;
         writeln!(out, "    raised at {}", at(clock, f.raised_at_ns))?;
         if let Some(why) = &f.uncertain_reason {
-            writeln!(out, "    uncertain: {why}")?;
+            writeln!(out, "    uncertain: {}", safe(why))?;
         }
         match &f.detail {
             FindingDetail::LeakedNetns {
@@ -281,7 +286,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     .into_iter()
                     .flatten()
                     .collect();
-                    writeln!(out, "    owner: {}", fields.join(", "))?;
+                    writeln!(out, "    owner: {}", safe(&fields.join(", ")))?;
                 }
                 if pins.is_empty() {
                     writeln!(out, "    held by: no pin observed")?;
@@ -310,7 +315,12 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                         p.by.as_ref()
                             .map(|b| format!(", made by {} ({})", b.pid, b.comm))
                             .unwrap_or_default();
-                    writeln!(out, "    held by: {what}{by}, seen {}", at(clock, p.at_ns))?;
+                    writeln!(
+                        out,
+                        "    held by: {}{by}, seen {}",
+                        safe(&what),
+                        at(clock, p.at_ns)
+                    )?;
                 }
                 if let Some(m) = last_member {
                     writeln!(
@@ -326,7 +336,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     writeln!(
                         out,
                         "    failed cleanup: umount {} by {} ({}) -> errno {} at {}",
-                        u.path,
+                        safe(&u.path),
                         u.by.pid,
                         u.by.comm,
                         u.errno,
@@ -337,7 +347,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     writeln!(
                         out,
                         "    interface: {} (ifindex {}, {}) {}",
-                        i.name,
+                        safe(&i.name),
                         i.ifindex,
                         i.mac,
                         i.ipv4.join(" ")
@@ -359,7 +369,11 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     writeln!(
                         out,
                         "    {ip} on {} {} (ifindex {}, {}) [{}]",
-                        h.netns, h.ifname, h.ifindex, h.mac, h.state
+                        h.netns,
+                        safe(&h.ifname),
+                        h.ifindex,
+                        h.mac,
+                        h.state
                     )?;
                 }
                 if *involves_leaked {
