@@ -11,7 +11,7 @@ use aya::{
 };
 use netns_trace_common::{
     kind,
-    offsets::{GLOBAL_NAME, KernelOffsets, MISSING},
+    offsets::{GLOBAL_NAME, KernelOffsets, MISSING, Offset},
 };
 
 /// EVENTS' size in the object (netns-trace-ebpf/src/maps.rs) when --ring-size leaves it.
@@ -21,7 +21,7 @@ const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
 const WAKEUP_GLOBAL: &str = "WAKEUP_AT_BYTES";
 use serde::Serialize;
 
-use super::btf::{KernelBtf, Resolved, VMLINUX_BTF, kallsyms_address};
+use super::btf::{KernelBtf, MemberError, Resolved, VMLINUX_BTF, kallsyms_address};
 use super::registry::{Attach, Link, Mechanism, PROBES, ProbeSpec, Requires};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,8 @@ pub struct Tracer {
     pub lost: PerCpuArray<MapData, u64>,
     pub statuses: Vec<ProbeStatus>,
     pub offsets: KernelOffsets,
-    pub missing_offsets: Vec<(String, String)>,
+    /// Members this kernel lacks, by name.
+    pub missing_offsets: Vec<(Offset, MemberError)>,
     /// The programs' diagnostics (aya-log), taken by whoever polls them (live::pipeline).
     pub logger: Option<super::diag::ProbeLogger>,
 }
@@ -173,21 +174,13 @@ pub fn resolve_kernel(btf: &KernelBtf) -> Resolved {
     resolved
 }
 
-fn field_value(o: &KernelOffsets, name: &str) -> Option<u32> {
-    // The registry names members by field; Debug output is the one place all are listed.
-    let dbg = format!("{o:?}");
-    let start = dbg.find(&format!("{name}: "))? + name.len() + 2;
-    dbg[start..].split([',', ' ', '}']).next()?.parse().ok()
-}
-
 fn link_precondition(link: &Link, resolved: &Resolved, btf: &KernelBtf) -> Result<(), String> {
-    for need in link.needs {
-        if field_value(&resolved.offsets, need) == Some(MISSING) {
+    for &need in link.needs {
+        if resolved.offsets.get(need) == MISSING {
             let why = resolved
                 .missing
-                .get(need)
-                .cloned()
-                .unwrap_or_else(|| "unresolved".into());
+                .get(&need)
+                .map_or_else(|| "unresolved".into(), MemberError::to_string);
             return Err(format!("needs {need}: {why}"));
         }
     }
@@ -497,11 +490,9 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     if !statuses.iter().any(ProbeStatus::is_attached) {
         return Err(LoadError::NothingAttached);
     }
-    let missing_offsets = resolved
-        .missing
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    let mut missing_offsets: Vec<_> = resolved.missing.into_iter().collect();
+    // By name, the order `probes --json` has always listed them in.
+    missing_offsets.sort_by_key(|(member, _)| member.name());
     Ok(Tracer {
         ebpf,
         ring: Some(ring),
