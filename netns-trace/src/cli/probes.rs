@@ -28,7 +28,7 @@ pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
         let out = serde_json::json!({
             "mode": tracer.mode(),
             "probes": tracer.statuses,
-            "missing_offsets": tracer.missing_offsets.iter().map(|(k, v)| serde_json::json!({"field": k, "reason": v})).collect::<Vec<_>>(),
+            "missing_offsets": tracer.missing_offsets.iter().map(|(member, why)| serde_json::json!({"field": member.name(), "reason": why.to_string()})).collect::<Vec<_>>(),
         });
         writeln!(stdout, "{}", serde_json::to_string_pretty(&out)?)?;
     } else {

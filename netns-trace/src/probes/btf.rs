@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use btf_rs::{Btf, Type};
-use netns_trace_common::offsets::{KernelOffsets, MISSING};
+use netns_trace_common::offsets::{KernelOffsets, MISSING, Offset};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
@@ -23,14 +23,120 @@ pub enum BtfError {
     Parse { path: String, reason: String },
 }
 
+/// Why a member could not be resolved; the text is what `netns-trace probes` reports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MemberError {
+    #[error("struct {root} not in BTF")]
+    NoStruct { root: String },
+    #[error("struct {root} has no member {path}")]
+    NoMember { root: String, path: String },
+    /// `path` leads through a member that is not a struct or union.
+    #[error("{root}.{path} is a {kind}, not a struct")]
+    NotAStruct {
+        root: String,
+        path: String,
+        kind: &'static str,
+    },
+    #[error("{root}.{path}: expected {expected}, found {found}")]
+    UnexpectedType {
+        root: String,
+        path: String,
+        expected: Expect,
+        found: &'static str,
+    },
+}
+
+/// The kind of type the probes read a member as. It is checked so that a member that changed
+/// type (say, a pointer became an array) is treated as missing, not misread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Pointer,
+    Integer,
+    /// A struct or union (the probes take its address).
+    Struct,
+    /// Read as bytes, whatever the type.
+    Any,
+    /// `net_device.dev_addr`: which of the two also sets `netdev_dev_addr_is_ptr`.
+    PointerOrArray,
+}
+
+impl Expect {
+    fn accepts(self, t: &Type) -> bool {
+        match self {
+            Expect::Pointer => matches!(t, Type::Ptr(_)),
+            Expect::Integer => matches!(t, Type::Int(_) | Type::Enum(_) | Type::Enum64(_)),
+            Expect::Struct => matches!(t, Type::Struct(_) | Type::Union(_)),
+            Expect::Any => true,
+            Expect::PointerOrArray => matches!(t, Type::Ptr(_) | Type::Array(_)),
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Expect::Pointer => "a pointer",
+            Expect::Integer => "an integer",
+            Expect::Struct => "a struct",
+            Expect::Any => "anything",
+            Expect::PointerOrArray => "a pointer or an array",
+        })
+    }
+}
+
+/// Where each member lives in the kernel's types: struct, member path (dot-separated, through
+/// anonymous members as C does), and the kind of type the probes read.
+fn location(member: Offset) -> (&'static str, &'static str, Expect) {
+    use Expect::*;
+    match member {
+        Offset::TaskNsproxy => ("task_struct", "nsproxy", Pointer),
+        Offset::TaskPid => ("task_struct", "pid", Integer),
+        Offset::TaskTgid => ("task_struct", "tgid", Integer),
+        Offset::NsproxyNetNs => ("nsproxy", "net_ns", Pointer),
+        Offset::NsproxyMntNs => ("nsproxy", "mnt_ns", Pointer),
+        Offset::NetNs => ("net", "ns", Struct),
+        Offset::NetNsInum => ("net", "ns.inum", Integer),
+        // u64 on 5.12+, atomic64_t (a struct around the counter) before: same offset.
+        Offset::NetCookie => ("net", "net_cookie", Any),
+        Offset::MntNsInum => ("mnt_namespace", "ns.inum", Integer),
+        Offset::MountMnt => ("mount", "mnt", Struct),
+        Offset::VfsmountMntRoot => ("vfsmount", "mnt_root", Pointer),
+        Offset::DentryDSb => ("dentry", "d_sb", Pointer),
+        Offset::DentryDInode => ("dentry", "d_inode", Pointer),
+        Offset::SbSMagic => ("super_block", "s_magic", Integer),
+        Offset::InodeIPrivate => ("inode", "i_private", Pointer),
+        Offset::PathDentry => ("path", "dentry", Pointer),
+        Offset::NsCommonNsType => ("ns_common", "ns_type", Integer),
+        Offset::NsCommonOps => ("ns_common", "ops", Pointer),
+        Offset::ProcNsOpsType => ("proc_ns_operations", "type", Integer),
+        Offset::NetdevIfindex => ("net_device", "ifindex", Integer),
+        Offset::NetdevName => ("net_device", "name", Any),
+        Offset::NetdevNdNet => ("net_device", "nd_net.net", Pointer),
+        Offset::NetdevDevAddr => ("net_device", "dev_addr", PointerOrArray),
+        Offset::SkbProtocol => ("sk_buff", "protocol", Integer),
+        Offset::SkbHead => ("sk_buff", "head", Pointer),
+        Offset::SkbData => ("sk_buff", "data", Pointer),
+        Offset::SkbNetworkHeader => ("sk_buff", "network_header", Integer),
+        Offset::SkbDev => ("sk_buff", "dev", Pointer),
+        Offset::IfaLocal => ("in_ifaddr", "ifa_local", Integer),
+        Offset::IfaPrefixlen => ("in_ifaddr", "ifa_prefixlen", Integer),
+        Offset::IfaDev => ("in_ifaddr", "ifa_dev", Pointer),
+        Offset::IfaLabel => ("in_ifaddr", "ifa_label", Any),
+        Offset::InDeviceDev => ("in_device", "dev", Pointer),
+        Offset::NeighPrimaryKey => ("neighbour", "primary_key", Any),
+        Offset::NeighDev => ("neighbour", "dev", Pointer),
+        Offset::NeighTbl => ("neighbour", "tbl", Pointer),
+        Offset::NeighTableFamily => ("neigh_table", "family", Integer),
+    }
+}
+
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// What the resolver found: the offsets, and a reason for every member it could not resolve.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     pub offsets: KernelOffsets,
-    /// `field name` → why it is missing.
-    pub missing: BTreeMap<&'static str, String>,
+    pub missing: BTreeMap<Offset, MemberError>,
 }
 
 pub struct KernelBtf {
@@ -91,18 +197,16 @@ impl KernelBtf {
         Err("modifier chain too long".into())
     }
 
-    fn struct_named(&self, name: &str) -> Result<btf_rs::Struct, String> {
-        let types = self
-            .btf
+    fn struct_named(&self, name: &str) -> Result<btf_rs::Struct, MemberError> {
+        self.btf
             .resolve_types_by_name(name)
-            .map_err(|_| format!("struct {name} not in BTF"))?;
-        types
+            .unwrap_or_default()
             .into_iter()
             .find_map(|t| match t {
                 Type::Struct(s) if !s.members.is_empty() => Some(s),
                 _ => None,
             })
-            .ok_or_else(|| format!("struct {name} not in BTF"))
+            .ok_or_else(|| MemberError::NoStruct { root: name.into() })
     }
 
     /// Finds member `name` in `st`, looking inside anonymous members. Returns its byte offset
@@ -138,150 +242,77 @@ impl KernelBtf {
 
     /// Byte offset of `path` (dot-separated members) inside `struct root`, and the member's
     /// type.
-    pub fn member(&self, root: &str, path: &str) -> Result<(u32, Type), String> {
-        let mut st = self.struct_named(root)?;
+    pub fn member(&self, root: &str, path: &str) -> Result<(u32, Type), MemberError> {
         let mut total = 0u32;
-        let parts: Vec<&str> = path.split('.').collect();
-        for (i, part) in parts.iter().enumerate() {
-            let (off, t) = self
-                .find_member(&st, part, 0)
-                .ok_or_else(|| format!("struct {root} has no member {}", parts[..=i].join(".")))?;
-            total += off;
-            if i + 1 == parts.len() {
-                return Ok((total, t));
-            }
-            st = match t {
+        let mut ty = Type::Struct(self.struct_named(root)?);
+        let mut walked = String::new();
+        for part in path.split('.') {
+            let st = match ty {
                 Type::Struct(s) | Type::Union(s) => s,
                 other => {
-                    return Err(format!(
-                        "{root}.{} is a {}, not a struct",
-                        parts[..=i].join("."),
-                        other.name()
-                    ));
+                    return Err(MemberError::NotAStruct {
+                        root: root.into(),
+                        path: walked,
+                        kind: other.name(),
+                    });
                 }
             };
+            if !walked.is_empty() {
+                walked.push('.');
+            }
+            walked.push_str(part);
+            let (off, t) = self
+                .find_member(&st, part, 0)
+                .ok_or_else(|| MemberError::NoMember {
+                    root: root.into(),
+                    path: walked.clone(),
+                })?;
+            total += off;
+            ty = t;
         }
-        Err(format!("empty member path for {root}"))
+        Ok((total, ty))
+    }
+
+    /// Offset of one member, with its type checked against what the probes read.
+    fn resolve_member(&self, member: Offset) -> Result<(u32, Type), MemberError> {
+        let (root, path, expected) = location(member);
+        let (off, t) = self.member(root, path)?;
+        if !expected.accepts(&t) {
+            return Err(MemberError::UnexpectedType {
+                root: root.into(),
+                path: path.into(),
+                expected,
+                found: t.name(),
+            });
+        }
+        Ok((off, t))
     }
 
     /// Resolves every offset the probes use. Never fails: unknowns are reported in `missing`.
     pub fn resolve(&self) -> Resolved {
-        let mut o = KernelOffsets::UNRESOLVED;
+        let mut offsets = KernelOffsets::UNRESOLVED;
         let mut missing = BTreeMap::new();
-
-        // (field, struct, member path, expected kind): kind is checked so that a member that
-        // changed type (say, a pointer became an array) is treated as missing, not misread.
-        macro_rules! field {
-            ($field:ident, $root:expr, $path:expr, $check:expr) => {{
-                match self.member($root, $path) {
-                    Ok((off, t)) => {
-                        let check: fn(&Type) -> Result<(), String> = $check;
-                        match check(&t) {
-                            Ok(()) => o.$field = off,
-                            Err(why) => {
-                                missing.insert(
-                                    stringify!($field),
-                                    format!("{}.{}: {why}", $root, $path),
-                                );
-                            }
-                        }
-                    }
-                    Err(why) => {
-                        missing.insert(stringify!($field), why);
+        for &member in Offset::ALL {
+            match self.resolve_member(member) {
+                Ok((off, t)) => {
+                    offsets.set(member, off);
+                    if member == Offset::NetdevDevAddr {
+                        offsets.netdev_dev_addr_is_ptr = u32::from(matches!(t, Type::Ptr(_)));
                     }
                 }
-            }};
-        }
-        fn ptr(t: &Type) -> Result<(), String> {
-            match t {
-                Type::Ptr(_) => Ok(()),
-                other => Err(format!("expected a pointer, found {}", other.name())),
+                Err(why) => {
+                    missing.insert(member, why);
+                }
             }
         }
-        fn int(t: &Type) -> Result<(), String> {
-            match t {
-                Type::Int(_) | Type::Enum(_) | Type::Enum64(_) => Ok(()),
-                other => Err(format!("expected an integer, found {}", other.name())),
-            }
-        }
-        fn any(_: &Type) -> Result<(), String> {
-            Ok(())
-        }
-        fn record(t: &Type) -> Result<(), String> {
-            match t {
-                Type::Struct(_) | Type::Union(_) => Ok(()),
-                other => Err(format!("expected a struct, found {}", other.name())),
-            }
-        }
-
-        field!(task_nsproxy, "task_struct", "nsproxy", ptr);
-        field!(task_pid, "task_struct", "pid", int);
-        field!(task_tgid, "task_struct", "tgid", int);
-        field!(nsproxy_net_ns, "nsproxy", "net_ns", ptr);
-        field!(nsproxy_mnt_ns, "nsproxy", "mnt_ns", ptr);
-        field!(net_ns, "net", "ns", record);
-        field!(net_ns_inum, "net", "ns.inum", int);
-        // u64 on 5.12+, atomic64_t (a struct around the counter) before: same offset.
-        field!(net_cookie, "net", "net_cookie", any);
-        field!(mnt_ns_inum, "mnt_namespace", "ns.inum", int);
-        field!(mount_mnt, "mount", "mnt", record);
-        field!(vfsmount_mnt_root, "vfsmount", "mnt_root", ptr);
-        field!(dentry_d_sb, "dentry", "d_sb", ptr);
-        field!(dentry_d_inode, "dentry", "d_inode", ptr);
-        field!(sb_s_magic, "super_block", "s_magic", int);
-        field!(inode_i_private, "inode", "i_private", ptr);
-        field!(path_dentry, "path", "dentry", ptr);
         // The namespace type moved from ns->ops->type to ns->ns_type in 6.18: one of the two.
-        field!(ns_common_ns_type, "ns_common", "ns_type", int);
-        field!(ns_common_ops, "ns_common", "ops", ptr);
-        field!(proc_ns_ops_type, "proc_ns_operations", "type", int);
-        if o.ns_common_ns_type != MISSING {
-            missing.remove("ns_common_ops");
-            missing.remove("proc_ns_ops_type");
-        } else if o.ns_common_ops != MISSING && o.proc_ns_ops_type != MISSING {
-            missing.remove("ns_common_ns_type");
+        if offsets.ns_common_ns_type != MISSING {
+            missing.remove(&Offset::NsCommonOps);
+            missing.remove(&Offset::ProcNsOpsType);
+        } else if offsets.ns_common_ops != MISSING && offsets.proc_ns_ops_type != MISSING {
+            missing.remove(&Offset::NsCommonNsType);
         }
-        field!(netdev_ifindex, "net_device", "ifindex", int);
-        field!(netdev_name, "net_device", "name", any);
-        field!(netdev_nd_net, "net_device", "nd_net.net", ptr);
-        match self.member("net_device", "dev_addr") {
-            Ok((off, Type::Ptr(_))) => {
-                o.netdev_dev_addr = off;
-                o.netdev_dev_addr_is_ptr = 1;
-            }
-            Ok((off, Type::Array(_))) => {
-                o.netdev_dev_addr = off;
-                o.netdev_dev_addr_is_ptr = 0;
-            }
-            Ok((_, other)) => {
-                missing.insert(
-                    "netdev_dev_addr",
-                    format!("net_device.dev_addr is a {}", other.name()),
-                );
-            }
-            Err(why) => {
-                missing.insert("netdev_dev_addr", why);
-            }
-        }
-        field!(skb_protocol, "sk_buff", "protocol", int);
-        field!(skb_head, "sk_buff", "head", ptr);
-        field!(skb_data, "sk_buff", "data", ptr);
-        field!(skb_network_header, "sk_buff", "network_header", int);
-        field!(skb_dev, "sk_buff", "dev", ptr);
-        field!(ifa_local, "in_ifaddr", "ifa_local", int);
-        field!(ifa_prefixlen, "in_ifaddr", "ifa_prefixlen", int);
-        field!(ifa_dev, "in_ifaddr", "ifa_dev", ptr);
-        field!(ifa_label, "in_ifaddr", "ifa_label", any);
-        field!(in_device_dev, "in_device", "dev", ptr);
-        field!(neigh_primary_key, "neighbour", "primary_key", any);
-        field!(neigh_dev, "neighbour", "dev", ptr);
-        field!(neigh_tbl, "neighbour", "tbl", ptr);
-        field!(neigh_table_family, "neigh_table", "family", int);
-
-        Resolved {
-            offsets: o,
-            missing,
-        }
+        Resolved { offsets, missing }
     }
 }
 
@@ -340,12 +371,24 @@ mod tests {
     #[test]
     fn reports_missing_members_with_a_reason() {
         let Some(btf) = host() else { return };
-        let err = btf.member("net", "no_such_member").unwrap_err();
-        assert!(err.contains("no member no_such_member"), "{err}");
-        let err = btf.member("no_such_struct_xyz", "a").unwrap_err();
-        assert!(err.contains("not in BTF"), "{err}");
+        assert_eq!(
+            btf.member("net", "ns.no_such_member").unwrap_err(),
+            MemberError::NoMember {
+                root: "net".into(),
+                path: "ns.no_such_member".into()
+            }
+        );
+        assert_eq!(
+            btf.member("no_such_struct_xyz", "a").unwrap_err(),
+            MemberError::NoStruct {
+                root: "no_such_struct_xyz".into()
+            }
+        );
         let err = btf.member("net", "ns.inum.deeper").unwrap_err();
-        assert!(err.contains("not a struct"), "{err}");
+        assert!(
+            matches!(&err, MemberError::NotAStruct { path, .. } if path == "ns.inum"),
+            "{err}"
+        );
     }
 
     #[test]

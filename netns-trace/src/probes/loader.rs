@@ -7,11 +7,13 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, TracePoint},
+    programs::{
+        BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint, kprobe::KProbeError,
+    },
 };
 use netns_trace_common::{
     EventKind,
-    offsets::{GLOBAL_NAME, KernelOffsets, MISSING},
+    offsets::{GLOBAL_NAME, KernelOffsets, MISSING, Offset},
 };
 
 /// EVENTS' size in the object (netns-trace-ebpf/src/maps.rs) when --ring-size leaves it.
@@ -21,7 +23,7 @@ const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
 const WAKEUP_GLOBAL: &str = "WAKEUP_AT_BYTES";
 use serde::Serialize;
 
-use super::btf::{KernelBtf, Resolved, VMLINUX_BTF, kallsyms_address};
+use super::btf::{KernelBtf, MemberError, Resolved, VMLINUX_BTF, kallsyms_address};
 use super::registry::{Attach, Link, Mechanism, PROBES, ProbeSpec, Requires};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +99,8 @@ pub struct Tracer {
     pub lost: PerCpuArray<MapData, u64>,
     pub statuses: Vec<ProbeStatus>,
     pub offsets: KernelOffsets,
-    pub missing_offsets: Vec<(String, String)>,
+    /// Members this kernel lacks, by name.
+    pub missing_offsets: Vec<(Offset, MemberError)>,
     /// The programs' diagnostics (aya-log), taken by whoever polls them (live::pipeline).
     pub logger: Option<super::diag::ProbeLogger>,
 }
@@ -173,21 +176,13 @@ pub fn resolve_kernel(btf: &KernelBtf) -> Resolved {
     resolved
 }
 
-fn field_value(o: &KernelOffsets, name: &str) -> Option<u32> {
-    // The registry names members by field; Debug output is the one place all are listed.
-    let dbg = format!("{o:?}");
-    let start = dbg.find(&format!("{name}: "))? + name.len() + 2;
-    dbg[start..].split([',', ' ', '}']).next()?.parse().ok()
-}
-
 fn link_precondition(link: &Link, resolved: &Resolved, btf: &KernelBtf) -> Result<(), String> {
-    for need in link.needs {
-        if field_value(&resolved.offsets, need) == Some(MISSING) {
+    for &need in link.needs {
+        if resolved.offsets.get(need) == MISSING {
             let why = resolved
                 .missing
-                .get(need)
-                .cloned()
-                .unwrap_or_else(|| "unresolved".into());
+                .get(&need)
+                .map_or_else(|| "unresolved".into(), MemberError::to_string);
             return Err(format!("needs {need}: {why}"));
         }
     }
@@ -220,98 +215,150 @@ enum AttachedLink {
     Tp(&'static str, aya::programs::trace_point::TracePointLinkId),
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    let mut s = e.to_string();
-    // Say what the usual kernel refusals mean instead of echoing paths and errnos.
-    if s.contains("devices/kprobe/type") {
-        return "this kernel has no kprobe support (CONFIG_KPROBES off)".into();
-    }
-    if s.contains("BPF_PROG_LOAD syscall returned Operation not permitted") {
-        return "the kernel refused to load it (EPERM: lockdown or a missing capability)".into();
-    }
-    // aya nests the kernel's reason (and the verifier log) in source(); keep it short.
-    if s.len() > 300 {
-        s.truncate(300);
-        s.push('…');
-    }
-    s
+/// Why a program of a link could not be loaded or attached. The Display is the one-line
+/// reason `probes` shows, with aya's error shortened; the error itself stays the source.
+#[derive(Debug, thiserror::Error)]
+enum AttachError {
+    #[error("program {0} missing from the object")]
+    NotInObject(&'static str),
+    #[error("{}", Brief(.0))]
+    ProgramType(#[source] ProgramError),
+    #[error("load {program}: {}", Brief(.source))]
+    Load {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    /// `target` as the kernel names it: `fentry:copy_net_ns`, `syscalls:sys_enter_mount`.
+    #[error("attach {target}: {}", Brief(.source))]
+    Attach {
+        target: String,
+        #[source]
+        source: ProgramError,
+    },
 }
 
-fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, a: &Attach) -> Result<AttachedLink, String> {
+/// Kernel refusals that read better in words than as aya's paths and errnos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Refusal {
+    #[error("this kernel has no kprobe support (CONFIG_KPROBES off)")]
+    NoKprobes,
+    #[error("the kernel refused to load it (EPERM: lockdown or a missing capability)")]
+    NotPermitted,
+}
+
+impl Refusal {
+    fn of(e: &ProgramError) -> Option<Self> {
+        match e {
+            // aya learns the kprobe PMU's type from /sys/bus/event_source/devices/kprobe/type.
+            ProgramError::KProbeError(KProbeError::FileError { filename, .. })
+                if filename.ends_with("devices/kprobe/type") =>
+            {
+                Some(Refusal::NoKprobes)
+            }
+            ProgramError::LoadError { io_error, .. }
+                if io_error.raw_os_error() == Some(libc::EPERM) =>
+            {
+                Some(Refusal::NotPermitted)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// aya's error as one short line: a known refusal in words, else the error and its sources.
+struct Brief<'a>(&'a ProgramError);
+
+impl std::fmt::Display for Brief<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match Refusal::of(self.0) {
+            Some(refusal) => write!(f, "{refusal}"),
+            None => f.write_str(&chain(self.0)),
+        }
+    }
+}
+
+fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, a: &Attach) -> Result<AttachedLink, AttachError> {
     let name = a.program();
     let prog = ebpf
         .program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the object"))?;
+        .ok_or(AttachError::NotInObject(name))?;
+    let load = |program| move |source| AttachError::Load { program, source };
+    let attach = |target: String| move |source| AttachError::Attach { target, source };
     match *a {
         Attach::Fentry { program, function } => {
-            let p: &mut FEntry = prog.try_into().map_err(err)?;
+            let p: &mut FEntry = prog.try_into().map_err(AttachError::ProgramType)?;
             if p.fd().is_err() {
-                p.load(function, btf)
-                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load(function, btf).map_err(load(program))?;
             }
             p.attach()
                 .map(|id| AttachedLink::Fentry(program, id))
-                .map_err(|e| format!("attach fentry:{function}: {}", chain(&e)))
+                .map_err(attach(format!("fentry:{function}")))
         }
         Attach::Fexit { program, function } => {
-            let p: &mut FExit = prog.try_into().map_err(err)?;
+            let p: &mut FExit = prog.try_into().map_err(AttachError::ProgramType)?;
             if p.fd().is_err() {
-                p.load(function, btf)
-                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load(function, btf).map_err(load(program))?;
             }
             p.attach()
                 .map(|id| AttachedLink::Fexit(program, id))
-                .map_err(|e| format!("attach fexit:{function}: {}", chain(&e)))
+                .map_err(attach(format!("fexit:{function}")))
         }
         Attach::Kprobe { program, function } | Attach::Kretprobe { program, function } => {
-            let p: &mut KProbe = prog.try_into().map_err(err)?;
+            let p: &mut KProbe = prog.try_into().map_err(AttachError::ProgramType)?;
             if p.fd().is_err() {
-                p.load()
-                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load().map_err(load(program))?;
             }
             p.attach(function, 0)
                 .map(|id| AttachedLink::Kprobe(program, id))
-                .map_err(|e| format!("attach {}: {}", a.target(), chain(&e)))
+                .map_err(attach(a.target()))
         }
         Attach::BtfTracepoint { program, event } => {
-            let p: &mut BtfTracePoint = prog.try_into().map_err(err)?;
+            let p: &mut BtfTracePoint = prog.try_into().map_err(AttachError::ProgramType)?;
             if p.fd().is_err() {
-                p.load(event, btf)
-                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load(event, btf).map_err(load(program))?;
             }
             p.attach()
                 .map(|id| AttachedLink::BtfTp(program, id))
-                .map_err(|e| format!("attach tp_btf:{event}: {}", chain(&e)))
+                .map_err(attach(format!("tp_btf:{event}")))
         }
         Attach::Tracepoint {
             program,
             category,
             name,
         } => {
-            let p: &mut TracePoint = prog.try_into().map_err(err)?;
+            let p: &mut TracePoint = prog.try_into().map_err(AttachError::ProgramType)?;
             if p.fd().is_err() {
-                p.load()
-                    .map_err(|e| format!("load {program}: {}", chain(&e)))?;
+                p.load().map_err(load(program))?;
             }
             p.attach(category, name)
                 .map(|id| AttachedLink::Tp(program, id))
-                .map_err(|e| format!("attach {category}:{name}: {}", chain(&e)))
+                .map_err(attach(format!("{category}:{name}")))
         }
     }
 }
 
-/// An error with its sources, shortened: the kernel's errno is usually two levels down.
+/// An error with its sources, shortened: the kernel's errno is usually two levels down, and
+/// aya nests the verifier log in there too.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {
         let t = s.to_string();
+        // aya often repeats its source in its own message.
         if !parts.iter().any(|p| p.contains(&t)) {
             parts.push(t);
         }
         cur = s.source();
     }
-    err(parts.join(": "))
+    let mut s = parts.join(": ");
+    if s.len() > 300 {
+        // Cut on a character boundary: a kernel or aya message may not be ASCII.
+        let cut = (0..=300).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
 }
 
 fn detach(ebpf: &mut Ebpf, link: AttachedLink) {
@@ -339,7 +386,7 @@ fn detach(ebpf: &mut Ebpf, link: AttachedLink) {
     };
 }
 
-fn try_link(ebpf: &mut Ebpf, btf: &aya::Btf, link: &Link) -> Result<Vec<String>, String> {
+fn try_link(ebpf: &mut Ebpf, btf: &aya::Btf, link: &Link) -> Result<Vec<String>, AttachError> {
     let mut done = Vec::new();
     for a in link.attaches {
         match attach_one(ebpf, btf, a) {
@@ -497,11 +544,9 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     if !statuses.iter().any(ProbeStatus::is_attached) {
         return Err(LoadError::NothingAttached);
     }
-    let missing_offsets = resolved
-        .missing
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
+    let mut missing_offsets: Vec<_> = resolved.missing.into_iter().collect();
+    // By name, the order `probes --json` has always listed them in.
+    missing_offsets.sort_by_key(|(member, _)| member.name());
     Ok(Tracer {
         ebpf,
         ring: Some(ring),
@@ -511,4 +556,40 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         missing_offsets,
         logger,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kprobe_file_error(filename: &str) -> ProgramError {
+        ProgramError::KProbeError(KProbeError::FileError {
+            filename: filename.into(),
+            io_error: std::io::Error::from_raw_os_error(libc::ENOENT),
+        })
+    }
+
+    #[test]
+    fn a_missing_kprobe_pmu_reads_as_no_kprobe_support() {
+        let e = AttachError::Attach {
+            target: "kprobe:copy_net_ns".into(),
+            source: kprobe_file_error("/sys/bus/event_source/devices/kprobe/type"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "attach kprobe:copy_net_ns: this kernel has no kprobe support (CONFIG_KPROBES off)"
+        );
+        // Any other file aya fails to read is shown as aya says it, with the errno.
+        let source = kprobe_file_error("/sys/bus/event_source/devices/kprobe/format/retprobe");
+        assert_eq!(Refusal::of(&source), None);
+        let e = AttachError::Attach {
+            target: "kretprobe:copy_net_ns".into(),
+            source,
+        };
+        assert_eq!(
+            e.to_string(),
+            "attach kretprobe:copy_net_ns: `/sys/bus/event_source/devices/kprobe/format/retprobe`: \
+             No such file or directory (os error 2)"
+        );
+    }
 }
