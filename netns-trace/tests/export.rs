@@ -9,9 +9,8 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 
-use netns_trace::export::{
-    ClockBase, Highlight, LEAKED_NETNS, write_jsonl, write_perfetto_with_clock,
-};
+use netns_trace::collector::CollectorConfig;
+use netns_trace::export::{ClockBase, PerfettoOptions, write_jsonl, write_perfetto};
 use netns_trace::model::*;
 
 const INIT: NsId = NsId::new(1, 4026531840);
@@ -81,9 +80,12 @@ fn arp(
     )
 }
 
+/// Grace period of the export: batch's pause died at 2,100 ms, it is leaked from 2,200 ms.
+const GRACE: u64 = 100 * MS;
+
 /// Two pods: "web" runs and is torn down cleanly; "batch" is left pinned by a bind mount
-/// after its sandbox process died, and still answers ARP for its address.
-fn scenario() -> (Vec<Event>, Vec<Highlight>) {
+/// after its pause process died, and still answers ARP for its address.
+fn scenario() -> Vec<Event> {
     let web_ip = Ipv4Addr::new(10, 88, 0, 2);
     let batch_ip = Ipv4Addr::new(10, 88, 0, 3);
     let gw = (Ipv4Addr::new(10, 88, 0, 1), mac(1));
@@ -261,7 +263,8 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         }),
     ));
 
-    // batch: pinns unshares, pins and exits; nobody ever joins.
+    // batch: pinns unshares, pins and exits; the pod's pause joins, lives a second, dies, and
+    // nobody removes the pin.
     events.push(created(1_050 * MS, 900, "pinns", BATCH));
     events.push(task_event(
         1_050 * MS,
@@ -283,6 +286,13 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         900,
         "pinns",
         task(TaskOp::Exit, BATCH, BATCH, false),
+    ));
+    events.push(task_event(
+        1_055 * MS,
+        910,
+        910,
+        "pause",
+        task(TaskOp::Setns, BATCH, INIT, false),
     ));
     events.extend(veth(1_060 * MS, BATCH, "eth0", 3));
     events.push(Event::observed(
@@ -383,9 +393,17 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         }),
     ));
 
+    events.push(task_event(
+        2_100 * MS,
+        910,
+        910,
+        "pause",
+        task(TaskOp::Exit, BATCH, BATCH, false),
+    ));
+
     // The leaked namespace still answers ARP for the address a new pod reuses.
     events.push(arp(
-        1_200 * MS,
+        2_300 * MS,
         BATCH,
         Direction::Rx,
         1,
@@ -393,7 +411,7 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         (batch_ip, Mac::default()),
     ));
     events.push(arp(
-        1_200 * MS,
+        2_300 * MS,
         BATCH,
         Direction::Tx,
         2,
@@ -401,7 +419,7 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         gw,
     ));
     events.push(Event::observed(
-        1_300 * MS,
+        2_400 * MS,
         EventBody::Snapshot(Box::new(Snapshot {
             phase: SnapshotPhase::Final,
             init_netns: INIT,
@@ -409,13 +427,7 @@ fn scenario() -> (Vec<Event>, Vec<Highlight>) {
         })),
     ));
 
-    let highlights = vec![Highlight {
-        netns: BATCH,
-        kind: LEAKED_NETNS.into(),
-        summary: "net:[4026532302] has no members since pinns[900] exited at +53ms; pinned by bind mount /var/run/netns/cni-batch".into(),
-        at_ns: 1_300 * MS,
-    }];
-    (events, highlights)
+    events
 }
 
 #[test]
@@ -426,19 +438,22 @@ fn perfetto_export_passes_perfettos_own_reader() {
         Some(path) => std::path::PathBuf::from(path),
         None => dir.path().join("trace.perfetto-trace"),
     };
-    let (events, highlights) = scenario();
-    let clock = Some(ClockBase {
-        monotonic_ns: 1_000 * MS,
-        realtime_ns: 1_750_000_000_000_000_000,
-    });
-    let stats = write_perfetto_with_clock(
-        events,
-        &highlights,
-        clock,
-        std::fs::File::create(&file).unwrap(),
-    )
-    .unwrap();
+    let options = PerfettoOptions {
+        collector: CollectorConfig {
+            grace_ns: GRACE,
+            ..Default::default()
+        },
+        clock: Some(ClockBase {
+            monotonic_ns: 1_000 * MS,
+            realtime_ns: 1_750_000_000_000_000_000,
+        }),
+        ended_at_ns: None,
+    };
+    let stats =
+        write_perfetto(scenario(), &options, std::fs::File::create(&file).unwrap()).unwrap();
     assert_eq!(stats.namespaces, 3, "init, web, batch: {stats:?}");
+    // batch leaked, and its ARP reply afterwards is stale.
+    assert_eq!(stats.findings, 2, "{stats:?}");
     assert!(stats.slices >= 10 && stats.instants >= 5, "{stats:?}");
 
     let checker = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/export_perfetto.py");
@@ -471,7 +486,7 @@ fn perfetto_export_passes_perfettos_own_reader() {
 
 #[test]
 fn jsonl_export_writes_one_parseable_line_per_event() {
-    let (events, _) = scenario();
+    let events = scenario();
     let count = events.len() as u64;
     let mut out = Vec::new();
     assert_eq!(

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::collector::CollectorConfig;
-use crate::export::{Highlight, write_jsonl, write_perfetto_with_clock};
-use crate::model::NsId;
+use crate::export::{PerfettoOptions, write_jsonl, write_perfetto};
 use crate::trace::TraceReader;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -30,7 +29,7 @@ pub struct ExportArgs {
     /// Overwrite OUT if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Grace period for the leak highlights (Perfetto).
+    /// Grace period before a memberless namespace counts as leaked (Perfetto), as for `report`.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub grace: f64,
 }
@@ -39,7 +38,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut reader = TraceReader::open(&args.file)?;
     let clock = reader.meta().clock;
     let mut events = Vec::new();
+    let mut last_ts = reader.meta().started_at_ns;
     while let Some(ev) = reader.next_event() {
+        last_ts = last_ts.max(ev.ts_ns);
         events.push(ev);
     }
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
@@ -71,35 +72,19 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             eprintln!("netns-trace: wrote {n} events as JSON lines");
         }
         Format::Perfetto => {
-            // Findings come from the same replay `report` does.
-            let cfg = CollectorConfig {
-                grace_ns: super::secs_to_ns(args.grace)?,
-                notices: false,
-                ..Default::default()
+            // The same collector settings and trace end `report` uses, so both tell one story.
+            let options = PerfettoOptions {
+                collector: CollectorConfig {
+                    grace_ns: super::secs_to_ns(args.grace)?,
+                    ..Default::default()
+                },
+                clock: Some(clock),
+                ended_at_ns: Some(super::report::trace_end(&reader, last_ts)),
             };
-            let mut again = TraceReader::open(&args.file)?;
-            let (collector, _) = super::report::replay(&mut again, cfg);
-            let highlights: Vec<Highlight> = collector
-                .findings()
-                .iter()
-                .filter_map(|f| {
-                    let ns = collector.namespace(&f.netns)?;
-                    Some(Highlight {
-                        netns: NsId::new(ns.cookie, ns.inum),
-                        kind: f.kind().to_string(),
-                        summary: f.summary.clone(),
-                        at_ns: f.raised_at_ns,
-                    })
-                })
-                .collect();
-            let stats = write_perfetto_with_clock(events, &highlights, Some(clock), &mut out)?;
+            let stats = write_perfetto(events, &options, &mut out)?;
             eprintln!(
-                "netns-trace: wrote a Perfetto trace: {} namespaces, {} tracks, {} slices, {} instants, {} highlighted findings; open it at https://ui.perfetto.dev",
-                stats.namespaces,
-                stats.tracks,
-                stats.slices,
-                stats.instants,
-                highlights.len()
+                "netns-trace: wrote a Perfetto trace: {} namespaces, {} tracks, {} slices, {} instants, {} findings; open it at https://ui.perfetto.dev",
+                stats.namespaces, stats.tracks, stats.slices, stats.instants, stats.findings
             );
         }
     }

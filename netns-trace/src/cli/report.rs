@@ -71,13 +71,19 @@ pub fn replay(reader: &mut TraceReader, cfg: CollectorConfig) -> (Collector, u64
         last_ts = last_ts.max(ev.ts_ns);
         c.handle(ev);
     });
-    let end = reader
+    let end = trace_end(reader, last_ts);
+    c.finish(end);
+    (c, end)
+}
+
+/// Where a replayed trace ends: the recorder's end frame, else `last_ts` (the latest event,
+/// or the start when there is none).
+pub fn trace_end(reader: &TraceReader, last_ts: u64) -> u64 {
+    reader
         .end()
         .map(|e| e.ended_at_ns)
         .filter(|&e| e != 0)
-        .unwrap_or(last_ts);
-    c.finish(end);
-    (c, end)
+        .unwrap_or(last_ts)
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {

@@ -91,12 +91,29 @@ impl Registry {
     /// The namespace `id` names for an event with `intent`, upgrading a cookie-less entry when
     /// the event reveals its cookie. None when unknown.
     pub fn find(&mut self, id: NsId, intent: Intent) -> Option<SlotRef> {
+        let (r, reveals_cookie) = self.locate(id, intent)?;
+        if reveals_cookie {
+            self.set_cookie(r, id.cookie);
+        }
+        Some(r)
+    }
+
+    /// What [`find`](Self::find) answers for a follow-up event ([`Intent::Attach`]), without
+    /// recording a cookie the id reveals: for outputs that place an event where the collector
+    /// placed it, after it did.
+    pub fn peek(&self, id: NsId) -> Option<SlotRef> {
+        self.locate(id, Intent::Attach).map(|(r, _)| r)
+    }
+
+    /// The rule behind `find` and `peek`: the life `id` names, and whether the id reveals the
+    /// cookie of an entry known so far only by inum.
+    fn locate(&self, id: NsId, intent: Intent) -> Option<(SlotRef, bool)> {
         if id.is_none() {
             return None;
         }
         if id.cookie != 0 {
             if let Some(&slot) = self.by_cookie.get(&id.cookie) {
-                return Some(self.slot_ref(slot));
+                return Some((self.slot_ref(slot), false));
             }
             if id.inum == 0 {
                 return None;
@@ -107,16 +124,14 @@ impl Registry {
                 // A different (or finished) life owns this inum.
                 return None;
             }
-            self.by_cookie.insert(id.cookie, slot);
-            self.slots[slot as usize].as_mut().expect("occupied").cookie = id.cookie;
-            return Some(self.slot_ref(slot));
+            return Some((self.slot_ref(slot), true));
         }
         let &slot = self.by_inum.get(&id.inum)?;
         let ns = self.ns(slot);
         if ns.is_destroyed() && intent == Intent::Join {
             return None;
         }
-        Some(self.slot_ref(slot))
+        Some((self.slot_ref(slot), false))
     }
 
     /// The namespace behind a `struct net *` seen at creation or teardown.
@@ -250,6 +265,23 @@ mod tests {
         assert_ne!(r, r2);
         assert_eq!(reg.get(r2).unwrap().id(), "net:[9]~2");
         assert_eq!(reg.find(NsId::new(0, 9), Intent::Attach), Some(r2));
+    }
+
+    #[test]
+    fn peek_answers_like_a_follow_up_find_without_upgrading() {
+        let mut reg = Registry::default();
+        let r = reg.insert(NsId::new(0, 77), Origin::Traced, 1);
+        assert_eq!(reg.peek(NsId::new(500, 77)), Some(r));
+        assert_eq!(reg.get(r).unwrap().cookie, 0, "peek records nothing");
+        reg.get_mut(r).unwrap().teardown_at_ns = Some(5);
+        assert_eq!(
+            reg.peek(NsId::new(0, 77)),
+            Some(r),
+            "follow-ups reach the dead"
+        );
+        assert_eq!(reg.find(NsId::new(500, 77), Intent::Attach), Some(r));
+        assert_eq!(reg.peek(NsId::new(500, 77)), Some(r));
+        assert_eq!(reg.peek(NsId::new(501, 77)), None);
     }
 
     #[test]

@@ -32,7 +32,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 pub use findings::*;
-use identity::{Intent, Registry, SlotRef};
+pub(crate) use identity::SlotRef;
+use identity::{Intent, Registry};
 pub use namespace::*;
 
 use crate::attribution::{
@@ -99,14 +100,32 @@ pub enum NoticeKind {
 }
 
 /// A lifecycle line for `watch`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Notice {
     pub ts_ns: u64,
     /// Namespace id (empty for notices not about one namespace).
     pub netns: String,
     pub kind: NoticeKind,
     pub text: String,
+    /// The life it is about, for outputs that follow lives ([`Collector::life`]): `netns`
+    /// changes when the cookie is learnt, this does not. Not serialized.
+    #[serde(skip)]
+    pub(crate) life: Option<SlotRef>,
+    /// The state a `StateChanged` moved to (its text is for people). Not serialized.
+    #[serde(skip)]
+    pub(crate) new_state: Option<NsState>,
 }
+
+/// Notices are equal when they say the same thing: `life` and `new_state` are handles into
+/// the collector that made them, and do not survive serialization.
+impl PartialEq for Notice {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ts_ns, &self.netns, self.kind, &self.text)
+            == (other.ts_ns, &other.netns, other.kind, &other.text)
+    }
+}
+
+impl Eq for Notice {}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectorStats {
@@ -237,6 +256,17 @@ impl Collector {
     /// The namespace with this id ([`Namespace::id`]).
     pub fn namespace(&self, id: &str) -> Option<&Namespace> {
         self.namespaces().find(|ns| ns.id() == id)
+    }
+
+    /// The life a [`Notice`] names; None once the retention limit dropped it.
+    pub(crate) fn life(&self, r: SlotRef) -> Option<&Namespace> {
+        self.reg.get(r)
+    }
+
+    /// The life the collector attaches a follow-up event about `id` to (teardown, an ARP
+    /// packet, an address): asked after it handled the event, this is where it put it.
+    pub(crate) fn life_of(&self, id: NsId) -> Option<SlotRef> {
+        self.reg.peek(id)
     }
 
     pub fn findings(&self) -> &[Finding] {
@@ -470,6 +500,8 @@ impl Collector {
             netns,
             kind,
             text,
+            life: r,
+            new_state: None,
         });
     }
 
@@ -620,6 +652,11 @@ impl Collector {
         self.notify(ts, Some(r), NoticeKind::StateChanged, |_| {
             format!("state {old} -> {new}")
         });
+        if self.cfg.notices
+            && let Some(n) = self.out.last_mut()
+        {
+            n.new_state = Some(new);
+        }
         match new {
             NsState::Draining => self.schedule(
                 r,

@@ -1,292 +1,617 @@
-//! Perfetto export: a `perfetto.protos.Trace` of TrackDescriptor and TrackEvent packets.
+//! Perfetto export: a `perfetto.protos.Trace` of TrackDescriptor and TrackEvent packets, drawn
+//! from the collector's model.
+//!
+//! The events go through a [`Collector`] in the order given, as `report` feeds them, and the
+//! timeline shows what the collector decided after each one: which namespace life an event
+//! belongs to, when a life began and ended, its states, its members, pins and devices, and
+//! its findings. So the timeline and the report cannot disagree. The event itself is read only
+//! for what is the event (an ARP packet, a mount syscall): see `event_view`.
 //!
 //! Layout (see docs/export.md):
-//! - root track "network namespaces", with one child track per namespace carrying a lifetime
-//!   slice (creation or trace start → teardown, free or trace end) plus instants for findings,
-//!   the free and nsfs evictions;
-//! - under each namespace, one track per member process (join → leave/exit), per pin
-//!   (added → removed/evicted), per device (registered/seen → unregistered/moved/gone) and one
-//!   "ARP / neighbours" track of instants;
+//! - root track "network namespaces", with one child track per namespace life carrying a
+//!   lifetime slice (creation or first sighting → teardown, free, inum reuse or trace end),
+//!   the collector's states nested inside it, and instants for creation, teardown, free,
+//!   failed cleanups, nsfs evictions and findings;
+//! - under each namespace, one track per member process, per pin, per device (with address
+//!   instants) and one "ARP / neighbours" track of instants;
 //! - "mount syscalls" and "tracer" tracks under the root for events that belong to no single
-//!   namespace.
-//!
-//! The whole stream is buffered: the trace is built in one pass over time-sorted events and
-//! written afterwards, so track names can reflect what is only known later (a leak finding).
+//!   namespace, and "outside tracked namespaces" for packets and addresses in a namespace the
+//!   collector does not know.
 
-use crate::model::{
-    ArpPacket, CgroupPath, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup,
-    MountSyscall, NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsEvict, NsfsMount, PinChange,
-    TaskNetns,
-};
-use std::collections::{BTreeSet, HashMap};
+mod event_view;
+mod layout;
+
+use std::collections::HashMap;
 use std::io::{self, Write};
 
-use super::protobuf::ProtoWriter;
-use super::{ClockBase, Highlight, LEAKED_NETNS, rfc3339};
-use crate::model::{
-    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin,
-    SnapNamespace, Snapshot, SnapshotPhase, TaskOp,
+use event_view::{Anchor, EventView, RawMark};
+use layout::{Arg, Layout, Order, Slice, TrackId, b, s, u};
+
+use super::{ClockBase, rfc3339};
+use crate::collector::namespace::normalize_path;
+use crate::collector::{
+    Collector, CollectorConfig, FindingDetail, InterfaceRecord, JoinHow, LeaveHow, MemberSpan,
+    Namespace, Notice, NoticeKind, NsState, Origin, PinKind, PinRecord, SlotRef,
 };
-
-/// Field numbers and enum values from perfetto/protos/perfetto/trace/perfetto_trace.proto
-/// (checked against the descriptor of the `perfetto` 0.59.1 Python package).
-mod pb {
-    pub const TRACE_PACKET: u32 = 1;
-
-    pub mod packet {
-        pub const CLOCK_SNAPSHOT: u32 = 6;
-        pub const TIMESTAMP: u32 = 8;
-        pub const TRUSTED_PACKET_SEQUENCE_ID: u32 = 10;
-        pub const TRACK_EVENT: u32 = 11;
-        pub const SEQUENCE_FLAGS: u32 = 13;
-        pub const TIMESTAMP_CLOCK_ID: u32 = 58;
-        pub const TRACK_DESCRIPTOR: u32 = 60;
-        pub const FIRST_PACKET_ON_SEQUENCE: u32 = 87;
-        pub const SEQ_INCREMENTAL_STATE_CLEARED: u64 = 1;
-    }
-
-    pub mod clock_snapshot {
-        pub const CLOCKS: u32 = 1;
-        pub const PRIMARY_TRACE_CLOCK: u32 = 2;
-        pub const CLOCK_ID: u32 = 1;
-        pub const CLOCK_TIMESTAMP: u32 = 2;
-    }
-
-    /// BuiltinClock values.
-    pub const CLOCK_REALTIME: u64 = 1;
-    pub const CLOCK_MONOTONIC: u64 = 3;
-
-    pub mod track_descriptor {
-        pub const UUID: u32 = 1;
-        pub const NAME: u32 = 2;
-        pub const PARENT_UUID: u32 = 5;
-        pub const CHILD_ORDERING: u32 = 11;
-        pub const SIBLING_ORDER_RANK: u32 = 12;
-        pub const DESCRIPTION: u32 = 14;
-        pub const SIBLING_MERGE_BEHAVIOR: u32 = 15;
-        pub const CHILD_ORDERING_CHRONOLOGICAL: u64 = 2;
-        pub const CHILD_ORDERING_EXPLICIT: u64 = 3;
-        pub const SIBLING_MERGE_BEHAVIOR_NONE: u64 = 2;
-    }
-
-    pub mod track_event {
-        pub const DEBUG_ANNOTATIONS: u32 = 4;
-        pub const TYPE: u32 = 9;
-        pub const TRACK_UUID: u32 = 11;
-        pub const CATEGORIES: u32 = 22;
-        pub const NAME: u32 = 23;
-        pub const TYPE_SLICE_BEGIN: u64 = 1;
-        pub const TYPE_SLICE_END: u64 = 2;
-        pub const TYPE_INSTANT: u64 = 3;
-    }
-
-    pub mod debug_annotation {
-        pub const BOOL_VALUE: u32 = 2;
-        pub const UINT_VALUE: u32 = 3;
-        pub const INT_VALUE: u32 = 4;
-        pub const STRING_VALUE: u32 = 6;
-        pub const NAME: u32 = 10;
-    }
-}
-
-/// All our packets share one sequence; any non-zero id works, this one spells "ns".
-const SEQUENCE_ID: u64 = 0x6e73;
-/// Track uuids only need to be unique in the file; a recognisable base helps when merging.
-const UUID_BASE: u64 = 0x6e65_746e_7300_0000;
-const CATEGORY: &str = "netns";
+use crate::model::{Comm, Event};
 
 /// What the export contained.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExportStats {
     pub events: u64,
+    /// Namespace lives, one track each.
     pub namespaces: u64,
+    /// The collector's findings, one instant each.
+    pub findings: u64,
     pub tracks: u64,
     pub slices: u64,
     pub instants: u64,
     pub packets: u64,
 }
 
-/// Writes `events` (any order; they are sorted by timestamp) and `highlights` as a Perfetto
-/// trace. Timestamps stay CLOCK_MONOTONIC.
-pub fn write_perfetto<W: Write>(
-    events: impl IntoIterator<Item = Event>,
-    highlights: &[Highlight],
-    out: W,
-) -> io::Result<ExportStats> {
-    write_perfetto_with_clock(events, highlights, None, out)
+/// How to export.
+#[derive(Clone, Debug, Default)]
+pub struct PerfettoOptions {
+    /// What `report` would run the collector with (grace period, retention). Notices are on
+    /// whatever this says: the export follows them.
+    pub collector: CollectorConfig,
+    /// The trace's clock base: the output then carries a REALTIME clock snapshot (the UI can
+    /// show wall-clock time) and slices get a `wall_time` annotation.
+    pub clock: Option<ClockBase>,
+    /// When the trace ended (the recorder's end frame): grace periods run until then, and what
+    /// is still open ends there. The last event's time when None.
+    pub ended_at_ns: Option<u64>,
 }
 
-/// Like [`write_perfetto`], with the trace's clock base: the output then carries a REALTIME clock snapshot (the UI can show wall-clock time)
-/// and slices get a `wall_time` annotation.
-pub fn write_perfetto_with_clock<W: Write>(
+/// Writes `events` (in recording order, as `report` replays them) as a Perfetto trace.
+/// Timestamps stay CLOCK_MONOTONIC.
+pub fn write_perfetto<W: Write>(
     events: impl IntoIterator<Item = Event>,
-    highlights: &[Highlight],
-    clock: Option<ClockBase>,
+    options: &PerfettoOptions,
     out: W,
 ) -> io::Result<ExportStats> {
-    let mut events: Vec<Event> = events.into_iter().collect();
-    // Stable, so records with equal timestamps keep their recorded order.
-    events.sort_by_key(|e| e.ts_ns);
-    let mut builder = Builder::new(clock);
-    builder.cgroups = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            EventBody::CgroupPath(CgroupPath { cgroup_id, path }) => {
-                Some((*cgroup_id, path.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    for event in &events {
-        builder.apply(event);
+    let mut collector = Collector::new(CollectorConfig {
+        notices: true,
+        ..options.collector.clone()
+    });
+    let mut timeline = Timeline::default();
+    for event in events {
+        // Copied out: the timeline reads the collector while it looks at them.
+        let notices = collector.handle(&event).to_vec();
+        timeline.saw(event.ts_ns);
+        timeline.observe(&collector, &EventView::of(&event), event.ts_ns, &notices);
     }
-    for highlight in highlights {
-        builder.highlight(highlight);
-    }
-    let mut stats = builder.finish();
-    stats.events = events.len() as u64;
-    builder.write(out, &mut stats)?;
-    Ok(stats)
+    let end = options.ended_at_ns.or(timeline.last_ts).unwrap_or(0);
+    let notices = collector.finish(end);
+    let end = collector.stats().ended_at_ns.unwrap_or(end);
+    timeline.observe(&collector, &EventView::none(), end, &notices);
+    timeline.settle(&collector, end);
+    timeline.write(&collector, options.clock, end, out)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Model
+// What the collector decided, as it decided it
 
-#[derive(Clone, Debug)]
-enum ArgValue {
-    Str(String),
-    UInt(u64),
-    Int(i64),
-    Bool(bool),
-}
-
-#[derive(Clone, Debug)]
-struct Arg {
-    name: &'static str,
-    value: ArgValue,
-}
-
-fn s(name: &'static str, value: impl ToString) -> Arg {
-    Arg {
-        name,
-        value: ArgValue::Str(value.to_string()),
-    }
-}
-fn u(name: &'static str, value: impl Into<u64>) -> Arg {
-    Arg {
-        name,
-        value: ArgValue::UInt(value.into()),
-    }
-}
-fn i(name: &'static str, value: i64) -> Arg {
-    Arg {
-        name,
-        value: ArgValue::Int(value),
-    }
-}
-fn b(name: &'static str, value: bool) -> Arg {
-    Arg {
-        name,
-        value: ArgValue::Bool(value),
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mark {
-    Begin,
-    End,
-    Instant,
-}
-
+/// One process's stay, as the collector's [`MemberSpan`] first and last showed it.
 #[derive(Debug)]
-struct Emission {
-    ts: u64,
-    /// Order of creation: breaks timestamp ties so an end precedes a begin pushed after it.
-    seq: u64,
-    track: usize,
-    mark: Mark,
-    name: String,
-    args: Vec<Arg>,
+struct MemberSlice {
+    first: MemberSpan,
+    last: MemberSpan,
 }
 
+/// What does not change in a span: which one it is.
+type SpanKey = (u32, u32, Option<u64>, u8);
+
+fn span_key(span: &MemberSpan) -> SpanKey {
+    (
+        span.pid,
+        span.tgid,
+        span.joined_at_ns,
+        span.joined_how as u8,
+    )
+}
+
+/// A pin from when the collector recorded it until it let go of it.
 #[derive(Debug)]
-struct TrackDef {
-    uuid: u64,
-    parent: Option<usize>,
-    name: String,
-    description: Option<String>,
-    child_ordering: Option<u64>,
-    rank: Option<i32>,
-    /// Open slices, so every begin gets an end.
-    open: Vec<String>,
+struct PinSlice {
+    last: PinRecord,
+    end: Option<(u64, &'static str)>,
 }
 
-#[derive(Debug, Clone)]
-enum Origin {
-    Created {
-        pid: u32,
-        tgid: u32,
-        comm: String,
-        source: CreatedBy,
-        parent: NsId,
+/// A device while the collector lists it in the namespace.
+#[derive(Debug)]
+struct DeviceSlice {
+    first: InterfaceRecord,
+    begin: u64,
+    seen_by: &'static str,
+    open_args: Vec<Arg>,
+    end: Option<(u64, &'static str)>,
+}
+
+/// One namespace life as the export followed it through the collector.
+#[derive(Debug)]
+struct Life {
+    handle: SlotRef,
+    /// The collector's record as last refreshed (the collector may drop destroyed ones).
+    record: Namespace,
+    /// (since, state) from the collector's state changes.
+    states: Vec<(u64, NsState)>,
+    /// When the collector judged it destroyed, in case the record is dropped before a refresh.
+    destroyed_at: Option<u64>,
+    creation_marked: bool,
+    members: Vec<MemberSlice>,
+    member_index: HashMap<SpanKey, Vec<usize>>,
+    pins: Vec<PinSlice>,
+    open_pins: Vec<usize>,
+    devices: Vec<DeviceSlice>,
+    open_devices: HashMap<u32, usize>,
+    /// The collector's interface list as last seen.
+    interfaces: Vec<InterfaceRecord>,
+}
+
+/// Whether `new` is the pin recorded as `old` (a graft gains its path, a pin its maker).
+fn same_pin(old: &PinRecord, new: &PinRecord) -> bool {
+    old.kind == new.kind
+        && old.at_ns == new.at_ns
+        && match new.kind {
+            PinKind::BindMount => {
+                fn path(p: &PinRecord) -> Option<&str> {
+                    p.path.as_deref().map(normalize_path)
+                }
+                (old.path.is_none() || path(old) == path(new))
+                    && (old.mount_ns.is_none() || old.mount_ns == new.mount_ns)
+            }
+            PinKind::Fd | PinKind::Socket => old.pid == new.pid && old.fd == new.fd,
+        }
+}
+
+impl Life {
+    fn new(handle: SlotRef, ns: &Namespace) -> Self {
+        Self {
+            handle,
+            record: ns.clone(),
+            states: Vec::new(),
+            destroyed_at: None,
+            creation_marked: false,
+            members: Vec::new(),
+            member_index: HashMap::new(),
+            pins: Vec::new(),
+            open_pins: Vec::new(),
+            devices: Vec::new(),
+            open_devices: HashMap::new(),
+            interfaces: Vec::new(),
+        }
+    }
+
+    /// Brings members, pins and devices in line with the collector's record at `now`.
+    fn follow(&mut self, ns: &Namespace, now: u64, view: &EventView) {
+        if self.states.is_empty() {
+            // The first state is set without a notice.
+            self.states.push((ns.first_seen_ns, ns.state));
+        }
+        self.follow_members(ns);
+        self.follow_pins(ns, now, view.closed_by);
+        self.follow_devices(ns, now, view);
+    }
+
+    fn follow_members(&mut self, ns: &Namespace) {
+        let mut matched: Vec<usize> = Vec::new();
+        for span in &ns.members {
+            let slots = self.member_index.entry(span_key(span)).or_default();
+            // Under one key, the newest slice this pass has not matched that can be this span.
+            let found = slots.iter().rev().copied().find(|i| {
+                let last = &self.members[*i].last;
+                !matched.contains(i)
+                    && (last.left_at_ns.is_none() || last.left_at_ns == span.left_at_ns)
+            });
+            let index = match found {
+                Some(i) => {
+                    if self.members[i].last != *span {
+                        self.members[i].last = span.clone();
+                    }
+                    i
+                }
+                None => {
+                    self.members.push(MemberSlice {
+                        first: span.clone(),
+                        last: span.clone(),
+                    });
+                    slots.push(self.members.len() - 1);
+                    self.members.len() - 1
+                }
+            };
+            matched.push(index);
+        }
+    }
+
+    fn follow_pins(&mut self, ns: &Namespace, now: u64, closed_by: &'static str) {
+        let mut unmatched = std::mem::take(&mut self.open_pins);
+        let mut open = Vec::with_capacity(ns.pins.len());
+        for pin in &ns.pins {
+            match unmatched
+                .iter()
+                .position(|&i| same_pin(&self.pins[i].last, pin))
+            {
+                Some(k) => {
+                    let i = unmatched.remove(k);
+                    if self.pins[i].last != *pin {
+                        self.pins[i].last = pin.clone();
+                    }
+                    open.push(i);
+                }
+                None => {
+                    self.pins.push(PinSlice {
+                        last: pin.clone(),
+                        end: None,
+                    });
+                    open.push(self.pins.len() - 1);
+                }
+            }
+        }
+        for i in unmatched {
+            self.pins[i].end = Some((now, closed_by));
+        }
+        self.open_pins = open;
+    }
+
+    fn follow_devices(&mut self, ns: &Namespace, now: u64, view: &EventView) {
+        if ns.interfaces == self.interfaces {
+            return;
+        }
+        let mut gone: Vec<u32> = self
+            .open_devices
+            .keys()
+            .copied()
+            .filter(|ifindex| !ns.interfaces.iter().any(|i| i.ifindex == *ifindex))
+            .collect();
+        gone.sort_unstable();
+        for ifindex in gone {
+            if let Some(i) = self.open_devices.remove(&ifindex) {
+                self.devices[i].end = Some((now, view.closed_by));
+            }
+        }
+        for iface in &ns.interfaces {
+            if !self.open_devices.contains_key(&iface.ifindex) {
+                self.devices.push(DeviceSlice {
+                    first: iface.clone(),
+                    begin: now,
+                    seen_by: view.opened_by,
+                    open_args: view.open_args.clone(),
+                    end: None,
+                });
+                self.open_devices
+                    .insert(iface.ifindex, self.devices.len() - 1);
+            }
+        }
+        self.interfaces = ns.interfaces.clone();
+    }
+
+    /// Where its timeline starts: creation, or first sighting if that came first (a creation
+    /// record that arrived late).
+    fn begin(&self) -> u64 {
+        self.record.first_seen_ns.min(self.record.born_at_ns())
+    }
+
+    /// Where its timeline ends, and why.
+    fn end(&self, trace_end: u64) -> (u64, &'static str) {
+        let rec = &self.record;
+        let (at, why) = if let Some(at) = rec.teardown_at_ns {
+            (at, "teardown")
+        } else if let Some(at) = rec.freed_at_ns {
+            (at, "freed")
+        } else if let Some(at) = rec.vanished_at_ns {
+            (at, "inum reused by a new namespace")
+        } else if let Some(at) = self.destroyed_at {
+            (at, "destroyed")
+        } else {
+            (trace_end, "trace end")
+        };
+        (at.max(self.begin()), why)
+    }
+}
+
+/// Where an instant goes, once tracks exist.
+#[derive(Debug)]
+enum Place {
+    Life(usize),
+    Neighbours(usize),
+    Device {
+        life: usize,
+        ifindex: u32,
+        label: String,
     },
-    /// Listed by the start snapshot: it predates the trace.
-    Snapshot,
-    /// First referenced by some other event; its beginning was not seen.
-    FirstSeen,
+    Mounts,
+    Tracer,
+    /// A packet or address in a namespace the collector does not know.
+    Unattributed,
 }
 
 #[derive(Debug, Default)]
-struct MemberTrack {
-    track: usize,
-    /// Thread ids inside the namespace; the process is a member while any is.
-    tids: BTreeSet<u32>,
+struct Timeline {
+    lives: Vec<Life>,
+    by_handle: HashMap<SlotRef, usize>,
+    /// The life of each of the collector's findings, in its order.
+    findings: Vec<Option<usize>>,
+    instants: Vec<(Place, u64, String, Vec<Arg>)>,
+    events: u64,
+    first_ts: Option<u64>,
+    last_ts: Option<u64>,
 }
 
-#[derive(Debug)]
-struct Namespace {
-    track: usize,
-    id: NsId,
-    origin: Origin,
-    started_at: u64,
-    teardown_at: Option<u64>,
-    freed_at: Option<u64>,
-    is_init: bool,
-    leaked: bool,
-    members: HashMap<u32, MemberTrack>,
-    pins: HashMap<String, usize>,
-    devices: HashMap<u32, usize>,
-    arp_track: Option<usize>,
-    /// Children added so far per group (members, pins, devices), for explicit ordering.
-    group_counts: [i32; 3],
-}
+impl Timeline {
+    fn saw(&mut self, ts: u64) {
+        self.events += 1;
+        self.first_ts = Some(self.first_ts.map_or(ts, |t| t.min(ts)));
+        self.last_ts = Some(self.last_ts.map_or(ts, |t| t.max(ts)));
+    }
 
-const GROUP_MEMBERS: usize = 0;
-const GROUP_PINS: usize = 1;
-const GROUP_DEVICES: usize = 2;
-const RANK_ARP: i32 = 3 * 1_000_000;
+    /// The timeline's life for the collector's `handle`, started on first sight.
+    fn life(&mut self, c: &Collector, handle: SlotRef) -> Option<usize> {
+        if let Some(&life) = self.by_handle.get(&handle) {
+            return Some(life);
+        }
+        let ns = c.life(handle)?;
+        self.lives.push(Life::new(handle, ns));
+        self.by_handle.insert(handle, self.lives.len() - 1);
+        Some(self.lives.len() - 1)
+    }
 
-impl Namespace {
-    fn dead(&self) -> bool {
-        self.teardown_at.is_some() || self.freed_at.is_some()
+    /// After the collector handled an event (`view`, at `ts`) and said `notices`.
+    fn observe(&mut self, c: &Collector, view: &EventView, ts: u64, notices: &[Notice]) {
+        let mut touched: Vec<usize> = Vec::new();
+        let mut named: Vec<Option<usize>> = Vec::with_capacity(notices.len());
+        for notice in notices {
+            let life = notice.life.and_then(|r| self.life(c, r));
+            touched.extend(life);
+            named.push(life);
+        }
+        for &id in &view.names {
+            touched.extend(c.life_of(id).and_then(|r| self.life(c, r)));
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for &life in &touched {
+            let notified = named.contains(&Some(life));
+            if let Some(ns) = c.life(self.lives[life].handle) {
+                self.lives[life].follow(ns, ts, view);
+                if notified {
+                    self.lives[life].record = ns.clone();
+                }
+            }
+        }
+        for (notice, life) in notices.iter().zip(named) {
+            if notice.kind == NoticeKind::Finding {
+                self.findings.push(life);
+            }
+            if let Some(life) = life {
+                self.note(life, notice, view);
+            }
+        }
+        if let Some(mark) = &view.mark {
+            self.place(c, mark, ts);
+        }
+    }
+
+    /// What a notice adds beyond the record: instants, and the states in their order.
+    fn note(&mut self, life: usize, notice: &Notice, view: &EventView) {
+        let at = notice.ts_ns;
+        let this = &mut self.lives[life];
+        match notice.kind {
+            NoticeKind::Created if !this.creation_marked => {
+                this.creation_marked = true;
+                let rec = &this.record;
+                let mut args = Vec::new();
+                if let Some(source) = rec.source {
+                    args.push(s("source", format!("{source:?}").to_lowercase()));
+                }
+                if let Some(parent) = rec.parent {
+                    args.push(s("parent", parent));
+                }
+                args.extend(view.detail.iter().cloned());
+                self.instants
+                    .push((Place::Life(life), at, "created".into(), args));
+            }
+            NoticeKind::Teardown | NoticeKind::Freed => {
+                let name = if notice.kind == NoticeKind::Teardown {
+                    "teardown"
+                } else {
+                    "freed"
+                };
+                let args = view.detail.clone();
+                self.instants
+                    .push((Place::Life(life), at, name.into(), args));
+            }
+            NoticeKind::StateChanged => {
+                if let Some(state) = notice.new_state {
+                    this.states.push((at, state));
+                    if state == NsState::Destroyed {
+                        this.destroyed_at.get_or_insert(at);
+                    }
+                }
+            }
+            NoticeKind::CleanupFailed => {
+                let args = vec![s("what", &notice.text)];
+                self.instants
+                    .push((Place::Life(life), at, "cleanup failed".into(), args));
+            }
+            _ => {}
+        }
+    }
+
+    /// Puts an event's own mark where the collector put the event.
+    fn place(&mut self, c: &Collector, mark: &RawMark, ts: u64) {
+        let mut args = mark.args.clone();
+        let netns = match &mark.at {
+            Anchor::Namespace(id) | Anchor::Neighbours(id) => Some(*id),
+            Anchor::Device { netns, .. } => Some(*netns),
+            Anchor::Mounts | Anchor::Tracer => None,
+        };
+        let life = netns.and_then(|id| c.life_of(id).and_then(|r| self.life(c, r)));
+        let place = match (&mark.at, life) {
+            (Anchor::Mounts, _) => Place::Mounts,
+            (Anchor::Tracer, _) => Place::Tracer,
+            (Anchor::Namespace(_), Some(life)) => Place::Life(life),
+            (Anchor::Neighbours(_), Some(life)) => Place::Neighbours(life),
+            (Anchor::Device { ifindex, label, .. }, Some(life)) => Place::Device {
+                life,
+                ifindex: *ifindex,
+                label: label.clone(),
+            },
+            (_, None) => {
+                args.extend(netns.map(|id| s("netns", id)));
+                Place::Unattributed
+            }
+        };
+        self.instants.push((place, ts, mark.name.clone(), args));
+    }
+
+    /// At the trace end: what changed without a notice (a member seen only leaving, a cgroup
+    /// path resolved late) is read from the records one last time.
+    fn settle(&mut self, c: &Collector, end: u64) {
+        let view = EventView::none();
+        for life in &mut self.lives {
+            if let Some(ns) = c.life(life.handle) {
+                life.follow(ns, end, &view);
+                life.record = ns.clone();
+            }
+        }
+    }
+
+    // ---- layout ----
+
+    fn write<W: Write>(
+        self,
+        c: &Collector,
+        clock: Option<ClockBase>,
+        end: u64,
+        out: W,
+    ) -> io::Result<ExportStats> {
+        let wall = |ts: u64| wall(clock, ts);
+        let mut layout = Layout::default();
+        let root = layout.track(
+            None,
+            "network namespaces".into(),
+            Order::ChildrenByTime,
+            None,
+        );
+        let findings = c.findings();
+        let mut leaked = vec![false; self.lives.len()];
+        for (finding, life) in findings.iter().zip(&self.findings) {
+            if let (FindingDetail::LeakedNetns { .. }, Some(life)) = (&finding.detail, life) {
+                leaked[*life] = true;
+            }
+        }
+        let mut tracks: Vec<LifeTracks> = self
+            .lives
+            .iter()
+            .zip(&leaked)
+            .map(|(life, leaked)| lay_out(&mut layout, root, c, life, *leaked, end, clock))
+            .collect();
+
+        for (finding, life) in findings.iter().zip(&self.findings) {
+            let Some(life) = life else { continue };
+            let mut args = vec![
+                s("kind", finding.kind()),
+                s("summary", &finding.summary),
+                s("netns", &finding.netns),
+                b("uncertain", finding.uncertain),
+            ];
+            args.extend(
+                finding
+                    .uncertain_reason
+                    .as_ref()
+                    .map(|r| s("why_uncertain", r)),
+            );
+            args.extend(wall(finding.raised_at_ns));
+            let name = format!("finding: {}", finding.kind());
+            layout.instant(tracks[*life].own, finding.raised_at_ns, name, args);
+        }
+
+        let mut root_tracks: HashMap<&'static str, TrackId> = HashMap::new();
+        let mut root_track = |layout: &mut Layout, name: &'static str| {
+            *root_tracks
+                .entry(name)
+                .or_insert_with(|| layout.track(Some(root), name.into(), Order::Inherited, None))
+        };
+        for (place, ts, name, mut args) in self.instants {
+            let track = match place {
+                Place::Life(life) => {
+                    args.extend(wall(ts));
+                    tracks[life].own
+                }
+                Place::Neighbours(life) => tracks[life].neighbours(&mut layout),
+                Place::Device {
+                    life,
+                    ifindex,
+                    label,
+                } => tracks[life].device(&mut layout, ifindex, &label),
+                Place::Mounts => root_track(&mut layout, "mount syscalls"),
+                Place::Tracer => root_track(&mut layout, "tracer"),
+                Place::Unattributed => root_track(&mut layout, "outside tracked namespaces"),
+            };
+            layout.instant(track, ts, name, args);
+        }
+
+        let written = layout.write(clock, self.first_ts.unwrap_or(0), out)?;
+        Ok(ExportStats {
+            events: self.events,
+            namespaces: self.lives.len() as u64,
+            findings: self.findings.iter().flatten().count() as u64,
+            tracks: written.tracks,
+            slices: written.slices,
+            instants: written.instants,
+            packets: written.packets,
+        })
     }
 }
 
-struct Builder {
-    clock: Option<ClockBase>,
-    tracks: Vec<TrackDef>,
-    emissions: Vec<Emission>,
-    namespaces: Vec<Namespace>,
-    by_cookie: HashMap<u64, usize>,
-    /// Every namespace that carried an inum, oldest first (inums are reused).
-    by_inum: HashMap<u32, Vec<usize>>,
-    init_netns: Option<NsId>,
-    root: usize,
-    mounts_track: Option<usize>,
-    tracer_track: Option<usize>,
-    cgroups: HashMap<u64, String>,
-    first_ts: Option<u64>,
-    last_ts: u64,
+/// Children of a namespace track, in groups ordered by rank.
+const GROUP_MEMBERS: i32 = 0;
+const GROUP_PINS: i32 = 1;
+const GROUP_DEVICES: i32 = 2;
+const RANK_NEIGHBOURS: i32 = 3 * 1_000_000;
+
+/// A life's tracks.
+struct LifeTracks {
+    own: TrackId,
+    neighbours: Option<TrackId>,
+    devices: HashMap<u32, TrackId>,
+    /// Children so far per group, for their ranks.
+    counts: [i32; 3],
+}
+
+impl LifeTracks {
+    fn child(&mut self, layout: &mut Layout, group: i32, name: String) -> TrackId {
+        let count = &mut self.counts[group as usize];
+        let rank = group * 1_000_000 + (*count).min(999_999);
+        *count += 1;
+        layout.track(Some(self.own), name, Order::Inherited, Some(rank))
+    }
+
+    fn device(&mut self, layout: &mut Layout, ifindex: u32, name: &str) -> TrackId {
+        if let Some(&track) = self.devices.get(&ifindex) {
+            return track;
+        }
+        let track = self.child(
+            layout,
+            GROUP_DEVICES,
+            format!("dev {name} (ifindex {ifindex})"),
+        );
+        self.devices.insert(ifindex, track);
+        track
+    }
+
+    fn neighbours(&mut self, layout: &mut Layout) -> TrackId {
+        let own = self.own;
+        *self.neighbours.get_or_insert_with(|| {
+            layout.track(
+                Some(own),
+                "ARP / neighbours".into(),
+                Order::Inherited,
+                Some(RANK_NEIGHBOURS),
+            )
+        })
+    }
 }
 
 fn comm_or_pid(comm: &Comm, tgid: u32) -> String {
@@ -298,1147 +623,291 @@ fn comm_or_pid(comm: &Comm, tgid: u32) -> String {
     }
 }
 
-fn describe_pin(pin: &Pin) -> (String, String, Vec<Arg>) {
-    match pin {
-        Pin::BindMount {
-            path,
-            mnt_ns,
-            holder_pid,
-            holder_comm,
-        } => (
-            format!("bind:{mnt_ns}:{path}"),
-            format!("pin: bind mount {path}"),
-            vec![
-                s("pin", "bind_mount"),
-                s("path", path),
-                u("mnt_ns", *mnt_ns),
-                u("holder_pid", *holder_pid),
-                s("holder_comm", holder_comm),
-            ],
-        ),
-        Pin::Fd { pid, fd, comm } => (
-            format!("fd:{pid}:{fd}"),
-            format!("pin: fd {fd} of {}", comm_or_pid(comm, *pid)),
-            vec![
-                s("pin", "fd"),
-                u("pid", *pid),
-                u("fd", *fd),
-                s("comm", comm),
-            ],
-        ),
-        Pin::Socket { pid, fd, comm } => (
-            format!("socket:{pid}:{fd}"),
-            format!("pin: socket fd {fd} of {}", comm_or_pid(comm, *pid)),
-            vec![
-                s("pin", "socket"),
-                u("pid", *pid),
-                u("fd", *fd),
-                s("comm", comm),
-            ],
-        ),
-    }
-}
+/// One life's track, lifetime and states, and its member, pin and device tracks.
+fn lay_out(
+    layout: &mut Layout,
+    root: TrackId,
+    c: &Collector,
+    life: &Life,
+    leaked: bool,
+    trace_end: u64,
+    clock: Option<ClockBase>,
+) -> LifeTracks {
+    let wall = |ts: u64| wall(clock, ts);
+    let rec = &life.record;
+    let (name, description) = title(rec, leaked, clock);
+    let own = layout.track(Some(root), name, Order::ChildrenByRank, None);
+    layout.describe(own, description);
+    let mut tracks = LifeTracks {
+        own,
+        neighbours: None,
+        devices: HashMap::new(),
+        counts: [0; 3],
+    };
+    let begin = life.begin();
+    let (end, why) = life.end(trace_end);
+    let within = |ts: u64| ts.clamp(begin, end);
+    // A child's end: its own, or the life's when the life ended first.
+    let child_end = |own: Option<(u64, &'static str)>, key: &'static str| match own {
+        Some((at, how)) if at <= end => (at, s(key, how)),
+        _ => (end, s("ended_by", why)),
+    };
 
-fn interface_args(iface: &Interface) -> Vec<Arg> {
-    let mut args = vec![
-        s("name", &iface.name),
-        u("ifindex", iface.ifindex),
-        s("mac", iface.mac),
-    ];
-    if !iface.ipv4.is_empty() {
-        let addrs: Vec<String> = iface.ipv4.iter().map(|(a, p)| format!("{a}/{p}")).collect();
-        args.push(s("ipv4", addrs.join(", ")));
-    }
-    args
-}
-
-fn arp_op_name(op: u16) -> String {
-    match op {
-        1 => "request".to_string(),
-        2 => "reply".to_string(),
-        other => format!("op {other}"),
-    }
-}
-
-fn dir_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::Rx => "rx",
-        Direction::Tx => "tx",
-    }
-}
-
-impl Builder {
-    fn new(clock: Option<ClockBase>) -> Self {
-        let mut builder = Self {
-            clock,
-            tracks: Vec::new(),
-            emissions: Vec::new(),
-            namespaces: Vec::new(),
-            by_cookie: HashMap::new(),
-            by_inum: HashMap::new(),
-            init_netns: None,
-            root: 0,
-            mounts_track: None,
-            tracer_track: None,
-            cgroups: HashMap::new(),
-            first_ts: None,
-            last_ts: 0,
-        };
-        builder.root = builder.add_track(None, "network namespaces".to_string(), None);
-        builder.tracks[builder.root].child_ordering =
-            Some(pb::track_descriptor::CHILD_ORDERING_CHRONOLOGICAL);
-        builder
-    }
-
-    fn add_track(&mut self, parent: Option<usize>, name: String, rank: Option<i32>) -> usize {
-        let index = self.tracks.len();
-        self.tracks.push(TrackDef {
-            uuid: UUID_BASE + index as u64,
-            parent,
-            name,
-            description: None,
-            child_ordering: None,
-            rank,
-            open: Vec::new(),
-        });
-        index
-    }
-
-    fn push(&mut self, ts: u64, track: usize, mark: Mark, name: String, args: Vec<Arg>) {
-        match mark {
-            Mark::Begin => self.tracks[track].open.push(name.clone()),
-            Mark::End => {
-                if self.tracks[track].open.pop().is_none() {
-                    tracing::warn!(track = %self.tracks[track].name, "perfetto export: end without begin, skipped");
-                    return;
-                }
+    let mut args = vec![u("inum", rec.inum), u("cookie", rec.cookie)];
+    match (rec.origin, rec.created_by) {
+        (Origin::Traced, Some(by)) => {
+            args.push(s("origin", "created"));
+            if let Some(source) = rec.source {
+                args.push(s("source", format!("{source:?}").to_lowercase()));
             }
-            Mark::Instant => {}
+            args.extend([u("pid", by.pid), u("tgid", by.tgid), s("comm", by.comm)]);
+            args.extend(rec.parent.map(|p| s("parent", p)));
         }
-        let seq = self.emissions.len() as u64;
-        self.emissions.push(Emission {
-            ts,
-            seq,
-            track,
-            mark,
-            name,
-            args,
-        });
+        (Origin::Snapshot, _) => args.push(s("origin", "existed at trace start")),
+        _ => args.push(s("origin", "first seen (creation not observed)")),
     }
+    args.extend(wall(begin));
+    let mut end_args = vec![s("ended_by", why)];
+    end_args.extend(wall(end));
+    layout.slice(
+        own,
+        Slice {
+            begin,
+            end,
+            depth: 0,
+            name: format!("netns {}", rec.inum),
+            begin_args: args,
+            end_args,
+        },
+    );
 
-    fn begin(&mut self, ts: u64, track: usize, name: impl Into<String>, args: Vec<Arg>) {
-        self.push(ts, track, Mark::Begin, name.into(), args);
-    }
-
-    fn end(&mut self, ts: u64, track: usize, args: Vec<Arg>) {
-        self.push(ts, track, Mark::End, String::new(), args);
-    }
-
-    fn instant(&mut self, ts: u64, track: usize, name: impl Into<String>, args: Vec<Arg>) {
-        self.push(ts, track, Mark::Instant, name.into(), args);
-    }
-
-    fn is_open(&self, track: usize) -> bool {
-        !self.tracks[track].open.is_empty()
-    }
-
-    fn wall_arg(&self, ts: u64) -> Option<Arg> {
-        self.clock
-            .map(|c| s("wall_time", rfc3339(c.to_realtime_ns(ts))))
-    }
-
-    fn with_wall(&self, ts: u64, mut args: Vec<Arg>) -> Vec<Arg> {
-        args.extend(self.wall_arg(ts));
-        args
-    }
-
-    // ---- namespace identity ----
-
-    /// The namespace `id` refers to at this point of the trace. The cookie is the real key;
-    /// inum-only references go to the newest namespace with that inum that is not freed.
-    fn lookup(&mut self, id: NsId) -> Option<usize> {
-        if id.is_none() {
-            return None;
-        }
-        if id.cookie != 0 {
-            if let Some(&ns) = self.by_cookie.get(&id.cookie) {
-                return Some(ns);
-            }
-            // A namespace seen so far only by inum (a userspace read) gains its cookie.
-            let candidate = self
-                .by_inum
-                .get(&id.inum)?
-                .iter()
-                .rev()
-                .copied()
-                .find(|&ns| {
-                    let ns = &self.namespaces[ns];
-                    ns.id.cookie == 0 && ns.freed_at.is_none()
-                })?;
-            self.namespaces[candidate].id.cookie = id.cookie;
-            self.by_cookie.insert(id.cookie, candidate);
-            return Some(candidate);
-        }
-        let candidates = self.by_inum.get(&id.inum)?;
-        candidates
-            .iter()
-            .rev()
-            .copied()
-            .find(|&ns| !self.namespaces[ns].dead())
-            .or_else(|| {
-                candidates
-                    .iter()
-                    .rev()
-                    .copied()
-                    .find(|&ns| self.namespaces[ns].freed_at.is_none())
-            })
-    }
-
-    fn create(&mut self, id: NsId, origin: Origin, ts: u64, open_lifetime: bool) -> usize {
-        let track = self.add_track(Some(self.root), String::new(), None);
-        self.tracks[track].child_ordering = Some(pb::track_descriptor::CHILD_ORDERING_EXPLICIT);
-        let index = self.namespaces.len();
-        self.namespaces.push(Namespace {
-            track,
-            id,
-            origin: origin.clone(),
-            started_at: ts,
-            teardown_at: None,
-            freed_at: None,
-            is_init: self.init_netns.is_some_and(|init| same_ns(init, id)),
-            leaked: false,
-            members: HashMap::new(),
-            pins: HashMap::new(),
-            devices: HashMap::new(),
-            arp_track: None,
-            group_counts: [0; 3],
-        });
-        if id.cookie != 0 {
-            self.by_cookie.insert(id.cookie, index);
-        }
-        self.by_inum.entry(id.inum).or_default().push(index);
-        if open_lifetime {
-            let mut args = vec![u("inum", id.inum), u("cookie", id.cookie)];
-            match origin {
-                Origin::Created {
-                    pid,
-                    tgid,
-                    comm,
-                    source,
-                    parent,
-                } => {
-                    args.push(s("origin", "created"));
-                    args.push(s("source", format!("{source:?}").to_lowercase()));
-                    args.push(u("pid", pid));
-                    args.push(u("tgid", tgid));
-                    args.push(s("comm", comm));
-                    args.push(s("parent", parent));
-                }
-                Origin::Snapshot => args.push(s("origin", "existed at trace start")),
-                Origin::FirstSeen => args.push(s("origin", "first seen (creation not observed)")),
-            }
-            let args = self.with_wall(ts, args);
-            self.begin(ts, track, format!("netns {}", id.inum), args);
-        }
-        index
-    }
-
-    /// The namespace `id` refers to, created (as first seen at `ts`) if unknown.
-    fn resolve(&mut self, id: NsId, ts: u64) -> Option<usize> {
-        if id.is_none() {
-            return None;
-        }
-        Some(match self.lookup(id) {
-            Some(ns) => ns,
-            None => self.create(id, Origin::FirstSeen, ts, true),
-        })
-    }
-
-    fn child_track(&mut self, ns: usize, group: usize, name: String) -> usize {
-        let rank = group as i32 * 1_000_000 + self.namespaces[ns].group_counts[group].min(999_999);
-        self.namespaces[ns].group_counts[group] += 1;
-        let parent = self.namespaces[ns].track;
-        self.add_track(Some(parent), name, Some(rank))
-    }
-
-    /// Ends every open child slice (members, pins, devices) of a namespace.
-    fn close_children(&mut self, ns: usize, ts: u64, why: &'static str) {
-        let namespace = &self.namespaces[ns];
-        let mut tracks: Vec<usize> = namespace.members.values().map(|m| m.track).collect();
-        tracks.extend(namespace.pins.values().copied());
-        tracks.extend(namespace.devices.values().copied());
-        tracks.sort_unstable();
-        for member in self.namespaces[ns].members.values_mut() {
-            member.tids.clear();
-        }
-        for track in tracks {
-            while self.is_open(track) {
-                self.end(ts, track, vec![s("ended_by", why)]);
-            }
+    // States, nested in the lifetime: the last one set at any instant holds from there.
+    let mut states: Vec<(u64, NsState)> = Vec::new();
+    for &(at, state) in &life.states {
+        let at = within(at);
+        match states.last_mut() {
+            Some(last) if last.0 == at => last.1 = state,
+            Some(last) if last.1 == state => {}
+            _ => states.push((at, state)),
         }
     }
-
-    /// The namespace stops being usable: its lifetime slice and all children end.
-    fn end_lifetime(&mut self, ns: usize, ts: u64, why: &'static str) {
-        self.close_children(ns, ts, why);
-        let track = self.namespaces[ns].track;
-        while self.is_open(track) {
-            let args = self.with_wall(ts, vec![s("ended_by", why)]);
-            self.end(ts, track, args);
+    for (k, &(at, state)) in states.iter().enumerate() {
+        if state == NsState::Destroyed {
+            continue;
         }
-    }
-
-    // ---- members ----
-
-    fn member_track(&mut self, ns: usize, tgid: u32, comm: &Comm) -> usize {
-        if let Some(member) = self.namespaces[ns].members.get(&tgid) {
-            return member.track;
-        }
-        let track = self.child_track(
-            ns,
-            GROUP_MEMBERS,
-            format!("member {}", comm_or_pid(comm, tgid)),
-        );
-        self.namespaces[ns].members.insert(
-            tgid,
-            MemberTrack {
-                track,
-                tids: BTreeSet::new(),
+        let until = states.get(k + 1).map_or(end, |next| next.0);
+        layout.slice(
+            own,
+            Slice {
+                begin: at,
+                end: until,
+                depth: 1,
+                name: state.as_str().into(),
+                begin_args: vec![s("state", state)],
+                end_args: vec![],
             },
         );
-        track
     }
 
-    // Positional because this export still keeps its own membership model; issue 16 moves it
-    // onto the collector's, which removes these.
-    #[allow(clippy::too_many_arguments)]
-    fn join(
-        &mut self,
-        ns: usize,
-        ts: u64,
-        pid: u32,
-        tgid: u32,
-        comm: &Comm,
-        how: &'static str,
-        mut args: Vec<Arg>,
-    ) {
-        let tgid = if tgid == 0 { pid } else { tgid };
-        let track = self.member_track(ns, tgid, comm);
-        if let Some(member) = self.namespaces[ns].members.get_mut(&tgid) {
-            member.tids.insert(pid);
-        }
-        if !self.is_open(track) {
-            let mut all = vec![
-                s("joined_by", how),
-                u("pid", pid),
-                u("tgid", tgid),
-                s("comm", comm),
-            ];
-            all.append(&mut args);
-            let all = self.with_wall(ts, all);
-            self.begin(ts, track, "member", all);
-        }
-    }
-
-    // Positional because this export still keeps its own membership model; issue 16 moves it
-    // onto the collector's, which removes these.
-    #[allow(clippy::too_many_arguments)]
-    fn leave(
-        &mut self,
-        ns: usize,
-        ts: u64,
-        pid: u32,
-        tgid: u32,
-        comm: &Comm,
-        how: &'static str,
-        whole_process: bool,
-    ) {
-        let tgid = if tgid == 0 { pid } else { tgid };
-        let known = self.namespaces[ns]
-            .members
-            .get(&tgid)
-            .is_some_and(|m| !m.tids.is_empty());
-        let track = self.member_track(ns, tgid, comm);
-        if !known {
-            // It was a member before we could see it join (it predates the trace or the
-            // namespace's first sighting): its span starts where our knowledge starts.
-            let since = self.namespaces[ns].started_at.min(ts);
-            let args = vec![
-                s("joined_by", "before first sighting"),
-                u("tgid", tgid),
-                s("comm", comm),
-            ];
-            if !self.is_open(track) {
-                self.begin(since, track, "member", args);
-            }
-            if let Some(member) = self.namespaces[ns].members.get_mut(&tgid) {
-                // Other threads of the process are presumably still inside.
-                member.tids.insert(tgid);
-            }
-        }
-        let now_empty = match self.namespaces[ns].members.get_mut(&tgid) {
-            Some(member) => {
-                member.tids.remove(&pid);
-                if whole_process {
-                    member.tids.clear();
-                }
-                member.tids.is_empty()
-            }
-            None => true,
-        };
-        if now_empty && self.is_open(track) {
-            let args = self.with_wall(ts, vec![s("left_by", how), u("pid", pid)]);
-            self.end(ts, track, args);
-        }
-    }
-
-    // Positional because this export still keeps its own membership model; issue 16 moves it
-    // onto the collector's, which removes these.
-    #[allow(clippy::too_many_arguments)]
-    fn task(
-        &mut self,
-        event: &Event,
-        op: TaskOp,
-        netns: NsId,
-        prev: NsId,
-        thread: bool,
-        group_dead: bool,
-        cgroup_id: u64,
-    ) {
-        let ts = event.ts_ns;
-        let mut args = vec![u("cgroup_id", cgroup_id), b("thread", thread)];
-        if let Some(path) = self.cgroups.get(&cgroup_id) {
-            args.push(s("cgroup", path));
-        }
-        let how = match op {
-            TaskOp::Fork => "fork",
-            TaskOp::Unshare => "unshare",
-            TaskOp::Setns => "setns",
-            TaskOp::Exit => "exit",
-        };
-        match op {
-            TaskOp::Fork => {
-                if let Some(ns) = self.resolve(netns, ts) {
-                    self.join(ns, ts, event.pid, event.tgid, &event.comm, how, args);
-                }
-            }
-            TaskOp::Unshare | TaskOp::Setns => {
-                if same_ns(netns, prev) {
-                    return; // only the mount namespace changed
-                }
-                // Leaving a namespace never seen otherwise (typically the host's) is not
-                // worth a track of its own.
-                if let Some(old) = self.lookup(prev) {
-                    self.leave(old, ts, event.pid, event.tgid, &event.comm, how, false);
-                }
-                if let Some(new) = self.resolve(netns, ts) {
-                    self.join(new, ts, event.pid, event.tgid, &event.comm, how, args);
-                }
-            }
-            TaskOp::Exit => {
-                if let Some(ns) = self.lookup(netns) {
-                    self.leave(
-                        ns,
-                        ts,
-                        event.pid,
-                        event.tgid,
-                        &event.comm,
-                        how,
-                        group_dead || !thread,
-                    );
-                }
-            }
-        }
-    }
-
-    // ---- pins ----
-
-    fn open_pin(&mut self, ns: usize, ts: u64, key: String, name: String, args: Vec<Arg>) {
-        let track = match self.namespaces[ns].pins.get(&key) {
-            Some(&track) => track,
-            None => {
-                let track = self.child_track(ns, GROUP_PINS, name);
-                self.namespaces[ns].pins.insert(key, track);
-                track
-            }
-        };
-        if !self.is_open(track) {
-            let args = self.with_wall(ts, args);
-            self.begin(ts, track, "pinned", args);
-        }
-    }
-
-    fn close_pin(
-        &mut self,
-        ns: usize,
-        ts: u64,
-        key: String,
-        name: String,
-        args: Vec<Arg>,
-        why: &'static str,
-    ) {
-        if !self.namespaces[ns].pins.contains_key(&key) {
-            // Removed before we saw it added: it pinned the namespace since at least its start.
-            let since = self.namespaces[ns].started_at.min(ts);
-            let mut args = args;
-            args.push(s("added", "before first sighting"));
-            self.open_pin(ns, since, key.clone(), name, args);
-        }
-        let track = self.namespaces[ns].pins[&key];
-        if self.is_open(track) {
-            let args = self.with_wall(ts, vec![s("ended_by", why)]);
-            self.end(ts, track, args);
-        }
-    }
-
-    // ---- devices ----
-
-    fn device_track(&mut self, ns: usize, ifindex: u32, name: &str) -> usize {
-        if let Some(&track) = self.namespaces[ns].devices.get(&ifindex) {
-            return track;
-        }
-        let track = self.child_track(ns, GROUP_DEVICES, format!("dev {name} (ifindex {ifindex})"));
-        self.namespaces[ns].devices.insert(ifindex, track);
-        track
-    }
-
-    fn open_device(
-        &mut self,
-        ns: usize,
-        ts: u64,
-        ifindex: u32,
-        name: &str,
-        how: &'static str,
-        mut args: Vec<Arg>,
-    ) {
-        let track = self.device_track(ns, ifindex, name);
-        if !self.is_open(track) {
-            args.insert(0, s("seen_by", how));
-            let args = self.with_wall(ts, args);
-            self.begin(ts, track, format!("device {name}"), args);
-        }
-    }
-
-    fn close_device(&mut self, ns: usize, ts: u64, ifindex: u32, why: &'static str) {
-        if let Some(&track) = self.namespaces[ns].devices.get(&ifindex)
-            && self.is_open(track)
-        {
-            let args = self.with_wall(ts, vec![s("ended_by", why)]);
-            self.end(ts, track, args);
-        }
-    }
-
-    /// A full interface list: opens what is new, closes what is gone.
-    fn interfaces(&mut self, ns: usize, ts: u64, interfaces: &[Interface], how: &'static str) {
-        let present: BTreeSet<u32> = interfaces.iter().map(|i| i.ifindex).collect();
-        let mut gone: Vec<u32> = self.namespaces[ns]
-            .devices
-            .keys()
-            .copied()
-            .filter(|ifindex| !present.contains(ifindex))
-            .collect();
-        gone.sort_unstable();
-        for ifindex in gone {
-            self.close_device(ns, ts, ifindex, "absent from interface read");
-        }
-        for iface in interfaces {
-            self.open_device(
-                ns,
-                ts,
-                iface.ifindex,
-                &iface.name,
-                how,
-                interface_args(iface),
-            );
-        }
-    }
-
-    fn arp_track(&mut self, ns: usize) -> usize {
-        if let Some(track) = self.namespaces[ns].arp_track {
-            return track;
-        }
-        let parent = self.namespaces[ns].track;
-        let track = self.add_track(Some(parent), "ARP / neighbours".to_string(), Some(RANK_ARP));
-        self.namespaces[ns].arp_track = Some(track);
-        track
-    }
-
-    fn mounts_track(&mut self) -> usize {
-        if let Some(track) = self.mounts_track {
-            return track;
-        }
-        let track = self.add_track(Some(self.root), "mount syscalls".to_string(), None);
-        self.mounts_track = Some(track);
-        track
-    }
-
-    fn tracer_track(&mut self) -> usize {
-        if let Some(track) = self.tracer_track {
-            return track;
-        }
-        let track = self.add_track(Some(self.root), "tracer".to_string(), None);
-        self.tracer_track = Some(track);
-        track
-    }
-
-    fn snapshot(&mut self, ts: u64, snapshot: &Snapshot) {
-        if !snapshot.init_netns.is_none() {
-            self.init_netns = Some(snapshot.init_netns);
-            for ns in &mut self.namespaces {
-                if same_ns(ns.id, snapshot.init_netns) {
-                    ns.is_init = true;
-                }
-            }
-        }
-        for snap in &snapshot.namespaces {
-            if snap.netns.is_none() {
-                continue;
-            }
-            match snapshot.phase {
-                SnapshotPhase::Start => self.snapshot_start(ts, snap),
-                SnapshotPhase::Final => {
-                    if let Some(ns) = self.resolve(snap.netns, ts)
-                        && snap.interfaces_error.is_none()
-                    {
-                        self.interfaces(ns, ts, &snap.interfaces, "final snapshot");
-                    }
-                }
-            }
-        }
-    }
-
-    fn snapshot_start(&mut self, ts: u64, snap: &SnapNamespace) {
-        let ns = match self.lookup(snap.netns) {
-            Some(ns) => ns,
-            None => self.create(snap.netns, Origin::Snapshot, ts, true),
-        };
-        for member in &snap.members {
-            let mut args = Vec::new();
-            if !member.cgroup.is_empty() {
-                args.push(s("cgroup", &member.cgroup));
-            }
-            self.join(
-                ns,
-                ts,
-                member.pid,
-                member.tgid,
-                &member.comm,
-                "start snapshot",
-                args,
-            );
-        }
-        for pin in &snap.pins {
-            let (key, name, args) = describe_pin(pin);
-            self.open_pin(ns, ts, key, name, args);
-        }
-        if snap.interfaces_error.is_none() {
-            self.interfaces(ns, ts, &snap.interfaces, "start snapshot");
-        }
-    }
-
-    fn apply(&mut self, event: &Event) {
-        let ts = event.ts_ns;
-        self.first_ts = Some(self.first_ts.map_or(ts, |first| first.min(ts)));
-        self.last_ts = self.last_ts.max(ts);
-        match &event.body {
-            EventBody::NetnsCreated(NetnsCreated {
-                netns,
-                parent,
-                net_ptr: _,
-                source,
-                clone_flags,
-            }) => {
-                if netns.is_none() {
-                    return;
-                }
-                if netns.cookie != 0 && self.by_cookie.contains_key(&netns.cookie) {
-                    return; // several hooks may report one creation; the first one opened it
-                }
-                let live_holder = self.by_inum.get(&netns.inum).and_then(|all| {
-                    all.iter()
-                        .rev()
-                        .copied()
-                        .find(|&ns| !self.namespaces[ns].dead())
-                });
-                if let Some(old) = live_holder {
-                    let duplicate = netns.cookie == 0
-                        && matches!(&self.namespaces[old].origin, Origin::Created { tgid, .. } if *tgid == event.tgid);
-                    if duplicate {
-                        return;
-                    }
-                    // A new namespace got this inum, so the old holder is gone even if we
-                    // missed its end.
-                    self.end_lifetime(old, ts, "inum reused by a new namespace");
-                    self.namespaces[old].freed_at.get_or_insert(ts);
-                }
-                let origin = Origin::Created {
-                    pid: event.pid,
-                    tgid: event.tgid,
-                    comm: event.comm.to_string(),
-                    source: *source,
-                    parent: *parent,
-                };
-                let ns = self.create(*netns, origin, ts, true);
-                let track = self.namespaces[ns].track;
-                self.instant(
-                    ts,
-                    track,
-                    "created",
-                    vec![u("clone_flags", *clone_flags), s("parent", parent)],
-                );
-            }
-            EventBody::Task(TaskNetns {
-                op,
-                netns,
-                prev,
-                thread,
-                group_dead,
-                cgroup_id,
-                ..
-            }) => {
-                self.task(event, *op, *netns, *prev, *thread, *group_dead, *cgroup_id);
-            }
-            EventBody::NetnsTeardown(NetnsObject { netns, hook, .. }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    self.end_lifetime(ns, ts, "teardown");
-                    self.namespaces[ns].teardown_at.get_or_insert(ts);
-                    let track = self.namespaces[ns].track;
-                    let args =
-                        self.with_wall(ts, vec![s("hook", format!("{hook:?}").to_lowercase())]);
-                    self.instant(ts, track, "teardown", args);
-                }
-            }
-            EventBody::NetnsFreed(NetnsObject { netns, hook, .. }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    self.end_lifetime(ns, ts, "freed");
-                    self.namespaces[ns].freed_at.get_or_insert(ts);
-                    let track = self.namespaces[ns].track;
-                    let args =
-                        self.with_wall(ts, vec![s("hook", format!("{hook:?}").to_lowercase())]);
-                    self.instant(ts, track, "freed", args);
-                }
-            }
-            EventBody::CleanupRun(CleanupRun {}) => {
-                let track = self.tracer_track();
-                self.instant(ts, track, "cleanup_net run", vec![]);
-            }
-            EventBody::MountSyscall(MountSyscall {
-                op,
-                netns,
-                mnt_ns,
-                ret,
-                flags,
-                source,
-                target,
-                ..
-            }) => {
-                let track = self.mounts_track();
-                let op_name = match op {
-                    MountOp::Mount => "mount",
-                    MountOp::Umount => "umount",
-                    MountOp::OpenTree => "open_tree",
-                    MountOp::MoveMount => "move_mount",
-                };
-                let mut args = vec![
-                    s("op", op_name),
-                    s("source", source),
-                    s("target", target),
-                    i("ret", *ret),
-                    u("flags", *flags),
-                    u("mnt_ns", *mnt_ns),
-                    u("pid", event.pid),
-                    s("comm", event.comm),
-                ];
-                if !netns.is_none() {
-                    args.push(s("caller_netns", netns));
-                }
-                let label = op.acted_on(source, target);
-                let failed = if *ret < 0 { " (failed)" } else { "" };
-                self.instant(ts, track, format!("{op_name} {label}{failed}"), args);
-            }
-            EventBody::NsfsMount(NsfsMount { netns, mnt_ns, .. }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    let args = vec![
-                        s("pin", "nsfs_mount"),
-                        u("mnt_ns", *mnt_ns),
-                        u("pid", event.pid),
-                        s("comm", event.comm),
-                    ];
-                    self.open_pin(
-                        ns,
-                        ts,
-                        format!("nsfs:{mnt_ns}"),
-                        format!("pin: nsfs mount in mnt:[{mnt_ns}]"),
-                        args,
-                    );
-                }
-            }
-            EventBody::NsfsEvict(NsfsEvict { netns, .. }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    // The last nsfs inode is gone: no bind mount or nsfs fd can pin it any more.
-                    let nsfs_pins: Vec<(String, usize)> = self.namespaces[ns]
-                        .pins
-                        .iter()
-                        .filter(|(key, _)| !key.starts_with("socket:"))
-                        .map(|(key, &track)| (key.clone(), track))
-                        .collect();
-                    for (_, track) in nsfs_pins {
-                        if self.is_open(track) {
-                            self.end(ts, track, vec![s("ended_by", "nsfs inode evicted")]);
-                        }
-                    }
-                    let track = self.namespaces[ns].track;
-                    self.instant(ts, track, "nsfs inode evicted", vec![]);
-                }
-            }
-            EventBody::NetDev(NetDev {
-                op,
-                netns,
-                ifindex,
-                other,
-                mac,
-                name,
-            }) => {
-                let args = vec![s("name", name), u("ifindex", *ifindex), s("mac", mac)];
-                match op {
-                    NetDevOp::Register => {
-                        if let Some(ns) = self.resolve(*netns, ts) {
-                            self.open_device(ns, ts, *ifindex, name, "register", args);
-                        }
-                    }
-                    NetDevOp::Unregister => {
-                        if let Some(ns) = self.resolve(*netns, ts) {
-                            self.close_device(ns, ts, *ifindex, "unregister");
-                        }
-                    }
-                    NetDevOp::Move => {
-                        // Moved into `netns` from `other`.
-                        if let Some(from) = self.lookup(*other) {
-                            self.close_device(from, ts, *ifindex, "moved to another namespace");
-                        }
-                        if let Some(ns) = self.resolve(*netns, ts) {
-                            let mut args = args;
-                            args.push(s("moved_from", other));
-                            self.open_device(ns, ts, *ifindex, name, "moved in", args);
-                        }
-                    }
-                }
-            }
-            EventBody::Ipv4Addr(Ipv4AddrChange {
-                op,
-                netns,
-                ifindex,
-                addr,
-                prefix_len,
-                label,
-            }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    let track = self.device_track(ns, *ifindex, label);
-                    let verb = match op {
-                        AddrOp::Add => "add",
-                        AddrOp::Del => "del",
-                    };
-                    let args = vec![
-                        s("ip", format!("{addr}/{prefix_len}")),
-                        u("ifindex", *ifindex),
-                        s("label", label),
-                    ];
-                    self.instant(ts, track, format!("addr {verb} {addr}/{prefix_len}"), args);
-                }
-            }
-            EventBody::Arp(ArpPacket {
-                netns,
-                dir,
-                op,
-                ifindex,
-                sender_ip,
-                sender_mac,
-                target_ip,
-                target_mac,
-                ..
-            }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    let track = self.arp_track(ns);
-                    let name = format!(
-                        "ARP {} {} {sender_ip} → {target_ip}",
-                        arp_op_name(*op),
-                        dir_name(*dir)
-                    );
-                    let mut args = vec![
-                        s("op", arp_op_name(*op)),
-                        s("dir", dir_name(*dir)),
-                        u("ifindex", *ifindex),
-                        s("sender_ip", sender_ip),
-                        s("sender_mac", sender_mac),
-                        s("target_ip", target_ip),
-                        s("target_mac", target_mac),
-                    ];
-                    if event.pid != 0 {
-                        args.push(u("pid", event.pid));
-                        args.push(s("comm", event.comm));
-                    }
-                    self.instant(ts, track, name, args);
-                }
-            }
-            EventBody::NeighUpdate(NeighUpdate {
-                netns,
-                ifindex,
-                ip,
-                mac,
-                nud_state,
-            }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    let track = self.arp_track(ns);
-                    let args = vec![
-                        s("ip", ip),
-                        s("mac", mac),
-                        u("ifindex", *ifindex),
-                        u("nud_state", *nud_state),
-                    ];
-                    self.instant(ts, track, format!("neigh {ip} is {mac}"), args);
-                }
-            }
-            EventBody::Lost(Lost { kind, count }) => {
-                let track = self.tracer_track();
-                self.instant(
-                    ts,
-                    track,
-                    format!("lost {count} records"),
-                    vec![u("kind", *kind), u("count", *count)],
-                );
-            }
-            EventBody::PinAdded(PinChange { netns, pin }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    let (key, name, args) = describe_pin(pin);
-                    self.open_pin(ns, ts, key, name, args);
-                }
-            }
-            EventBody::PinRemoved(PinChange { netns, pin }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    let (key, name, args) = describe_pin(pin);
-                    self.close_pin(ns, ts, key, name, args, "pin removed");
-                }
-            }
-            EventBody::Interfaces(InterfacesRead { netns, interfaces }) => {
-                if let Some(ns) = self.resolve(*netns, ts) {
-                    self.interfaces(ns, ts, interfaces, "interface read");
-                }
-            }
-            EventBody::CgroupPath(CgroupPath { .. }) => {} // folded into member annotations up front
-            EventBody::MemberCgroup(MemberCgroup { .. }) | EventBody::CniResult(_) => {} // attribution only
-            EventBody::Snapshot(snapshot) => self.snapshot(ts, snapshot),
-        }
-    }
-
-    fn highlight(&mut self, highlight: &Highlight) {
-        if highlight.netns.is_none() {
-            tracing::warn!(kind = %highlight.kind, "perfetto export: highlight without a namespace, skipped");
-            return;
-        }
-        let ts = highlight.at_ns;
-        self.first_ts = Some(self.first_ts.map_or(ts, |first| first.min(ts)));
-        self.last_ts = self.last_ts.max(ts);
-        let ns = match self.lookup(highlight.netns) {
-            Some(ns) => ns,
-            // Known only from the finding: a track without a lifetime slice.
-            None => self.create(highlight.netns, Origin::FirstSeen, ts, false),
-        };
-        if highlight.kind == LEAKED_NETNS {
-            self.namespaces[ns].leaked = true;
-        }
-        let track = self.namespaces[ns].track;
-        let args = vec![
-            s("kind", &highlight.kind),
-            s("summary", &highlight.summary),
-            s("netns", highlight.netns),
-        ];
-        let args = self.with_wall(ts, args);
-        self.instant(ts, track, format!("finding: {}", highlight.kind), args);
-    }
-
-    /// Ends everything still open at the trace end and names the namespace tracks.
-    fn finish(&mut self) -> ExportStats {
-        let end = self.last_ts;
-        for ns in 0..self.namespaces.len() {
-            self.end_lifetime(ns, end, "trace end");
-        }
-        for track in 0..self.tracks.len() {
-            while self.is_open(track) {
-                self.end(end, track, vec![s("ended_by", "trace end")]);
-            }
-        }
-        for ns in 0..self.namespaces.len() {
-            let (name, description) = self.namespace_title(ns);
-            let track = self.namespaces[ns].track;
-            self.tracks[track].name = name;
-            self.tracks[track].description = Some(description);
-        }
-        self.emissions.sort_by_key(|e| (e.ts, e.seq));
-        ExportStats {
-            namespaces: self.namespaces.len() as u64,
-            tracks: self.tracks.len() as u64,
-            slices: self
-                .emissions
-                .iter()
-                .filter(|e| e.mark == Mark::Begin)
-                .count() as u64,
-            instants: self
-                .emissions
-                .iter()
-                .filter(|e| e.mark == Mark::Instant)
-                .count() as u64,
-            ..ExportStats::default()
-        }
-    }
-
-    fn namespace_title(&self, ns: usize) -> (String, String) {
-        let namespace = &self.namespaces[ns];
-        let mut name = format!("netns {}", namespace.id.inum);
-        match &namespace.origin {
-            Origin::Created {
-                tgid, comm, pid, ..
-            } => {
-                let who = if *tgid != 0 { *tgid } else { *pid };
-                name.push_str(&format!(
-                    " (created by {})",
-                    comm_or_pid(&Comm::from_str_lossy(comm), who)
-                ));
-            }
-            Origin::Snapshot if namespace.is_init => name.push_str(" (init)"),
-            Origin::Snapshot => name.push_str(" (existed at trace start)"),
-            Origin::FirstSeen if namespace.is_init => name.push_str(" (init)"),
-            Origin::FirstSeen => {}
-        }
-        if namespace.leaked {
-            name.insert_str(0, "LEAKED: ");
-        }
-        let when = |ts: u64| match self.clock {
-            Some(clock) => format!("{ts} ns ({})", rfc3339(clock.to_realtime_ns(ts))),
-            None => format!("{ts} ns"),
-        };
-        let mut description = format!(
-            "{}; first seen at {}",
-            namespace.id,
-            when(namespace.started_at)
-        );
-        if let Some(ts) = namespace.teardown_at {
-            description.push_str(&format!("; teardown at {}", when(ts)));
-        }
-        if let Some(ts) = namespace.freed_at {
-            description.push_str(&format!("; freed at {}", when(ts)));
-        }
-        (name, description)
-    }
-
-    // ---- encoding ----
-
-    fn write<W: Write>(&self, out: W, stats: &mut ExportStats) -> io::Result<()> {
-        let mut out = io::BufWriter::new(out);
-        let mut packets = 0u64;
-        let mut put = |out: &mut io::BufWriter<W>, packet: ProtoWriter| -> io::Result<()> {
-            let mut framed = ProtoWriter::new();
-            framed.bytes(pb::TRACE_PACKET, packet.as_bytes());
-            packets += 1;
-            out.write_all(framed.as_bytes())
-        };
-
-        // First packet: resets the sequence and makes CLOCK_MONOTONIC the trace clock, with
-        // REALTIME alongside when known so the UI can show wall-clock time.
-        let start = self.first_ts.unwrap_or(0);
-        let mut first = ProtoWriter::new();
-        first.uint(pb::packet::TRUSTED_PACKET_SEQUENCE_ID, SEQUENCE_ID);
-        first.uint(
-            pb::packet::SEQUENCE_FLAGS,
-            pb::packet::SEQ_INCREMENTAL_STATE_CLEARED,
-        );
-        first.bool(pb::packet::FIRST_PACKET_ON_SEQUENCE, true);
-        first.message(pb::packet::CLOCK_SNAPSHOT, |snap| {
-            use pb::clock_snapshot::*;
-            snap.message(CLOCKS, |c| {
-                c.uint(CLOCK_ID, pb::CLOCK_MONOTONIC)
-                    .uint(CLOCK_TIMESTAMP, start);
-            });
-            if let Some(clock) = self.clock {
-                snap.message(CLOCKS, |c| {
-                    c.uint(CLOCK_ID, pb::CLOCK_REALTIME)
-                        .uint(CLOCK_TIMESTAMP, clock.to_realtime_ns(start));
-                });
-            }
-            snap.uint(PRIMARY_TRACE_CLOCK, pb::CLOCK_MONOTONIC);
+    let mut member_tracks: HashMap<u32, TrackId> = HashMap::new();
+    for slice in &life.members {
+        let (first, last) = (&slice.first, &slice.last);
+        let track = *member_tracks.entry(first.tgid).or_insert_with(|| {
+            let name = format!("member {}", comm_or_pid(&first.comm, first.tgid));
+            tracks.child(layout, GROUP_MEMBERS, name)
         });
-        put(&mut out, first)?;
-
-        for track in &self.tracks {
-            let mut packet = ProtoWriter::new();
-            packet.uint(pb::packet::TRUSTED_PACKET_SEQUENCE_ID, SEQUENCE_ID);
-            packet.message(pb::packet::TRACK_DESCRIPTOR, |desc| {
-                use pb::track_descriptor::*;
-                desc.uint(UUID, track.uuid);
-                if let Some(parent) = track.parent {
-                    desc.uint(PARENT_UUID, self.tracks[parent].uuid);
-                }
-                desc.string(NAME, &track.name);
-                if let Some(description) = &track.description {
-                    desc.string(DESCRIPTION, description);
-                }
-                if let Some(ordering) = track.child_ordering {
-                    desc.uint(CHILD_ORDERING, ordering);
-                }
-                if let Some(rank) = track.rank {
-                    desc.int(SIBLING_ORDER_RANK, i64::from(rank));
-                }
-                // Namespace tracks with equal names (a reused inum) must stay apart.
-                desc.uint(SIBLING_MERGE_BEHAVIOR, SIBLING_MERGE_BEHAVIOR_NONE);
-            });
-            put(&mut out, packet)?;
+        let joined_by = match first.joined_how {
+            JoinHow::Fork => "fork",
+            JoinHow::Unshare => "unshare",
+            JoinHow::Setns => "setns",
+            JoinHow::Snapshot => "snapshot",
+            JoinHow::Inferred => "before first sighting",
+        };
+        let from = within(first.joined_at_ns.unwrap_or(begin));
+        let mut args = vec![
+            s("joined_by", joined_by),
+            u("pid", first.pid),
+            u("tgid", first.tgid),
+            s("comm", first.comm),
+        ];
+        if last.cgroup_id != 0 {
+            args.push(u("cgroup_id", last.cgroup_id));
         }
-
-        for emission in &self.emissions {
-            let mut packet = ProtoWriter::new();
-            packet.uint(pb::packet::TIMESTAMP, emission.ts);
-            packet.uint(pb::packet::TIMESTAMP_CLOCK_ID, pb::CLOCK_MONOTONIC);
-            packet.uint(pb::packet::TRUSTED_PACKET_SEQUENCE_ID, SEQUENCE_ID);
-            packet.message(pb::packet::TRACK_EVENT, |event| {
-                use pb::track_event::*;
-                let kind = match emission.mark {
-                    Mark::Begin => TYPE_SLICE_BEGIN,
-                    Mark::End => TYPE_SLICE_END,
-                    Mark::Instant => TYPE_INSTANT,
-                };
-                event.uint(TYPE, kind);
-                event.uint(TRACK_UUID, self.tracks[emission.track].uuid);
-                if emission.mark != Mark::End {
-                    event.string(CATEGORIES, CATEGORY);
-                    event.string(NAME, &emission.name);
-                }
-                for arg in &emission.args {
-                    event.message(DEBUG_ANNOTATIONS, |ann| {
-                        use pb::debug_annotation::*;
-                        ann.string(NAME, arg.name);
-                        match &arg.value {
-                            ArgValue::Str(v) => ann.string(STRING_VALUE, v),
-                            ArgValue::UInt(v) => ann.uint(UINT_VALUE, *v),
-                            ArgValue::Int(v) => ann.int(INT_VALUE, *v),
-                            ArgValue::Bool(v) => ann.bool(BOOL_VALUE, *v),
-                        };
-                    });
-                }
-            });
-            put(&mut out, packet)?;
+        let cgroup = last
+            .cgroup_path
+            .as_deref()
+            .or_else(|| c.cgroup_path(last.cgroup_id));
+        args.extend(cgroup.map(|path| s("cgroup", path)));
+        args.push(b("counts_as_member", last.counts_as_member));
+        args.extend(wall(from));
+        let left_by = match last.left_how {
+            Some(LeaveHow::Exit) => Some("exit"),
+            Some(LeaveHow::Setns) => Some("setns"),
+            Some(LeaveHow::Unshare) => Some("unshare"),
+            Some(LeaveHow::Destroyed) | None => None,
+        };
+        let (until, how) = child_end(last.left_at_ns.zip(left_by), "left_by");
+        let mut end_args = vec![how];
+        if last.comm != first.comm {
+            end_args.push(s("comm", last.comm));
         }
-        out.flush()?;
-        stats.packets = packets;
-        Ok(())
+        end_args.extend(wall(until));
+        layout.slice(
+            track,
+            Slice {
+                begin: from,
+                end: until.max(from),
+                depth: 0,
+                name: "member".into(),
+                begin_args: args,
+                end_args,
+            },
+        );
     }
+
+    let mut pin_tracks: HashMap<String, TrackId> = HashMap::new();
+    for slice in &life.pins {
+        let (key, name, mut args) = describe_pin(&slice.last);
+        let track = *pin_tracks
+            .entry(key)
+            .or_insert_with(|| tracks.child(layout, GROUP_PINS, name));
+        let from = within(slice.last.at_ns);
+        args.extend(wall(from));
+        let (until, how) = child_end(slice.end, "ended_by");
+        let mut end_args = vec![how];
+        end_args.extend(wall(until));
+        layout.slice(
+            track,
+            Slice {
+                begin: from,
+                end: until.max(from),
+                depth: 0,
+                name: "pinned".into(),
+                begin_args: args,
+                end_args,
+            },
+        );
+    }
+
+    for slice in &life.devices {
+        let iface = &slice.first;
+        let track = tracks.device(layout, iface.ifindex, &iface.name);
+        let from = within(slice.begin);
+        let mut args = vec![
+            s("seen_by", slice.seen_by),
+            s("name", &iface.name),
+            u("ifindex", iface.ifindex),
+            s("mac", iface.mac),
+        ];
+        if !iface.ipv4.is_empty() {
+            let addrs: Vec<String> = iface.ipv4.iter().map(|(a, p)| format!("{a}/{p}")).collect();
+            args.push(s("ipv4", addrs.join(", ")));
+        }
+        args.extend(slice.open_args.iter().cloned());
+        args.extend(wall(from));
+        let (until, how) = child_end(slice.end, "ended_by");
+        let mut end_args = vec![how];
+        end_args.extend(wall(until));
+        layout.slice(
+            track,
+            Slice {
+                begin: from,
+                end: until.max(from),
+                depth: 0,
+                name: format!("device {}", iface.name),
+                begin_args: args,
+                end_args,
+            },
+        );
+    }
+    tracks
 }
 
-/// Whether two ids name the same namespace: by cookie when both have one, else by inum.
-fn same_ns(a: NsId, b: NsId) -> bool {
-    if a.cookie != 0 && b.cookie != 0 {
-        a.cookie == b.cookie
-    } else {
-        a.inum == b.inum
+/// A namespace track's name and description.
+fn title(rec: &Namespace, leaked: bool, clock: Option<ClockBase>) -> (String, String) {
+    let when = |ts: u64| match clock {
+        Some(clock) => format!("{ts} ns ({})", rfc3339(clock.to_realtime_ns(ts))),
+        None => format!("{ts} ns"),
+    };
+    let mut name = format!("netns {}", rec.inum);
+    match (rec.origin, rec.created_by) {
+        (Origin::Traced, Some(by)) => {
+            let who = if by.tgid != 0 { by.tgid } else { by.pid };
+            name.push_str(&format!(" (created by {})", comm_or_pid(&by.comm, who)));
+        }
+        _ if rec.is_init => name.push_str(" (init)"),
+        (Origin::Snapshot, _) => name.push_str(" (existed at trace start)"),
+        _ => {}
     }
+    if leaked {
+        name.insert_str(0, "LEAKED: ");
+    }
+    let mut description = format!("{}; first seen at {}", rec.id(), when(rec.first_seen_ns));
+    for (what, at) in [
+        (
+            "created",
+            rec.created_at_ns.filter(|&t| t != rec.first_seen_ns),
+        ),
+        ("teardown", rec.teardown_at_ns),
+        ("freed", rec.freed_at_ns),
+        ("inum reused", rec.vanished_at_ns),
+    ] {
+        if let Some(at) = at {
+            description.push_str(&format!("; {what} at {}", when(at)));
+        }
+    }
+    description.push_str(&format!("; state {}", rec.state));
+    if let Some(owner) = rec.owner.short() {
+        description.push_str(&format!("; owner {owner}"));
+    }
+    (name, description)
+}
+
+/// The `wall_time` annotation for `ts`, when the clock base is known.
+fn wall(clock: Option<ClockBase>, ts: u64) -> Option<Arg> {
+    clock.map(|c| s("wall_time", rfc3339(c.to_realtime_ns(ts))))
+}
+
+/// A pin's track key, track name and annotations.
+fn describe_pin(pin: &PinRecord) -> (String, String, Vec<Arg>) {
+    let pid = pin.pid.unwrap_or(0);
+    let fd = pin.fd.unwrap_or(0);
+    let holder = comm_or_pid(&pin.holder_comm.unwrap_or_default(), pid);
+    let mnt_ns = pin.mount_ns.unwrap_or(0);
+    let (key, name, mut args) = match (pin.kind, pin.path.as_deref()) {
+        (PinKind::BindMount, Some(path)) => (
+            format!("bind:{mnt_ns}:{}", normalize_path(path)),
+            format!("pin: bind mount {path}"),
+            vec![s("pin", "bind_mount"), s("path", path)],
+        ),
+        // A graft whose path no mount call named.
+        (PinKind::BindMount, None) => (
+            format!("nsfs:{mnt_ns}"),
+            format!("pin: nsfs mount in mnt:[{mnt_ns}]"),
+            vec![s("pin", "nsfs_mount")],
+        ),
+        (PinKind::Fd, _) => (
+            format!("fd:{pid}:{fd}"),
+            format!("pin: fd {fd} of {holder}"),
+            vec![s("pin", "fd"), u("pid", pid), u("fd", fd)],
+        ),
+        (PinKind::Socket, _) => (
+            format!("socket:{pid}:{fd}"),
+            format!("pin: socket fd {fd} of {holder}"),
+            vec![s("pin", "socket"), u("pid", pid), u("fd", fd)],
+        ),
+    };
+    args.extend(pin.mount_ns.map(|m| u("mnt_ns", m)));
+    if pin.kind == PinKind::BindMount {
+        args.extend(pin.pid.map(|p| u("holder_pid", p)));
+        args.extend(pin.holder_comm.map(|c| s("holder_comm", c)));
+    } else {
+        args.extend(pin.holder_comm.map(|c| s("comm", c)));
+    }
+    if let Some(by) = pin.by {
+        args.push(s("made_by", comm_or_pid(&by.comm, by.pid)));
+    }
+    (key, name, args)
 }
 
 #[cfg(test)]

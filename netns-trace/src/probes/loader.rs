@@ -354,7 +354,10 @@ fn chain(e: &dyn std::error::Error) -> String {
     let mut s = parts.join(": ");
     if s.len() > 300 {
         // Cut on a character boundary: a kernel or aya message may not be ASCII.
-        let cut = (0..=300).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=300)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
         s.truncate(cut);
         s.push('…');
     }

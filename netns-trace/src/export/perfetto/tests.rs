@@ -7,7 +7,10 @@ use crate::model::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
+use super::layout::SEQUENCE_ID;
 use super::*;
+use crate::collector::CollectorConfig;
+use crate::export::ClockBase;
 use crate::model::*;
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,8 @@ type DecodedEvent = (u64, u64, u64, String, HashMap<String, String>);
 struct Decoded {
     /// uuid → (name, parent uuid)
     tracks: BTreeMap<u64, (String, Option<u64>)>,
+    /// uuid → description, where there is one
+    descriptions: BTreeMap<u64, String>,
     /// (ts, track uuid, type, name, annotations)
     events: Vec<DecodedEvent>,
     first_packet: Vec<(u32, Value)>,
@@ -105,17 +110,25 @@ impl Decoded {
     fn on(&self, track: u64) -> Vec<&DecodedEvent> {
         self.events.iter().filter(|e| e.1 == track).collect()
     }
+    /// The namespace track of the collector's namespace `id`.
+    fn namespace_track(&self, id: &str) -> u64 {
+        let found: Vec<u64> = self
+            .descriptions
+            .iter()
+            .filter(|(_, d)| d.starts_with(&format!("{id};")))
+            .map(|(uuid, _)| *uuid)
+            .collect();
+        assert_eq!(found.len(), 1, "tracks of {id}: {:?}", self.descriptions);
+        found[0]
+    }
 }
 
-fn export(
-    events: Vec<Event>,
-    highlights: &[Highlight],
-    clock: Option<ClockBase>,
-) -> (Decoded, ExportStats) {
+fn export(events: Vec<Event>, options: &PerfettoOptions) -> (Decoded, ExportStats) {
     let mut out = Vec::new();
-    let stats = write_perfetto_with_clock(events, highlights, clock, &mut out).unwrap();
+    let stats = write_perfetto(events, options, &mut out).unwrap();
     let mut decoded = Decoded {
         tracks: BTreeMap::new(),
+        descriptions: BTreeMap::new(),
         events: Vec::new(),
         first_packet: Vec::new(),
     };
@@ -142,6 +155,9 @@ fn export(
                 .tracks
                 .insert(uuid, (string(&desc, 2).unwrap(), varint(&desc, 5)));
             assert!(previous.is_none(), "duplicate uuid {uuid}");
+            if let Some(description) = string(&desc, 14) {
+                decoded.descriptions.insert(uuid, description);
+            }
         }
         if let Some(event) = bytes(&packet, 11) {
             assert_eq!(varint(&packet, 58), Some(3), "CLOCK_MONOTONIC");
@@ -294,6 +310,16 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
             }),
         ),
         created(4_000, 60, "ip", B),
+        // B gets a pin and a member that leaves: the collector judges it leaked.
+        Event::observed(
+            4_050,
+            EventBody::PinAdded(PinChange {
+                netns: B,
+                pin: bind_pin("/run/netns/b"),
+            }),
+        ),
+        task(4_100, 61, "sleep", TaskOp::Fork, B, B),
+        task(4_200, 61, "sleep", TaskOp::Exit, B, B),
         Event::observed(
             4_500,
             EventBody::PinRemoved(PinChange {
@@ -323,22 +349,23 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
         ),
         Event::observed(9_000, EventBody::Lost(Lost { kind: 2, count: 3 })),
     ];
-    let highlights = [Highlight {
-        netns: B,
-        kind: LEAKED_NETNS.into(),
-        summary: "pinned, no members".into(),
-        at_ns: 8_000,
-    }];
-    let (decoded, stats) = export(
-        events,
-        &highlights,
-        Some(ClockBase {
+    // Long enough for A to be torn down before its grace runs out, short enough for B's.
+    let options = PerfettoOptions {
+        collector: CollectorConfig {
+            grace_ns: 3_000,
+            ..Default::default()
+        },
+        clock: Some(ClockBase {
             monotonic_ns: 0,
             realtime_ns: 1_700_000_000_000_000_000,
         }),
-    );
+        ended_at_ns: None,
+    };
+    let (decoded, stats) = export(events.clone(), &options);
+    assert_export_agrees_with_report(events, options.collector.clone());
     assert_eq!(stats.namespaces, 2);
-    assert_eq!(stats.events, 11);
+    assert_eq!(stats.events, 14);
+    assert_eq!(stats.findings, 1);
 
     let root = decoded.track_named("network namespaces");
     let a = decoded.track_named("netns 4026532301 (created by unshare[50])");
@@ -356,7 +383,8 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
         ]
     );
 
-    // A's lifetime: creation to teardown, with the wall clock on the begin.
+    // A's lifetime: creation to teardown, with the wall clock on the begin, and the
+    // collector's states inside it.
     let lifetime: Vec<_> = decoded.on(a).into_iter().filter(|e| e.2 != 3).collect();
     assert_eq!(
         (lifetime[0].0, lifetime[0].2, lifetime[0].3.as_str()),
@@ -364,8 +392,15 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
     );
     assert_eq!(lifetime[0].4["comm"], "unshare");
     assert_eq!(lifetime[0].4["wall_time"], "2023-11-14T22:13:20.000001000Z");
-    assert_eq!((lifetime[1].0, lifetime[1].2), (5_000, 2));
-    assert_eq!(lifetime[1].4["ended_by"], "teardown");
+    let end = lifetime.last().unwrap();
+    assert_eq!((end.0, end.2), (5_000, 2));
+    assert_eq!(end.4["ended_by"], "teardown");
+    let states: Vec<_> = lifetime[1..]
+        .iter()
+        .filter(|e| e.2 == 1)
+        .map(|e| (e.0, e.3.as_str()))
+        .collect();
+    assert_eq!(states, [(1_000, "alive"), (3_000, "draining")]);
 
     // Member: unshare → exit, with the cgroup path resolved from a later CgroupPath event.
     let member = decoded.track_named("member unshare[50]");
@@ -383,15 +418,42 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
     assert_eq!(arp[0].3, "ARP request tx 10.0.0.1 → 10.0.0.2");
     assert_eq!(arp[0].4["sender_mac"], "02:00:00:00:00:01");
 
-    // B never ends: its lifetime closes at the trace end, and the finding is an instant.
+    // B never ends: its lifetime closes at the trace end, and the collector's finding (due
+    // when the grace after its member's exit ran out) is an instant.
     let b_events = decoded.on(b);
     assert_eq!(b_events.last().unwrap().0, 9_000);
     let finding = b_events
         .iter()
         .find(|e| e.3 == "finding: leaked_netns")
         .unwrap();
-    assert_eq!((finding.0, finding.2), (8_000, 3));
-    assert_eq!(finding.4["summary"], "pinned, no members");
+    assert_eq!((finding.0, finding.2), (7_200, 3));
+    assert!(
+        finding.4["summary"].contains("leaked: last member 61 (sleep)"),
+        "{:?}",
+        finding.4
+    );
+    // The 3 records lost at the end may have been about B: the collector says so.
+    assert_eq!(finding.4["uncertain"], "true");
+    assert!(
+        finding.4["why_uncertain"].starts_with("events lost while the evidence was gathered"),
+        "{:?}",
+        finding.4
+    );
+    let b_states: Vec<_> = b_events
+        .iter()
+        .filter(|e| e.2 == 1)
+        .map(|e| e.3.as_str())
+        .collect();
+    assert_eq!(
+        b_states,
+        [
+            "netns 4026532302",
+            "persistent",
+            "alive",
+            "draining",
+            "leaked"
+        ]
+    );
 
     let tracer = decoded.track_named("tracer");
     assert_eq!(decoded.on(tracer)[0].3, "lost 3 records");
@@ -440,7 +502,8 @@ fn reused_inums_become_separate_tracks() {
             }),
         ),
     ];
-    let (decoded, stats) = export(events, &[], None);
+    let (decoded, stats) = export(events.clone(), &PerfettoOptions::default());
+    assert_export_agrees_with_report(events, CollectorConfig::default());
     assert_eq!(stats.namespaces, 2);
     let first_track = decoded.track_named("netns 4026532400 (created by a[1])");
     let second_track = decoded.track_named("netns 4026532400 (created by b[2])");
@@ -501,7 +564,8 @@ fn snapshot_namespaces_start_at_the_snapshot_and_members_left_unseen_start_there
             }),
         ),
     ];
-    let (decoded, _) = export(events, &[], None);
+    let (decoded, _) = export(events.clone(), &PerfettoOptions::default());
+    assert_export_agrees_with_report(events, CollectorConfig::default());
     decoded.track_named("netns 4026531840 (init)");
     let a = decoded.track_named("netns 4026532301 (existed at trace start)");
     assert_eq!(decoded.on(a)[0].0, 10);
@@ -538,8 +602,119 @@ fn snapshot_namespaces_start_at_the_snapshot_and_members_left_unseen_start_there
 
 #[test]
 fn empty_input_is_still_a_valid_trace() {
-    let (decoded, stats) = export(vec![], &[], None);
+    let (decoded, stats) = export(vec![], &PerfettoOptions::default());
     assert_eq!(stats.namespaces, 0);
     assert_eq!(decoded.tracks.len(), 1);
     assert!(decoded.events.is_empty());
+}
+
+/// What the report says about `events` is what the timeline shows: one namespace track per
+/// namespace it lists, with its members and pins, and its findings.
+fn assert_export_agrees_with_report(events: Vec<Event>, collector: CollectorConfig) {
+    let mut replayed = crate::collector::Collector::new(CollectorConfig {
+        notices: false,
+        ..collector.clone()
+    });
+    let end = events.iter().map(|e| e.ts_ns).max().unwrap_or(0);
+    for event in &events {
+        replayed.handle(event);
+    }
+    replayed.finish(end);
+    let report = crate::report::Report::build(&replayed, &Default::default());
+    let options = PerfettoOptions {
+        collector,
+        ..Default::default()
+    };
+    let (decoded, stats) = export(events, &options);
+    assert_eq!(stats.namespaces, report.namespaces.len() as u64);
+    assert_eq!(stats.findings, report.findings.len() as u64);
+    for ns in &report.namespaces {
+        let track = decoded.namespace_track(&ns.id);
+        let children = decoded.children(track);
+        // One track per process, named by its thread group id.
+        let mut members: Vec<String> = Vec::new();
+        for m in &ns.members {
+            let tgid = format!("[{}]", m.tgid);
+            if !members.contains(&tgid) {
+                members.push(tgid);
+            }
+        }
+        let shown: Vec<String> = children
+            .iter()
+            .filter(|c| c.starts_with("member "))
+            .filter_map(|c| c.rfind('[').map(|at| c[at..].to_string()))
+            .collect();
+        assert_eq!(shown, members, "members of {}", ns.id);
+        for pin in &ns.pins {
+            let path = pin.path.as_deref().unwrap_or_default();
+            assert!(
+                children
+                    .iter()
+                    .any(|c| *c == format!("pin: bind mount {path}")),
+                "{} pinned at {path}: {children:?}",
+                ns.id
+            );
+        }
+        let findings = report.findings.iter().filter(|f| f.netns == ns.id).count();
+        let instants = decoded
+            .on(track)
+            .iter()
+            .filter(|e| e.3.starts_with("finding: "))
+            .count();
+        assert_eq!(instants, findings, "findings of {}", ns.id);
+    }
+}
+
+#[test]
+fn export_and_report_agree_on_which_life_an_event_belongs_to() {
+    let torn_down = NsId::new(301, 4026532500);
+    let next = NsId::new(302, 4026532500);
+    let unseen = NsId::new(303, 4026532600);
+    let events = vec![
+        created(100, 1, "a", torn_down),
+        by(
+            200,
+            0,
+            "",
+            EventBody::NetnsTeardown(NetnsObject {
+                netns: torn_down,
+                net_ptr: 0,
+                hook: Hook::Fentry,
+            }),
+        ),
+        // An observation that lags behind: the inum already names the next life, whose
+        // creation record comes after. The old export's own lookup put the pin on the
+        // torn-down namespace (not freed yet); the collector puts it on the next life.
+        Event::observed(
+            300,
+            EventBody::PinAdded(PinChange {
+                netns: NsId::new(0, 4026532500),
+                pin: bind_pin("/run/netns/next"),
+            }),
+        ),
+        created(350, 2, "b", next),
+        by(
+            400,
+            0,
+            "",
+            EventBody::NetnsFreed(NetnsObject {
+                netns: torn_down,
+                net_ptr: 0,
+                hook: Hook::Fentry,
+            }),
+        ),
+        // An unshare whose creation record was lost: the collector knows who created it, the
+        // old export showed a namespace of unknown origin.
+        task(500, 80, "unshare", TaskOp::Unshare, unseen, INIT),
+    ];
+    let (decoded, _) = export(events.clone(), &PerfettoOptions::default());
+    let first = decoded.track_named("netns 4026532500 (created by a[1])");
+    let second = decoded.track_named("netns 4026532500 (created by b[2])");
+    assert!(decoded.children(first).is_empty());
+    assert_eq!(
+        decoded.children(second),
+        ["pin: bind mount /run/netns/next"]
+    );
+    decoded.track_named("netns 4026532600 (created by unshare[80])");
+    assert_export_agrees_with_report(events, CollectorConfig::default());
 }
