@@ -125,8 +125,9 @@ def main() -> int:
     for uuid, open_slices in depth.items():
         if open_slices:
             errors.append(f"{open_slices} slice(s) left open on {tracks[uuid].name!r}")
+    used = {p.track_event.track_uuid for p in trace.packet if p.HasField("track_event")}
     for desc in namespaces:
-        if not any(p.HasField("track_event") and p.track_event.track_uuid == desc.uuid for p in trace.packet):
+        if desc.uuid not in used:
             if not desc.name.startswith("LEAKED: "):
                 errors.append(f"namespace track {desc.name!r} has no events")
     if arp < args.min_arp:
