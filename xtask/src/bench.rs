@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::build::{self, TESTBED_ENV};
+use crate::build::{self, Flavour, TESTBED_ENV};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
@@ -143,7 +143,7 @@ struct Env {
 
 impl Env {
     /// In a guest, the binaries the initramfs shipped; on the host, a release build of
-    /// netns-trace and of the testbed.
+    /// netns-trace with its `dev` feature (`dev synth`, `dev replay`) and of the testbed.
     fn new(in_guest: bool) -> Result<Self> {
         if in_guest {
             let from_env = |var: &str| {
@@ -159,7 +159,7 @@ impl Env {
             });
         }
         Ok(Self {
-            netns_trace: build::release_netns_trace()?,
+            netns_trace: build::release_netns_trace(Flavour::Dev)?,
             testbed: build::release_testbed()?,
             dir: target_dir().join("bench"),
             in_guest,

@@ -14,6 +14,18 @@ pub const TESTBED_BIN: &str = "netns-trace-testbed";
 /// How netns-trace's integration tests (tests/common) and the bench find the testbed: cargo
 /// builds no binary of another package for them.
 pub const TESTBED_ENV: &str = "NETNS_TRACE_TESTBED_BIN";
+/// netns-trace's feature with the synthetic trace generator and the hidden `dev` command:
+/// on for tests and benches, off in the binary that ships.
+pub const DEV_FEATURE: &str = "netns-trace/dev";
+
+/// Which netns-trace binary to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// What ships (`cargo xtask run`, the soak).
+    Shipped,
+    /// With the `dev` feature: what tests and benches run.
+    Dev,
+}
 
 /// `cargo`, as the one running xtask when it says so, in the workspace root.
 pub fn cargo() -> Command {
@@ -23,11 +35,12 @@ pub fn cargo() -> Command {
 }
 
 /// `cargo build --release` of netns-trace's main binary; returns the executable.
-pub fn release_netns_trace() -> Result<PathBuf> {
-    only_executable(
-        &["build", "--release", "-p", PACKAGE, "--bin", PACKAGE],
-        PACKAGE,
-    )
+pub fn release_netns_trace(flavour: Flavour) -> Result<PathBuf> {
+    let mut args = vec!["build", "--release", "-p", PACKAGE, "--bin", PACKAGE];
+    if flavour == Flavour::Dev {
+        args.extend(["--features", DEV_FEATURE]);
+    }
+    only_executable(&args, PACKAGE)
 }
 
 /// `cargo build --release` of the testbed; returns the executable.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::build::{self, PACKAGE, TESTBED_BIN};
+use crate::build::{self, Flavour, PACKAGE, TESTBED_BIN};
 
 #[derive(Debug, clap::Args)]
 pub struct SoakArgs {
@@ -82,11 +82,15 @@ pub fn run(args: SoakArgs) -> Result<bool> {
     if args.interval == 0 || args.minutes == 0 {
         bail!("--minutes and --interval must be positive");
     }
+    // The shipped tracer: its memory is what the soak judges.
     let (tracer_bin, testbed_bin) = if args.no_build {
         let release = crate::util::target_dir().join("release");
         (release.join(PACKAGE), release.join(TESTBED_BIN))
     } else {
-        (build::release_netns_trace()?, build::release_testbed()?)
+        (
+            build::release_netns_trace(Flavour::Shipped)?,
+            build::release_testbed()?,
+        )
     };
     for b in [&tracer_bin, &testbed_bin] {
         if !b.exists() {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use crate::bootstrap::{BootstrapArgs, run_bootstrap};
-use crate::build::{self, TESTBED_ENV};
+use crate::build::{self, DEV_FEATURE, Flavour, TESTBED_ENV};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -244,20 +244,26 @@ pub fn test(args: TestArgs) -> Result<bool> {
         cargo().args(["fmt", "--all", "--", "--check"]),
         &mut results,
     );
-    stage(
-        "clippy",
-        cargo().args([
+    // Twice: the shipped feature set, and with netns-trace's `dev` feature (what tests and
+    // benches build), so code on either side of the gate is checked.
+    for (name, features) in [
+        ("clippy", None),
+        ("clippy (dev feature)", Some(DEV_FEATURE)),
+    ] {
+        let mut cmd = cargo();
+        cmd.args([
             "clippy",
             "--workspace",
             "--exclude",
             "netns-trace-ebpf",
             "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-        &mut results,
-    );
+        ]);
+        if let Some(features) = features {
+            cmd.args(["--features", features]);
+        }
+        cmd.args(["--", "-D", "warnings"]);
+        stage(name, &mut cmd, &mut results);
+    }
 
     // Unit tests, then every integration test on the host kernel (tracepoint mode here),
     // one at a time: they share kernel state. --no-fail-fast: one red test binary must not
@@ -273,6 +279,8 @@ pub fn test(args: TestArgs) -> Result<bool> {
             "--exclude",
             "netns-trace-ebpf",
             "--release",
+            "--features",
+            DEV_FEATURE,
             "--",
             "--test-threads=1",
         ])
@@ -443,7 +451,7 @@ fn host_mode() -> &'static str {
 
 pub fn run(args: RunArgs) -> Result<bool> {
     run_bootstrap(&BootstrapArgs { check: false }).context("bootstrap")?;
-    let netns_trace = build::release_netns_trace()?;
+    let netns_trace = build::release_netns_trace(Flavour::Shipped)?;
     let st = Command::new(netns_trace).args(&args.args).status()?;
     Ok(st.success())
 }

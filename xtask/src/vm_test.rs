@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::build::{self, PACKAGE, TESTBED_BIN, TESTBED_ENV, executables};
+use crate::build::{self, DEV_FEATURE, PACKAGE, TESTBED_BIN, TESTBED_ENV, executables};
 use crate::console::{BinaryResult, Watch, stream};
 use crate::error::{Result, XtaskError};
 use crate::initramfs::{self, Payload};
@@ -392,8 +392,14 @@ fn run_host(
     logs: &Path,
 ) -> Result<TargetResult> {
     let mut cmd = build::cargo();
-    cmd.current_dir(root)
-        .args(["test", "--release", "-p", PACKAGE]);
+    cmd.current_dir(root).args([
+        "test",
+        "--release",
+        "-p",
+        PACKAGE,
+        "--features",
+        DEV_FEATURE,
+    ]);
     for test in &args.tests {
         cmd.args(["--test", test]);
     }
@@ -444,15 +450,32 @@ fn run_host(
     ))
 }
 
-/// Builds the package's binaries, the testbed and the integration-test executables (release)
-/// and collects their paths from cargo's JSON messages, wherever CARGO_TARGET_DIR puts them.
+/// Builds the package's binaries, the testbed and the integration-test executables (release,
+/// with the `dev` feature in both builds so cargo compiles netns-trace once) and collects
+/// their paths from cargo's JSON messages, wherever CARGO_TARGET_DIR puts them.
 fn build_payload(root: &Path, only_tests: &[String]) -> Result<Payload> {
-    let bin_args = ["build", "--release", "-p", PACKAGE, "--bins"];
+    let bin_args = [
+        "build",
+        "--release",
+        "-p",
+        PACKAGE,
+        "--bins",
+        "--features",
+        DEV_FEATURE,
+    ];
     println!("vm-test: cargo {}", bin_args.join(" "));
     let mut bins = executables(&bin_args, "bin")?;
     bins.push((TESTBED_BIN.to_string(), build::release_testbed()?));
     // With --test, build only those (cargo names any unknown one).
-    let mut test_args = vec!["test", "--release", "-p", PACKAGE, "--no-run"];
+    let mut test_args = vec![
+        "test",
+        "--release",
+        "-p",
+        PACKAGE,
+        "--features",
+        DEV_FEATURE,
+        "--no-run",
+    ];
     for name in only_tests {
         test_args.extend(["--test", name.as_str()]);
     }
