@@ -1,20 +1,18 @@
 //! `watch --keep-destroyed N` bounds the destroyed namespaces it keeps in memory and
 //! summarises the rest as a count, in the JSON summary and on the closing stderr line.
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::testbed_bin;
 use serde_json::Value;
 
 fn bin() -> String {
     std::env::var("NETNS_TRACE_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace").to_string())
-}
-
-fn testbed_bin() -> String {
-    std::env::var("NETNS_TRACE_TESTBED_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_netns-trace-testbed").to_string())
 }
 
 const KEEP: u64 = 5;

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
+use crate::build::{self, Flavour, TESTBED_ENV};
+
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -140,6 +142,8 @@ struct Env {
 }
 
 impl Env {
+    /// In a guest, the binaries the initramfs shipped; on the host, a release build of
+    /// netns-trace with its `dev` feature (`dev synth`, `dev replay`) and of the testbed.
     fn new(in_guest: bool) -> Result<Self> {
         if in_guest {
             let from_env = |var: &str| {
@@ -149,15 +153,14 @@ impl Env {
             };
             return Ok(Self {
                 netns_trace: from_env("NETNS_TRACE_BIN")?,
-                testbed: from_env("NETNS_TRACE_TESTBED_BIN")?,
+                testbed: from_env(TESTBED_ENV)?,
                 dir: PathBuf::from("/tmp/bench"),
                 in_guest,
             });
         }
-        let release = target_dir().join("release");
         Ok(Self {
-            netns_trace: release.join("netns-trace"),
-            testbed: release.join("netns-trace-testbed"),
+            netns_trace: build::release_netns_trace(Flavour::Dev)?,
+            testbed: build::release_testbed()?,
             dir: target_dir().join("bench"),
             in_guest,
         })
@@ -979,7 +982,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("{GUEST_RESULTS_MARK} {}", serde_json::to_string(&res)?);
         return Ok(());
     }
-    crate::suite::build_release_bins()?;
     let mut res = if args.guest_only {
         Results::default()
     } else {

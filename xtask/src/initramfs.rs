@@ -7,6 +7,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::build::{TESTBED_BIN, TESTBED_ENV};
 use crate::error::{Result, XtaskError};
 use crate::kernels::GuestKernel;
 use crate::util::{create_dir_all, output, output_if_ok, remove_dir_if_exists, run, write};
@@ -344,7 +345,7 @@ pub fn init_script(
 export PATH={GUEST_BIN_DIR}:/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
 export NETNS_TRACE_BIN={GUEST_BIN_DIR}/{main_bin}
-export NETNS_TRACE_TESTBED_BIN={GUEST_BIN_DIR}/netns-trace-testbed
+export {TESTBED_ENV}={GUEST_BIN_DIR}/{TESTBED_BIN}
 export NETNS_TRACE_EXPECT_MODE=full
 export NETNS_TRACE_KERNEL={kernel}
 export NETNS_TRACE_IN_VM=1
@@ -441,6 +442,7 @@ mod tests {
         assert!(script.contains("for module in 'llc.ko' 'veth.ko'; do"));
         assert!(script.contains("export NETNS_TRACE_KERNEL=6.1"));
         assert!(script.contains("NETNS_TRACE_BIN=/usr/local/bin/netns-trace"));
+        assert!(script.contains("NETNS_TRACE_TESTBED_BIN=/usr/local/bin/netns-trace-testbed"));
         assert!(script.trim_end().ends_with("poweroff -f"));
         assert!(!script.contains("NETNS_TRACE_COLLECT_DIR"));
     }

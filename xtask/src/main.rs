@@ -2,6 +2,7 @@
 //! bpf-linker exists, so it does not depend on the netns-trace crate).
 mod bench;
 mod bootstrap;
+mod build;
 mod console;
 mod error;
 mod initramfs;

@@ -11,13 +11,14 @@
 //! - the last sample is within --max-growth-mib (default 16 MiB) of the highest sample in
 //!   the warm-up: what a leak that the slope fit smooths over would still break.
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+use crate::build::{self, Flavour, PACKAGE, TESTBED_BIN};
 
 #[derive(Debug, clap::Args)]
 pub struct SoakArgs {
@@ -40,11 +41,6 @@ pub struct SoakArgs {
     /// Use the binaries already built instead of building them.
     #[arg(long)]
     pub no_build: bool,
-}
-
-/// Where cargo puts release binaries, honouring CARGO_TARGET_DIR.
-fn release_bin(name: &str) -> PathBuf {
-    crate::util::target_dir().join("release").join(name)
 }
 
 /// Resident set size of `pid` in KiB (VmRSS).
@@ -86,17 +82,22 @@ pub fn run(args: SoakArgs) -> Result<bool> {
     if args.interval == 0 || args.minutes == 0 {
         bail!("--minutes and --interval must be positive");
     }
-    if !args.no_build {
-        crate::suite::build_release_bins()?;
-    }
-    let tracer_bin = release_bin("netns-trace");
-    let testbed_bin = release_bin("netns-trace-testbed");
+    // The shipped tracer: its memory is what the soak judges.
+    let (tracer_bin, testbed_bin) = if args.no_build {
+        let release = crate::util::target_dir().join("release");
+        (release.join(PACKAGE), release.join(TESTBED_BIN))
+    } else {
+        (
+            build::release_netns_trace(Flavour::Shipped)?,
+            build::release_testbed()?,
+        )
+    };
     for b in [&tracer_bin, &testbed_bin] {
         if !b.exists() {
             bail!("{} is missing (build it, or drop --no-build)", b.display());
         }
     }
-    let log_dir = release_bin("").parent().unwrap().join("soak");
+    let log_dir = crate::util::target_dir().join("soak");
     std::fs::create_dir_all(&log_dir)?;
     let stderr_log = log_dir.join("watch.stderr");
 

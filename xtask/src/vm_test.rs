@@ -2,17 +2,16 @@
 //! (5.10, 6.1, 6.12) under QEMU, and on the host, one after another, then prints a table.
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::build::{self, DEV_FEATURE, PACKAGE, TESTBED_BIN, TESTBED_ENV, executables};
 use crate::console::{BinaryResult, Watch, stream};
 use crate::error::{Result, XtaskError};
 use crate::initramfs::{self, Payload};
 use crate::kernels::{self, KERNELS, KernelSpec};
 use crate::qemu::{self, Accel, Boot, GuestVerdict};
-use crate::util::{create_dir_all, output, workspace_root};
+use crate::util::{create_dir_all, workspace_root};
 
-const PACKAGE: &str = "netns-trace";
 const DEFAULT_TIMEOUT: &str = "15m";
 
 #[derive(Debug, clap::Args)]
@@ -392,9 +391,15 @@ fn run_host(
     args: &VmTestArgs,
     logs: &Path,
 ) -> Result<TargetResult> {
-    let mut cmd = cargo();
-    cmd.current_dir(root)
-        .args(["test", "--release", "-p", PACKAGE]);
+    let mut cmd = build::cargo();
+    cmd.current_dir(root).args([
+        "test",
+        "--release",
+        "-p",
+        PACKAGE,
+        "--features",
+        DEV_FEATURE,
+    ]);
     for test in &args.tests {
         cmd.args(["--test", test]);
     }
@@ -404,11 +409,17 @@ fn run_host(
         .env("RUST_BACKTRACE", "1")
         .env_remove("NETNS_TRACE_IN_VM")
         .env_remove("NETNS_TRACE_KERNEL");
-    if let Some(main) = payload.bins.iter().find(|b| {
-        b.file_name()
-            .is_some_and(|n| n == payload.main_bin.as_str())
-    }) {
+    let bin = |name: &str| {
+        payload
+            .bins
+            .iter()
+            .find(|b| b.file_name().is_some_and(|n| n == name))
+    };
+    if let Some(main) = bin(&payload.main_bin) {
         cmd.env("NETNS_TRACE_BIN", main);
+    }
+    if let Some(testbed) = bin(TESTBED_BIN) {
+        cmd.env(TESTBED_ENV, testbed);
     }
     let log_path = logs.join("host.log");
     let watch = Watch {
@@ -439,26 +450,37 @@ fn run_host(
     ))
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-/// Builds the package's binaries and integration-test executables (release) and collects
+/// Builds the package's binaries, the testbed and the integration-test executables (release,
+/// with the `dev` feature in both builds so cargo compiles netns-trace once) and collects
 /// their paths from cargo's JSON messages, wherever CARGO_TARGET_DIR puts them.
 fn build_payload(root: &Path, only_tests: &[String]) -> Result<Payload> {
-    println!("vm-test: cargo build --release -p {PACKAGE} --bins");
-    let bins = executables(
-        root,
-        &["build", "--release", "-p", PACKAGE, "--bins"],
-        "bin",
-    )?;
-    println!("vm-test: cargo test --release -p {PACKAGE} --no-run");
+    let bin_args = [
+        "build",
+        "--release",
+        "-p",
+        PACKAGE,
+        "--bins",
+        "--features",
+        DEV_FEATURE,
+    ];
+    println!("vm-test: cargo {}", bin_args.join(" "));
+    let mut bins = executables(&bin_args, "bin")?;
+    bins.push((TESTBED_BIN.to_string(), build::release_testbed()?));
     // With --test, build only those (cargo names any unknown one).
-    let mut test_args = vec!["test", "--release", "-p", PACKAGE, "--no-run"];
+    let mut test_args = vec![
+        "test",
+        "--release",
+        "-p",
+        PACKAGE,
+        "--features",
+        DEV_FEATURE,
+        "--no-run",
+    ];
     for name in only_tests {
         test_args.extend(["--test", name.as_str()]);
     }
-    let mut tests = executables(root, &test_args, "test")?;
+    println!("vm-test: cargo {}", test_args.join(" "));
+    let mut tests = executables(&test_args, "test")?;
     for wanted in only_tests {
         if !tests.iter().any(|(name, _)| name == wanted) {
             let known: Vec<&str> = tests.iter().map(|(name, _)| name.as_str()).collect();
@@ -489,38 +511,6 @@ fn build_payload(root: &Path, only_tests: &[String]) -> Result<Payload> {
         tests,
         data_dirs: vec![root.join(PACKAGE).join("tests/data")],
     })
-}
-
-/// (target name, executable) of every artifact of `kind` that cargo reports.
-fn executables(root: &Path, cargo_args: &[&str], kind: &str) -> Result<Vec<(String, PathBuf)>> {
-    let mut cmd = cargo();
-    cmd.current_dir(root)
-        .args(cargo_args)
-        .arg("--message-format=json-render-diagnostics");
-    cmd.stderr(std::process::Stdio::inherit());
-    let stdout = output(&mut cmd)?;
-    let mut found = Vec::new();
-    for line in stdout.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let is_kind = message["target"]["kind"]
-            .as_array()
-            .is_some_and(|kinds| kinds.iter().any(|k| k == kind));
-        let (Some(name), Some(exe)) = (
-            message["target"]["name"].as_str(),
-            message["executable"].as_str(),
-        ) else {
-            continue;
-        };
-        if is_kind && !found.iter().any(|(n, _)| n == name) {
-            found.push((name.to_string(), PathBuf::from(exe)));
-        }
-    }
-    Ok(found)
 }
 
 fn print_table(summaries: &[TargetSummary]) {

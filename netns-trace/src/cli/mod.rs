@@ -3,6 +3,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Test and benchmark tooling: only in builds with the `dev` feature, never in what ships.
+#[cfg(feature = "dev")]
 mod dev;
 mod export;
 mod probes;
@@ -93,6 +95,7 @@ pub enum Command {
     /// Turn a trace into a Perfetto timeline or JSON lines.
     Export(export::ExportArgs),
     /// Development and benchmark tools (synthetic traces, collector-only replay).
+    #[cfg(feature = "dev")]
     #[command(hide = true)]
     Dev(dev::DevArgs),
 }
@@ -107,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Report(a) => report::run(a),
         Command::Scan(a) => scan::run(a),
         Command::Export(a) => export::run(a),
+        #[cfg(feature = "dev")]
         Command::Dev(a) => dev::run(a),
     };
     match result {

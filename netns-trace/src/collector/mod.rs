@@ -15,6 +15,8 @@
 pub mod findings;
 mod identity;
 pub mod namespace;
+// A generated event stream for unit tests, `dev synth` and benches; not in what ships.
+#[cfg(any(test, feature = "dev"))]
 pub mod synthetic;
 #[cfg(test)]
 mod tests;

@@ -30,12 +30,28 @@ pub fn require_root() -> bool {
     true
 }
 
-/// The testbed binary: NETNS_TRACE_TESTBED_BIN (for running the tests elsewhere, e.g. in a
-/// QEMU guest) or the one cargo built alongside this test.
+/// The testbed binary, named by NETNS_TRACE_TESTBED_BIN. It is a binary of the xtask package
+/// (xtask/src/testbed), so cargo does not build it for these tests; `cargo xtask test`,
+/// `vm-test` and `bench` build it and set the variable (in guests too).
 pub fn testbed_bin() -> PathBuf {
-    std::env::var_os("NETNS_TRACE_TESTBED_BIN")
+    const VAR: &str = "NETNS_TRACE_TESTBED_BIN";
+    let path = std::env::var_os(VAR)
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_netns-trace-testbed")))
+        .unwrap_or_else(|| {
+            panic!(
+                "{VAR} is not set. Run these tests through `cargo xtask vm-test --kernel host \
+                 --test <file>`, or build the testbed (`cargo build --release -p xtask --bin \
+                 netns-trace-testbed`) and set {VAR}=target/release/netns-trace-testbed"
+            )
+        });
+    assert!(
+        path.is_file(),
+        "{VAR}={} is not a file (build it with `cargo build --release -p xtask --bin \
+         netns-trace-testbed`)",
+        path.display()
+    );
+    path
 }
 
 /// Runs the testbed; Ok(JSON line) on success, Err(stderr + status) otherwise.
