@@ -29,6 +29,15 @@ pub(crate) enum Intent {
     Attach,
 }
 
+/// What to do with an event about a namespace that is not known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IfUnknown {
+    /// Start an `Inferred` life for it: the event proves the namespace exists.
+    Infer,
+    /// Drop the event, counted as unattributed.
+    Skip,
+}
+
 #[derive(Default)]
 pub(crate) struct Registry {
     slots: Vec<Option<Namespace>>,

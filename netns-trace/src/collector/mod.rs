@@ -32,7 +32,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 pub use findings::*;
-use identity::{Intent, Registry, SlotRef};
+use identity::{IfUnknown, Intent, Registry, SlotRef};
 pub use namespace::*;
 
 use crate::attribution::{
@@ -130,6 +130,15 @@ pub struct CollectorStats {
     pub unattributed_events: u64,
 }
 
+/// The task an event names: the one that caused it.
+fn task_of(ev: &Event) -> Actor {
+    Actor {
+        pid: ev.pid,
+        tgid: ev.tgid,
+        comm: ev.comm,
+    }
+}
+
 #[derive(Clone, Copy)]
 struct TaskLoc {
     ns: SlotRef,
@@ -147,6 +156,15 @@ struct RecentMount {
 struct PendingNsfs {
     ns: SlotRef,
     mnt_ns: u32,
+}
+
+/// Which end of a `struct net` an event reports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NetnsEnd {
+    /// The kernel started destroying it (per-net exit callbacks).
+    Teardown,
+    /// Its memory went back to the slab.
+    Freed,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -283,100 +301,24 @@ impl Collector {
         self.stats.last_ts_ns = Some(self.stats.last_ts_ns.map_or(ts, |t| t.max(ts)));
         self.advance(ts);
         match &ev.body {
-            EventBody::NetnsCreated(NetnsCreated {
-                netns,
-                parent,
-                net_ptr,
-                source,
-                ..
-            }) => self.on_created(ev, *netns, *parent, *net_ptr, *source),
-            EventBody::Task(TaskNetns {
-                op,
-                netns,
-                prev,
-                cgroup_id,
-                ppid,
-                ..
-            }) => self.on_task(ev, *op, *netns, *prev, *cgroup_id, *ppid),
-            EventBody::NetnsTeardown(NetnsObject { netns, net_ptr, .. }) => {
-                self.on_end(ts, *netns, *net_ptr, false)
-            }
-            EventBody::NetnsFreed(NetnsObject { netns, net_ptr, .. }) => {
-                self.on_end(ts, *netns, *net_ptr, true)
-            }
-            EventBody::CleanupRun(CleanupRun {}) => {
-                self.stats.cleanup_runs += 1;
-                self.stats.last_cleanup_run_ns = Some(ts);
-            }
-            EventBody::MountSyscall(MountSyscall {
-                op,
-                mnt_ns,
-                ret,
-                flags,
-                source,
-                target,
-                ..
-            }) => {
-                self.on_mount_syscall(ev, *op, *mnt_ns, *ret, *flags, op.acted_on(source, target))
-            }
-            EventBody::NsfsMount(NsfsMount {
-                netns,
-                mnt_ns,
-                net_ptr,
-                ..
-            }) => self.on_nsfs_mount(ev, *netns, *mnt_ns, *net_ptr),
-            EventBody::NsfsEvict(NsfsEvict { netns, net_ptr }) => {
-                self.on_nsfs_evict(ts, *netns, *net_ptr)
-            }
-            EventBody::NetDev(NetDev {
-                op,
-                netns,
-                ifindex,
-                other,
-                mac,
-                name,
-            }) => self.on_netdev(ts, *op, *netns, *ifindex, *other, *mac, name),
-            EventBody::Ipv4Addr(Ipv4AddrChange {
-                op,
-                netns,
-                ifindex,
-                addr,
-                prefix_len,
-                label,
-            }) => self.on_ipv4(ts, *op, *netns, *ifindex, *addr, *prefix_len, label),
-            EventBody::Arp(ArpPacket {
-                netns,
-                dir,
-                op,
-                ifindex,
-                sender_ip,
-                sender_mac,
-                target_ip,
-                ..
-            }) => {
-                let reply = ArpReplySeen {
-                    at_ns: ts,
-                    dir: *dir,
-                    ifindex: *ifindex,
-                    sender_ip: *sender_ip,
-                    sender_mac: *sender_mac,
-                    target_ip: *target_ip,
-                };
-                self.on_arp(*netns, *op, reply)
-            }
+            EventBody::NetnsCreated(e) => self.on_created(ts, task_of(ev), e),
+            EventBody::Task(e) => self.on_task(ts, task_of(ev), e),
+            EventBody::NetnsTeardown(e) => self.on_end(ts, e, NetnsEnd::Teardown),
+            EventBody::NetnsFreed(e) => self.on_end(ts, e, NetnsEnd::Freed),
+            EventBody::CleanupRun(CleanupRun {}) => self.on_cleanup_run(ts),
+            EventBody::MountSyscall(e) => self.on_mount_syscall(ts, task_of(ev), e),
+            EventBody::NsfsMount(e) => self.on_nsfs_mount(ts, task_of(ev), e),
+            EventBody::NsfsEvict(e) => self.on_nsfs_evict(ts, e),
+            EventBody::NetDev(e) => self.on_netdev(ts, e),
+            EventBody::Ipv4Addr(e) => self.on_ipv4(ts, e),
+            EventBody::Arp(e) => self.on_arp(ts, e),
             EventBody::NeighUpdate(NeighUpdate { .. }) => {}
-            EventBody::Lost(Lost { kind, count }) => self.on_lost(ts, *kind, *count),
-            EventBody::PinAdded(PinChange { netns, pin }) => self.on_pin_added(ts, *netns, pin),
-            EventBody::PinRemoved(PinChange { netns, pin }) => self.on_pin_removed(ts, *netns, pin),
-            EventBody::Interfaces(InterfacesRead { netns, interfaces }) => {
-                self.on_interfaces(ts, *netns, interfaces)
-            }
-            EventBody::CgroupPath(CgroupPath { cgroup_id, path }) => {
-                self.on_cgroup_path(ts, *cgroup_id, path)
-            }
-            EventBody::MemberCgroup(MemberCgroup { netns, path }) => {
-                self.on_member_cgroup(ev, *netns, path)
-            }
+            EventBody::Lost(e) => self.on_lost(ts, e),
+            EventBody::PinAdded(e) => self.on_pin_added(ts, e),
+            EventBody::PinRemoved(e) => self.on_pin_removed(ts, e),
+            EventBody::Interfaces(e) => self.on_interfaces(ts, e),
+            EventBody::CgroupPath(e) => self.on_cgroup_path(ts, e),
+            EventBody::MemberCgroup(e) => self.on_member_cgroup(ts, task_of(ev), e),
             EventBody::CniResult(entry) => self.on_cni_result(entry),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
         }
@@ -530,21 +472,30 @@ impl Collector {
         r
     }
 
-    /// The namespace an event is about, creating an `Inferred` life when `create` is set.
-    fn place(&mut self, id: NsId, intent: Intent, create: bool, ts: u64) -> Option<SlotRef> {
+    /// The namespace an event is about; `if_unknown` says what to do when none is known.
+    fn place(
+        &mut self,
+        id: NsId,
+        intent: Intent,
+        if_unknown: IfUnknown,
+        ts: u64,
+    ) -> Option<SlotRef> {
         if id.is_none() {
             return None;
         }
         if let Some(r) = self.reg.find(id, intent) {
             return Some(r);
         }
-        if create {
-            let r = self.new_life(id, Origin::Inferred, ts);
-            self.reevaluate(r, ts);
-            Some(r)
-        } else {
-            self.stats.unattributed_events += 1;
-            None
+        match if_unknown {
+            IfUnknown::Infer => {
+                let r = self.new_life(id, Origin::Inferred, ts);
+                self.reevaluate(r, ts);
+                Some(r)
+            }
+            IfUnknown::Skip => {
+                self.stats.unattributed_events += 1;
+                None
+            }
         }
     }
 
@@ -699,17 +650,30 @@ impl Collector {
 
     // ---- creation and membership ----
 
-    fn on_created(&mut self, ev: &Event, id: NsId, parent: NsId, net_ptr: u64, source: CreatedBy) {
-        let ts = ev.ts_ns;
+    fn on_created(&mut self, ts: u64, creator: Actor, e: &NetnsCreated) {
+        let &NetnsCreated {
+            netns: id,
+            parent,
+            net_ptr,
+            source,
+            ..
+        } = e;
         if id.is_none() {
             tracing::warn!("netns creation without an identity at {ts}; skipped");
             self.stats.unattributed_events += 1;
             return;
         }
-        let by_cookie = self.reg.find_cookie(id.cookie);
-        let r = match by_cookie.or_else(|| self.reg.holder_of_inum(id.inum)) {
-            // Same namespace, first seen through a reordered event from another CPU.
-            Some(r) if self.is_placeholder(r, id, ts, by_cookie.is_some()) => {
+        // Same namespace, first seen through a reordered event from another CPU: its cookie
+        // says so, or an inferred life of its inum met just before.
+        let placeholder = match self.reg.find_cookie(id.cookie) {
+            Some(r) => self.reg.get(r).is_some().then_some(r),
+            None => self
+                .reg
+                .holder_of_inum(id.inum)
+                .filter(|&r| self.is_placeholder(r, id, ts)),
+        };
+        let r = match placeholder {
+            Some(r) => {
                 self.reg.set_cookie(r, id.cookie);
                 if let Some(ns) = self.reg.get_mut(r) {
                     ns.origin = Origin::Traced;
@@ -719,21 +683,7 @@ impl Collector {
             _ => self.new_life(id, Origin::Traced, ts),
         };
         self.reg.set_ptr(r, net_ptr);
-        let creator = Actor {
-            pid: ev.pid,
-            tgid: ev.tgid,
-            comm: ev.comm,
-        };
-        if let Some(ns) = self.reg.get_mut(r) {
-            ns.created_at_ns = Some(ts);
-            ns.created_by = Some(creator);
-            ns.source = Some(source);
-            ns.parent = (!parent.is_none()).then_some(parent);
-            ns.creator_tid = ev.pid;
-            ns.creator_tgid = ev.tgid;
-            // clone(CLONE_NEWNET) puts the child in, never the caller.
-            ns.creator_left = source == CreatedBy::Clone;
-        }
+        self.record_creation(r, ts, creator, source, parent);
         self.notify(ts, Some(r), NoticeKind::Created, |_| {
             let how = match source {
                 CreatedBy::Clone => "clone",
@@ -745,13 +695,12 @@ impl Collector {
         self.reevaluate(r, ts);
     }
 
-    fn is_placeholder(&self, r: SlotRef, id: NsId, ts: u64, cookie_matched: bool) -> bool {
+    /// Whether `r`, the holder of `id`'s inum, is an inferred life that `id`'s creation record
+    /// arrived late for.
+    fn is_placeholder(&self, r: SlotRef, id: NsId, ts: u64) -> bool {
         let Some(ns) = self.reg.get(r) else {
             return false;
         };
-        if cookie_matched {
-            return true;
-        }
         ns.created_at_ns.is_none()
             && ns.origin == Origin::Inferred
             && !ns.is_destroyed()
@@ -759,17 +708,16 @@ impl Collector {
             && ns.first_seen_ns.saturating_add(REORDER_WINDOW_NS) >= ts
     }
 
-    fn on_task(
-        &mut self,
-        ev: &Event,
-        op: TaskOp,
-        netns: NsId,
-        prev: NsId,
-        cgroup_id: u64,
-        ppid: u32,
-    ) {
-        let ts = ev.ts_ns;
-        let (tid, tgid, comm) = (ev.pid, ev.tgid, ev.comm);
+    fn on_task(&mut self, ts: u64, task: Actor, e: &TaskNetns) {
+        let &TaskNetns {
+            op,
+            netns,
+            prev,
+            cgroup_id,
+            ppid,
+            ..
+        } = e;
+        let tid = task.pid;
         match op {
             TaskOp::Fork => {
                 if self.is_init(netns) {
@@ -780,26 +728,20 @@ impl Collector {
                     // clone(CLONE_NEWNET) whose creation record was lost: the parent made it.
                     None if !prev.is_none() && prev != netns => {
                         let r = self.new_life(netns, Origin::Traced, ts);
-                        self.fill_creation(
-                            r,
-                            ts,
-                            Actor {
-                                pid: ppid,
-                                tgid: ppid,
-                                comm,
-                            },
-                            CreatedBy::Clone,
-                            prev,
-                            true,
-                        );
+                        let parent = Actor {
+                            pid: ppid,
+                            tgid: ppid,
+                            comm: task.comm,
+                        };
+                        self.infer_creation(r, ts, parent, CreatedBy::Clone, prev);
                         r
                     }
-                    None => match self.place(netns, Intent::Join, true, ts) {
+                    None => match self.place(netns, Intent::Join, IfUnknown::Infer, ts) {
                         Some(r) => r,
                         None => return,
                     },
                 };
-                self.join(r, tid, tgid, comm, cgroup_id, Some(ts), JoinHow::Fork, ts);
+                self.join(r, task, cgroup_id, JoinHow::Fork, ts);
             }
             TaskOp::Unshare | TaskOp::Setns => {
                 let (join_how, leave_how) = if op == TaskOp::Unshare {
@@ -811,14 +753,14 @@ impl Collector {
                     // Only the mount namespace changed; still tells us the task is a member.
                     if !self.tasks.contains_key(&tid)
                         && !self.is_init(netns)
-                        && let Some(r) = self.place(netns, Intent::Join, false, ts)
+                        && let Some(r) = self.place(netns, Intent::Join, IfUnknown::Skip, ts)
                     {
-                        self.join(r, tid, tgid, comm, cgroup_id, None, JoinHow::Inferred, ts);
+                        self.join(r, task, cgroup_id, JoinHow::Inferred, ts);
                     }
                     return;
                 }
                 if !self.leave(tid, ts, leave_how, None) && !self.is_init(prev) {
-                    self.unseen_member_left(prev, tid, tgid, comm, ts, leave_how);
+                    self.unseen_member_left(prev, task, ts, leave_how);
                 }
                 if self.is_init(netns) {
                     return;
@@ -828,44 +770,25 @@ impl Collector {
                     // unshare(CLONE_NEWNET) always makes a fresh namespace: its record was lost.
                     None if op == TaskOp::Unshare => {
                         let r = self.new_life(netns, Origin::Traced, ts);
-                        self.fill_creation(
-                            r,
-                            ts,
-                            Actor {
-                                pid: tid,
-                                tgid,
-                                comm,
-                            },
-                            CreatedBy::Unshare,
-                            prev,
-                            false,
-                        );
+                        self.infer_creation(r, ts, task, CreatedBy::Unshare, prev);
                         r
                     }
-                    None => match self.place(netns, Intent::Join, true, ts) {
+                    None => match self.place(netns, Intent::Join, IfUnknown::Infer, ts) {
                         Some(r) => r,
                         None => return,
                     },
                 };
-                self.join(r, tid, tgid, comm, cgroup_id, Some(ts), join_how, ts);
+                self.join(r, task, cgroup_id, join_how, ts);
             }
             TaskOp::Exit => {
-                if !self.leave(tid, ts, LeaveHow::Exit, Some(comm)) && !self.is_init(netns) {
-                    self.unseen_member_left(netns, tid, tgid, comm, ts, LeaveHow::Exit);
+                if !self.leave(tid, ts, LeaveHow::Exit, Some(task.comm)) && !self.is_init(netns) {
+                    self.unseen_member_left(netns, task, ts, LeaveHow::Exit);
                 }
             }
         }
     }
 
-    fn fill_creation(
-        &mut self,
-        r: SlotRef,
-        ts: u64,
-        by: Actor,
-        source: CreatedBy,
-        parent: NsId,
-        creator_outside: bool,
-    ) {
+    fn record_creation(&mut self, r: SlotRef, ts: u64, by: Actor, source: CreatedBy, parent: NsId) {
         if let Some(ns) = self.reg.get_mut(r) {
             ns.created_at_ns = Some(ts);
             ns.created_by = Some(by);
@@ -873,8 +796,14 @@ impl Collector {
             ns.parent = (!parent.is_none()).then_some(parent);
             ns.creator_tid = by.pid;
             ns.creator_tgid = by.tgid;
-            ns.creator_left = creator_outside;
+            // clone(CLONE_NEWNET) puts the child in, never the caller.
+            ns.creator_left = source == CreatedBy::Clone;
         }
+    }
+
+    /// A creation known only from membership (its record was lost).
+    fn infer_creation(&mut self, r: SlotRef, ts: u64, by: Actor, source: CreatedBy, parent: NsId) {
+        self.record_creation(r, ts, by, source, parent);
         self.notify(ts, Some(r), NoticeKind::Created, |_| {
             format!(
                 "created by {} ({}) (creation inferred from membership)",
@@ -883,18 +812,19 @@ impl Collector {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn join(
-        &mut self,
-        r: SlotRef,
-        tid: u32,
-        tgid: u32,
-        comm: Comm,
-        cgroup_id: u64,
-        joined_at: Option<u64>,
-        how: JoinHow,
-        now: u64,
-    ) {
+    /// `task` joined namespace `r`, in cgroup `cgroup_id` (0 when unknown).
+    fn join(&mut self, r: SlotRef, task: Actor, cgroup_id: u64, how: JoinHow, now: u64) {
+        let Actor {
+            pid: tid,
+            tgid,
+            comm,
+        } = task;
+        // A join seen as it happened has its time; a snapshot's or an inferred member was
+        // already inside.
+        let joined_at = match how {
+            JoinHow::Fork | JoinHow::Unshare | JoinHow::Setns => Some(now),
+            JoinHow::Snapshot | JoinHow::Inferred => None,
+        };
         if let Some(loc) = self.tasks.get(&tid) {
             if loc.ns == r {
                 return;
@@ -1028,16 +958,13 @@ impl Collector {
     }
 
     /// A task we never saw join left `netns` (joined before the trace, or the join was lost).
-    fn unseen_member_left(
-        &mut self,
-        netns: NsId,
-        tid: u32,
-        tgid: u32,
-        comm: Comm,
-        ts: u64,
-        how: LeaveHow,
-    ) {
-        let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+    fn unseen_member_left(&mut self, netns: NsId, task: Actor, ts: u64, how: LeaveHow) {
+        let Actor {
+            pid: tid,
+            tgid,
+            comm,
+        } = task;
+        let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
             return;
         };
         let Some(ns) = self.reg.get_mut(r) else {
@@ -1077,17 +1004,18 @@ impl Collector {
 
     // ---- teardown ----
 
-    fn on_end(&mut self, ts: u64, netns: NsId, net_ptr: u64, freed: bool) {
+    fn on_end(&mut self, ts: u64, e: &NetnsObject, end: NetnsEnd) {
+        let &NetnsObject { netns, net_ptr, .. } = e;
         let by_ptr = self.reg.find_ptr(net_ptr).filter(|r| {
             self.reg
                 .get(*r)
                 .is_some_and(|ns| netns.is_none() || ns.inum == netns.inum || netns.inum == 0)
         });
-        let Some(r) = by_ptr.or_else(|| self.place(netns, Intent::Attach, !netns.is_none(), ts))
+        let Some(r) = by_ptr.or_else(|| self.place(netns, Intent::Attach, IfUnknown::Infer, ts))
         else {
             return;
         };
-        if !freed {
+        if end == NetnsEnd::Teardown {
             self.stats.teardown_hook_seen = true;
             if self.reg.get(r).is_some_and(|ns| ns.net_ptr == 0) {
                 self.reg.set_ptr(r, net_ptr);
@@ -1099,34 +1027,28 @@ impl Collector {
         let Some(ns) = self.reg.get_mut(r) else {
             return;
         };
-        let first = if freed {
-            ns.freed_at_ns.is_none()
-        } else {
-            ns.teardown_at_ns.is_none()
+        let at = match end {
+            NetnsEnd::Teardown => &mut ns.teardown_at_ns,
+            NetnsEnd::Freed => &mut ns.freed_at_ns,
         };
-        if freed {
-            ns.freed_at_ns.get_or_insert(ts);
-        } else {
-            ns.teardown_at_ns.get_or_insert(ts);
-        }
-        if freed {
+        let first = at.is_none();
+        at.get_or_insert(ts);
+        if end == NetnsEnd::Freed {
             self.reg.forget_ptr(net_ptr, r);
         }
         if first {
-            let kind = if freed {
-                NoticeKind::Freed
-            } else {
-                NoticeKind::Teardown
+            let (kind, text) = match end {
+                NetnsEnd::Teardown => (NoticeKind::Teardown, "teardown started"),
+                NetnsEnd::Freed => (NoticeKind::Freed, "struct net freed"),
             };
-            self.notify(ts, Some(r), kind, |_| {
-                if freed {
-                    "struct net freed".into()
-                } else {
-                    "teardown started".into()
-                }
-            });
+            self.notify(ts, Some(r), kind, |_| text.into());
         }
         self.reevaluate(r, ts);
+    }
+
+    fn on_cleanup_run(&mut self, ts: u64) {
+        self.stats.cleanup_runs += 1;
+        self.stats.last_cleanup_run_ns = Some(ts);
     }
 
     // ---- pins ----
@@ -1262,8 +1184,9 @@ impl Collector {
         }
     }
 
-    fn on_pin_added(&mut self, ts: u64, netns: NsId, pin: &Pin) {
-        let Some(mut r) = self.place(netns, Intent::Join, true, ts) else {
+    fn on_pin_added(&mut self, ts: u64, e: &PinChange) {
+        let (netns, pin) = (e.netns, &e.pin);
+        let Some(mut r) = self.place(netns, Intent::Join, IfUnknown::Infer, ts) else {
             return;
         };
         if self.reg.get(r).is_some_and(|ns| ns.is_destroyed()) {
@@ -1271,7 +1194,7 @@ impl Collector {
             // namespace whose end is already traced belongs to the next life of its inode
             // number, whose creation we have not met yet.
             let next = NsId::new(0, netns.inum);
-            let Some(n) = self.place(next, Intent::Join, true, ts) else {
+            let Some(n) = self.place(next, Intent::Join, IfUnknown::Infer, ts) else {
                 return;
             };
             r = n;
@@ -1283,31 +1206,31 @@ impl Collector {
         self.add_pin(r, rec, ts);
     }
 
-    fn on_pin_removed(&mut self, ts: u64, netns: NsId, pin: &Pin) {
-        let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+    fn on_pin_removed(&mut self, ts: u64, e: &PinChange) {
+        let Some(r) = self.place(e.netns, Intent::Attach, IfUnknown::Skip, ts) else {
             return;
         };
-        let rec = Self::pin_record(pin, ts);
+        let rec = Self::pin_record(&e.pin, ts);
         self.remove_pins(r, ts, |p| p.same_holder(&rec));
     }
 
-    fn on_nsfs_mount(&mut self, ev: &Event, netns: NsId, mnt_ns: u32, net_ptr: u64) {
-        let ts = ev.ts_ns;
+    fn on_nsfs_mount(&mut self, ts: u64, by: Actor, e: &NsfsMount) {
+        let &NsfsMount {
+            netns,
+            mnt_ns,
+            net_ptr,
+            ..
+        } = e;
         let r = match self
             .reg
             .find(netns, Intent::Join)
             .or_else(|| self.reg.find_ptr(net_ptr))
         {
             Some(r) => r,
-            None => match self.place(netns, Intent::Join, true, ts) {
+            None => match self.place(netns, Intent::Join, IfUnknown::Infer, ts) {
                 Some(r) => r,
                 None => return,
             },
-        };
-        let by = Actor {
-            pid: ev.pid,
-            tgid: ev.tgid,
-            comm: ev.comm,
         };
         // The syscall record usually follows the graft (it is emitted at syscall exit), but a
         // decoder may deliver it first. Only a call that ended after the graft began can be
@@ -1315,7 +1238,7 @@ impl Collector {
         // on a cold node bind-mounts /run/netns onto itself just before).
         let preceding =
             self.recent_mounts.iter_mut().rev().find(|m| {
-                m.tid == ev.pid && !m.paired && m.ts >= ts && m.ts - ts <= MOUNT_PAIRING_NS
+                m.tid == by.pid && !m.paired && m.ts >= ts && m.ts - ts <= MOUNT_PAIRING_NS
             });
         let path = preceding.map(|m| {
             m.paired = true;
@@ -1323,14 +1246,14 @@ impl Collector {
         });
         if path.is_none() {
             self.pending_nsfs
-                .insert(ev.pid, PendingNsfs { ns: r, mnt_ns });
+                .insert(by.pid, PendingNsfs { ns: r, mnt_ns });
         }
         let pin = PinRecord {
             kind: PinKind::BindMount,
             path,
             mount_ns: (mnt_ns != 0).then_some(mnt_ns),
-            pid: Some(ev.tgid),
-            holder_comm: Some(ev.comm),
+            pid: Some(by.tgid),
+            holder_comm: Some(by.comm),
             fd: None,
             by: Some(by),
             at_ns: ts,
@@ -1424,11 +1347,11 @@ impl Collector {
         !named.is_empty()
     }
 
-    fn on_nsfs_evict(&mut self, ts: u64, netns: NsId, net_ptr: u64) {
+    fn on_nsfs_evict(&mut self, ts: u64, e: &NsfsEvict) {
         let Some(r) = self
             .reg
-            .find_ptr(net_ptr)
-            .or_else(|| self.place(netns, Intent::Attach, false, ts))
+            .find_ptr(e.net_ptr)
+            .or_else(|| self.place(e.netns, Intent::Attach, IfUnknown::Skip, ts))
         else {
             return;
         };
@@ -1438,25 +1361,18 @@ impl Collector {
         });
     }
 
-    /// `target` is the path the syscall acted on ([`MountOp::acted_on`]).
-    fn on_mount_syscall(
-        &mut self,
-        ev: &Event,
-        op: MountOp,
-        mnt_ns: u32,
-        ret: i64,
-        flags: u64,
-        target: &str,
-    ) {
-        let ts = ev.ts_ns;
-        let by = Actor {
-            pid: ev.pid,
-            tgid: ev.tgid,
-            comm: ev.comm,
-        };
+    fn on_mount_syscall(&mut self, ts: u64, by: Actor, e: &MountSyscall) {
+        let &MountSyscall {
+            op,
+            mnt_ns,
+            ret,
+            flags,
+            ..
+        } = e;
+        let target = op.acted_on(&e.source, &e.target);
         match op {
             MountOp::Mount | MountOp::MoveMount if ret >= 0 => {
-                if let Some(p) = self.pending_nsfs.remove(&ev.pid) {
+                if let Some(p) = self.pending_nsfs.remove(&by.pid) {
                     self.name_graft(p, target, by, ts);
                     return;
                 }
@@ -1468,7 +1384,7 @@ impl Collector {
                         self.recent_mounts.pop_front();
                     }
                     self.recent_mounts.push_back(RecentMount {
-                        tid: ev.pid,
+                        tid: by.pid,
                         ts,
                         target: target.to_string(),
                         by,
@@ -1557,20 +1473,18 @@ impl Collector {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_netdev(
-        &mut self,
-        ts: u64,
-        op: NetDevOp,
-        netns: NsId,
-        ifindex: u32,
-        other: NsId,
-        mac: Mac,
-        name: &str,
-    ) {
+    fn on_netdev(&mut self, ts: u64, e: &NetDev) {
+        let &NetDev {
+            op,
+            netns,
+            ifindex,
+            other,
+            mac,
+            ref name,
+        } = e;
         match op {
             NetDevOp::Register => {
-                let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+                let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
                     return;
                 };
                 let before = self.ips_of(r);
@@ -1591,7 +1505,7 @@ impl Collector {
                 self.reindex(r, before, ts);
             }
             NetDevOp::Unregister => {
-                let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+                let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
                     return;
                 };
                 let before = self.ips_of(r);
@@ -1602,14 +1516,14 @@ impl Collector {
             }
             NetDevOp::Move => {
                 // `other` is where the device was; addresses do not survive a move.
-                if let Some(from) = self.place(other, Intent::Attach, false, ts) {
+                if let Some(from) = self.place(other, Intent::Attach, IfUnknown::Skip, ts) {
                     let before = self.ips_of(from);
                     if let Some(ns) = self.reg.get_mut(from) {
                         ns.interfaces.retain(|i| i.ifindex != ifindex);
                     }
                     self.reindex(from, before, ts);
                 }
-                if let Some(to) = self.place(netns, Intent::Attach, false, ts)
+                if let Some(to) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts)
                     && let Some(ns) = self.reg.get_mut(to)
                 {
                     ns.interfaces.retain(|i| i.ifindex != ifindex);
@@ -1624,18 +1538,16 @@ impl Collector {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_ipv4(
-        &mut self,
-        ts: u64,
-        op: AddrOp,
-        netns: NsId,
-        ifindex: u32,
-        addr: Ipv4Addr,
-        prefix_len: u8,
-        label: &str,
-    ) {
-        let Some(r) = self.place(netns, Intent::Attach, false, ts) else {
+    fn on_ipv4(&mut self, ts: u64, e: &Ipv4AddrChange) {
+        let &Ipv4AddrChange {
+            op,
+            netns,
+            ifindex,
+            addr,
+            prefix_len,
+            ref label,
+        } = e;
+        let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
             return;
         };
         let before = self.ips_of(r);
@@ -1671,16 +1583,17 @@ impl Collector {
         self.reindex(r, before, ts);
     }
 
-    fn on_interfaces(&mut self, ts: u64, netns: NsId, interfaces: &[Interface]) {
-        let Some(r) = self.place(
-            netns,
-            Intent::Attach,
-            !self.is_init(netns) || self.init.is_none(),
-            ts,
-        ) else {
+    fn on_interfaces(&mut self, ts: u64, e: &InterfacesRead) {
+        let netns = e.netns;
+        let if_unknown = if !self.is_init(netns) || self.init.is_none() {
+            IfUnknown::Infer
+        } else {
+            IfUnknown::Skip
+        };
+        let Some(r) = self.place(netns, Intent::Attach, if_unknown, ts) else {
             return;
         };
-        self.set_interfaces(r, interfaces, ts);
+        self.set_interfaces(r, &e.interfaces, ts);
     }
 
     fn set_interfaces(&mut self, r: SlotRef, interfaces: &[Interface], ts: u64) {
@@ -1699,7 +1612,8 @@ impl Collector {
         self.reindex(r, before, ts);
     }
 
-    fn on_cgroup_path(&mut self, ts: u64, cgroup_id: u64, path: &str) {
+    fn on_cgroup_path(&mut self, ts: u64, e: &CgroupPath) {
+        let (cgroup_id, path) = (e.cgroup_id, e.path.as_str());
         if cgroup_id != 0
             && let Some(candidates) = self.cgroup_waiters.get(&cgroup_id)
         {
@@ -1789,9 +1703,9 @@ impl Collector {
 
     /// A member's cgroup, read while it was alive: the cgroup path of its span, and the
     /// namespace's owner when the path says more than what is known.
-    fn on_member_cgroup(&mut self, ev: &Event, netns: NsId, path: &str) {
-        let ts = ev.ts_ns;
-        let Some(r) = self.reg.find(netns, Intent::Attach) else {
+    fn on_member_cgroup(&mut self, ts: u64, member: Actor, e: &MemberCgroup) {
+        let path = e.path.as_str();
+        let Some(r) = self.reg.find(e.netns, Intent::Attach) else {
             self.stats.unattributed_events += 1;
             return;
         };
@@ -1799,7 +1713,7 @@ impl Collector {
             ns.members
                 .iter_mut()
                 .rev()
-                .find(|s| s.tgid == ev.tgid || s.pid == ev.pid)
+                .find(|s| s.tgid == member.tgid || s.pid == member.pid)
         }) {
             span.cgroup_path = Some(path.into());
         }
@@ -1974,7 +1888,12 @@ impl Collector {
             let was_memberless = ns.live_tasks == 0;
             if start || was_memberless {
                 for m in &sn.members {
-                    self.join(r, m.pid, m.tgid, m.comm, 0, None, JoinHow::Snapshot, ts);
+                    let member = Actor {
+                        pid: m.pid,
+                        tgid: m.tgid,
+                        comm: m.comm,
+                    };
+                    self.join(r, member, 0, JoinHow::Snapshot, ts);
                     if let Some(span) = self.reg.get_mut(r).and_then(|ns| ns.open_span_mut(m.tgid))
                         && !m.cgroup.is_empty()
                     {
@@ -2174,8 +2093,17 @@ impl Collector {
         self.push_finding(Some(r), f);
     }
 
-    fn on_arp(&mut self, netns: NsId, op: u16, rep: ArpReplySeen) {
-        let Some(r) = self.place(netns, Intent::Attach, false, rep.at_ns) else {
+    fn on_arp(&mut self, ts: u64, e: &ArpPacket) {
+        let &ArpPacket { netns, op, .. } = e;
+        let rep = ArpReplySeen {
+            at_ns: ts,
+            dir: e.dir,
+            ifindex: e.ifindex,
+            sender_ip: e.sender_ip,
+            sender_mac: e.sender_mac,
+            target_ip: e.target_ip,
+        };
+        let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
             return;
         };
         let Some(ns) = self.reg.get_mut(r) else {
@@ -2312,7 +2240,8 @@ impl Collector {
         self.push_finding(Some(r), f);
     }
 
-    fn on_lost(&mut self, ts: u64, kind: u16, count: u64) {
+    fn on_lost(&mut self, ts: u64, e: &Lost) {
+        let &Lost { kind, count } = e;
         if count == 0 {
             return;
         }
