@@ -43,9 +43,6 @@ use crate::model::{
     Pin, Snapshot, SnapshotPhase, TaskOp,
 };
 
-/// init_net's inode number on 6.18 (fixed); older kernels allocate it at boot and the Start
-/// snapshot names it.
-const INIT_NET_INUM_FIXED: u32 = 0xEFFF_FFF9;
 const MS_BIND: u64 = 4096;
 const MS_MOVE: u64 = 8192;
 /// A NetnsCreated may arrive a little after another CPU's first event about the namespace.
@@ -413,90 +410,6 @@ impl Collector {
             kind,
             text,
         });
-    }
-
-    // ---- identity ----
-
-    fn is_init(&self, id: NsId) -> bool {
-        if id.inum == INIT_NET_INUM_FIXED {
-            return true;
-        }
-        match self.init {
-            Some(init) if init.cookie != 0 && id.cookie != 0 => init.cookie == id.cookie,
-            Some(init) => init.inum == id.inum,
-            None => false,
-        }
-    }
-
-    /// Starts a new namespace life, retiring a still-live holder of the same inum (the kernel
-    /// reuses inums only after the old namespace is gone, so its end was missed).
-    fn new_life(&mut self, id: NsId, origin: Origin, ts: u64) -> SlotRef {
-        if id.inum != 0
-            && let Some(old) = self.reg.live_holder_of_inum(id.inum)
-        {
-            if let Some(ns) = self.reg.get_mut(old) {
-                ns.vanished_at_ns = Some(ts);
-            }
-            self.reevaluate(old, ts);
-        }
-        let r = self.reg.insert(id, origin, ts);
-        self.stats.namespaces_seen += 1;
-        let is_init = self.is_init(id);
-        if let Some(ns) = self.reg.get_mut(r) {
-            ns.is_init = is_init;
-        }
-        // The first state is set without a "changed" notice.
-        if let Some(ns) = self.reg.get(r) {
-            let first = self.evaluate(ns, ts);
-            if let Some(ns) = self.reg.get_mut(r) {
-                ns.state = first;
-            }
-            if first == NsState::LeakSuspect {
-                self.schedule(
-                    r,
-                    ts.saturating_add(self.cfg.grace_ns),
-                    DeadlineKind::Suspect,
-                );
-            }
-        }
-        if origin != Origin::Traced {
-            self.notify(ts, Some(r), NoticeKind::Seen, |c| {
-                let how = if origin == Origin::Snapshot {
-                    "existed before the trace"
-                } else {
-                    "first seen mid-trace"
-                };
-                format!("{} {how}", c.reg.get(r).map(|n| n.id()).unwrap_or_default())
-            });
-        }
-        r
-    }
-
-    /// The namespace an event is about; `if_unknown` says what to do when none is known.
-    fn place(
-        &mut self,
-        id: NsId,
-        intent: Intent,
-        if_unknown: IfUnknown,
-        ts: u64,
-    ) -> Option<SlotRef> {
-        if id.is_none() {
-            return None;
-        }
-        if let Some(r) = self.reg.find(id, intent) {
-            return Some(r);
-        }
-        match if_unknown {
-            IfUnknown::Infer => {
-                let r = self.new_life(id, Origin::Inferred, ts);
-                self.reevaluate(r, ts);
-                Some(r)
-            }
-            IfUnknown::Skip => {
-                self.stats.unattributed_events += 1;
-                None
-            }
-        }
     }
 
     // ---- state ----
