@@ -15,14 +15,15 @@
 pub mod findings;
 mod identity;
 mod lifecycle;
+mod membership;
 pub mod namespace;
 pub mod synthetic;
 #[cfg(test)]
 mod tests;
 
 use crate::model::{
-    ArpPacket, CgroupPath, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup,
-    MountSyscall, NeighUpdate, NetDev, NsfsEvict, NsfsMount, PinChange, TaskNetns,
+    ArpPacket, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup, MountSyscall,
+    NeighUpdate, NetDev, NsfsEvict, NsfsMount, PinChange,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -34,14 +35,15 @@ use serde::{Deserialize, Serialize};
 pub use findings::*;
 use identity::{IfUnknown, Intent, Registry, SlotRef};
 use lifecycle::NetnsEnd;
+use membership::{Cgroups, TaskLoc};
 pub use namespace::*;
 
 use crate::attribution::{
     CniCacheEntry, find_by_netns_path, owner_from_cgroup, sandbox_from_pin_path,
 };
 use crate::model::{
-    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId,
-    Pin, Snapshot, SnapshotPhase, TaskOp,
+    AddrOp, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId, Pin, Snapshot,
+    SnapshotPhase,
 };
 
 const MS_BIND: u64 = 4096;
@@ -49,9 +51,6 @@ const MS_MOVE: u64 = 8192;
 /// How long a mount syscall stays pairable with an nsfs graft or a pin observation.
 const MOUNT_PAIRING_NS: u64 = 10_000_000_000;
 const RECENT_MOUNTS: usize = 64;
-const MAX_CGROUP_PATHS: usize = 65_536;
-/// `cgroup_waiters` is not rebuilt below this many entries.
-const MIN_CGROUP_WAITERS_REBUILD: usize = 4_096;
 /// CNI result cache entries remembered (a node has one per pod interface).
 const MAX_CNI_ENTRIES: usize = 4_096;
 
@@ -134,12 +133,6 @@ fn task_of(ev: &Event) -> Actor {
     }
 }
 
-#[derive(Clone, Copy)]
-struct TaskLoc {
-    ns: SlotRef,
-    tgid: u32,
-}
-
 struct RecentMount {
     tid: u32,
     ts: u64,
@@ -172,16 +165,9 @@ struct Deadline {
 pub struct Collector {
     cfg: CollectorConfig,
     reg: Registry,
+    /// By thread id, the namespace each traced thread is a member of.
     tasks: FxHashMap<u32, TaskLoc>,
-    cgroups: FxHashMap<u64, Box<str>>,
-    cgroup_order: VecDeque<u64>,
-    /// By cgroup id, the namespaces that may have a member waiting for that id's path (see
-    /// `waits_for_cgroup`): a superset, checked on use, so that a `CgroupPath` does not scan
-    /// every namespace.
-    cgroup_waiters: FxHashMap<u64, Vec<SlotRef>>,
-    cgroup_waiter_entries: usize,
-    /// Entry count past which `cgroup_waiters` is rebuilt, dropping ids never resolved.
-    cgroup_waiters_rebuild_at: usize,
+    cgroups: Cgroups,
     /// The CNI result cache as last observed, oldest first.
     cni: Vec<CniCacheEntry>,
     /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
@@ -207,11 +193,7 @@ impl Collector {
             cfg,
             reg: Registry::default(),
             tasks: FxHashMap::default(),
-            cgroups: FxHashMap::default(),
-            cgroup_order: VecDeque::new(),
-            cgroup_waiters: FxHashMap::default(),
-            cgroup_waiter_entries: 0,
-            cgroup_waiters_rebuild_at: MIN_CGROUP_WAITERS_REBUILD,
+            cgroups: Cgroups::default(),
             cni: Vec::new(),
             ip_index: FxHashMap::default(),
             pin_paths: FxHashMap::default(),
@@ -264,7 +246,7 @@ impl Collector {
     }
 
     pub fn cgroup_path(&self, cgroup_id: u64) -> Option<&str> {
-        self.cgroups.get(&cgroup_id).map(|p| &**p)
+        self.cgroups.path(cgroup_id)
     }
 
     /// Namespaces per state, counting dropped destroyed ones as destroyed.
@@ -507,278 +489,6 @@ impl Collector {
         for (ip, _) in self.ips_of(r) {
             self.check_duplicate(ip, r, ts);
         }
-    }
-
-    // ---- membership ----
-
-    fn on_task(&mut self, ts: u64, task: Actor, e: &TaskNetns) {
-        let &TaskNetns {
-            op,
-            netns,
-            prev,
-            cgroup_id,
-            ppid,
-            ..
-        } = e;
-        let tid = task.pid;
-        match op {
-            TaskOp::Fork => {
-                if self.is_init(netns) {
-                    return;
-                }
-                let r = match self.reg.find(netns, Intent::Join) {
-                    Some(r) => r,
-                    // clone(CLONE_NEWNET) whose creation record was lost: the parent made it.
-                    None if !prev.is_none() && prev != netns => {
-                        let r = self.new_life(netns, Origin::Traced, ts);
-                        let parent = Actor {
-                            pid: ppid,
-                            tgid: ppid,
-                            comm: task.comm,
-                        };
-                        self.infer_creation(r, ts, parent, CreatedBy::Clone, prev);
-                        r
-                    }
-                    None => match self.place(netns, Intent::Join, IfUnknown::Infer, ts) {
-                        Some(r) => r,
-                        None => return,
-                    },
-                };
-                self.join(r, task, cgroup_id, JoinHow::Fork, ts);
-            }
-            TaskOp::Unshare | TaskOp::Setns => {
-                let (join_how, leave_how) = if op == TaskOp::Unshare {
-                    (JoinHow::Unshare, LeaveHow::Unshare)
-                } else {
-                    (JoinHow::Setns, LeaveHow::Setns)
-                };
-                if netns == prev {
-                    // Only the mount namespace changed; still tells us the task is a member.
-                    if !self.tasks.contains_key(&tid)
-                        && !self.is_init(netns)
-                        && let Some(r) = self.place(netns, Intent::Join, IfUnknown::Skip, ts)
-                    {
-                        self.join(r, task, cgroup_id, JoinHow::Inferred, ts);
-                    }
-                    return;
-                }
-                if !self.leave(tid, ts, leave_how, None) && !self.is_init(prev) {
-                    self.unseen_member_left(prev, task, ts, leave_how);
-                }
-                if self.is_init(netns) {
-                    return;
-                }
-                let r = match self.reg.find(netns, Intent::Join) {
-                    Some(r) => r,
-                    // unshare(CLONE_NEWNET) always makes a fresh namespace: its record was lost.
-                    None if op == TaskOp::Unshare => {
-                        let r = self.new_life(netns, Origin::Traced, ts);
-                        self.infer_creation(r, ts, task, CreatedBy::Unshare, prev);
-                        r
-                    }
-                    None => match self.place(netns, Intent::Join, IfUnknown::Infer, ts) {
-                        Some(r) => r,
-                        None => return,
-                    },
-                };
-                self.join(r, task, cgroup_id, join_how, ts);
-            }
-            TaskOp::Exit => {
-                if !self.leave(tid, ts, LeaveHow::Exit, Some(task.comm)) && !self.is_init(netns) {
-                    self.unseen_member_left(netns, task, ts, LeaveHow::Exit);
-                }
-            }
-        }
-    }
-
-    /// `task` joined namespace `r`, in cgroup `cgroup_id` (0 when unknown).
-    fn join(&mut self, r: SlotRef, task: Actor, cgroup_id: u64, how: JoinHow, now: u64) {
-        let Actor {
-            pid: tid,
-            tgid,
-            comm,
-        } = task;
-        // A join seen as it happened has its time; a snapshot's or an inferred member was
-        // already inside.
-        let joined_at = match how {
-            JoinHow::Fork | JoinHow::Unshare | JoinHow::Setns => Some(now),
-            JoinHow::Snapshot | JoinHow::Inferred => None,
-        };
-        if let Some(loc) = self.tasks.get(&tid) {
-            if loc.ns == r {
-                return;
-            }
-            // We missed it leaving its previous namespace.
-            self.leave(tid, now, LeaveHow::Setns, None);
-        }
-        let Some(ns) = self.reg.get_mut(r) else {
-            return;
-        };
-        if ns.is_init || ns.is_destroyed() {
-            return;
-        }
-        let counts = !(ns.creator_tgid != 0 && tgid == ns.creator_tgid && !ns.creator_left);
-        ns.live_tasks += 1;
-        ns.epoch = ns.epoch.wrapping_add(1);
-        // A setns visitor (`ip -n`, `ip netns exec`, a CNI plugin's ns.Do) only counts once it
-        // has stayed VISIT_NS: see `leave`.
-        if counts && how != JoinHow::Setns {
-            ns.had_real_member = true;
-        }
-        let new_span = match ns.open_span_mut(tgid) {
-            Some(span) => {
-                span.live_threads += 1;
-                span.counts_as_member |= counts;
-                false
-            }
-            None => {
-                ns.push_span(MemberSpan {
-                    pid: tid,
-                    tgid,
-                    comm,
-                    cgroup_id,
-                    cgroup_path: None,
-                    joined_at_ns: joined_at,
-                    left_at_ns: None,
-                    joined_how: how,
-                    left_how: None,
-                    counts_as_member: counts,
-                    live_threads: 1,
-                });
-                true
-            }
-        };
-        self.tasks.insert(tid, TaskLoc { ns: r, tgid });
-        if new_span && cgroup_id != 0 {
-            self.add_cgroup_waiter(cgroup_id, r);
-        }
-        if new_span && let Some(path) = self.cgroups.get(&cgroup_id).cloned() {
-            self.note_member_cgroup(r, &path, now);
-        }
-        if new_span {
-            self.notify(now, Some(r), NoticeKind::MemberJoined, |_| {
-                let role = if counts { "" } else { " (creator)" };
-                format!(
-                    "{tid} ({comm}){role} joined via {}",
-                    format!("{how:?}").to_lowercase()
-                )
-            });
-        }
-        self.reevaluate(r, now);
-    }
-
-    /// Removes `tid` from the namespace it is in. False when it was not known to be anywhere.
-    fn leave(&mut self, tid: u32, now: u64, how: LeaveHow, exit_comm: Option<Comm>) -> bool {
-        let Some(loc) = self.tasks.remove(&tid) else {
-            return false;
-        };
-        let Some(ns) = self.reg.get_mut(loc.ns) else {
-            return true;
-        };
-        ns.live_tasks = ns.live_tasks.saturating_sub(1);
-        ns.epoch = ns.epoch.wrapping_add(1);
-        if tid == ns.creator_tid {
-            ns.creator_left = true;
-        }
-        let mut who = (tid, loc.tgid, exit_comm.unwrap_or_default());
-        let mut closed = false;
-        let mut visit = false;
-        if let Some(span) = ns.open_span_mut(loc.tgid) {
-            if let Some(c) = exit_comm {
-                span.comm = c;
-            }
-            span.live_threads = span.live_threads.saturating_sub(1);
-            who = (span.pid, span.tgid, span.comm);
-            if span.live_threads == 0 {
-                span.left_at_ns = Some(now);
-                span.left_how = Some(how);
-                closed = true;
-                visit = span.was_visit();
-                if visit {
-                    span.counts_as_member = false;
-                } else if span.counts_as_member {
-                    ns.had_real_member = true;
-                }
-            }
-        }
-        if ns.live_tasks == 0 {
-            let this = LastMember {
-                pid: who.0,
-                tgid: who.1,
-                comm: who.2,
-                exited_at_ns: now,
-                how,
-            };
-            // A visit does not move the leak clock. The last member is whoever stayed and left
-            // last, even if a visitor was still inside then: a thread's exit can trail the
-            // setns-and-return of the code that ran it by milliseconds.
-            ns.last_member = if visit {
-                [ns.latest_stay(), ns.last_member]
-                    .into_iter()
-                    .flatten()
-                    .max_by_key(|m| m.exited_at_ns)
-                    .or(Some(this))
-            } else {
-                Some(this)
-            };
-        }
-        if closed {
-            self.notify(now, Some(loc.ns), NoticeKind::MemberLeft, |_| {
-                format!(
-                    "{} ({}) left via {}",
-                    who.0,
-                    who.2,
-                    format!("{how:?}").to_lowercase()
-                )
-            });
-        }
-        self.reevaluate(loc.ns, now);
-        true
-    }
-
-    /// A task we never saw join left `netns` (joined before the trace, or the join was lost).
-    fn unseen_member_left(&mut self, netns: NsId, task: Actor, ts: u64, how: LeaveHow) {
-        let Actor {
-            pid: tid,
-            tgid,
-            comm,
-        } = task;
-        let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
-            return;
-        };
-        let Some(ns) = self.reg.get_mut(r) else {
-            return;
-        };
-        if ns.is_init || ns.is_destroyed() || ns.open_span_mut(tgid).is_some() {
-            // Another thread of a known member process: nothing changes.
-            return;
-        }
-        let counts = !(ns.creator_tgid != 0 && tgid == ns.creator_tgid && !ns.creator_left);
-        ns.push_span(MemberSpan {
-            pid: tid,
-            tgid,
-            comm,
-            cgroup_id: 0,
-            cgroup_path: None,
-            joined_at_ns: None,
-            left_at_ns: Some(ts),
-            joined_how: JoinHow::Inferred,
-            left_how: Some(how),
-            counts_as_member: counts,
-            live_threads: 0,
-        });
-        ns.had_real_member |= counts;
-        if ns.live_tasks == 0 {
-            ns.epoch = ns.epoch.wrapping_add(1);
-            ns.last_member = Some(LastMember {
-                pid: tid,
-                tgid,
-                comm,
-                exited_at_ns: ts,
-                how,
-            });
-        }
-        self.reevaluate(r, ts);
     }
 
     // ---- pins ----
@@ -1340,93 +1050,6 @@ impl Collector {
                 .collect();
         }
         self.reindex(r, before, ts);
-    }
-
-    fn on_cgroup_path(&mut self, ts: u64, e: &CgroupPath) {
-        let (cgroup_id, path) = (e.cgroup_id, e.path.as_str());
-        if cgroup_id != 0
-            && let Some(candidates) = self.cgroup_waiters.get(&cgroup_id)
-        {
-            // Members that joined with this id before it was resolved, in registry order (the
-            // order a scan of every namespace would find them in).
-            let mut waiting: Vec<SlotRef> = candidates
-                .iter()
-                .copied()
-                .filter(|&r| {
-                    self.reg.get(r).is_some_and(|ns| {
-                        !ns.is_init && ns.members.iter().any(|m| waits_for_cgroup(m, cgroup_id))
-                    })
-                })
-                .collect();
-            waiting.sort_unstable_by_key(|r| r.slot);
-            for r in waiting {
-                if let Some(ns) = self.reg.get_mut(r) {
-                    for m in ns
-                        .members
-                        .iter_mut()
-                        .filter(|m| waits_for_cgroup(m, cgroup_id))
-                    {
-                        m.cgroup_path = Some(path.into());
-                    }
-                }
-                self.note_member_cgroup(r, path, ts);
-            }
-            // A span that left or got its path never waits again.
-            if let Some(candidates) = self.cgroup_waiters.get_mut(&cgroup_id) {
-                let before = candidates.len();
-                candidates.retain(|&r| {
-                    self.reg
-                        .get(r)
-                        .is_some_and(|ns| ns.members.iter().any(|m| waits_for_cgroup(m, cgroup_id)))
-                });
-                self.cgroup_waiter_entries -= before - candidates.len();
-                if candidates.is_empty() {
-                    self.cgroup_waiters.remove(&cgroup_id);
-                }
-            }
-        }
-        if self.cgroups.insert(cgroup_id, path.into()).is_none() {
-            self.cgroup_order.push_back(cgroup_id);
-            if self.cgroup_order.len() > MAX_CGROUP_PATHS
-                && let Some(old) = self.cgroup_order.pop_front()
-            {
-                self.cgroups.remove(&old);
-            }
-        }
-    }
-
-    /// Namespace `r` got a member span waiting for `cgroup_id`'s path.
-    fn add_cgroup_waiter(&mut self, cgroup_id: u64, r: SlotRef) {
-        let candidates = self.cgroup_waiters.entry(cgroup_id).or_default();
-        if !candidates.contains(&r) {
-            candidates.push(r);
-            self.cgroup_waiter_entries += 1;
-        }
-        if self.cgroup_waiter_entries > self.cgroup_waiters_rebuild_at {
-            self.rebuild_cgroup_waiters();
-        }
-    }
-
-    /// Rebuilds `cgroup_waiters` from the spans, dropping what no longer waits (ids never
-    /// resolved, namespaces gone). Amortized: the next rebuild waits for twice the entries.
-    fn rebuild_cgroup_waiters(&mut self) {
-        self.cgroup_waiters.clear();
-        let mut entries = 0;
-        for (r, ns) in self.reg.iter() {
-            for m in ns
-                .members
-                .iter()
-                .filter(|m| waits_for_cgroup(m, m.cgroup_id))
-            {
-                let candidates = self.cgroup_waiters.entry(m.cgroup_id).or_default();
-                if !candidates.contains(&r) {
-                    candidates.push(r);
-                    entries += 1;
-                }
-            }
-        }
-        self.cgroup_waiter_entries = entries;
-        self.cgroup_waiters_rebuild_at = (2 * entries).max(MIN_CGROUP_WAITERS_REBUILD);
     }
 
     // ---- attribution ----
@@ -1992,12 +1615,6 @@ impl Collector {
             )
         });
     }
-}
-
-/// A span still in its namespace whose cgroup path is unknown, and whose `cgroup_id` a
-/// `CgroupPath` for `cgroup_id` would resolve.
-fn waits_for_cgroup(m: &MemberSpan, cgroup_id: u64) -> bool {
-    cgroup_id != 0 && m.cgroup_id == cgroup_id && m.left_at_ns.is_none() && m.cgroup_path.is_none()
 }
 
 /// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
