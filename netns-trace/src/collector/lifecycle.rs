@@ -183,7 +183,7 @@ impl Collector {
             self.unindex_ip(ip, r, ifindex);
         }
         for p in paths {
-            self.unindex_path(&p, r);
+            self.pin_paths.remove(&p, r);
         }
         self.destroyed.push_back(r);
         while self.destroyed.len() > self.cfg.keep_destroyed {

@@ -17,13 +17,14 @@ mod identity;
 mod lifecycle;
 mod membership;
 pub mod namespace;
+mod pins;
 pub mod synthetic;
 #[cfg(test)]
 mod tests;
 
 use crate::model::{
     ArpPacket, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup, MountSyscall,
-    NeighUpdate, NetDev, NsfsEvict, NsfsMount, PinChange,
+    NeighUpdate, NetDev, NsfsMount,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -37,12 +38,13 @@ use identity::{IfUnknown, Intent, Registry, SlotRef};
 use lifecycle::NetnsEnd;
 use membership::{Cgroups, TaskLoc};
 pub use namespace::*;
+use pins::PinPaths;
 
 use crate::attribution::{
     CniCacheEntry, find_by_netns_path, owner_from_cgroup, sandbox_from_pin_path,
 };
 use crate::model::{
-    AddrOp, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId, Pin, Snapshot,
+    AddrOp, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId, Snapshot,
     SnapshotPhase,
 };
 
@@ -173,7 +175,7 @@ pub struct Collector {
     /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
     ip_index: FxHashMap<Ipv4Addr, Vec<(SlotRef, u32)>>,
     /// Normalized bind-mount pin path → namespaces pinned there.
-    pin_paths: FxHashMap<String, Vec<SlotRef>>,
+    pin_paths: PinPaths,
     recent_mounts: VecDeque<RecentMount>,
     pending_nsfs: FxHashMap<u32, PendingNsfs>,
     deadlines: BinaryHeap<Reverse<Deadline>>,
@@ -196,7 +198,7 @@ impl Collector {
             cgroups: Cgroups::default(),
             cni: Vec::new(),
             ip_index: FxHashMap::default(),
-            pin_paths: FxHashMap::default(),
+            pin_paths: PinPaths::default(),
             recent_mounts: VecDeque::new(),
             pending_nsfs: FxHashMap::default(),
             deadlines: BinaryHeap::new(),
@@ -491,7 +493,7 @@ impl Collector {
         }
     }
 
-    // ---- pins ----
+    // ---- mounts ----
 
     fn recent_mount_for_path(&mut self, path: &str, ts: u64) -> Option<Actor> {
         let want = normalize_path(path);
@@ -500,158 +502,6 @@ impl Collector {
         })?;
         m.paired = true;
         Some(m.by)
-    }
-
-    fn add_pin(&mut self, r: SlotRef, mut pin: PinRecord, ts: u64) {
-        let Some(ns) = self.reg.get_mut(r) else {
-            return;
-        };
-        if let Some(by) = &pin.by {
-            ns.note_pin_maker(by);
-        }
-        if let Some(existing) = ns.pins.iter_mut().find(|p| p.same_holder(&pin)) {
-            existing.pid = existing.pid.or(pin.pid);
-            existing.holder_comm = existing.holder_comm.or(pin.holder_comm);
-            existing.by = existing.by.or(pin.by);
-            existing.mount_ns = existing.mount_ns.or(pin.mount_ns);
-            return;
-        }
-        // A graft seen in full mode whose path is not known yet: the observation names it.
-        if pin.kind == PinKind::BindMount
-            && let Some(pathless) = ns.pins.iter_mut().find(|p| {
-                p.kind == PinKind::BindMount
-                    && p.path.is_none()
-                    && (p.mount_ns == pin.mount_ns || pin.mount_ns.is_none())
-            })
-        {
-            pathless.path = pin.path.clone();
-            pathless.pid = pathless.pid.or(pin.pid);
-            pathless.holder_comm = pathless.holder_comm.or(pin.holder_comm);
-            // The notice names the pin as it now stands, maker included.
-            pin = pathless.clone();
-        } else {
-            ns.pins.push(pin.clone());
-        }
-        if let Some(path) = &pin.path {
-            self.index_path(normalize_path(path).to_string(), r);
-            self.note_pin_path(r, path, ts);
-        }
-        self.notify(ts, Some(r), NoticeKind::PinAdded, |_| {
-            format!("pinned by {}", pin.describe())
-        });
-        self.recheck_duplicates(r, ts);
-        // Who made it can change what the creator was to the namespace.
-        self.reevaluate(r, ts);
-    }
-
-    fn index_path(&mut self, path: String, r: SlotRef) {
-        let v = self.pin_paths.entry(path).or_default();
-        if !v.contains(&r) {
-            v.push(r);
-        }
-    }
-
-    fn unindex_path(&mut self, path: &str, r: SlotRef) {
-        if let Some(v) = self.pin_paths.get_mut(path) {
-            v.retain(|x| *x != r);
-            if v.is_empty() {
-                self.pin_paths.remove(path);
-            }
-        }
-    }
-
-    fn remove_pins(&mut self, r: SlotRef, ts: u64, mut matches: impl FnMut(&PinRecord) -> bool) {
-        let Some(ns) = self.reg.get_mut(r) else {
-            return;
-        };
-        let mut removed = Vec::new();
-        ns.pins.retain(|p| {
-            let m = matches(p);
-            if m {
-                removed.push(p.clone());
-            }
-            !m
-        });
-        let still: Vec<String> = ns
-            .pins
-            .iter()
-            .filter_map(|p| p.path.as_deref().map(|s| normalize_path(s).to_string()))
-            .collect();
-        for p in removed {
-            if let Some(path) = &p.path {
-                let key = normalize_path(path).to_string();
-                if !still.contains(&key) {
-                    self.unindex_path(&key, r);
-                }
-            }
-            self.notify(ts, Some(r), NoticeKind::PinRemoved, |_| {
-                format!("no longer pinned by {}", p.describe())
-            });
-        }
-    }
-
-    fn pin_record(pin: &Pin, ts: u64) -> PinRecord {
-        match pin {
-            Pin::BindMount {
-                path,
-                mnt_ns,
-                holder_pid,
-                holder_comm,
-            } => PinRecord {
-                kind: PinKind::BindMount,
-                path: Some(path.clone()),
-                mount_ns: (*mnt_ns != 0).then_some(*mnt_ns),
-                pid: (*holder_pid != 0).then_some(*holder_pid),
-                holder_comm: (*holder_pid != 0).then_some(*holder_comm),
-                fd: None,
-                by: None,
-                at_ns: ts,
-            },
-            Pin::Fd { pid, fd, comm } | Pin::Socket { pid, fd, comm } => PinRecord {
-                kind: if matches!(pin, Pin::Fd { .. }) {
-                    PinKind::Fd
-                } else {
-                    PinKind::Socket
-                },
-                path: None,
-                mount_ns: None,
-                pid: Some(*pid),
-                holder_comm: Some(*comm),
-                fd: Some(*fd),
-                by: None,
-                at_ns: ts,
-            },
-        }
-    }
-
-    fn on_pin_added(&mut self, ts: u64, e: &PinChange) {
-        let (netns, pin) = (e.netns, &e.pin);
-        let Some(mut r) = self.place(netns, Intent::Join, IfUnknown::Infer, ts) else {
-            return;
-        };
-        if self.reg.get(r).is_some_and(|ns| ns.is_destroyed()) {
-            // Observations read /proc as it is now while events lag behind: a pin seen on a
-            // namespace whose end is already traced belongs to the next life of its inode
-            // number, whose creation we have not met yet.
-            let next = NsId::new(0, netns.inum);
-            let Some(n) = self.place(next, Intent::Join, IfUnknown::Infer, ts) else {
-                return;
-            };
-            r = n;
-        }
-        let mut rec = Self::pin_record(pin, ts);
-        if let Some(path) = rec.path.clone() {
-            rec.by = self.recent_mount_for_path(&path, ts);
-        }
-        self.add_pin(r, rec, ts);
-    }
-
-    fn on_pin_removed(&mut self, ts: u64, e: &PinChange) {
-        let Some(r) = self.place(e.netns, Intent::Attach, IfUnknown::Skip, ts) else {
-            return;
-        };
-        let rec = Self::pin_record(&e.pin, ts);
-        self.remove_pins(r, ts, |p| p.same_holder(&rec));
     }
 
     fn on_nsfs_mount(&mut self, ts: u64, by: Actor, e: &NsfsMount) {
@@ -740,7 +590,7 @@ impl Collector {
         };
         ns.note_pin_maker(&by);
         let described = ns.pins[at].describe();
-        self.index_path(key.to_string(), p.ns);
+        self.pin_paths.add(key.to_string(), p.ns);
         self.note_pin_path(p.ns, target, ts);
         self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| {
             format!("pinned by {described}")
@@ -785,20 +635,6 @@ impl Collector {
             self.reevaluate(*r, ts);
         }
         !named.is_empty()
-    }
-
-    fn on_nsfs_evict(&mut self, ts: u64, e: &NsfsEvict) {
-        let Some(r) = self
-            .reg
-            .find_ptr(e.net_ptr)
-            .or_else(|| self.place(e.netns, Intent::Attach, IfUnknown::Skip, ts))
-        else {
-            return;
-        };
-        // The last nsfs inode went: no bind mount or open nsfs fd holds it any more.
-        self.remove_pins(r, ts, |p| {
-            matches!(p.kind, PinKind::BindMount | PinKind::Fd)
-        });
     }
 
     fn on_mount_syscall(&mut self, ts: u64, by: Actor, e: &MountSyscall) {
