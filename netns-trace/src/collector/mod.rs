@@ -23,8 +23,7 @@ pub mod synthetic;
 mod tests;
 
 use crate::model::{
-    ArpPacket, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup, MountSyscall,
-    NeighUpdate, NetDev, NsfsMount,
+    ArpPacket, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup, NeighUpdate, NetDev,
 };
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
@@ -38,21 +37,15 @@ use identity::{IfUnknown, Intent, Registry, SlotRef};
 use lifecycle::NetnsEnd;
 use membership::{Cgroups, TaskLoc};
 pub use namespace::*;
-use pins::PinPaths;
+use pins::{MountLog, PinPaths};
 
 use crate::attribution::{
     CniCacheEntry, find_by_netns_path, owner_from_cgroup, sandbox_from_pin_path,
 };
 use crate::model::{
-    AddrOp, Direction, Event, EventBody, Interface, Mac, MountOp, NetDevOp, NsId, Snapshot,
-    SnapshotPhase,
+    AddrOp, Direction, Event, EventBody, Interface, Mac, NetDevOp, NsId, Snapshot, SnapshotPhase,
 };
 
-const MS_BIND: u64 = 4096;
-const MS_MOVE: u64 = 8192;
-/// How long a mount syscall stays pairable with an nsfs graft or a pin observation.
-const MOUNT_PAIRING_NS: u64 = 10_000_000_000;
-const RECENT_MOUNTS: usize = 64;
 /// CNI result cache entries remembered (a node has one per pod interface).
 const MAX_CNI_ENTRIES: usize = 4_096;
 
@@ -135,19 +128,6 @@ fn task_of(ev: &Event) -> Actor {
     }
 }
 
-struct RecentMount {
-    tid: u32,
-    ts: u64,
-    target: String,
-    by: Actor,
-    paired: bool,
-}
-
-struct PendingNsfs {
-    ns: SlotRef,
-    mnt_ns: u32,
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum DeadlineKind {
     /// Grace period after the last member left.
@@ -176,8 +156,7 @@ pub struct Collector {
     ip_index: FxHashMap<Ipv4Addr, Vec<(SlotRef, u32)>>,
     /// Normalized bind-mount pin path → namespaces pinned there.
     pin_paths: PinPaths,
-    recent_mounts: VecDeque<RecentMount>,
-    pending_nsfs: FxHashMap<u32, PendingNsfs>,
+    mounts: MountLog,
     deadlines: BinaryHeap<Reverse<Deadline>>,
     destroyed: VecDeque<SlotRef>,
     findings: Vec<Finding>,
@@ -199,8 +178,7 @@ impl Collector {
             cni: Vec::new(),
             ip_index: FxHashMap::default(),
             pin_paths: PinPaths::default(),
-            recent_mounts: VecDeque::new(),
-            pending_nsfs: FxHashMap::default(),
+            mounts: MountLog::default(),
             deadlines: BinaryHeap::new(),
             destroyed: VecDeque::new(),
             findings: Vec::new(),
@@ -490,226 +468,6 @@ impl Collector {
     fn recheck_duplicates(&mut self, r: SlotRef, ts: u64) {
         for (ip, _) in self.ips_of(r) {
             self.check_duplicate(ip, r, ts);
-        }
-    }
-
-    // ---- mounts ----
-
-    fn recent_mount_for_path(&mut self, path: &str, ts: u64) -> Option<Actor> {
-        let want = normalize_path(path);
-        let m = self.recent_mounts.iter_mut().rev().find(|m| {
-            normalize_path(&m.target) == want && ts.saturating_sub(m.ts) <= MOUNT_PAIRING_NS
-        })?;
-        m.paired = true;
-        Some(m.by)
-    }
-
-    fn on_nsfs_mount(&mut self, ts: u64, by: Actor, e: &NsfsMount) {
-        let &NsfsMount {
-            netns,
-            mnt_ns,
-            net_ptr,
-            ..
-        } = e;
-        let r = match self
-            .reg
-            .find(netns, Intent::Join)
-            .or_else(|| self.reg.find_ptr(net_ptr))
-        {
-            Some(r) => r,
-            None => match self.place(netns, Intent::Join, IfUnknown::Infer, ts) {
-                Some(r) => r,
-                None => return,
-            },
-        };
-        // The syscall record usually follows the graft (it is emitted at syscall exit), but a
-        // decoder may deliver it first. Only a call that ended after the graft began can be
-        // the graft's own: an earlier one of the same thread is another mount (`ip netns add`
-        // on a cold node bind-mounts /run/netns onto itself just before).
-        let preceding =
-            self.recent_mounts.iter_mut().rev().find(|m| {
-                m.tid == by.pid && !m.paired && m.ts >= ts && m.ts - ts <= MOUNT_PAIRING_NS
-            });
-        let path = preceding.map(|m| {
-            m.paired = true;
-            m.target.clone()
-        });
-        if path.is_none() {
-            self.pending_nsfs
-                .insert(by.pid, PendingNsfs { ns: r, mnt_ns });
-        }
-        let pin = PinRecord {
-            kind: PinKind::BindMount,
-            path,
-            mount_ns: (mnt_ns != 0).then_some(mnt_ns),
-            pid: Some(by.tgid),
-            holder_comm: Some(by.comm),
-            fd: None,
-            by: Some(by),
-            at_ns: ts,
-        };
-        self.add_pin(r, pin, ts);
-    }
-
-    /// Names the full-mode graft that this thread's mount call made. The enricher may have
-    /// seen the same mount first (its read prompted by an earlier event): the graft then folds
-    /// into that pin, which gains its maker, instead of standing beside it as a second one.
-    fn name_graft(&mut self, p: PendingNsfs, target: &str, by: Actor, ts: u64) {
-        let Some(ns) = self.reg.get_mut(p.ns) else {
-            return;
-        };
-        let mnt = (p.mnt_ns != 0).then_some(p.mnt_ns);
-        let key = normalize_path(target);
-        let Some(graft) = ns
-            .pins
-            .iter()
-            .position(|x| x.kind == PinKind::BindMount && x.path.is_none() && x.mount_ns == mnt)
-        else {
-            return;
-        };
-        let observed = ns.pins.iter().position(|x| {
-            x.kind == PinKind::BindMount
-                && x.path.as_deref().map(normalize_path) == Some(key)
-                && (x.mount_ns.is_none() || mnt.is_none() || x.mount_ns == mnt)
-        });
-        let at = match observed {
-            Some(i) => {
-                let removed = ns.pins.remove(graft);
-                let i = if graft < i { i - 1 } else { i };
-                let pin = &mut ns.pins[i];
-                pin.by = pin.by.or(Some(by));
-                pin.mount_ns = pin.mount_ns.or(removed.mount_ns);
-                i
-            }
-            None => {
-                let pin = &mut ns.pins[graft];
-                pin.path = Some(target.to_string());
-                pin.by = Some(by);
-                graft
-            }
-        };
-        ns.note_pin_maker(&by);
-        let described = ns.pins[at].describe();
-        self.pin_paths.add(key.to_string(), p.ns);
-        self.note_pin_path(p.ns, target, ts);
-        self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| {
-            format!("pinned by {described}")
-        });
-        self.reevaluate(p.ns, ts);
-    }
-
-    /// A mountinfo read prompted by an earlier event can see a pin before its own mount call's
-    /// record arrives (`ip netns add` on a cold node: the read after its bind mount of
-    /// /run/netns onto itself already shows the namespace's mount). The call names the maker
-    /// of a pin at its target, in its mount namespace, observed without one shortly before.
-    fn name_observed_pin_maker(&mut self, target: &str, mnt_ns: u32, by: Actor, ts: u64) -> bool {
-        let key = normalize_path(target);
-        let Some(slots) = self.pin_paths.get(key).cloned() else {
-            return false;
-        };
-        let mnt = (mnt_ns != 0).then_some(mnt_ns);
-        let mut named = Vec::new();
-        for r in slots {
-            let Some(ns) = self.reg.get_mut(r) else {
-                continue;
-            };
-            let Some(pin) = ns.pins.iter_mut().find(|p| {
-                p.kind == PinKind::BindMount
-                    && p.by.is_none()
-                    && p.path.as_deref().map(normalize_path) == Some(key)
-                    && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
-                    && p.at_ns <= ts
-                    && ts - p.at_ns <= MOUNT_PAIRING_NS
-            }) else {
-                continue;
-            };
-            pin.by = Some(by);
-            let described = pin.describe();
-            ns.note_pin_maker(&by);
-            named.push((r, described));
-        }
-        for (r, described) in &named {
-            self.notify(ts, Some(*r), NoticeKind::PinAdded, |_| {
-                format!("pinned by {described}")
-            });
-            self.reevaluate(*r, ts);
-        }
-        !named.is_empty()
-    }
-
-    fn on_mount_syscall(&mut self, ts: u64, by: Actor, e: &MountSyscall) {
-        let &MountSyscall {
-            op,
-            mnt_ns,
-            ret,
-            flags,
-            ..
-        } = e;
-        let target = op.acted_on(&e.source, &e.target);
-        match op {
-            MountOp::Mount | MountOp::MoveMount if ret >= 0 => {
-                if let Some(p) = self.pending_nsfs.remove(&by.pid) {
-                    self.name_graft(p, target, by, ts);
-                    return;
-                }
-                if op == MountOp::MoveMount || flags & (MS_BIND | MS_MOVE) != 0 {
-                    if self.name_observed_pin_maker(target, mnt_ns, by, ts) {
-                        return;
-                    }
-                    if self.recent_mounts.len() >= RECENT_MOUNTS {
-                        self.recent_mounts.pop_front();
-                    }
-                    self.recent_mounts.push_back(RecentMount {
-                        tid: by.pid,
-                        ts,
-                        target: target.to_string(),
-                        by,
-                        paired: false,
-                    });
-                }
-            }
-            MountOp::Umount => {
-                let key = normalize_path(target).to_string();
-                let Some(slots) = self.pin_paths.get(&key).cloned() else {
-                    return;
-                };
-                let mnt = (mnt_ns != 0).then_some(mnt_ns);
-                // umount acts in the caller's mount namespace: a copy of the mount in another
-                // one (same path) is neither retired nor the cleanup that failed.
-                let here = |p: &PinRecord| {
-                    p.kind == PinKind::BindMount
-                        && p.path.as_deref().map(normalize_path) == Some(key.as_str())
-                        && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
-                };
-                for r in slots {
-                    if ret < 0 {
-                        let Some(ns) = self.reg.get_mut(r) else {
-                            continue;
-                        };
-                        if !ns.pins.iter().any(here) {
-                            continue;
-                        }
-                        if ns.failed_umounts.len() >= MAX_FAILED_UMOUNTS {
-                            ns.failed_umounts.remove(0);
-                        }
-                        ns.failed_umounts.push(FailedUmount {
-                            path: target.to_string(),
-                            errno: -ret,
-                            at_ns: ts,
-                            by,
-                        });
-                        self.notify(ts, Some(r), NoticeKind::CleanupFailed, |_| {
-                            format!(
-                                "umount {target} by {} ({}) failed: errno {}",
-                                by.pid, by.comm, -ret
-                            )
-                        });
-                    } else {
-                        self.remove_pins(r, ts, here);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
