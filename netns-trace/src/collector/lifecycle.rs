@@ -180,7 +180,7 @@ impl Collector {
             .filter_map(|p| p.path.as_deref().map(|s| normalize_path(s).to_string()))
             .collect();
         for (ip, ifindex) in ips {
-            self.unindex_ip(ip, r, ifindex);
+            self.ip_index.remove(ip, r, ifindex);
         }
         for p in paths {
             self.pin_paths.remove(&p, r);
