@@ -16,6 +16,7 @@ mod addresses;
 pub mod findings;
 mod identity;
 mod lifecycle;
+mod losses;
 mod membership;
 pub mod namespace;
 mod owners;
@@ -24,7 +25,7 @@ pub mod synthetic;
 #[cfg(test)]
 mod tests;
 
-use crate::model::{CleanupRun, Lost, NeighUpdate};
+use crate::model::{CleanupRun, NeighUpdate};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::net::Ipv4Addr;
@@ -36,6 +37,7 @@ use addresses::IpIndex;
 pub use findings::*;
 use identity::{Intent, Registry, SlotRef};
 use lifecycle::NetnsEnd;
+use losses::{LossLog, loss_reason};
 use membership::{Cgroups, TaskLoc};
 pub use namespace::*;
 use pins::{MountLog, PinPaths};
@@ -805,29 +807,6 @@ impl Collector {
             },
         };
         self.push_finding(Some(r), f);
-    }
-
-    fn on_lost(&mut self, ts: u64, e: &Lost) {
-        let &Lost { kind, count } = e;
-        if count == 0 {
-            return;
-        }
-        let iv = self.losses.record(kind, count, ts);
-        let reason = loss_reason(&BTreeMap::from([(
-            netns_trace_common::EventKind::name_of(kind),
-            count,
-        )]));
-        for f in self.findings.iter_mut() {
-            if iv.affects(&f.detail, f.window) {
-                f.add_uncertainty(&reason);
-            }
-        }
-        self.notify(ts, None, NoticeKind::EventsLost, |_| {
-            format!(
-                "{count} {} records lost (ring buffer full)",
-                netns_trace_common::EventKind::name_of(kind)
-            )
-        });
     }
 }
 
