@@ -28,9 +28,8 @@ mod tests;
 use crate::model::{CleanupRun, NeighUpdate};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::net::Ipv4Addr;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use addresses::IpIndex;
@@ -43,7 +42,7 @@ pub use namespace::*;
 use pins::{MountLog, PinPaths};
 
 use crate::attribution::CniCacheEntry;
-use crate::model::{Direction, Event, EventBody, Mac, NsId, Snapshot, SnapshotPhase};
+use crate::model::{Event, EventBody, NsId, Snapshot, SnapshotPhase};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CollectorConfig {
@@ -156,8 +155,7 @@ pub struct Collector {
     deadlines: BinaryHeap<Reverse<Deadline>>,
     destroyed: VecDeque<SlotRef>,
     findings: Vec<Finding>,
-    dup_keys: FxHashSet<(Ipv4Addr, Vec<SlotRef>)>,
-    stale_keys: FxHashSet<(Ipv4Addr, Mac)>,
+    raised: RaisedOnce,
     losses: LossLog,
     init: Option<NsId>,
     stats: CollectorStats,
@@ -178,8 +176,7 @@ impl Collector {
             deadlines: BinaryHeap::new(),
             destroyed: VecDeque::new(),
             findings: Vec::new(),
-            dup_keys: FxHashSet::default(),
-            stale_keys: FxHashSet::default(),
+            raised: RaisedOnce::default(),
             losses: LossLog::default(),
             init: None,
             stats: CollectorStats::default(),
@@ -460,13 +457,6 @@ impl Collector {
         }
     }
 
-    /// Its addresses may clash with others' now that it counts (see `claims_its_addresses`).
-    fn recheck_duplicates(&mut self, r: SlotRef, ts: u64) {
-        for (ip, _) in self.ips_of(r) {
-            self.check_duplicate(ip, r, ts);
-        }
-    }
-
     // ---- snapshots ----
 
     fn on_snapshot(&mut self, ts: u64, snap: &Snapshot) {
@@ -546,294 +536,4 @@ impl Collector {
             self.reevaluate(r, ts);
         }
     }
-
-    // ---- findings ----
-
-    fn push_finding(&mut self, r: Option<SlotRef>, mut f: Finding) -> usize {
-        let lost = self.losses.overlapping(&f.detail, f.window);
-        if !lost.is_empty() {
-            f.add_uncertainty(&loss_reason(&lost));
-        }
-        let summary = f.summary.clone();
-        let ts = f.raised_at_ns;
-        self.findings.push(f);
-        self.notify(ts, r, NoticeKind::Finding, |_| summary);
-        self.findings.len() - 1
-    }
-
-    fn raise_leak(&mut self, r: SlotRef, ts: u64) {
-        let Some(ns) = self.reg.get(r) else { return };
-        if ns.leak_finding.is_some() || ns.is_init {
-            return;
-        }
-        let suspect = ns.state == NsState::LeakSuspect;
-        let history_unknown = suspect && ns.origin != Origin::Traced;
-        let unknown_pin = match ns.creator_role() {
-            CreatorRole::Unknown { path } if suspect && !history_unknown => Some(path),
-            _ => None,
-        };
-        let id = ns.id();
-        let holders = if ns.pins.is_empty() {
-            "no holder was observed (a socket or an fd opened before the trace?)".to_string()
-        } else {
-            ns.pins
-                .iter()
-                .map(|p| p.describe())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let summary = if history_unknown {
-            format!(
-                "{id}{} has no member process and still exists (history unknown); held by {holders}",
-                owner_part(Some(&ns.owner))
-            )
-        } else {
-            let last = ns
-                .last_member
-                .map(|m| {
-                    let ago = ts.saturating_sub(m.exited_at_ns) / 1_000_000_000;
-                    format!("last member {} ({}) left {ago}s ago", m.pid, m.comm)
-                })
-                .unwrap_or_else(|| "its last member left".into());
-            let verdict = if unknown_pin.is_some() {
-                "may be leaked"
-            } else {
-                "leaked"
-            };
-            format!(
-                "{id}{} {verdict}: {last}; held by {holders}",
-                owner_part(Some(&ns.owner))
-            )
-        };
-        let mut f = Finding {
-            netns: id,
-            summary,
-            raised_at_ns: ts,
-            uncertain: false,
-            uncertain_reason: None,
-            window: EvidenceWindow {
-                from_ns: ns.born_at_ns(),
-                to_ns: ts,
-            },
-            detail: FindingDetail::LeakedNetns {
-                pins: ns.pins.iter().map(PinEvidence::from).collect(),
-                last_member: ns.last_member,
-                failed_cleanups: ns.failed_umounts.clone(),
-                interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
-                history_unknown,
-                resolved_at_ns: None,
-                owner: (!ns.owner.is_empty()).then(|| Box::new(ns.owner.clone())),
-            },
-        };
-        if history_unknown {
-            f.add_uncertainty("history unknown: memberless when first seen, so it may be a deliberate persistent namespace");
-        }
-        if let Some(path) = unknown_pin {
-            f.add_uncertainty(&format!(
-                "who made the bind mount at {path} was not seen (its mount call was lost or came before the trace), so whether its creator only set it up to persist or lived in it cannot be told"
-            ));
-        }
-        let last_exit = ns.last_member.map(|m| m.exited_at_ns);
-        let replies: Vec<ArpReplySeen> = ns
-            .recent_replies
-            .iter()
-            .filter(|rep| rep.dir == Direction::Tx && last_exit.is_some_and(|e| rep.at_ns >= e))
-            .copied()
-            .collect();
-        let was_leaked = ns.state == NsState::Leaked;
-        let my_id = f.netns.clone();
-        let i = self.push_finding(Some(r), f);
-        if let Some(ns) = self.reg.get_mut(r) {
-            ns.leak_finding = Some(i);
-        }
-        if !was_leaked {
-            return;
-        }
-        for f in self.findings.iter_mut() {
-            if let FindingDetail::DuplicateIp {
-                ip,
-                holders,
-                involves_leaked,
-            } = &mut f.detail
-                && let Some(h) = holders.iter_mut().find(|h| h.netns == my_id)
-            {
-                h.state = NsState::Leaked;
-                *involves_leaked = true;
-                f.summary = duplicate_summary(*ip, holders);
-            }
-        }
-        for rep in replies {
-            self.check_stale(r, rep);
-        }
-    }
-
-    fn check_duplicate(&mut self, ip: Ipv4Addr, r: SlotRef, ts: u64) {
-        if ip_is_shareable(ip) {
-            return;
-        }
-        let Some(v) = self.ip_index.get(&ip) else {
-            return;
-        };
-        let holds = |s: SlotRef| self.reg.get(s).is_some_and(claims_its_addresses);
-        let mut slots: Vec<SlotRef> = v.iter().map(|x| x.0).filter(|s| holds(*s)).collect();
-        slots.sort();
-        slots.dedup();
-        if slots.len() < 2 || !self.dup_keys.insert((ip, slots.clone())) {
-            return;
-        }
-        let mut holders = Vec::new();
-        let mut from = ts;
-        for &(s, ifindex) in v {
-            let Some(ns) = self.reg.get(s).filter(|ns| claims_its_addresses(ns)) else {
-                continue;
-            };
-            from = from.min(ns.born_at_ns());
-            let iface = ns.interfaces.iter().find(|i| i.ifindex == ifindex);
-            holders.push(DuplicateHolder {
-                netns: ns.id(),
-                ifname: iface.map(|i| i.name.clone()).unwrap_or_default(),
-                ifindex,
-                mac: iface.map(|i| i.mac).unwrap_or_default(),
-                state: ns.state,
-            });
-        }
-        let involves_leaked = holders.iter().any(|h| h.state == NsState::Leaked);
-        let netns = self.reg.get(r).map(|ns| ns.id()).unwrap_or_default();
-        let f = Finding {
-            netns,
-            summary: duplicate_summary(ip, &holders),
-            raised_at_ns: ts,
-            uncertain: false,
-            uncertain_reason: None,
-            window: EvidenceWindow {
-                from_ns: from,
-                to_ns: ts,
-            },
-            detail: FindingDetail::DuplicateIp {
-                ip,
-                holders,
-                involves_leaked,
-            },
-        };
-        self.push_finding(Some(r), f);
-    }
-
-    fn check_stale(&mut self, r: SlotRef, rep: ArpReplySeen) {
-        if rep.sender_ip.is_unspecified() {
-            return;
-        }
-        let Some(ns) = self.reg.get(r) else { return };
-        let from_leaked = rep.dir == Direction::Tx && ns.state == NsState::Leaked;
-        // Common case without allocating: a single owner whose MAC matches.
-        if !from_leaked
-            && let Some(v) = self.ip_index.get(&rep.sender_ip)
-            && let [(s, ifindex)] = v.as_slice()
-            && let Some(owner) = self.reg.get(*s)
-            && !matches!(owner.state, NsState::Leaked | NsState::LeakSuspect)
-            && owner
-                .interfaces
-                .iter()
-                .any(|i| i.ifindex == *ifindex && i.mac == rep.sender_mac)
-        {
-            return;
-        }
-        let owners = self.owners_of(rep.sender_ip);
-        let owner = owners
-            .iter()
-            .find(|(s, _)| *s != r)
-            .or(owners.first())
-            .copied();
-        // A live namespace answering for its own address is not stale just because its
-        // interfaces have not been read yet while a memberless one still lists the address:
-        // only an owner that is itself alive can contradict a live replier.
-        let replier_alive = rep.dir == Direction::Tx && ns.state == NsState::Alive;
-        let owner_alive = owners
-            .iter()
-            .any(|(s, _)| self.reg.get(*s).is_some_and(|o| o.state == NsState::Alive));
-        let reason = if from_leaked {
-            StaleReason::SentFromLeakedNetns
-        } else if replier_alive && !owner_alive {
-            return;
-        } else if !owners.is_empty() && !owners.iter().any(|(_, m)| *m == rep.sender_mac) {
-            StaleReason::MacMismatch
-        } else {
-            return;
-        };
-        if !self.stale_keys.insert((rep.sender_ip, rep.sender_mac)) {
-            return;
-        }
-        let observed_in = ns.id();
-        let owner_id = owner.and_then(|(s, _)| self.reg.get(s)).map(|o| o.id());
-        let expected = owner.map(|(_, m)| m);
-        let verb = if rep.dir == Direction::Tx {
-            "sent"
-        } else {
-            "received"
-        };
-        let mut summary = format!(
-            "{observed_in} {verb} an ARP reply claiming {} is at {}",
-            rep.sender_ip, rep.sender_mac
-        );
-        if from_leaked {
-            summary.push_str(" from a leaked namespace");
-        }
-        if let (Some(o), Some(m)) = (&owner_id, expected) {
-            summary.push_str(&format!("; {} belongs to {o} at {m}", rep.sender_ip));
-        }
-        let from = ns
-            .last_member
-            .map_or(ns.born_at_ns(), |m| m.exited_at_ns.min(rep.at_ns));
-        let f = Finding {
-            netns: observed_in.clone(),
-            summary,
-            raised_at_ns: rep.at_ns,
-            uncertain: false,
-            uncertain_reason: None,
-            window: EvidenceWindow {
-                from_ns: from,
-                to_ns: rep.at_ns,
-            },
-            detail: FindingDetail::StaleArpReply {
-                observed_at_ns: rep.at_ns,
-                observed_in,
-                dir: rep.dir,
-                ifindex: rep.ifindex,
-                sender_ip: rep.sender_ip,
-                sender_mac: rep.sender_mac,
-                target_ip: rep.target_ip,
-                expected_mac: expected,
-                owner_netns: owner_id,
-                reason,
-            },
-        };
-        self.push_finding(Some(r), f);
-    }
-}
-
-/// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
-fn owner_part(owner: Option<&crate::attribution::Owner>) -> String {
-    owner
-        .and_then(|o| o.short())
-        .map(|s| format!(" ({s})"))
-        .unwrap_or_default()
-}
-
-/// Whether a namespace's addresses count against others. One that lost its last member and
-/// that nothing known holds is on its way out (its teardown may only show at its free, one
-/// cleanup_net run later on 6.13+ in tracepoint mode): it counts again once a pin is seen or
-/// it is judged leaked.
-fn claims_its_addresses(ns: &Namespace) -> bool {
-    !ns.is_destroyed() && (ns.state != NsState::Draining || !ns.pins.is_empty())
-}
-
-fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {
-    let list: Vec<String> = holders
-        .iter()
-        .map(|h| format!("{} ({} {}, {})", h.netns, h.ifname, h.mac, h.state))
-        .collect();
-    format!(
-        "{ip} is assigned in {} live namespaces: {}",
-        holders.len(),
-        list.join(", ")
-    )
 }

@@ -1,9 +1,10 @@
 //! Owners: who a namespace belongs to (pod, container, sandbox, CNI network), from members'
 //! cgroups (read while they were alive), pin paths and the CNI result cache, kept current in a
 //! raised leak finding.
+use super::findings::owner_part;
 use super::identity::{Intent, SlotRef};
 use super::namespace::{Actor, normalize_path};
-use super::{Collector, FindingDetail, owner_part};
+use super::{Collector, FindingDetail};
 use crate::attribution::{
     CniCacheEntry, find_by_netns_path, owner_from_cgroup, sandbox_from_pin_path,
 };
