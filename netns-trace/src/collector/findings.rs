@@ -9,11 +9,12 @@ use netns_trace_common::EventKind;
 use serde::{Deserialize, Serialize};
 
 use super::identity::SlotRef;
+use super::losses::loss_reason;
 use super::namespace::{
     ArpReplySeen, CreatorRole, FailedUmount, InterfaceRecord, LastMember, Namespace, NsState,
     Origin, PinKind, PinRecord,
 };
-use super::{Collector, NoticeKind, loss_reason};
+use super::{Collector, NoticeKind};
 use crate::model::{Comm, Direction, Mac};
 
 /// Who made a pin.
