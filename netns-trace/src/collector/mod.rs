@@ -11,6 +11,19 @@
 //! - A namespace that had real members, lost them all, and is still not destroyed
 //!   `grace_ns` after the last one left is `leaked`.
 //! - Findings are raised once; losses overlapping their evidence window make them uncertain.
+//!
+//! This file holds [`Collector`], its public API, the dispatch of each event to the part that
+//! handles it, the deadlines, and `evaluate`, the one place a namespace's state is decided.
+//! The handlers, by concern:
+//! - identity.rs: which namespace an event is about (cookie, inum reuse), starting a life;
+//! - lifecycle.rs: creation, teardown and free, what a destruction settles;
+//! - membership.rs: tasks joining and leaving, member spans, cgroup paths;
+//! - pins.rs: pins added and removed, mount calls and nsfs grafts (who made a pin);
+//! - addresses.rs: devices, IPv4 addresses and the address index, ARP;
+//! - owners.rs: pod, container, sandbox and CNI network of a namespace;
+//! - snapshot.rs: the Start and Final snapshots;
+//! - findings.rs: the finding types and the verdicts that raise them;
+//! - losses.rs: lost records and the findings they make uncertain.
 
 mod addresses;
 pub mod findings;
