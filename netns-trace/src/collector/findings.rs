@@ -1,11 +1,20 @@
-//! Findings: what the collector concluded, with the evidence, and how sure it is.
-use std::collections::BTreeMap;
+//! Findings: what the collector concluded, with the evidence, and how sure it is; and the
+//! verdicts that raise them (a leaked namespace, a duplicate IPv4 address, a stale ARP reply).
+//! Which state a namespace is in is decided by `Collector::evaluate` (mod.rs); a leak finding
+//! is raised when that state becomes leaked or its suspicion runs out.
+use rustc_hash::FxHashSet;
 use std::net::Ipv4Addr;
 
 use netns_trace_common::EventKind;
 use serde::{Deserialize, Serialize};
 
-use super::namespace::{FailedUmount, InterfaceRecord, LastMember, NsState, PinKind, PinRecord};
+use super::identity::SlotRef;
+use super::losses::loss_reason;
+use super::namespace::{
+    ArpReplySeen, CreatorRole, FailedUmount, InterfaceRecord, LastMember, Namespace, NsState,
+    Origin, PinKind, PinRecord,
+};
+use super::{Collector, NoticeKind};
 use crate::model::{Comm, Direction, Mac};
 
 /// Who made a pin.
@@ -199,146 +208,317 @@ impl Finding {
     }
 }
 
-/// One `Lost` report: `count` records of `kind` dropped somewhere in `(from_ns, to_ns]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct LossInterval {
-    pub kind: u16,
-    pub from_ns: u64,
-    pub to_ns: u64,
-    pub count: u64,
-}
-
-/// Loss reports kept for overlap checks; coalesced per kind past this many.
-const MAX_LOSS_INTERVALS: usize = 1024;
-
-#[derive(Default)]
-pub(crate) struct LossLog {
-    intervals: Vec<LossInterval>,
-    last_report: BTreeMap<u16, u64>,
-    pub totals: BTreeMap<u16, u64>,
-}
-
-impl LossLog {
-    /// Records a loss report at `ts` (losses happened since the previous report of that kind).
-    pub fn record(&mut self, kind: u16, count: u64, ts: u64) -> LossInterval {
-        let from = self.last_report.insert(kind, ts).unwrap_or(0);
-        *self.totals.entry(kind).or_insert(0) += count;
-        let iv = LossInterval {
-            kind,
-            from_ns: from,
-            to_ns: ts,
-            count,
-        };
-        self.intervals.push(iv);
-        if self.intervals.len() > MAX_LOSS_INTERVALS {
-            self.coalesce();
-        }
-        iv
-    }
-
-    /// Merges all intervals of a kind into one covering span: wider, so never less cautious.
-    fn coalesce(&mut self) {
-        let mut merged: BTreeMap<u16, LossInterval> = BTreeMap::new();
-        for iv in self.intervals.drain(..) {
-            merged
-                .entry(iv.kind)
-                .and_modify(|m| {
-                    m.from_ns = m.from_ns.min(iv.from_ns);
-                    m.to_ns = m.to_ns.max(iv.to_ns);
-                    m.count += iv.count;
-                })
-                .or_insert(iv);
-        }
-        self.intervals = merged.into_values().collect();
-    }
-
-    /// Lost kinds (name, count) that could have hidden evidence for `detail` in `window`.
-    pub fn overlapping(
-        &self,
-        detail: &FindingDetail,
-        window: EvidenceWindow,
-    ) -> BTreeMap<&'static str, u64> {
-        let mut out = BTreeMap::new();
-        for iv in &self.intervals {
-            if iv.affects(detail, window) {
-                *out.entry(EventKind::name_of(iv.kind)).or_insert(0) += iv.count;
-            }
-        }
-        out
-    }
-
-    #[cfg(test)]
-    pub fn total(&self) -> u64 {
-        self.totals.values().sum()
-    }
-}
-
-impl LossInterval {
-    pub fn affects(&self, detail: &FindingDetail, window: EvidenceWindow) -> bool {
-        let relevant = detail.sensitive_kinds().contains(&self.kind)
-            || EventKind::name_of(self.kind) == "unknown";
-        relevant && self.from_ns <= window.to_ns && self.to_ns >= window.from_ns
-    }
-}
-
-/// The sentence put in `uncertain_reason` for overlapping losses.
-pub(crate) fn loss_reason(lost: &BTreeMap<&'static str, u64>) -> String {
-    let parts: Vec<String> = lost.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    format!(
-        "events lost while the evidence was gathered: {}",
-        parts.join(", ")
-    )
-}
-
 /// Loopback and unspecified addresses exist in every namespace and are never duplicates.
 pub(crate) fn ip_is_shareable(ip: Ipv4Addr) -> bool {
     ip.is_loopback() || ip.is_unspecified()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
+pub(super) fn owner_part(owner: Option<&crate::attribution::Owner>) -> String {
+    owner
+        .and_then(|o| o.short())
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default()
+}
 
-    fn leaked() -> FindingDetail {
-        FindingDetail::LeakedNetns {
-            pins: vec![],
-            last_member: None,
-            failed_cleanups: vec![],
-            interfaces: vec![],
-            history_unknown: false,
-            resolved_at_ns: None,
-            owner: None,
+/// Whether a namespace's addresses count against others. One that lost its last member and
+/// that nothing known holds is on its way out (its teardown may only show at its free, one
+/// cleanup_net run later on 6.13+ in tracepoint mode): it counts again once a pin is seen or
+/// it is judged leaked.
+fn claims_its_addresses(ns: &Namespace) -> bool {
+    !ns.is_destroyed() && (ns.state != NsState::Draining || !ns.pins.is_empty())
+}
+
+fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {
+    let list: Vec<String> = holders
+        .iter()
+        .map(|h| format!("{} ({} {}, {})", h.netns, h.ifname, h.mac, h.state))
+        .collect();
+    format!(
+        "{ip} is assigned in {} live namespaces: {}",
+        holders.len(),
+        list.join(", ")
+    )
+}
+
+/// What the duplicate-IP and stale-ARP verdicts already raised: each is raised once.
+#[derive(Default)]
+pub(super) struct RaisedOnce {
+    /// An address and the namespaces holding it.
+    duplicate_ips: FxHashSet<(Ipv4Addr, Vec<SlotRef>)>,
+    /// A sender address and the MAC a reply claimed for it.
+    stale_replies: FxHashSet<(Ipv4Addr, Mac)>,
+}
+
+impl Collector {
+    pub(super) fn raise_leak(&mut self, r: SlotRef, ts: u64) {
+        let Some(ns) = self.reg.get(r) else { return };
+        if ns.leak_finding.is_some() || ns.is_init {
+            return;
+        }
+        let suspect = ns.state == NsState::LeakSuspect;
+        let history_unknown = suspect && ns.origin != Origin::Traced;
+        let unknown_pin = match ns.creator_role() {
+            CreatorRole::Unknown { path } if suspect && !history_unknown => Some(path),
+            _ => None,
+        };
+        let id = ns.id();
+        let holders = if ns.pins.is_empty() {
+            "no holder was observed (a socket or an fd opened before the trace?)".to_string()
+        } else {
+            ns.pins
+                .iter()
+                .map(|p| p.describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let summary = if history_unknown {
+            format!(
+                "{id}{} has no member process and still exists (history unknown); held by {holders}",
+                owner_part(Some(&ns.owner))
+            )
+        } else {
+            let last = ns
+                .last_member
+                .map(|m| {
+                    let ago = ts.saturating_sub(m.exited_at_ns) / 1_000_000_000;
+                    format!("last member {} ({}) left {ago}s ago", m.pid, m.comm)
+                })
+                .unwrap_or_else(|| "its last member left".into());
+            let verdict = if unknown_pin.is_some() {
+                "may be leaked"
+            } else {
+                "leaked"
+            };
+            format!(
+                "{id}{} {verdict}: {last}; held by {holders}",
+                owner_part(Some(&ns.owner))
+            )
+        };
+        let mut f = Finding {
+            netns: id,
+            summary,
+            raised_at_ns: ts,
+            uncertain: false,
+            uncertain_reason: None,
+            window: EvidenceWindow {
+                from_ns: ns.born_at_ns(),
+                to_ns: ts,
+            },
+            detail: FindingDetail::LeakedNetns {
+                pins: ns.pins.iter().map(PinEvidence::from).collect(),
+                last_member: ns.last_member,
+                failed_cleanups: ns.failed_umounts.clone(),
+                interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
+                history_unknown,
+                resolved_at_ns: None,
+                owner: (!ns.owner.is_empty()).then(|| Box::new(ns.owner.clone())),
+            },
+        };
+        if history_unknown {
+            f.add_uncertainty("history unknown: memberless when first seen, so it may be a deliberate persistent namespace");
+        }
+        if let Some(path) = unknown_pin {
+            f.add_uncertainty(&format!(
+                "who made the bind mount at {path} was not seen (its mount call was lost or came before the trace), so whether its creator only set it up to persist or lived in it cannot be told"
+            ));
+        }
+        let last_exit = ns.last_member.map(|m| m.exited_at_ns);
+        let replies: Vec<ArpReplySeen> = ns
+            .recent_replies
+            .iter()
+            .filter(|rep| rep.dir == Direction::Tx && last_exit.is_some_and(|e| rep.at_ns >= e))
+            .copied()
+            .collect();
+        let was_leaked = ns.state == NsState::Leaked;
+        let my_id = f.netns.clone();
+        let i = self.push_finding(Some(r), f);
+        if let Some(ns) = self.reg.get_mut(r) {
+            ns.leak_finding = Some(i);
+        }
+        if !was_leaked {
+            return;
+        }
+        for f in self.findings.iter_mut() {
+            if let FindingDetail::DuplicateIp {
+                ip,
+                holders,
+                involves_leaked,
+            } = &mut f.detail
+                && let Some(h) = holders.iter_mut().find(|h| h.netns == my_id)
+            {
+                h.state = NsState::Leaked;
+                *involves_leaked = true;
+                f.summary = duplicate_summary(*ip, holders);
+            }
+        }
+        for rep in replies {
+            self.check_stale(r, rep);
         }
     }
 
-    #[test]
-    fn loss_intervals_run_from_the_previous_report() {
-        let mut log = LossLog::default();
-        log.record(EventKind::Task as u16, 3, 100);
-        log.record(EventKind::Task as u16, 2, 500);
-        let w = EvidenceWindow {
-            from_ns: 200,
-            to_ns: 300,
+    pub(super) fn check_duplicate(&mut self, ip: Ipv4Addr, r: SlotRef, ts: u64) {
+        if ip_is_shareable(ip) {
+            return;
+        }
+        let Some(v) = self.ip_index.get(&ip) else {
+            return;
         };
-        // The second report covers (100, 500], which overlaps the window.
-        assert_eq!(log.overlapping(&leaked(), w).get("task"), Some(&2));
-        // ARP losses do not matter to a leak verdict.
-        log.record(EventKind::Arp as u16, 9, 250);
-        assert_eq!(log.overlapping(&leaked(), w).len(), 1);
-        assert_eq!(log.total(), 14);
+        let holds = |s: SlotRef| self.reg.get(s).is_some_and(claims_its_addresses);
+        let mut slots: Vec<SlotRef> = v.iter().map(|x| x.0).filter(|s| holds(*s)).collect();
+        slots.sort();
+        slots.dedup();
+        if slots.len() < 2 || !self.raised.duplicate_ips.insert((ip, slots.clone())) {
+            return;
+        }
+        let mut holders = Vec::new();
+        let mut from = ts;
+        for &(s, ifindex) in v {
+            let Some(ns) = self.reg.get(s).filter(|ns| claims_its_addresses(ns)) else {
+                continue;
+            };
+            from = from.min(ns.born_at_ns());
+            let iface = ns.interfaces.iter().find(|i| i.ifindex == ifindex);
+            holders.push(DuplicateHolder {
+                netns: ns.id(),
+                ifname: iface.map(|i| i.name.clone()).unwrap_or_default(),
+                ifindex,
+                mac: iface.map(|i| i.mac).unwrap_or_default(),
+                state: ns.state,
+            });
+        }
+        let involves_leaked = holders.iter().any(|h| h.state == NsState::Leaked);
+        let netns = self.reg.get(r).map(|ns| ns.id()).unwrap_or_default();
+        let f = Finding {
+            netns,
+            summary: duplicate_summary(ip, &holders),
+            raised_at_ns: ts,
+            uncertain: false,
+            uncertain_reason: None,
+            window: EvidenceWindow {
+                from_ns: from,
+                to_ns: ts,
+            },
+            detail: FindingDetail::DuplicateIp {
+                ip,
+                holders,
+                involves_leaked,
+            },
+        };
+        self.push_finding(Some(r), f);
     }
 
-    #[test]
-    fn coalescing_keeps_coverage() {
-        let mut log = LossLog::default();
-        for i in 0..(MAX_LOSS_INTERVALS as u64 + 10) {
-            log.record(EventKind::Task as u16, 1, 1000 + i * 10);
+    /// Its addresses may clash with others' now that it counts (see `claims_its_addresses`).
+    pub(super) fn recheck_duplicates(&mut self, r: SlotRef, ts: u64) {
+        for (ip, _) in self.ips_of(r) {
+            self.check_duplicate(ip, r, ts);
         }
-        assert!(log.intervals.len() <= MAX_LOSS_INTERVALS);
-        let w = EvidenceWindow {
-            from_ns: 1005,
-            to_ns: 1006,
+    }
+
+    pub(super) fn check_stale(&mut self, r: SlotRef, rep: ArpReplySeen) {
+        if rep.sender_ip.is_unspecified() {
+            return;
+        }
+        let Some(ns) = self.reg.get(r) else { return };
+        let from_leaked = rep.dir == Direction::Tx && ns.state == NsState::Leaked;
+        // Common case without allocating: a single owner whose MAC matches.
+        if !from_leaked
+            && let Some(v) = self.ip_index.get(&rep.sender_ip)
+            && let [(s, ifindex)] = v.as_slice()
+            && let Some(owner) = self.reg.get(*s)
+            && !matches!(owner.state, NsState::Leaked | NsState::LeakSuspect)
+            && owner
+                .interfaces
+                .iter()
+                .any(|i| i.ifindex == *ifindex && i.mac == rep.sender_mac)
+        {
+            return;
+        }
+        let owners = self.owners_of(rep.sender_ip);
+        let owner = owners
+            .iter()
+            .find(|(s, _)| *s != r)
+            .or(owners.first())
+            .copied();
+        // A live namespace answering for its own address is not stale just because its
+        // interfaces have not been read yet while a memberless one still lists the address:
+        // only an owner that is itself alive can contradict a live replier.
+        let replier_alive = rep.dir == Direction::Tx && ns.state == NsState::Alive;
+        let owner_alive = owners
+            .iter()
+            .any(|(s, _)| self.reg.get(*s).is_some_and(|o| o.state == NsState::Alive));
+        let reason = if from_leaked {
+            StaleReason::SentFromLeakedNetns
+        } else if replier_alive && !owner_alive {
+            return;
+        } else if !owners.is_empty() && !owners.iter().any(|(_, m)| *m == rep.sender_mac) {
+            StaleReason::MacMismatch
+        } else {
+            return;
         };
-        assert!(!log.overlapping(&leaked(), w).is_empty());
+        if !self
+            .raised
+            .stale_replies
+            .insert((rep.sender_ip, rep.sender_mac))
+        {
+            return;
+        }
+        let observed_in = ns.id();
+        let owner_id = owner.and_then(|(s, _)| self.reg.get(s)).map(|o| o.id());
+        let expected = owner.map(|(_, m)| m);
+        let verb = if rep.dir == Direction::Tx {
+            "sent"
+        } else {
+            "received"
+        };
+        let mut summary = format!(
+            "{observed_in} {verb} an ARP reply claiming {} is at {}",
+            rep.sender_ip, rep.sender_mac
+        );
+        if from_leaked {
+            summary.push_str(" from a leaked namespace");
+        }
+        if let (Some(o), Some(m)) = (&owner_id, expected) {
+            summary.push_str(&format!("; {} belongs to {o} at {m}", rep.sender_ip));
+        }
+        let from = ns
+            .last_member
+            .map_or(ns.born_at_ns(), |m| m.exited_at_ns.min(rep.at_ns));
+        let f = Finding {
+            netns: observed_in.clone(),
+            summary,
+            raised_at_ns: rep.at_ns,
+            uncertain: false,
+            uncertain_reason: None,
+            window: EvidenceWindow {
+                from_ns: from,
+                to_ns: rep.at_ns,
+            },
+            detail: FindingDetail::StaleArpReply {
+                observed_at_ns: rep.at_ns,
+                observed_in,
+                dir: rep.dir,
+                ifindex: rep.ifindex,
+                sender_ip: rep.sender_ip,
+                sender_mac: rep.sender_mac,
+                target_ip: rep.target_ip,
+                expected_mac: expected,
+                owner_netns: owner_id,
+                reason,
+            },
+        };
+        self.push_finding(Some(r), f);
+    }
+
+    fn push_finding(&mut self, r: Option<SlotRef>, mut f: Finding) -> usize {
+        let lost = self.losses.overlapping(&f.detail, f.window);
+        if !lost.is_empty() {
+            f.add_uncertainty(&loss_reason(&lost));
+        }
+        let summary = f.summary.clone();
+        let ts = f.raised_at_ns;
+        self.findings.push(f);
+        self.notify(ts, r, NoticeKind::Finding, |_| summary);
+        self.findings.len() - 1
     }
 }

@@ -5,10 +5,18 @@
 //! creation with an inum whose holder is already destroyed starts a new life. On 5.8–5.11 the
 //! cookie is set lazily and snapshots may lack it: such events attach by inum, and the first
 //! event that reveals the cookie upgrades the key.
+//!
+//! [`Registry`] keeps the keys; `Collector::place` resolves an event's namespace through it,
+//! and `Collector::new_life` starts a namespace life.
 use rustc_hash::FxHashMap;
 
-use super::namespace::{Namespace, Origin};
+use super::namespace::{Namespace, NsState, Origin};
+use super::{Collector, DeadlineKind, NoticeKind};
 use crate::model::NsId;
+
+/// init_net's inode number on 6.18 (fixed); older kernels allocate it at boot and the Start
+/// snapshot names it.
+const INIT_NET_INUM_FIXED: u32 = 0xEFFF_FFF9;
 
 /// A slot index plus the generation it was valid for; slots are reused after eviction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,6 +35,15 @@ pub(crate) enum Intent {
     /// Follow-ups (teardown, free, exits, late observations): the latest namespace with
     /// this inum, destroyed or not.
     Attach,
+}
+
+/// What to do with an event about a namespace that is not known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IfUnknown {
+    /// Start an `Inferred` life for it: the event proves the namespace exists.
+    Infer,
+    /// Drop the event, counted as unattributed.
+    Skip,
 }
 
 #[derive(Default)]
@@ -235,6 +252,90 @@ impl Registry {
         self.free.push(r.slot);
         self.live -= 1;
         Some(ns)
+    }
+}
+
+impl Collector {
+    pub(super) fn is_init(&self, id: NsId) -> bool {
+        if id.inum == INIT_NET_INUM_FIXED {
+            return true;
+        }
+        match self.init {
+            Some(init) if init.cookie != 0 && id.cookie != 0 => init.cookie == id.cookie,
+            Some(init) => init.inum == id.inum,
+            None => false,
+        }
+    }
+
+    /// Starts a new namespace life, retiring a still-live holder of the same inum (the kernel
+    /// reuses inums only after the old namespace is gone, so its end was missed).
+    pub(super) fn new_life(&mut self, id: NsId, origin: Origin, ts: u64) -> SlotRef {
+        if id.inum != 0
+            && let Some(old) = self.reg.live_holder_of_inum(id.inum)
+        {
+            if let Some(ns) = self.reg.get_mut(old) {
+                ns.vanished_at_ns = Some(ts);
+            }
+            self.reevaluate(old, ts);
+        }
+        let r = self.reg.insert(id, origin, ts);
+        self.stats.namespaces_seen += 1;
+        let is_init = self.is_init(id);
+        if let Some(ns) = self.reg.get_mut(r) {
+            ns.is_init = is_init;
+        }
+        // The first state is set without a "changed" notice.
+        if let Some(ns) = self.reg.get(r) {
+            let first = self.evaluate(ns, ts);
+            if let Some(ns) = self.reg.get_mut(r) {
+                ns.state = first;
+            }
+            if first == NsState::LeakSuspect {
+                self.schedule(
+                    r,
+                    ts.saturating_add(self.cfg.grace_ns),
+                    DeadlineKind::Suspect,
+                );
+            }
+        }
+        if origin != Origin::Traced {
+            self.notify(ts, Some(r), NoticeKind::Seen, |c| {
+                let how = if origin == Origin::Snapshot {
+                    "existed before the trace"
+                } else {
+                    "first seen mid-trace"
+                };
+                format!("{} {how}", c.reg.get(r).map(|n| n.id()).unwrap_or_default())
+            });
+        }
+        r
+    }
+
+    /// The namespace an event is about; `if_unknown` says what to do when none is known.
+    pub(super) fn place(
+        &mut self,
+        id: NsId,
+        intent: Intent,
+        if_unknown: IfUnknown,
+        ts: u64,
+    ) -> Option<SlotRef> {
+        if id.is_none() {
+            return None;
+        }
+        if let Some(r) = self.reg.find(id, intent) {
+            return Some(r);
+        }
+        match if_unknown {
+            IfUnknown::Infer => {
+                let r = self.new_life(id, Origin::Inferred, ts);
+                self.reevaluate(r, ts);
+                Some(r)
+            }
+            IfUnknown::Skip => {
+                self.stats.unattributed_events += 1;
+                None
+            }
+        }
     }
 }
 

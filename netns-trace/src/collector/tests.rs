@@ -9,7 +9,10 @@ use netns_trace_common::EventKind;
 
 use super::synthetic::{self, SyntheticConfig};
 use super::*;
-use crate::model::{Hook, Member, SnapNamespace};
+use crate::model::{
+    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Mac, Member, MountOp, NetDevOp,
+    NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase, TaskOp,
+};
 
 const S: u64 = 1_000_000_000;
 const GRACE: u64 = 30 * S;
