@@ -12,6 +12,7 @@
 //!   `grace_ns` after the last one left is `leaked`.
 //! - Findings are raised once; losses overlapping their evidence window make them uncertain.
 
+pub mod cni_calls;
 pub mod findings;
 mod identity;
 pub mod namespace;
@@ -180,6 +181,7 @@ pub struct Collector {
     cgroup_waiters_rebuild_at: usize,
     /// The CNI result cache as last observed, oldest first.
     cni: Vec<CniCacheEntry>,
+    cni_calls: cni_calls::CniCalls,
     /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
     ip_index: FxHashMap<Ipv4Addr, Vec<(SlotRef, u32)>>,
     /// Normalized bind-mount pin path → namespaces pinned there.
@@ -209,6 +211,7 @@ impl Collector {
             cgroup_waiter_entries: 0,
             cgroup_waiters_rebuild_at: MIN_CGROUP_WAITERS_REBUILD,
             cni: Vec::new(),
+            cni_calls: Default::default(),
             ip_index: FxHashMap::default(),
             pin_paths: FxHashMap::default(),
             recent_mounts: VecDeque::new(),
@@ -378,6 +381,7 @@ impl Collector {
                 self.on_member_cgroup(ev, *netns, path)
             }
             EventBody::CniResult(entry) => self.on_cni_result(entry),
+            EventBody::CniExec(e) => self.on_cni_exec(ev, e),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
         }
         &self.out

@@ -1226,6 +1226,7 @@ impl Builder {
             }
             EventBody::CgroupPath(CgroupPath { .. }) => {} // folded into member annotations up front
             EventBody::MemberCgroup(MemberCgroup { .. }) | EventBody::CniResult(_) => {} // attribution only
+            EventBody::CniExec(_) => {} // a sandbox's CNI track is later work (issue 13)
             EventBody::Snapshot(snapshot) => self.snapshot(ts, snapshot),
         }
     }
