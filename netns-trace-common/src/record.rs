@@ -41,6 +41,7 @@ macro_rules! with_event_table {
             0x21 user "snapshot" Snapshot(Box<Snapshot>),
             0x22 user "member_cgroup" MemberCgroup(MemberCgroup),
             0x23 user "cni_result" CniResult(Box<CniCacheEntry>),
+            0x24 kernel(CniExec) "cni_exec" CniExec(CniExec),
         }
     };
 }
@@ -397,6 +398,54 @@ pub struct NeighUpdate {
     pub _pad: [u8; 6],
 }
 
+/// Bytes kept of each CNI variable's value, NUL included: values are cut to fit, and the cut
+/// is flagged in [`CniExec::truncated`].
+pub const CNI_VERB_LEN: usize = 16;
+pub const CNI_CONTAINER_ID_LEN: usize = 128;
+pub const CNI_NETNS_LEN: usize = 128;
+pub const CNI_IFNAME_LEN: usize = 16;
+pub const CNI_ARGS_LEN: usize = 512;
+
+/// Bits of [`CniExec::present`] and [`CniExec::truncated`], one per value.
+pub mod cni_vars {
+    /// CNI_COMMAND (always present: it is what makes an exec a CNI call).
+    pub const VERB: u32 = 1;
+    pub const CONTAINER_ID: u32 = 2;
+    pub const NETNS: u32 = 4;
+    pub const IFNAME: u32 = 8;
+    pub const ARGS: u32 = 16;
+    /// The executed path (truncation only: it is always present).
+    pub const PATH: u32 = 32;
+    /// Every variable the kernel looks for in the environment.
+    pub const ENV: u32 = VERB | CONTAINER_ID | NETNS | IFNAME | ARGS;
+    pub const ALL: u32 = ENV | PATH;
+}
+
+/// A CNI plugin started: an execve/execveat that succeeded and whose environment held
+/// CNI_COMMAND. `hdr` is the plugin after exec (its comm is the plugin's); `hdr.netns` is the
+/// namespace it runs in, the caller's. Values are NUL-terminated and cut to their sizes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CniExec {
+    pub hdr: EventHeader,
+    /// Bits of [`cni_vars`]: the variables the environment held.
+    pub present: u32,
+    /// Bits of [`cni_vars`]: the values (or the path) cut to fit.
+    pub truncated: u32,
+    /// CNI_COMMAND: ADD, DEL, CHECK, GC, STATUS, VERSION.
+    pub verb: [u8; CNI_VERB_LEN],
+    /// CNI_CONTAINERID.
+    pub container_id: [u8; CNI_CONTAINER_ID_LEN],
+    /// CNI_NETNS.
+    pub netns: [u8; CNI_NETNS_LEN],
+    /// CNI_IFNAME.
+    pub ifname: [u8; CNI_IFNAME_LEN],
+    /// CNI_ARGS.
+    pub args: [u8; CNI_ARGS_LEN],
+    /// The file executed, as execve/execveat was given it.
+    pub path: [u8; PATH_LEN],
+}
+
 const _: () = {
     assert!(core::mem::size_of::<NetnsId>() == 16);
     assert!(core::mem::size_of::<EventHeader>() == 56);
@@ -409,4 +458,5 @@ const _: () = {
     assert!(core::mem::size_of::<Ipv4Addr>() == 88);
     assert!(core::mem::size_of::<Arp>() == 88);
     assert!(core::mem::size_of::<NeighUpdate>() == 80);
+    assert!(core::mem::size_of::<CniExec>() == 1120);
 };

@@ -1006,3 +1006,134 @@ fn check_incident_findings(
         "{source}: the live pods are accused: {accused:#?}"
     );
 }
+
+/// One CNI plugin run as a `cni_exec` event shows it: (file executed, CNI_COMMAND,
+/// CNI_IFNAME).
+type ExecSeen = (String, String, String);
+
+/// The `cni_exec` events of `events` for the sandbox `container_id`, in order, after checking
+/// that each carries the CNI_NETNS and CNI_ARGS the test passed, uncut, with the plugin's name
+/// as its comm.
+fn execs_of(source: &str, events: &[Value], container_id: &str, env: &CniEnv) -> Vec<ExecSeen> {
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "cni_exec" && e["container_id"] == container_id)
+        .collect();
+    let mut seen = Vec::new();
+    for e in mine {
+        let path = e["path"].as_str().unwrap_or_default();
+        assert_eq!(
+            e["netns_path"],
+            env.netns.to_str().unwrap(),
+            "{source}: CNI_NETNS of {e}"
+        );
+        assert_eq!(
+            e["cni_args"],
+            env.args.as_str(),
+            "{source}: CNI_ARGS of {e}"
+        );
+        assert_eq!(e["truncated"], json!([]), "{source}: nothing cut in {e}");
+        let plugin = Path::new(path).file_name().unwrap().to_string_lossy();
+        assert_eq!(e["comm"], *plugin, "{source}: the plugin's comm in {e}");
+        seen.push((
+            path.to_string(),
+            e["verb"].as_str().unwrap_or_default().to_string(),
+            e["if_name"].as_str().unwrap_or_default().to_string(),
+        ));
+    }
+    seen
+}
+
+/// The plugin runs of one pod's ADD and DEL, as the runtime (the test) and the bridge plugin
+/// make them: bridge execs host-local with its own environment, so with the same CNI_*.
+fn expected_execs() -> Vec<ExecSeen> {
+    let run = |plugin: &str, verb: &str, ifname: &str| {
+        (
+            Path::new(CNI_BIN_DIR)
+                .join(plugin)
+                .to_string_lossy()
+                .into_owned(),
+            verb.to_string(),
+            ifname.to_string(),
+        )
+    };
+    vec![
+        run("loopback", "ADD", "lo"),
+        run("bridge", "ADD", "eth0"),
+        run("host-local", "ADD", "eth0"),
+        run("bridge", "DEL", "eth0"),
+        run("host-local", "DEL", "eth0"),
+        run("loopback", "DEL", "lo"),
+    ]
+}
+
+#[test]
+fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
+    if !require_root() {
+        return;
+    }
+    require_plugins();
+    let probes = netns_trace_json(&["probes", "--json"]);
+    let cni_probe = array(&probes, "probes")
+        .iter()
+        .find(|p| p["name"] == "cni_exec")
+        .unwrap_or_else(|| panic!("`probes` lists no cni_exec: {probes:#}"));
+    assert_eq!(cni_probe["status"], "attached", "{cni_probe:#}");
+
+    let trace_dir = tempfile::Builder::new()
+        .prefix("netns-trace-cni-exec-")
+        .tempdir()
+        .unwrap();
+    let trace = trace_dir.path().join("watch.trace");
+    let watch = Watch::start(&["--raw", "--record", trace.to_str().unwrap()]);
+    let net = Network::new("exec", "10.231.63", 10, 11);
+    // One pod as containerd runs it (CNI_NETNS is its pin), one given /proc/PID/ns/net.
+    let mut pods = Vec::new();
+    for (name, pinned) in [("exec-pinned", true), ("exec-proc", false)] {
+        let mut pod = Pod::start(&net, name, pinned);
+        pod.attachment.del_successfully();
+        let env = pod.attachment.env("eth0");
+        pods.push((pod.attachment.container_id.clone(), env));
+        drop(pod);
+    }
+    // A run that fails to exec is no plugin run.
+    let missing = Command::new(Path::new(CNI_BIN_DIR).join("no-such-plugin"))
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", &pods[0].0)
+        .status();
+    assert!(missing.is_err(), "no-such-plugin ran: {missing:?}");
+    drop(net);
+    let lines = watch.stop();
+    let live = common::watch::events(&lines);
+
+    let out = Command::new(common::watch::netns_trace_bin())
+        .args([
+            "export",
+            trace.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "-o",
+            "-",
+        ])
+        .output()
+        .expect("run netns-trace export");
+    assert!(
+        out.status.success(),
+        "export: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSONL {l}: {e}")))
+        .collect();
+
+    for (container_id, env) in &pods {
+        for (source, events) in [("watch", &live), ("trace", &replayed)] {
+            assert_eq!(
+                execs_of(source, events, container_id, env),
+                expected_execs(),
+                "{source}: the plugin runs of sandbox {container_id}"
+            );
+        }
+    }
+}

@@ -2,13 +2,19 @@
 //!
 //! Tasks in the initial namespace are not tracked (it never leaks, and fork/exit there is the
 //! node's hottest path): one compare against `init_net_inum` filters them.
+//!
+//! Exec is a task concern too: CNI plugin runs are recognised at exec (see the end).
 use aya_ebpf::{
-    helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid},
-    macros::{btf_tracepoint, tracepoint},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_probe_read_kernel_buf,
+        bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+    },
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::{LruHashMap, PerCpuArray},
     programs::{BtfTracePointContext, TracePointContext},
 };
 use netns_trace_common::{
-    CreatedBy, EventKind, NetnsId, TaskNetns, TaskOp,
+    CniExec, CreatedBy, EventKind, NetnsId, TaskNetns, TaskOp, cni_vars,
     kernel::{CLONE_NEWNET, CLONE_NEWNS},
     task_flags,
 };
@@ -17,11 +23,11 @@ use aya_log_ebpf::info;
 
 use crate::{
     diag::{ONCE_FIRST_HIT, debug_probes, first},
-    emit::{header, send},
+    emit::{count_lost, header, send, submit_flags},
     kernel::{
         current_task, init_net_inum, is_self, net_id, off, read, task_mnt_ns, task_net, track_net,
     },
-    maps::{NS_BEFORE, NsBefore},
+    maps::{EVENTS, NS_BEFORE, NsBefore},
     probes::netns::emit_created,
 };
 
@@ -244,5 +250,205 @@ pub fn task_setns_exit(ctx: TracePointContext) -> u32 {
         TaskOp::Setns,
         unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1),
     );
+    0
+}
+
+// ---- CNI plugin runs ----
+//
+// A CNI plugin is any program executed with CNI_COMMAND in its environment. It runs for
+// milliseconds, so its environment is read here, at exec: sys_enter_execve(at) copies the
+// wanted variables into a pending record, and sys_exit_execve(at) sends it only when the exec
+// succeeded. An exec without CNI_COMMAND costs the environment scan only.
+
+/// Environment entries looked at per exec. libcni appends the CNI_* variables at the end of
+/// the runtime's environment, which holds far fewer entries than this.
+const CNI_ENV_SCAN: u64 = 256;
+
+/// The exec'ing task (its `task_struct` address, which survives de_thread when a thread other
+/// than the leader execs) → the record read at entry, until the exec returns. LRU: an exec
+/// that never returns (killed past the point of no return) must not keep its entry.
+#[map]
+static CNI_PENDING: LruHashMap<u64, CniExec> = LruHashMap::with_max_entries(512, 0);
+
+/// Where the record is built: it is twice the size of the BPF stack.
+#[map]
+static CNI_SCRATCH: PerCpuArray<CniExec> = PerCpuArray::with_max_entries(1, 0);
+
+/// Eight bytes of a variable name, as one little-endian word.
+const fn word(name: &[u8; 8]) -> u64 {
+    u64::from_le_bytes(*name)
+}
+
+/// The low `n` bytes of a word.
+const fn low(word: u64, n: u32) -> u64 {
+    word & ((1u64 << (8 * n)) - 1)
+}
+
+/// Copies the NUL-terminated user string at `src` into `dst`. Returns the truncation bit
+/// `bit` when the string did not fit, 0 otherwise (also when it could not be read: `dst` is
+/// then empty).
+#[inline(always)]
+fn copy_user_str<const N: usize>(dst: &mut [u8; N], src: u64, bit: u32) -> u32 {
+    dst[0] = 0;
+    match unsafe { bpf_probe_read_user_str_bytes(src as *const u8, dst) } {
+        // A full buffer was cut unless the string ends exactly there.
+        Ok(text) if text.len() + 1 >= N => {
+            let next: u8 =
+                unsafe { bpf_probe_read_user((src + N as u64 - 1) as *const u8) }.unwrap_or(0);
+            if next != 0 { bit } else { 0 }
+        }
+        _ => 0,
+    }
+}
+
+/// Copies the value of the CNI variable at `entry` ("NAME=value") into the record when the
+/// name is one of [`cni_vars::ENV`] not seen yet (the first occurrence wins, as for getenv).
+/// `head` is the entry's first eight bytes.
+#[inline(always)]
+fn take_cni_var(rec: &mut CniExec, entry: u64, head: u64) {
+    // Bytes 8..16 of the name, read as a string so a short entry is never read past its end.
+    let mut rest = [0u8; 9];
+    if unsafe { bpf_probe_read_user_str_bytes((entry + 8) as *const u8, &mut rest) }.is_err() {
+        return;
+    }
+    let rest = u64::from_le_bytes([
+        rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6], rest[7],
+    ]);
+    let present = rec.present;
+    let mut cut = 0;
+    let bit = if head == word(b"CNI_COMM") && low(rest, 4) == low(word(b"AND=\0\0\0\0"), 4) {
+        if present & cni_vars::VERB == 0 {
+            cut = copy_user_str(&mut rec.verb, entry + 12, cni_vars::VERB);
+        }
+        cni_vars::VERB
+    } else if head == word(b"CNI_CONT") && rest == word(b"AINERID=") {
+        if present & cni_vars::CONTAINER_ID == 0 {
+            cut = copy_user_str(&mut rec.container_id, entry + 16, cni_vars::CONTAINER_ID);
+        }
+        cni_vars::CONTAINER_ID
+    } else if head == word(b"CNI_NETN") && low(rest, 2) == low(word(b"S=\0\0\0\0\0\0"), 2) {
+        if present & cni_vars::NETNS == 0 {
+            cut = copy_user_str(&mut rec.netns, entry + 10, cni_vars::NETNS);
+        }
+        cni_vars::NETNS
+    } else if head == word(b"CNI_IFNA") && low(rest, 3) == low(word(b"ME=\0\0\0\0\0"), 3) {
+        if present & cni_vars::IFNAME == 0 {
+            cut = copy_user_str(&mut rec.ifname, entry + 11, cni_vars::IFNAME);
+        }
+        cni_vars::IFNAME
+    } else if head == word(b"CNI_ARGS") && low(rest, 1) == u64::from(b'=') {
+        if present & cni_vars::ARGS == 0 {
+            cut = copy_user_str(&mut rec.args, entry + 9, cni_vars::ARGS);
+        }
+        cni_vars::ARGS
+    } else {
+        0
+    };
+    rec.truncated |= cut;
+    rec.present = present | bit;
+}
+
+/// Reads the CNI variables of an exec's environment (`envp`, a user array of `char *`) and,
+/// when CNI_COMMAND is among them, keeps the record until the exec returns.
+#[inline(always)]
+fn cni_exec_enter(filename: u64, envp: u64) {
+    if envp == 0 {
+        return;
+    }
+    let Some(rec) = CNI_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let rec = unsafe { &mut *rec };
+    rec.present = 0;
+    rec.truncated = 0;
+    for i in 0..CNI_ENV_SCAN {
+        let Ok(entry) = (unsafe { bpf_probe_read_user((envp + 8 * i) as *const u64) }) else {
+            break;
+        };
+        if entry == 0 {
+            break;
+        }
+        // Every wanted name is longer than eight bytes, so this read stays inside a wanted
+        // entry; a shorter entry that ends at an unmapped page fails here and is no CNI one.
+        let Ok(head) = (unsafe { bpf_probe_read_user(entry as *const u64) }) else {
+            continue;
+        };
+        if low(head, 4) != low(word(b"CNI_\0\0\0\0"), 4) {
+            continue;
+        }
+        take_cni_var(rec, entry, head);
+        if rec.present == cni_vars::ENV {
+            break;
+        }
+    }
+    if rec.present & cni_vars::VERB == 0 {
+        return;
+    }
+    rec.truncated |= copy_user_str(&mut rec.path, filename, cni_vars::PATH);
+    // Checked at exit, with the task address: the tgid survives exec.
+    rec.hdr.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = CNI_PENDING.insert(&current_task(), &*rec, 0);
+}
+
+/// Sends the pending record of the current task if its exec succeeded (`ret == 0`).
+#[inline(always)]
+fn cni_exec_exit(ret: i64) {
+    let task = current_task();
+    let Some(saved) = CNI_PENDING.get_ptr(&task) else {
+        return;
+    };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if ret != 0 || unsafe { (*saved).hdr.tgid } != tgid {
+        let _ = CNI_PENDING.remove(&task);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<CniExec>(0) else {
+        let _ = CNI_PENDING.remove(&task);
+        count_lost(EventKind::CniExec);
+        return;
+    };
+    let dst = entry.as_mut_ptr();
+    let bytes = unsafe { core::slice::from_raw_parts_mut(dst as *mut u8, size_of::<CniExec>()) };
+    if unsafe { bpf_probe_read_kernel_buf(saved as *const u8, bytes) }.is_err() {
+        entry.discard(0);
+        let _ = CNI_PENDING.remove(&task);
+        return;
+    }
+    let rec = unsafe { &mut *dst };
+    rec.hdr = header(
+        EventKind::CniExec,
+        size_of::<CniExec>(),
+        net_id(task_net(task)),
+    );
+    entry.submit(submit_flags());
+    let _ = CNI_PENDING.remove(&task);
+}
+
+/// syscalls:sys_enter_execve(const char *filename, const char *const *argv,
+/// const char *const *envp).
+#[tracepoint]
+pub fn cni_exec_enter_execve(ctx: TracePointContext) -> u32 {
+    let filename: u64 = unsafe { ctx.read_at(16) }.unwrap_or(0);
+    let envp: u64 = unsafe { ctx.read_at(32) }.unwrap_or(0);
+    cni_exec_enter(filename, envp);
+    0
+}
+
+/// syscalls:sys_enter_execveat(int fd, const char *filename, const char *const *argv,
+/// const char *const *envp, int flags). The path is recorded as given (relative to `fd` when
+/// it is relative).
+#[tracepoint]
+pub fn cni_exec_enter_execveat(ctx: TracePointContext) -> u32 {
+    let filename: u64 = unsafe { ctx.read_at(24) }.unwrap_or(0);
+    let envp: u64 = unsafe { ctx.read_at(40) }.unwrap_or(0);
+    cni_exec_enter(filename, envp);
+    0
+}
+
+/// syscalls:sys_exit_execve(long ret) and sys_exit_execveat(long ret): one program, attached
+/// to both.
+#[tracepoint]
+pub fn cni_exec_exit_execve(ctx: TracePointContext) -> u32 {
+    cni_exec_exit(unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1));
     0
 }

@@ -17,8 +17,8 @@ const MIN_CGROUP_WAITERS_REBUILD: usize = 4_096;
 /// Where a traced thread is a member.
 #[derive(Clone, Copy)]
 pub(super) struct TaskLoc {
-    ns: SlotRef,
-    tgid: u32,
+    pub(super) ns: SlotRef,
+    pub(super) tgid: u32,
 }
 
 /// A span still in its namespace whose cgroup path is unknown, and whose `cgroup_id` a

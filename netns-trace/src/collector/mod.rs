@@ -26,6 +26,7 @@
 //! - losses.rs: lost records and the findings they make uncertain.
 
 mod addresses;
+pub mod cni_calls;
 pub mod findings;
 mod identity;
 mod lifecycle;
@@ -181,6 +182,7 @@ pub struct Collector {
     cgroups: Cgroups,
     /// The CNI result cache as last observed, oldest first.
     cni: Vec<CniCacheEntry>,
+    cni_calls: cni_calls::CniCalls,
     /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
     ip_index: IpIndex,
     /// Normalized bind-mount pin path → namespaces pinned there.
@@ -204,6 +206,7 @@ impl Collector {
             tasks: FxHashMap::default(),
             cgroups: Cgroups::default(),
             cni: Vec::new(),
+            cni_calls: Default::default(),
             ip_index: IpIndex::default(),
             pin_paths: PinPaths::default(),
             mounts: MountLog::default(),
@@ -306,6 +309,7 @@ impl Collector {
             EventBody::CgroupPath(e) => self.on_cgroup_path(ts, e),
             EventBody::MemberCgroup(e) => self.on_member_cgroup(ts, task_of(ev), e),
             EventBody::CniResult(entry) => self.on_cni_result(entry),
+            EventBody::CniExec(e) => self.on_cni_exec(ev, e),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
         }
         &self.out

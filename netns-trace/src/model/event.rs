@@ -567,6 +567,181 @@ impl FromRecord for NeighUpdate {
 }
 
 payload! {
+    /// A CNI plugin started: an execve/execveat that succeeded with CNI_COMMAND in its
+    /// environment. The event's task is the plugin (its comm is the plugin's); `netns` is the
+    /// namespace it runs in, its caller's. Each value is as the kernel copied it at exec, cut
+    /// at the record's size when `truncated` says so; `None` when the variable was not set.
+    pub struct CniExec {
+        pub netns: NsId,
+        /// CNI_COMMAND: ADD, DEL, CHECK, GC, STATUS, VERSION.
+        pub verb: String,
+        /// CNI_CONTAINERID: the sandbox.
+        pub container_id: Option<String>,
+        /// CNI_NETNS: the path of the namespace the call is about.
+        pub netns_path: Option<String>,
+        /// CNI_IFNAME.
+        pub if_name: Option<String>,
+        /// CNI_ARGS, `K=V;K=V` (see [`CniExec::cni_arg`]).
+        pub cni_args: Option<String>,
+        /// The file executed, as execve/execveat was given it.
+        pub path: String,
+        pub truncated: CniTruncated,
+    }
+}
+
+impl CniExec {
+    /// The value of `key` in CNI_ARGS (`K8S_POD_NAMESPACE`, `K8S_POD_NAME`, `K8S_POD_UID`),
+    /// unless CNI_ARGS was cut before that pair ended.
+    pub fn cni_arg(&self, key: &str) -> Option<&str> {
+        let args = self.cni_args.as_deref()?;
+        let mut pairs = args.split(';').peekable();
+        while let Some(pair) = pairs.next() {
+            let last = pairs.peek().is_none();
+            if last && self.truncated.contains(CniValue::CniArgs) {
+                return None;
+            }
+            if let Some((k, v)) = pair.split_once('=')
+                && k == key
+            {
+                return Some(v);
+            }
+        }
+        None
+    }
+}
+
+impl FromRecord for CniExec {
+    type Record = abi::CniExec;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        use abi::cni_vars::*;
+        if r.present & VERB == 0 || r.present & !ENV != 0 {
+            return Err(BadValue(u64::from(r.present)));
+        }
+        if r.truncated & !ALL != 0 {
+            return Err(BadValue(u64::from(r.truncated)));
+        }
+        let var = |bit: u32, bytes: &[u8]| (r.present & bit != 0).then(|| cstr(bytes));
+        Ok(Self {
+            netns: ns(hdr.netns),
+            verb: cstr(&r.verb),
+            container_id: var(CONTAINER_ID, &r.container_id),
+            netns_path: var(NETNS, &r.netns),
+            if_name: var(IFNAME, &r.ifname),
+            cni_args: var(ARGS, &r.args),
+            path: cstr(&r.path),
+            truncated: CniTruncated(r.truncated as u8),
+        })
+    }
+}
+
+/// A value of a [`CniExec`] that can be cut to fit the kernel record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CniValue {
+    Verb,
+    ContainerId,
+    NetnsPath,
+    IfName,
+    CniArgs,
+    Path,
+}
+
+impl CniValue {
+    pub const ALL: [CniValue; 6] = [
+        CniValue::Verb,
+        CniValue::ContainerId,
+        CniValue::NetnsPath,
+        CniValue::IfName,
+        CniValue::CniArgs,
+        CniValue::Path,
+    ];
+
+    /// Its bit in the record ([`abi::cni_vars`]).
+    const fn bit(self) -> u32 {
+        use abi::cni_vars::*;
+        match self {
+            CniValue::Verb => VERB,
+            CniValue::ContainerId => CONTAINER_ID,
+            CniValue::NetnsPath => NETNS,
+            CniValue::IfName => IFNAME,
+            CniValue::CniArgs => ARGS,
+            CniValue::Path => PATH,
+        }
+    }
+
+    /// The [`CniExec`] field it is.
+    pub const fn name(self) -> &'static str {
+        match self {
+            CniValue::Verb => "verb",
+            CniValue::ContainerId => "container_id",
+            CniValue::NetnsPath => "netns_path",
+            CniValue::IfName => "if_name",
+            CniValue::CniArgs => "cni_args",
+            CniValue::Path => "path",
+        }
+    }
+}
+
+/// The values of a [`CniExec`] the kernel cut to fit: the record's bits of
+/// [`abi::cni_vars`], one byte in the trace, a list of field names in JSON.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CniTruncated(u8);
+
+impl CniTruncated {
+    pub fn contains(self, value: CniValue) -> bool {
+        u32::from(self.0) & value.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = CniValue> {
+        CniValue::ALL.into_iter().filter(move |v| self.contains(*v))
+    }
+}
+
+impl FromIterator<CniValue> for CniTruncated {
+    fn from_iter<I: IntoIterator<Item = CniValue>>(values: I) -> Self {
+        Self(values.into_iter().fold(0, |bits, v| bits | v.bit() as u8))
+    }
+}
+
+impl Serialize for CniTruncated {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(CniValue::name))
+    }
+}
+
+impl<'de> Deserialize<'de> for CniTruncated {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<std::borrow::Cow<'de, str>>::deserialize(d)?;
+        names
+            .iter()
+            .map(|n| {
+                CniValue::ALL
+                    .into_iter()
+                    .find(|v| v.name() == n)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown CNI value {n:?}")))
+            })
+            .collect()
+    }
+}
+
+/// One byte: the record's bits.
+impl Wire for CniTruncated {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.byte(self.0);
+    }
+    fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
+        let bits = r.byte()?;
+        if u32::from(bits) & !abi::cni_vars::ALL != 0 {
+            return Err("unknown CNI truncation bit");
+        }
+        Ok(Self(bits))
+    }
+}
+
+payload! {
     /// `count` more records of kind id `kind` (an [`EventKind`]) were dropped because the
     /// ring buffer was full. Cumulative loss is the sum of these.
     pub struct Lost {
@@ -633,3 +808,6 @@ impl Event {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -594,6 +594,43 @@ pub const PROBES: &[ProbeSpec] = &[
             requires: Requires::Nothing,
         }],
     },
+    ProbeSpec {
+        name: "cni_exec",
+        purpose: "CNI plugin runs: execs whose environment holds CNI_COMMAND (verb, container \
+                  id, netns path, ifname, CNI_ARGS), read at exec",
+        chain: &[Link {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[
+                Attach::Tracepoint {
+                    program: "cni_exec_enter_execve",
+                    category: "syscalls",
+                    name: "sys_enter_execve",
+                },
+                Attach::Tracepoint {
+                    program: "cni_exec_exit_execve",
+                    category: "syscalls",
+                    name: "sys_exit_execve",
+                },
+                Attach::Tracepoint {
+                    program: "cni_exec_enter_execveat",
+                    category: "syscalls",
+                    name: "sys_enter_execveat",
+                },
+                Attach::Tracepoint {
+                    program: "cni_exec_exit_execve",
+                    category: "syscalls",
+                    name: "sys_exit_execveat",
+                },
+            ],
+            needs: &[
+                Offset::TaskNsproxy,
+                Offset::NsproxyNetNs,
+                Offset::NetNsInum,
+                Offset::NetCookie,
+            ],
+            requires: Requires::Nothing,
+        }],
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ProbeSpec> {

@@ -269,6 +269,9 @@ impl EventView {
             EventBody::CgroupPath(CgroupPath { .. })
             | EventBody::MemberCgroup(MemberCgroup { .. })
             | EventBody::CniResult(_) => {}
+            // The collector links each call to the namespace it was about; drawing a
+            // sandbox's calls on its track comes with the CNI report (issue 13).
+            EventBody::CniExec(_) => {}
         }
         view.names.retain(|id| !id.is_none());
         view

@@ -1,0 +1,378 @@
+//! CNI calls from the event sequence a runtime's pods produce in tracepoint mode: the pause
+//! unshares its namespace, the runtime pins it (or passes /proc/PID/ns/net), runs the plugins,
+//! which exec their IPAM plugin with the same environment, and tears down.
+use super::*;
+use crate::collector::CollectorConfig;
+use crate::model::{
+    Comm, CreatedBy, EventBody, MountOp, MountSyscall, NetnsCreated, Pin, PinChange, Snapshot,
+    SnapshotPhase, TaskNetns, TaskOp,
+};
+
+const S: u64 = 1_000_000_000;
+const MS: u64 = 1_000_000;
+const INIT: NsId = NsId::new(1, 4026531840);
+const NODE: NsId = NsId::new(20, 4026532020);
+const POD_A: NsId = NsId::new(21, 4026532021);
+const POD_B: NsId = NsId::new(22, 4026532022);
+const HOST_MNT: u32 = 4026531841;
+const PIN_A: &str = "/var/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44";
+const SANDBOX_A: &str = "aaaa0001";
+const SANDBOX_B: &str = "bbbb0002";
+
+fn ev(ts: u64, pid: u32, comm: &str, body: EventBody) -> Event {
+    Event {
+        ts_ns: ts,
+        pid,
+        tgid: pid,
+        comm: Comm::from_str_lossy(comm),
+        body,
+    }
+}
+
+fn collector() -> Collector {
+    let mut c = Collector::new(CollectorConfig::default());
+    c.handle(&Event::observed(
+        S,
+        EventBody::Snapshot(Box::new(Snapshot {
+            phase: SnapshotPhase::Start,
+            namespaces: vec![],
+            init_netns: INIT,
+        })),
+    ));
+    c
+}
+
+fn task(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
+    EventBody::Task(TaskNetns {
+        op,
+        netns,
+        prev,
+        thread: false,
+        group_dead: op == TaskOp::Exit,
+        cgroup_id: 0,
+        ppid: 0,
+        mnt_ns: HOST_MNT,
+        prev_mnt_ns: HOST_MNT,
+    })
+}
+
+/// `unshare --net sleep infinity` as pid `pid`: the creation, then the caller's move into it.
+fn unshare(c: &mut Collector, ts: u64, pid: u32, id: NsId) {
+    c.handle(&ev(
+        ts,
+        pid,
+        "unshare",
+        EventBody::NetnsCreated(NetnsCreated {
+            netns: id,
+            parent: INIT,
+            net_ptr: 0xffff_0000 + u64::from(id.inum),
+            source: CreatedBy::Unshare,
+            clone_flags: 0x4000_0000,
+        }),
+    ));
+    c.handle(&ev(ts, pid, "unshare", task(TaskOp::Unshare, id, INIT)));
+}
+
+fn exit(c: &mut Collector, ts: u64, pid: u32, id: NsId) {
+    c.handle(&ev(ts, pid, "sleep", task(TaskOp::Exit, id, id)));
+}
+
+/// `mount --bind /proc/PID/ns/net PATH`, confirmed from mountinfo.
+fn pin(c: &mut Collector, ts: u64, id: NsId, path: &str) {
+    c.handle(&ev(
+        ts,
+        90,
+        "mount",
+        EventBody::MountSyscall(MountSyscall {
+            op: MountOp::Mount,
+            netns: INIT,
+            mnt_ns: HOST_MNT,
+            ret: 0,
+            flags: 4096,
+            from_dfd: -100,
+            to_dfd: -100,
+            source: "/proc/100/ns/net".into(),
+            target: path.into(),
+        }),
+    ));
+    c.handle(&Event::observed(
+        ts,
+        EventBody::PinAdded(PinChange {
+            netns: id,
+            pin: pin_at(path),
+        }),
+    ));
+}
+
+fn pin_at(path: &str) -> Pin {
+    Pin::BindMount {
+        path: path.into(),
+        mnt_ns: HOST_MNT,
+        holder_pid: 1,
+        holder_comm: Comm::from_str_lossy("systemd"),
+    }
+}
+
+/// The plugin `plugin` starting as pid `pid` with this CNI environment, from the node's
+/// namespace.
+fn cni(ts: u64, pid: u32, plugin: &str, verb: &str, sandbox: &str, netns_path: &str) -> Event {
+    ev(
+        ts,
+        pid,
+        plugin,
+        EventBody::CniExec(CniExec {
+            netns: NODE,
+            verb: verb.into(),
+            container_id: Some(sandbox.into()),
+            netns_path: Some(netns_path.into()),
+            if_name: Some("eth0".into()),
+            cni_args: Some(format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-{sandbox};\
+                 K8S_POD_INFRA_CONTAINER_ID={sandbox};K8S_POD_UID=uid-{sandbox}"
+            )),
+            path: format!("/opt/cni/bin/{plugin}"),
+            truncated: CniTruncated::default(),
+        }),
+    )
+}
+
+/// (plugin comm, verb, target) of each call.
+fn summary<'a>(calls: impl Iterator<Item = &'a CniCall>) -> Vec<(String, String, CniTarget)> {
+    calls
+        .map(|c| (c.plugin.comm.to_string(), c.verb.clone(), c.target.clone()))
+        .collect()
+}
+
+fn call(plugin: &str, verb: &str, target: CniTarget) -> (String, String, CniTarget) {
+    (plugin.into(), verb.into(), target)
+}
+
+fn id_of(c: &Collector, ns: NsId) -> String {
+    c.namespaces()
+        .find(|n| n.ns_id() == ns)
+        .unwrap_or_else(|| panic!("no {ns}"))
+        .id()
+}
+
+#[test]
+fn each_call_names_the_namespace_its_path_named_at_that_moment() {
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 50, NODE);
+
+    // Pod A as containerd runs it: pinned, CNI_NETNS is the pin.
+    unshare(&mut c, 3 * S, 100, POD_A);
+    pin(
+        &mut c,
+        3 * S + MS,
+        POD_A,
+        "/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44",
+    );
+    c.handle(&cni(4 * S, 110, "loopback", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni(
+        4 * S + 10 * MS,
+        111,
+        "bridge",
+        "ADD",
+        SANDBOX_A,
+        PIN_A,
+    ));
+    c.handle(&cni(
+        4 * S + 20 * MS,
+        112,
+        "host-local",
+        "ADD",
+        SANDBOX_A,
+        PIN_A,
+    ));
+
+    // Pod B given its pause's /proc/PID/ns/net.
+    unshare(&mut c, 5 * S, 200, POD_B);
+    let proc_b = "/proc/200/ns/net";
+    c.handle(&cni(6 * S, 210, "bridge", "ADD", SANDBOX_B, proc_b));
+    c.handle(&cni(
+        6 * S + 10 * MS,
+        211,
+        "host-local",
+        "ADD",
+        SANDBOX_B,
+        proc_b,
+    ));
+
+    // Pod A stops: pause killed, DEL through the pin, pin removed; a DEL retried after that
+    // names nothing any more.
+    exit(&mut c, 7 * S, 100, POD_A);
+    c.handle(&cni(7 * S + MS, 120, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&Event::observed(
+        8 * S,
+        EventBody::PinRemoved(PinChange {
+            netns: POD_A,
+            pin: pin_at("/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44"),
+        }),
+    ));
+    c.handle(&cni(9 * S, 121, "bridge", "DEL", SANDBOX_A, PIN_A));
+
+    // Pod B's pause dies first; its DEL still names /proc/200/ns/net.
+    exit(&mut c, 10 * S, 200, POD_B);
+    c.handle(&cni(11 * S, 220, "bridge", "DEL", SANDBOX_B, proc_b));
+    c.handle(&cni(
+        11 * S + 10 * MS,
+        221,
+        "host-local",
+        "DEL",
+        SANDBOX_B,
+        proc_b,
+    ));
+
+    // A VERSION query takes no namespace.
+    let mut version = cni(12 * S, 300, "bridge", "VERSION", "", "");
+    if let EventBody::CniExec(e) = &mut version.body {
+        e.container_id = None;
+        e.netns_path = None;
+    }
+    c.handle(&version);
+
+    let pinned = CniTarget::Pin { netns: POD_A };
+    assert_eq!(
+        summary(c.cni_calls_for_sandbox(SANDBOX_A)),
+        vec![
+            call("loopback", "ADD", pinned.clone()),
+            call("bridge", "ADD", pinned.clone()),
+            call("host-local", "ADD", pinned.clone()),
+            call("bridge", "DEL", pinned.clone()),
+            call("bridge", "DEL", CniTarget::Unresolved),
+        ]
+    );
+    let member = CniTarget::Member {
+        pid: 200,
+        netns: POD_B,
+    };
+    let exited = CniTarget::ExitedProcess {
+        pid: 200,
+        netns: POD_B,
+        exited_at_ns: 10 * S,
+    };
+    assert_eq!(
+        summary(c.cni_calls_for_sandbox(SANDBOX_B)),
+        vec![
+            call("bridge", "ADD", member.clone()),
+            call("host-local", "ADD", member.clone()),
+            call("bridge", "DEL", exited.clone()),
+            call("host-local", "DEL", exited.clone()),
+        ]
+    );
+    // By namespace: what named it, whichever sandbox the call was for.
+    assert_eq!(
+        summary(c.cni_calls_for_namespace(&id_of(&c, POD_A))),
+        summary(c.cni_calls_for_sandbox(SANDBOX_A).take(4))
+    );
+    assert_eq!(
+        summary(c.cni_calls_for_namespace(&id_of(&c, POD_B))),
+        summary(c.cni_calls_for_sandbox(SANDBOX_B))
+    );
+    assert_eq!(c.cni_calls_for_namespace(&id_of(&c, NODE)).count(), 0);
+
+    let all: Vec<&CniCall> = c.cni_calls().collect();
+    assert_eq!(all.len(), 10);
+    let last = all[9];
+    assert_eq!(
+        (last.verb.as_str(), &last.target),
+        ("VERSION", &CniTarget::NoPath)
+    );
+    let delegated = all[2];
+    assert_eq!(
+        (
+            delegated.plugin.pid,
+            delegated.path.as_str(),
+            delegated.at_ns
+        ),
+        (112, "/opt/cni/bin/host-local", 4 * S + 20 * MS)
+    );
+    assert_eq!(delegated.caller_netns, NODE);
+    assert_eq!(
+        (
+            delegated.pod_namespace.as_deref(),
+            delegated.pod_name.as_deref(),
+            delegated.pod_uid.as_deref(),
+        ),
+        (Some("shop"), Some("web-aaaa0001"), Some("uid-aaaa0001"))
+    );
+    assert_eq!(c.cni_calls_dropped(), 0);
+}
+
+#[test]
+fn a_process_path_names_the_live_process_over_an_earlier_one_with_its_pid() {
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 50, NODE);
+    // pid 300 lived in POD_A and exited; the pid was then given to POD_B's pause.
+    unshare(&mut c, 3 * S, 300, POD_A);
+    exit(&mut c, 4 * S, 300, POD_A);
+    unshare(&mut c, 5 * S, 300, POD_B);
+    c.handle(&cni(
+        6 * S,
+        310,
+        "bridge",
+        "ADD",
+        SANDBOX_B,
+        "/proc/300/ns/net",
+    ));
+    // An empty CNI_NETNS is no path.
+    c.handle(&cni(6 * S + MS, 311, "bridge", "CHECK", SANDBOX_B, ""));
+    // A process the trace never saw in any namespace.
+    c.handle(&cni(
+        7 * S,
+        312,
+        "bridge",
+        "DEL",
+        SANDBOX_B,
+        "/proc/4242/ns/net",
+    ));
+    assert_eq!(
+        summary(c.cni_calls_for_sandbox(SANDBOX_B)),
+        vec![
+            call(
+                "bridge",
+                "ADD",
+                CniTarget::Member {
+                    pid: 300,
+                    netns: POD_B
+                }
+            ),
+            call("bridge", "CHECK", CniTarget::NoPath),
+            call("bridge", "DEL", CniTarget::Unresolved),
+        ]
+    );
+}
+
+#[test]
+fn the_oldest_calls_are_dropped_past_the_bound_and_leave_the_indexes() {
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 100, POD_A);
+    let extra = 3;
+    for i in 0..(MAX_CNI_CALLS + extra) as u64 {
+        // The first `extra` calls are the only ones for SANDBOX_A.
+        let sandbox = if i < extra as u64 {
+            SANDBOX_A
+        } else {
+            SANDBOX_B
+        };
+        c.handle(&cni(
+            3 * S + i,
+            1000,
+            "bridge",
+            "CHECK",
+            sandbox,
+            "/proc/100/ns/net",
+        ));
+    }
+    assert_eq!(c.cni_calls_dropped(), extra as u64);
+    assert_eq!(c.cni_calls().count(), MAX_CNI_CALLS);
+    assert_eq!(c.cni_calls_for_sandbox(SANDBOX_A).count(), 0);
+    assert!(!c.cni_calls.by_sandbox.contains_key(SANDBOX_A));
+    assert_eq!(c.cni_calls_for_sandbox(SANDBOX_B).count(), MAX_CNI_CALLS);
+    let in_a: Vec<u64> = c
+        .cni_calls_for_namespace(&id_of(&c, POD_A))
+        .map(|call| call.at_ns)
+        .collect();
+    assert_eq!(in_a.len(), MAX_CNI_CALLS);
+    assert_eq!(in_a[0], 3 * S + extra as u64, "the oldest left are first");
+}
