@@ -278,8 +278,9 @@ macro_rules! define_event_body {
                 }
             }
 
-            /// Reads the fields of an event of `kind`.
-            #[inline]
+            /// Reads the fields of an event of `kind`. Inlined into the frame decoder, so the
+            /// payload is built in place rather than returned and copied.
+            #[inline(always)]
             pub(crate) fn get(kind: EventKind, r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
                 Ok(match kind {
                     $(EventKind::$variant => EventBody::$variant(Wire::get(r)?),)*

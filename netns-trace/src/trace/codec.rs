@@ -226,7 +226,7 @@ impl FrameDecoder {
 /// Decodes the rest of an event body (after the timestamp delta). `Ok(None)` for a tag this
 /// build does not know. Trailing bytes after the known fields are ignored: that is where a
 /// later revision of format version 1 may append fields.
-#[inline]
+#[inline(always)]
 fn decode_event<'a>(
     tag: u8,
     ts_ns: u64,

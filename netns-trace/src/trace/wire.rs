@@ -511,6 +511,7 @@ const TASK_GROUP_DEAD: u8 = 0x20;
 
 /// One byte: op in the low nibble, `thread` and `group_dead` as bits 4 and 5.
 impl Wire for TaskNetns {
+    #[inline]
     fn put(&self, w: &mut Writer<'_>) {
         let mut bits = u8::from(self.op);
         if self.thread {
@@ -527,6 +528,7 @@ impl Wire for TaskNetns {
         w.inum(self.mnt_ns);
         w.inum(self.prev_mnt_ns);
     }
+    #[inline]
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         let bits = r.byte()?;
         if bits & !(0x0f | TASK_THREAD | TASK_GROUP_DEAD) != 0 {
@@ -548,6 +550,7 @@ impl Wire for TaskNetns {
 
 /// One byte: direction in bit 0, hook in bits 1-2; then op, netns and the addresses.
 impl Wire for ArpPacket {
+    #[inline]
     fn put(&self, w: &mut Writer<'_>) {
         w.byte(u8::from(self.dir) | (u8::from(self.hook) << 1));
         self.op.put(w);
@@ -558,6 +561,7 @@ impl Wire for ArpPacket {
         self.target_ip.put(w);
         self.target_mac.put(w);
     }
+    #[inline]
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         let bits = r.byte()?;
         if bits & !0x07 != 0 {
@@ -579,6 +583,7 @@ impl Wire for ArpPacket {
 
 /// A kind byte (0 bind mount, 1 fd, 2 socket), then its fields.
 impl Wire for Pin {
+    #[inline]
     fn put(&self, w: &mut Writer<'_>) {
         match self {
             Pin::BindMount {
@@ -601,6 +606,7 @@ impl Wire for Pin {
             }
         }
     }
+    #[inline]
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         Ok(match r.byte()? {
             0 => Pin::BindMount {
