@@ -164,26 +164,40 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Completes on Ctrl-C, SIGTERM, or after `limit`.
-pub async fn shutdown_signal(limit: Option<std::time::Duration>) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!("cannot watch for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Completes on Ctrl-C, SIGTERM, or after `limit`. The handlers are installed by this call,
+/// not at the first poll: the pipeline first polls it once the probes are attached and the
+/// start snapshot is fed, and a signal before that would kill the process (no end frame, no
+/// summary). Call it inside the runtime, before the pipeline starts.
+pub fn shutdown_signal(limit: Option<std::time::Duration>) -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let wait = |kind: SignalKind, name: &'static str| {
+        let installed = signal(kind);
+        async move {
+            match installed {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot watch for {name}: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
         }
     };
-    let sleep = async {
-        match limit {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+    let interrupt = wait(SignalKind::interrupt(), "SIGINT");
+    let terminate = wait(SignalKind::terminate(), "SIGTERM");
+    async move {
+        let sleep = async {
+            match limit {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate => {}
+            _ = sleep => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-        _ = sleep => {}
     }
 }
 

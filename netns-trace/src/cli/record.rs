@@ -227,7 +227,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = rt.block_on(pipeline::run(&opts, &mut sink, shutdown_signal(duration)))?;
+    // The stop signals are installed inside the runtime, before the pipeline starts.
+    let outcome =
+        rt.block_on(async { pipeline::run(&opts, &mut sink, shutdown_signal(duration)).await })?;
     if sink.live_line {
         eprintln!();
     }
