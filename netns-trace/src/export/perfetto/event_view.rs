@@ -5,10 +5,9 @@
 
 use super::layout::{Arg, i, s, u};
 use crate::model::{
-    AddrOp, ArpPacket, CgroupPath, CleanupRun, Direction, Event, EventBody, InterfacesRead,
-    Ipv4AddrChange, Lost, MemberCgroup, MountOp, MountSyscall, NeighUpdate, NetDev, NetDevOp,
-    NetnsCreated, NetnsObject, NsId, NsfsEvict, NsfsMount, PinChange, SnapshotPhase, TaskNetns,
-    TaskOp,
+    AddrOp, ArpPacket, CleanupRun, Direction, Event, EventBody, InterfacesRead, Ipv4AddrChange,
+    Lost, MountOp, MountSyscall, NeighUpdate, NetDev, NetDevOp, NetnsCreated, NetnsObject, NsId,
+    NsfsEvict, NsfsMount, PinChange, SnapshotPhase, TaskNetns, TaskOp,
 };
 
 /// Where a mark of the event's own goes.
@@ -265,13 +264,10 @@ impl EventView {
                     SnapshotPhase::Final => ("final snapshot", "absent from final snapshot"),
                 };
             }
-            // Attribution only: the collector folds them into members and owners.
-            EventBody::CgroupPath(CgroupPath { .. })
-            | EventBody::MemberCgroup(MemberCgroup { .. })
-            | EventBody::CniResult(_) => {}
-            // The collector links each call to the namespace it was about; drawing a
-            // sandbox's calls on its track comes with the CNI report (issue 13).
-            EventBody::CniExec(_) => {}
+            // The rest carry nothing the export draws from the event itself (attribution, CNI
+            // calls): the collector folds them into members, owners and calls. A new kind is
+            // drawn by adding an arm here; it needs none to be exported.
+            _ => {}
         }
         view.names.retain(|id| !id.is_none());
         view
