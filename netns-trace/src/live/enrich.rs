@@ -42,8 +42,9 @@ pub trait Observer {
 const CNI_SETTLE_NS: u64 = 5_000_000_000;
 
 /// A namespace that lost its last member is looked at (fd holders, interfaces through its
-/// pin) on the first tick at least this long after, unless its teardown came first. Most
-/// namespaces die with their last member: this keeps a /proc-wide fd scan off every exit.
+/// pin) once this long has passed, unless its teardown came first. Most namespaces die with
+/// their last member: this keeps a /proc-wide fd scan off every exit. The look is stamped at
+/// that moment and comes before any later event is judged (see [`Enricher::settle`]).
 const EMPTIED_SETTLE_NS: u64 = 200_000_000;
 
 /// A member whose cgroup named no pod or container when it joined is read again on ticks for
@@ -102,8 +103,10 @@ pub struct Enricher<O: Observer> {
     cni: HashMap<(String, String, String), CniCacheEntry>,
     /// Re-read the CNI cache on ticks until this time (a pin or a device appeared).
     cni_until: Option<u64>,
-    /// Namespaces whose last member left, and when; looked at on a later tick if still alive.
+    /// Namespaces whose last member left, and when; looked at once settled if still alive.
     emptied: HashMap<NsId, u64>,
+    /// The latest event time seen.
+    last_ts: u64,
     init: NsId,
 }
 
@@ -125,6 +128,7 @@ impl<O: Observer> Enricher<O> {
             cni: HashMap::new(),
             cni_until: None,
             emptied: HashMap::new(),
+            last_ts: 0,
             init: NsId::default(),
         }
     }
@@ -295,6 +299,7 @@ impl<O: Observer> Enricher<O> {
     pub fn on_event(&mut self, ev: &Event) -> Vec<Event> {
         let mut out = Vec::new();
         let ts = ev.ts_ns;
+        self.last_ts = self.last_ts.max(ts);
         match &ev.body {
             EventBody::NetnsCreated(NetnsCreated { netns, .. }) => {
                 self.learn(*netns);
@@ -575,10 +580,41 @@ impl<O: Observer> Enricher<O> {
         }
     }
 
+    /// Looks at the namespaces that have stayed memberless for [`EMPTIED_SETTLE_NS`] by `ts`:
+    /// one fd scan names the holders of them all, and their interfaces are read through what
+    /// holds them. Call it before anything stamped `ts` reaches the collector: a loop that lags
+    /// (a loaded or emulated CPU) can hold events past the grace period, and the collector
+    /// must see the holders before it judges the namespace. The observations are stamped when
+    /// the first of them settled (no earlier than the last event seen), so a recorded trace
+    /// replays in the same order.
+    pub fn settle(&mut self, ts: u64) -> Vec<Event> {
+        let mut out = Vec::new();
+        let Some(first) = self.emptied.values().map(|at| at + EMPTIED_SETTLE_NS).min() else {
+            return out;
+        };
+        if first > ts {
+            return out;
+        }
+        let at = first.max(self.last_ts).min(ts);
+        let settled: Vec<NsId> = self
+            .emptied
+            .iter()
+            .filter(|(_, emptied_at)| **emptied_at + EMPTIED_SETTLE_NS <= ts)
+            .map(|(id, _)| *id)
+            .collect();
+        self.rescan_fds(at, &mut out);
+        for id in settled {
+            self.emptied.remove(&id);
+            self.dirty.remove(&id);
+            self.read_interfaces(id, at, &mut out);
+        }
+        out
+    }
+
     /// Periodic work: re-read interfaces of namespaces that saw activity, and the CNI cache
     /// while a pin or device is recent.
     pub fn tick(&mut self, ts: u64) -> Vec<Event> {
-        let mut out = Vec::new();
+        let mut out = self.settle(ts);
         if !self.unsettled_members.is_empty() {
             self.reread_unsettled_members(ts, &mut out);
         }
@@ -589,21 +625,6 @@ impl<O: Observer> Enricher<O> {
                 self.read_cni(ts, &mut out);
             }
             None => {}
-        }
-        let settled: Vec<NsId> = self
-            .emptied
-            .iter()
-            .filter(|(_, at)| ts.saturating_sub(**at) >= EMPTIED_SETTLE_NS)
-            .map(|(id, _)| *id)
-            .collect();
-        if !settled.is_empty() {
-            // One scan names the fd holders of every namespace that outlived its members.
-            self.rescan_fds(ts, &mut out);
-            for id in settled {
-                self.emptied.remove(&id);
-                self.dirty.remove(&id);
-                self.read_interfaces(id, ts, &mut out);
-            }
         }
         let dirty: Vec<NsId> = self.dirty.drain().collect();
         for id in dirty {
@@ -894,6 +915,48 @@ mod tests {
         // Unchanged interfaces are not reported twice.
         e.dirty.insert(pod);
         assert!(e.tick(20).is_empty());
+    }
+
+    #[test]
+    fn a_late_event_finds_the_fd_holders_already_looked_up_at_the_settle_time() {
+        let mut fake = Fake::default();
+        let pod = NsId::new(77, 4026532300);
+        fake.fds = vec![(
+            pod.inum,
+            Pin::Fd {
+                pid: 700,
+                fd: 5,
+                comm: Comm::from_str_lossy("docker-proxy"),
+            },
+        )];
+        let mut e = Enricher::new(&mut fake);
+        e.learn(pod);
+        e.on_event(&task(
+            TaskOp::Setns,
+            42,
+            pod,
+            NsId::new(1, 4026531840),
+            HOST_MNT,
+            HOST_MNT,
+        ));
+        let exit = task(TaskOp::Exit, 42, pod, pod, HOST_MNT, HOST_MNT);
+        e.on_event(&exit);
+        assert!(e.settle(exit.ts_ns + EMPTIED_SETTLE_NS - 1).is_empty());
+        // The loop lagged: the next event is stamped long after the grace period.
+        let late = exit.ts_ns + 30 * EMPTIED_SETTLE_NS;
+        let out = e.settle(late);
+        let added = out
+            .iter()
+            .find(|ev| matches!(&ev.body, EventBody::PinAdded(PinChange { netns, pin: Pin::Fd { pid: 700, .. } }) if *netns == pod))
+            .unwrap_or_else(|| panic!("{out:?}"));
+        assert_eq!(
+            added.ts_ns,
+            exit.ts_ns + EMPTIED_SETTLE_NS,
+            "stamped when it settled"
+        );
+        assert!(out.iter().all(|ev| ev.ts_ns < late));
+        assert!(e.settle(late).is_empty(), "looked at once");
+        assert_eq!(e.obs.fd_scans, 1);
     }
 
     #[test]

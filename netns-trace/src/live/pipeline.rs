@@ -82,6 +82,13 @@ impl<S: LiveSink> Loop<'_, S> {
     fn feed(&mut self, ev: Event) -> anyhow::Result<()> {
         let mut queue = vec![ev];
         while let Some(ev) = queue.pop() {
+            // What the enricher had to look at before this moment goes in first.
+            let due = self.enricher.settle(ev.ts_ns);
+            if !due.is_empty() {
+                queue.push(ev);
+                queue.extend(due.into_iter().rev());
+                continue;
+            }
             self.sink.event(&ev)?;
             self.events += 1;
             let notices = self.collector.handle(&ev).to_vec();
