@@ -422,6 +422,7 @@ impl<O: Observer> Enricher<O> {
             | EventBody::NetnsFreed(NetnsObject { netns, .. }) => {
                 self.dirty.remove(netns);
                 self.tasks.remove(netns);
+                self.reported.remove(netns);
                 self.emptied.remove(netns);
                 self.unattributed.remove(netns);
                 self.attributed.remove(netns);
@@ -567,6 +568,7 @@ impl<O: Observer> Enricher<O> {
 
     /// Re-reads the CNI result cache and reports new or changed entries.
     fn read_cni(&mut self, ts: u64, out: &mut Vec<Event>) {
+        let mut present = HashSet::new();
         for e in self.obs.cni_results() {
             let key = (
                 e.network_name.clone(),
@@ -574,10 +576,14 @@ impl<O: Observer> Enricher<O> {
                 e.if_name.clone(),
             );
             if self.cni.get(&key) != Some(&e) {
-                self.cni.insert(key, e.clone());
+                self.cni.insert(key.clone(), e.clone());
                 out.push(Event::observed(ts, EventBody::CniResult(Box::new(e))));
             }
+            present.insert(key);
         }
+        // Entries the runtime deleted are forgotten, so this follows the cache's size rather
+        // than every attachment the node ever made.
+        self.cni.retain(|k, _| present.contains(k));
     }
 
     /// Looks at the namespaces that have stayed memberless for [`EMPTIED_SETTLE_NS`] by `ts`:
@@ -1257,5 +1263,64 @@ mod tests {
         let reads = e.obs.cni_reads;
         e.tick(21_000_000_000);
         assert_eq!(e.obs.cni_reads, reads);
+    }
+
+    /// Issue 14 item 3: what the enricher remembers per namespace and per CNI cache entry goes
+    /// with the namespace and the entry, so a node's churn does not grow it without end.
+    #[test]
+    fn memory_of_dead_namespaces_and_deleted_cache_entries_is_dropped() {
+        let mut fake = Fake::default();
+        fake.cni = vec![cni_entry("aaa", "/run/netns/cni-1")];
+        let pods: Vec<NsId> = (0..50)
+            .map(|i| NsId::new(100 + i, 4026533000 + i as u32))
+            .collect();
+        for (i, pod) in pods.iter().enumerate() {
+            fake.ifaces.insert(
+                PathBuf::from(format!("/proc/{}/ns/net", 1000 + i)),
+                (
+                    *pod,
+                    vec![Interface {
+                        name: "eth0".into(),
+                        ifindex: 2,
+                        mac: Mac([2, 0, 0, 0, 0, i as u8]),
+                        ipv4: vec![(Ipv4Addr::new(10, 0, 0, i as u8), 24)],
+                    }],
+                ),
+            );
+        }
+        let mut e = Enricher::new(&mut fake);
+        e.init = NsId::new(1, 4026531840);
+        e.read_cni(1, &mut Vec::new());
+        assert_eq!(e.cni.len(), 1);
+        for (i, pod) in pods.iter().enumerate() {
+            e.on_event(&task(
+                TaskOp::Setns,
+                1000 + i as u32,
+                *pod,
+                e.init,
+                HOST_MNT,
+                HOST_MNT,
+            ));
+            e.tick(10 + i as u64);
+        }
+        assert_eq!(
+            e.reported.len(),
+            pods.len(),
+            "each pod's interfaces were read"
+        );
+        for pod in &pods {
+            e.on_event(&Event::observed(
+                100,
+                EventBody::NetnsFreed(NetnsObject {
+                    netns: *pod,
+                    net_ptr: 1,
+                    hook: crate::model::Hook::Tracepoint,
+                }),
+            ));
+        }
+        assert!(e.reported.is_empty(), "{:?}", e.reported.keys());
+        e.obs.cni.clear();
+        e.read_cni(200, &mut Vec::new());
+        assert!(e.cni.is_empty(), "the runtime deleted its entry");
     }
 }
