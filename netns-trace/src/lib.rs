@@ -8,6 +8,7 @@
 //! - [`report`]: renders the collector's state as text or `netns-trace/report/v1` JSON.
 //! - [`trace`]: the on-disk trace format (writer and crash-tolerant reader).
 //! - [`export`]: Perfetto and JSON-lines exports.
+//! - [`output`]: creating the files the tool writes, safely in directories others can write.
 //! - [`metrics`]: Prometheus/OpenMetrics series for `watch --metrics-addr`.
 //! - [`cli`]: the command line.
 
@@ -18,6 +19,7 @@ pub mod export;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod probes;
 pub mod report;
 pub mod snapshot;

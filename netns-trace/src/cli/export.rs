@@ -1,7 +1,5 @@
 //! `netns-trace export`: a trace as a Perfetto timeline or JSON lines.
-use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,24 +44,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
-        let mut o = OpenOptions::new();
-        o.write(true).custom_flags(libc::O_NOFOLLOW).mode(0o600);
-        if args.force {
-            o.create(true).truncate(true)
-        } else {
-            o.create_new(true)
-        };
-        Box::new(o.open(&args.output).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {e}{}",
-                args.output.display(),
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    " (pass --force to overwrite)"
-                } else {
-                    ""
-                }
-            )
-        })?)
+        Box::new(crate::output::create_private(&args.output, args.force)?)
     };
     let mut out = BufWriter::new(out);
     match args.format {

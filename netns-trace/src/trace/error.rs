@@ -10,12 +10,8 @@ pub enum TraceError {
     UnsupportedVersion { found: u16, supported: u16 },
     #[error("the trace file header is cut short ({len} bytes)")]
     TruncatedHeader { len: usize },
-    #[error("refusing to write the trace to {}: it is a symbolic link", path.display())]
-    SymlinkRefused { path: PathBuf },
-    #[error("{} already exists (pass overwrite to replace it)", path.display())]
-    AlreadyExists { path: PathBuf },
-    #[error("refusing to write the trace to {}: not a regular file", path.display())]
-    NotARegularFile { path: PathBuf },
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
     #[error("{}: {source}", path.display())]
     File {
         path: PathBuf,

@@ -13,6 +13,7 @@ use super::codec::FrameEncoder;
 use super::format::{FRAME_KIND_EVENTS, FrameHeader, frame_crc};
 use super::*;
 use crate::model::*;
+use crate::output::OutputError;
 
 /// splitmix64: deterministic, no dependency.
 pub(crate) struct Prng(u64);
@@ -1083,7 +1084,7 @@ fn create_refuses_symlinks_and_existing_files_and_sets_mode_0600() {
     for overwrite in [false, true] {
         assert!(matches!(
             TraceWriter::create(&link, &meta(), overwrite),
-            Err(TraceError::SymlinkRefused { .. })
+            Err(TraceError::Output(OutputError::Symlink { .. }))
         ));
     }
     // A dangling symlink too (O_CREAT would otherwise create its target).
@@ -1091,14 +1092,14 @@ fn create_refuses_symlinks_and_existing_files_and_sets_mode_0600() {
     std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
     assert!(matches!(
         TraceWriter::create(&dangling, &meta(), true),
-        Err(TraceError::SymlinkRefused { .. })
+        Err(TraceError::Output(OutputError::Symlink { .. }))
     ));
     assert!(!dir.path().join("nowhere").exists());
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
 
     assert!(matches!(
         TraceWriter::create(&target, &meta(), false),
-        Err(TraceError::AlreadyExists { .. })
+        Err(TraceError::Output(OutputError::AlreadyExists { .. }))
     ));
     assert_eq!(std::fs::read(&target).unwrap(), b"precious");
 

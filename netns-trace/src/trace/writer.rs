@@ -1,8 +1,7 @@
 //! Writing a trace: header + metadata once, then self-delimiting frames.
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::codec::FrameEncoder;
@@ -75,49 +74,11 @@ impl TraceWriter<File> {
         overwrite: bool,
         options: WriterOptions,
     ) -> Result<Self, TraceError> {
-        let mut open = OpenOptions::new();
-        // O_NONBLOCK so a FIFO planted at the path fails (ENXIO) instead of blocking us until
-        // someone reads it; it has no effect on regular files.
-        open.write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
-        if overwrite {
-            open.create(true);
-        } else {
-            open.create_new(true);
-        }
-        let file = open.open(path).map_err(|source| {
-            let is_symlink =
-                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
-            if is_symlink {
-                TraceError::SymlinkRefused {
-                    path: path.to_owned(),
-                }
-            } else if source.kind() == std::io::ErrorKind::AlreadyExists {
-                TraceError::AlreadyExists {
-                    path: path.to_owned(),
-                }
-            } else {
-                TraceError::File {
-                    path: path.to_owned(),
-                    source,
-                }
-            }
-        })?;
+        let file = crate::output::create_private(path, overwrite)?;
         let file_err = |source| TraceError::File {
             path: path.to_owned(),
             source,
         };
-        if !file.metadata().map_err(file_err)?.is_file() {
-            return Err(TraceError::NotARegularFile {
-                path: path.to_owned(),
-            });
-        }
-        // Truncate only now that we know it is a regular file; and an overwritten file keeps
-        // its old mode unless we set it.
-        file.set_len(0).map_err(file_err)?;
-        file.set_permissions(Permissions::from_mode(0o600))
-            .map_err(file_err)?;
         let sync_file = file.try_clone().map_err(file_err)?;
         let mut w = Self::from_writer_with(file, meta, options)?;
         w.sync_file = Some(sync_file);
