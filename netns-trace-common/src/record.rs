@@ -41,7 +41,7 @@ macro_rules! with_event_table {
             0x21 user "snapshot" Snapshot(Box<Snapshot>),
             0x22 user "member_cgroup" MemberCgroup(MemberCgroup),
             0x23 user "cni_result" CniResult(Box<CniCacheEntry>),
-            0x24 kernel(CniExec) "cni_exec" CniExec(CniExec),
+            0x24 kernel(CniExec) "cni_exec" CniExec(Box<CniExec>),
         }
     };
 }

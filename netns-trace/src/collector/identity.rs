@@ -124,6 +124,7 @@ impl Registry {
 
     /// The rule behind `find` and `peek`: the life `id` names, and whether the id reveals the
     /// cookie of an entry known so far only by inum.
+    #[inline(always)]
     fn locate(&self, id: NsId, intent: Intent) -> Option<(SlotRef, bool)> {
         if id.is_none() {
             return None;
@@ -312,6 +313,7 @@ impl Collector {
     }
 
     /// The namespace an event is about; `if_unknown` says what to do when none is known.
+    #[inline]
     pub(super) fn place(
         &mut self,
         id: NsId,

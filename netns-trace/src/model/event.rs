@@ -797,6 +797,10 @@ pub struct Event {
     pub body: EventBody,
 }
 
+// Replay hands each decoded event on by value: up to 128 bytes a move is a few register
+// copies, beyond that a memcpy call per event. Large, rare payloads are boxed in the table.
+const _: () = assert!(size_of::<Event>() <= 128);
+
 impl Event {
     /// A userspace observation at `ts_ns`.
     pub fn observed(ts_ns: u64, body: EventBody) -> Self {

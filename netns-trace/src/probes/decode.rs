@@ -29,6 +29,14 @@ pub trait FromRecord: Sized {
     fn from_record(hdr: &EventHeader, record: &Self::Record) -> Result<Self, BadValue>;
 }
 
+/// A payload the event table boxes (a large, rare one, so that `EventBody` stays small).
+impl<P: FromRecord> FromRecord for Box<P> {
+    type Record = P::Record;
+    fn from_record(hdr: &EventHeader, record: &Self::Record) -> Result<Self, BadValue> {
+        P::from_record(hdr, record).map(Box::new)
+    }
+}
+
 /// A record field holding a value its type does not have.
 #[derive(Debug, PartialEq, Eq)]
 pub struct BadValue(pub u64);

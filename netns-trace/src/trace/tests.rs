@@ -380,7 +380,7 @@ pub(crate) fn every_variant() -> Vec<Event> {
             pod_name: Some(String::new()),
             pod_uid: None,
         })),
-        EventBody::CniExec(CniExec {
+        EventBody::CniExec(Box::new(CniExec {
             netns: ns(1),
             verb: "ADD".into(),
             container_id: Some("3f9b".into()),
@@ -389,8 +389,8 @@ pub(crate) fn every_variant() -> Vec<Event> {
             cni_args: Some("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web".into()),
             path: "/opt/cni/bin/bridge".into(),
             truncated: CniTruncated::default(),
-        }),
-        EventBody::CniExec(CniExec {
+        })),
+        EventBody::CniExec(Box::new(CniExec {
             netns: ns(2),
             verb: "VERSION".into(),
             container_id: None,
@@ -399,7 +399,7 @@ pub(crate) fn every_variant() -> Vec<Event> {
             cni_args: Some("IgnoreUnknown=1;K8S_POD_NAM".into()),
             path: "host-local".into(),
             truncated: [CniValue::CniArgs, CniValue::Path].into_iter().collect(),
-        }),
+        })),
         EventBody::Snapshot(Box::new(Snapshot {
             phase: SnapshotPhase::Start,
             init_netns: ns(1),

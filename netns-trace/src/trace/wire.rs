@@ -528,7 +528,7 @@ impl Wire for TaskNetns {
         w.inum(self.mnt_ns);
         w.inum(self.prev_mnt_ns);
     }
-    #[inline]
+    #[inline(always)]
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         let bits = r.byte()?;
         if bits & !(0x0f | TASK_THREAD | TASK_GROUP_DEAD) != 0 {
@@ -561,7 +561,7 @@ impl Wire for ArpPacket {
         self.target_ip.put(w);
         self.target_mac.put(w);
     }
-    #[inline]
+    #[inline(always)]
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         let bits = r.byte()?;
         if bits & !0x07 != 0 {

@@ -120,7 +120,7 @@ fn cni(ts: u64, pid: u32, plugin: &str, verb: &str, sandbox: &str, netns_path: &
         ts,
         pid,
         plugin,
-        EventBody::CniExec(CniExec {
+        EventBody::CniExec(Box::new(CniExec {
             netns: NODE,
             verb: verb.into(),
             container_id: Some(sandbox.into()),
@@ -132,7 +132,7 @@ fn cni(ts: u64, pid: u32, plugin: &str, verb: &str, sandbox: &str, netns_path: &
             )),
             path: format!("/opt/cni/bin/{plugin}"),
             truncated: CniTruncated::default(),
-        }),
+        })),
     )
 }
 

@@ -51,7 +51,7 @@ fn a_cni_exec_record_decodes_to_the_variables_it_held() {
     assert_eq!((ev.pid, ev.comm.as_str().as_ref()), (7001, "host-local"));
     assert_eq!(
         ev.body,
-        EventBody::CniExec(CniExec {
+        EventBody::CniExec(Box::new(CniExec {
             netns: NsId::new(1, 4026531840),
             verb: "DEL".into(),
             container_id: Some("0123abcd".into()),
@@ -60,7 +60,7 @@ fn a_cni_exec_record_decodes_to_the_variables_it_held() {
             cni_args: Some("K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_U".into()),
             path: "/usr/lib/cni/host-local".into(),
             truncated: [CniValue::CniArgs].into_iter().collect(),
-        })
+        }))
     );
 }
 
@@ -106,7 +106,7 @@ fn cni_args_name_the_pod_unless_the_pair_was_cut() {
     let whole = CniExec {
         truncated: CniTruncated::default(),
         cni_args: Some("IgnoreUnknown=1;K8S_POD_UID=9d3c".into()),
-        ..e
+        ..*e
     };
     assert_eq!(whole.cni_arg("K8S_POD_UID"), Some("9d3c"));
     assert_eq!(whole.cni_arg("IgnoreUnknown"), Some("1"));
