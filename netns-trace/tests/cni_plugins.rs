@@ -1067,6 +1067,50 @@ fn expected_execs() -> Vec<ExecSeen> {
     ]
 }
 
+/// How each plugin run of sandbox `container_id` ended, in the order they started, as its
+/// `cni_exit` event (same tgid, later) shows it: (plugin, wait status, parent: "runtime" when
+/// it is `runtime`, else the plugin that started it).
+fn exits_of(
+    source: &str,
+    events: &[Value],
+    container_id: &str,
+    runtime: u32,
+) -> Vec<(String, i64, String)> {
+    let execs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "cni_exec" && e["container_id"] == container_id)
+        .collect();
+    execs
+        .iter()
+        .map(|exec| {
+            let tgid = &exec["tgid"];
+            let exit = events
+                .iter()
+                .find(|e| {
+                    e["type"] == "cni_exit"
+                        && e["tgid"] == *tgid
+                        && e["ts_ns"].as_u64() >= exec["ts_ns"].as_u64()
+                })
+                .unwrap_or_else(|| panic!("{source}: no cni_exit of {exec}"));
+            let parent = exit["parent"].as_u64().unwrap() as u32;
+            let parent = if parent == runtime {
+                "runtime".to_string()
+            } else {
+                execs
+                    .iter()
+                    .find(|e| e["tgid"] == parent)
+                    .map(|e| e["comm"].as_str().unwrap().to_string())
+                    .unwrap_or_else(|| panic!("{source}: parent {parent} of {exit}"))
+            };
+            (
+                exec["comm"].as_str().unwrap().to_string(),
+                exit["wait_status"].as_i64().unwrap(),
+                parent,
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
     if !require_root() {
@@ -1079,6 +1123,11 @@ fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
         .find(|p| p["name"] == "cni_exec")
         .unwrap_or_else(|| panic!("`probes` lists no cni_exec: {probes:#}"));
     assert_eq!(cni_probe["status"], "attached", "{cni_probe:#}");
+    let exit_probe = array(&probes, "probes")
+        .iter()
+        .find(|p| p["name"] == "cni_exit")
+        .unwrap_or_else(|| panic!("`probes` lists no cni_exit: {probes:#}"));
+    assert_eq!(exit_probe["status"], "attached", "{exit_probe:#}");
 
     let trace_dir = tempfile::Builder::new()
         .prefix("netns-trace-cni-exec-")
@@ -1133,6 +1182,20 @@ fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
                 execs_of(source, events, container_id, env),
                 expected_execs(),
                 "{source}: the plugin runs of sandbox {container_id}"
+            );
+            // Each ended with 0, told the test (the runtime); host-local told bridge.
+            let ok = |plugin: &str, parent: &str| (plugin.to_string(), 0, parent.to_string());
+            assert_eq!(
+                exits_of(source, events, container_id, std::process::id()),
+                vec![
+                    ok("loopback", "runtime"),
+                    ok("bridge", "runtime"),
+                    ok("host-local", "bridge"),
+                    ok("bridge", "runtime"),
+                    ok("host-local", "bridge"),
+                    ok("loopback", "runtime"),
+                ],
+                "{source}: the plugin ends of sandbox {container_id}"
             );
         }
     }

@@ -1,8 +1,8 @@
-//! CNI plugin runs ([`CniExec`] events), remembered per sandbox (CNI_CONTAINERID) and per
-//! namespace, each with the namespace its CNI_NETNS named at that moment: a `/proc/PID/ns/net`
-//! path through the membership of PID, a bind-mount path through the pins. A `/proc/PID/...`
-//! path whose process had already exited is kept as such: the call came after the sandbox's
-//! process died.
+//! CNI plugin runs ([`CniExec`] events, ended by [`CniExit`]), remembered per sandbox
+//! (CNI_CONTAINERID) and per namespace, each with the namespace its CNI_NETNS named at that
+//! moment: a `/proc/PID/ns/net` path through the membership of PID, a bind-mount path through
+//! the pins. A `/proc/PID/...` path whose process had already exited is kept as such: the call
+//! came after the sandbox's process died.
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
@@ -12,7 +12,7 @@ use super::Collector;
 use super::identity::SlotRef;
 use super::namespace::{Actor, LeaveHow, normalize_path};
 use crate::attribution::{SandboxKind, sandbox_from_pin_path};
-use crate::model::{CniExec, CniTruncated, Event, NsId};
+use crate::model::{CniExec, CniExit, CniTruncated, Event, NsId};
 
 /// CNI calls remembered (a node makes a handful per pod); older ones are dropped and counted.
 const MAX_CNI_CALLS: usize = 16_384;
@@ -42,6 +42,66 @@ pub struct CniCall {
     pub caller_netns: NsId,
     /// Values the kernel cut to fit its record.
     pub truncated: CniTruncated,
+    /// The tgid told of its end: the runtime, or the plugin that chained it (known once it
+    /// ended).
+    pub parent: Option<u32>,
+    /// When and how it ended; `None` while it runs, or when its end was not seen.
+    pub end: Option<CniEnd>,
+}
+
+/// The end of a CNI plugin run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniEnd {
+    pub at_ns: u64,
+    pub status: CniStatus,
+}
+
+/// How a CNI plugin run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum CniStatus {
+    /// It exited with this code (0: the call succeeded).
+    Exited { code: i32 },
+    /// A signal killed it.
+    Killed { signal: i32, core_dumped: bool },
+}
+
+impl CniStatus {
+    fn of(e: &CniExit) -> Self {
+        match (e.exit_code(), e.signal()) {
+            (Some(code), _) => CniStatus::Exited { code },
+            (None, Some(signal)) => CniStatus::Killed {
+                signal,
+                core_dumped: e.core_dumped(),
+            },
+            // The decoder builds wait statuses of those two shapes only.
+            (None, None) => CniStatus::Exited {
+                code: e.wait_status,
+            },
+        }
+    }
+
+    pub fn succeeded(self) -> bool {
+        self == CniStatus::Exited { code: 0 }
+    }
+}
+
+impl std::fmt::Display for CniStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CniStatus::Exited { code } => write!(f, "exit {code}"),
+            CniStatus::Killed {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "killed by signal {signal}")?;
+                if core_dumped {
+                    f.write_str(" (core dumped)")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The namespace a CNI_NETNS path named when the call started.
@@ -93,6 +153,8 @@ pub(super) struct CniCalls {
     first: u64,
     by_sandbox: FxHashMap<String, Vec<u64>>,
     by_netns: FxHashMap<SlotRef, Vec<u64>>,
+    /// The calls still running, by the plugin's tgid.
+    running: FxHashMap<u32, Vec<u64>>,
     dropped: u64,
 }
 
@@ -108,6 +170,7 @@ impl CniCalls {
         if let Some(r) = slot {
             self.by_netns.entry(r).or_default().push(seq);
         }
+        self.running.entry(call.plugin.tgid).or_default().push(seq);
         self.calls.push_back(Entry { call, slot });
     }
 
@@ -132,6 +195,26 @@ impl CniCalls {
         }
         if let Some(r) = old.slot {
             unindex(&mut self.by_netns, r, seq);
+        }
+        if old.call.end.is_none() {
+            unindex(&mut self.running, old.call.plugin.tgid, seq);
+        }
+    }
+
+    /// Ends every running call of process `tgid`: a plugin that exec'd another with its
+    /// environment (a wrapper) made two calls of one process.
+    fn end(&mut self, tgid: u32, end: CniEnd, parent: u32) {
+        for seq in self.running.remove(&tgid).unwrap_or_default() {
+            let Some(i) = seq
+                .checked_sub(self.first)
+                .and_then(|i| usize::try_from(i).ok())
+            else {
+                continue;
+            };
+            if let Some(e) = self.calls.get_mut(i) {
+                e.call.end = Some(end);
+                e.call.parent = Some(parent);
+            }
         }
     }
 
@@ -203,8 +286,18 @@ impl Collector {
             pod_uid: e.cni_arg("K8S_POD_UID").map(str::to_string),
             caller_netns: e.netns,
             truncated: e.truncated,
+            parent: None,
+            end: None,
         };
         self.cni_calls.push(call, slot);
+    }
+
+    pub(super) fn on_cni_exit(&mut self, ev: &Event, e: &CniExit) {
+        let end = CniEnd {
+            at_ns: ev.ts_ns,
+            status: CniStatus::of(e),
+        };
+        self.cni_calls.end(ev.tgid, end, e.parent);
     }
 
     /// What a CNI_NETNS path names now.

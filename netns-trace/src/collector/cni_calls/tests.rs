@@ -376,3 +376,117 @@ fn the_oldest_calls_are_dropped_past_the_bound_and_leave_the_indexes() {
     assert_eq!(in_a.len(), MAX_CNI_CALLS);
     assert_eq!(in_a[0], 3 * S + extra as u64, "the oldest left are first");
 }
+
+/// The plugin `pid` (its last thread `tid`) ending with `wait_status`, its parent `parent`
+/// being told.
+fn cni_exit(ts: u64, pid: u32, tid: u32, wait_status: i32, parent: u32) -> Event {
+    Event {
+        ts_ns: ts,
+        pid: tid,
+        tgid: pid,
+        comm: Comm::from_str_lossy("bridge"),
+        body: EventBody::CniExit(CniExit {
+            wait_status,
+            parent,
+        }),
+    }
+}
+
+/// (pid, parent, end) of each call.
+fn ends<'a>(calls: impl Iterator<Item = &'a CniCall>) -> Vec<(u32, Option<u32>, Option<CniEnd>)> {
+    calls.map(|c| (c.plugin.tgid, c.parent, c.end)).collect()
+}
+
+fn exited(at_ns: u64, code: i32) -> Option<CniEnd> {
+    Some(CniEnd {
+        at_ns,
+        status: CniStatus::Exited { code },
+    })
+}
+
+#[test]
+fn each_call_ends_with_the_status_its_parent_was_told() {
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 100, POD_A);
+    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    // The runtime (pid 90) runs bridge, which runs host-local; host-local ends first.
+    c.handle(&cni(3 * S, 111, "bridge", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni(3 * S + MS, 112, "host-local", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(3 * S + 2 * MS, 112, 115, 0, 111));
+    c.handle(&cni_exit(3 * S + 3 * MS, 111, 111, 0, 90));
+    // A DEL that fails, and one a signal kills (with a core dump).
+    c.handle(&cni(4 * S, 120, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(4 * S + MS, 120, 121, 1 << 8, 90));
+    c.handle(&cni(5 * S, 130, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(5 * S + MS, 130, 130, 6 | 0x80, 90));
+    // A wrapper: one process exec'd the plugin after itself, both with the CNI environment;
+    // its one end ends both.
+    c.handle(&cni(6 * S, 140, "wrapper", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni(6 * S + MS, 140, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(6 * S + 2 * MS, 140, 140, 0, 90));
+    // An end for a process with no running call (its start was lost) changes nothing, and a
+    // later call of a reused pid is ended by its own end only.
+    c.handle(&cni_exit(7 * S, 111, 111, 2 << 8, 90));
+    c.handle(&cni(8 * S, 111, "bridge", "CHECK", SANDBOX_A, PIN_A));
+    // Still running at the end of the trace.
+    c.handle(&cni(9 * S, 150, "bridge", "CHECK", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(9 * S + MS, 111, 111, 0, 91));
+
+    assert_eq!(
+        ends(c.cni_calls_for_sandbox(SANDBOX_A)),
+        vec![
+            (111, Some(90), exited(3 * S + 3 * MS, 0)),
+            (112, Some(111), exited(3 * S + 2 * MS, 0)),
+            (120, Some(90), exited(4 * S + MS, 1)),
+            (
+                130,
+                Some(90),
+                Some(CniEnd {
+                    at_ns: 5 * S + MS,
+                    status: CniStatus::Killed {
+                        signal: 6,
+                        core_dumped: true
+                    }
+                })
+            ),
+            (140, Some(90), exited(6 * S + 2 * MS, 0)),
+            (140, Some(90), exited(6 * S + 2 * MS, 0)),
+            (111, Some(91), exited(9 * S + MS, 0)),
+            (150, None, None),
+        ]
+    );
+    let statuses: Vec<String> = c
+        .cni_calls()
+        .filter_map(|call| call.end.map(|e| e.status.to_string()))
+        .collect();
+    assert_eq!(
+        statuses[2..4],
+        [
+            "exit 1".to_string(),
+            "killed by signal 6 (core dumped)".into()
+        ]
+    );
+    assert!(
+        c.cni_calls()
+            .next()
+            .unwrap()
+            .end
+            .unwrap()
+            .status
+            .succeeded()
+    );
+    assert!(
+        !c.cni_calls()
+            .nth(2)
+            .unwrap()
+            .end
+            .unwrap()
+            .status
+            .succeeded()
+    );
+    // The JSON names how it ended.
+    assert_eq!(
+        serde_json::to_value(c.cni_calls().nth(3).unwrap().end).unwrap(),
+        serde_json::json!({"at_ns": 5 * S + MS, "status": {"how": "killed", "signal": 6, "core_dumped": true}})
+    );
+}
