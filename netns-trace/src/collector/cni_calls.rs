@@ -258,6 +258,58 @@ impl Collector {
             .indexed(slot.and_then(|r| self.cni_calls.by_netns.get(&r)))
     }
 
+    /// The CNI calls of the sandboxes whose calls named the namespace with this id, oldest
+    /// first: what the runtime did for its pod, including a DEL whose CNI_NETNS no longer
+    /// named anything.
+    pub fn sandbox_cni_calls_for_namespace(&self, id: &str) -> Vec<&CniCall> {
+        match self.reg.iter().find(|(_, ns)| ns.id() == id) {
+            Some((r, _)) => self.sandbox_cni_calls(r),
+            None => Vec::new(),
+        }
+    }
+
+    /// The sandboxes (CNI_CONTAINERID) whose calls named namespace `r`.
+    pub(super) fn cni_sandboxes(&self, r: SlotRef) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .cni_calls
+            .indexed(self.cni_calls.by_netns.get(&r))
+            .filter_map(|c| c.container_id.as_deref())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Every call of the sandboxes of namespace `r`, oldest first.
+    pub(super) fn sandbox_cni_calls(&self, r: SlotRef) -> Vec<&CniCall> {
+        let mut seqs: Vec<u64> = self
+            .cni_sandboxes(r)
+            .into_iter()
+            .filter_map(|id| self.cni_calls.by_sandbox.get(id))
+            .flatten()
+            .copied()
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs.into_iter()
+            .filter_map(|seq| self.cni_calls.get(seq))
+            .collect()
+    }
+
+    /// Whether a plugin made `call` for a plugin it chained (an IPAM plugin run by bridge):
+    /// its parent is a call of the same sandbox that was running when it started. The others
+    /// are the runtime's.
+    pub fn is_chained(&self, call: &CniCall) -> bool {
+        let (Some(parent), Some(id)) = (call.parent, call.container_id.as_deref()) else {
+            return false;
+        };
+        self.cni_calls_for_sandbox(id).any(|p| {
+            p.plugin.tgid == parent
+                && p.at_ns <= call.at_ns
+                && p.end.is_none_or(|e| e.at_ns >= call.at_ns)
+        })
+    }
+
     /// CNI calls dropped to keep memory bounded (the oldest go first).
     pub fn cni_calls_dropped(&self) -> u64 {
         self.cni_calls.dropped
@@ -289,6 +341,9 @@ impl Collector {
             parent: None,
             end: None,
         };
+        if let Some(r) = slot {
+            self.note_cni_call(r, &call, ev.ts_ns);
+        }
         self.cni_calls.push(call, slot);
     }
 

@@ -490,3 +490,54 @@ fn each_call_ends_with_the_status_its_parent_was_told() {
         serde_json::json!({"at_ns": 5 * S + MS, "status": {"how": "killed", "signal": 6, "core_dumped": true}})
     );
 }
+
+#[test]
+fn a_namespace_has_its_sandboxes_calls_and_its_owner_from_them() {
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 100, POD_A);
+    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    c.handle(&cni(3 * S, 111, "bridge", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni(3 * S + MS, 112, "host-local", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(3 * S + 2 * MS, 112, 112, 0, 111));
+    c.handle(&cni_exit(3 * S + 3 * MS, 111, 111, 0, 90));
+    // The pin goes first; the DEL's path then names nothing, yet it is the sandbox's.
+    c.handle(&Event::observed(
+        4 * S,
+        EventBody::PinRemoved(PinChange {
+            netns: POD_A,
+            pin: pin_at(PIN_A),
+        }),
+    ));
+    c.handle(&cni(5 * S, 120, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(5 * S + MS, 120, 120, 0, 90));
+    // Another sandbox's call is not this namespace's.
+    c.handle(&cni(
+        6 * S,
+        130,
+        "bridge",
+        "ADD",
+        SANDBOX_B,
+        "/proc/4242/ns/net",
+    ));
+
+    let id = id_of(&c, POD_A);
+    let calls = c.sandbox_cni_calls_for_namespace(&id);
+    assert_eq!(
+        calls
+            .iter()
+            .map(|k| (k.plugin.tgid, k.verb.as_str(), c.is_chained(k)))
+            .collect::<Vec<_>>(),
+        vec![(111, "ADD", false), (112, "ADD", true), (120, "DEL", false)]
+    );
+    assert_eq!(calls[2].target, CniTarget::Unresolved);
+    let ns = c.namespaces().find(|n| n.id() == id).unwrap();
+    assert_eq!(ns.owner.container_id.as_deref(), Some(SANDBOX_A));
+    assert_eq!(
+        (
+            ns.owner.pod_namespace.as_deref(),
+            ns.owner.pod_name.as_deref(),
+            ns.owner.pod_uid.as_deref()
+        ),
+        (Some("shop"), Some("web-aaaa0001"), Some("uid-aaaa0001"))
+    );
+}
