@@ -203,8 +203,9 @@ impl CniCalls {
 
     /// Ends every running call of process `tgid`: a plugin that exec'd another with its
     /// environment (a wrapper) made two calls of one process.
-    fn end(&mut self, tgid: u32, end: CniEnd, parent: u32) {
-        for seq in self.running.remove(&tgid).unwrap_or_default() {
+    fn end(&mut self, tgid: u32, end: CniEnd, parent: u32) -> Vec<u64> {
+        let seqs = self.running.remove(&tgid).unwrap_or_default();
+        for &seq in &seqs {
             let Some(i) = seq
                 .checked_sub(self.first)
                 .and_then(|i| usize::try_from(i).ok())
@@ -216,11 +217,16 @@ impl CniCalls {
                 e.call.parent = Some(parent);
             }
         }
+        seqs
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.calls.get(i)
     }
 
     fn get(&self, seq: u64) -> Option<&CniCall> {
-        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        self.calls.get(i).map(|e| &e.call)
+        self.entry(seq).map(|e| &e.call)
     }
 
     fn indexed<'a>(&'a self, seqs: Option<&'a Vec<u64>>) -> impl Iterator<Item = &'a CniCall> {
@@ -352,7 +358,49 @@ impl Collector {
             at_ns: ev.ts_ns,
             status: CniStatus::of(e),
         };
-        self.cni_calls.end(ev.tgid, end, e.parent);
+        let ended = self.cni_calls.end(ev.tgid, end, e.parent);
+        let mut failure_raised = false;
+        for seq in ended {
+            let Some(entry) = self.cni_calls.entry(seq) else {
+                continue;
+            };
+            let call = entry.call.clone();
+            if call.verb != "DEL" || self.is_chained(&call) {
+                continue;
+            }
+            let slot = entry
+                .slot
+                .or_else(|| self.sandbox_slot(call.container_id.as_deref()?));
+            if !end.status.succeeded() && !failure_raised {
+                failure_raised = true;
+                let chained: Vec<CniCall> = call
+                    .container_id
+                    .as_deref()
+                    .into_iter()
+                    .flat_map(|id| self.cni_calls_for_sandbox(id))
+                    .filter(|c| {
+                        c.parent == Some(call.plugin.tgid)
+                            && (call.at_ns..=end.at_ns).contains(&c.at_ns)
+                    })
+                    .cloned()
+                    .collect();
+                self.raise_cni_del_failed(call, chained, slot);
+            }
+            if let Some(r) = slot {
+                self.refresh_leak_cni(r);
+                self.check_cni_del_left(r, ev.ts_ns);
+            }
+        }
+    }
+
+    /// The namespace the latest call of sandbox `id` named.
+    fn sandbox_slot(&self, id: &str) -> Option<SlotRef> {
+        self.cni_calls
+            .by_sandbox
+            .get(id)?
+            .iter()
+            .rev()
+            .find_map(|seq| self.cni_calls.entry(*seq)?.slot)
     }
 
     /// What a CNI_NETNS path names now.

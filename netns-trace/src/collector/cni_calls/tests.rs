@@ -2,7 +2,7 @@
 //! unshares its namespace, the runtime pins it (or passes /proc/PID/ns/net), runs the plugins,
 //! which exec their IPAM plugin with the same environment, and tears down.
 use super::*;
-use crate::collector::CollectorConfig;
+use crate::collector::{CollectorConfig, FindingDetail};
 use crate::model::{
     Comm, CreatedBy, EventBody, MountOp, MountSyscall, NetnsCreated, Pin, PinChange, Snapshot,
     SnapshotPhase, TaskNetns, TaskOp,
@@ -540,4 +540,201 @@ fn a_namespace_has_its_sandboxes_calls_and_its_owner_from_them() {
         ),
         (Some("shop"), Some("web-aaaa0001"), Some("uid-aaaa0001"))
     );
+}
+
+fn interfaces(ts: u64, id: NsId, ip: Option<&str>) -> Event {
+    let mut ifaces = vec![crate::model::Interface {
+        name: "lo".into(),
+        ifindex: 1,
+        mac: Default::default(),
+        ipv4: vec![(std::net::Ipv4Addr::LOCALHOST, 8)],
+    }];
+    if let Some(ip) = ip {
+        ifaces.push(crate::model::Interface {
+            name: "eth0".into(),
+            ifindex: 2,
+            mac: crate::model::Mac([2, 0, 0, 0, 0, 1]),
+            ipv4: vec![(ip.parse().unwrap(), 24)],
+        });
+    }
+    Event::observed(
+        ts,
+        EventBody::Interfaces(crate::model::InterfacesRead {
+            netns: id,
+            interfaces: ifaces,
+        }),
+    )
+}
+
+/// A pod's ADD through `path` as a runtime runs it: bridge, which chains host-local.
+fn add(c: &mut Collector, ts: u64, pid: u32, sandbox: &str, path: &str) {
+    c.handle(&cni(ts, pid, "bridge", "ADD", sandbox, path));
+    c.handle(&cni(ts + MS, pid + 1, "host-local", "ADD", sandbox, path));
+    c.handle(&cni_exit(ts + 2 * MS, pid + 1, pid + 1, 0, pid));
+    c.handle(&cni_exit(ts + 3 * MS, pid, pid, 0, 90));
+}
+
+/// The same for DEL, each plugin ending with its own status.
+fn run_del(c: &mut Collector, ts: u64, pid: u32, sandbox: &str, path: &str, host_local: i32) {
+    c.handle(&cni(ts, pid, "bridge", "DEL", sandbox, path));
+    c.handle(&cni(ts + MS, pid + 1, "host-local", "DEL", sandbox, path));
+    c.handle(&cni_exit(ts + 2 * MS, pid + 1, pid + 1, host_local, pid));
+    c.handle(&cni_exit(ts + 3 * MS, pid, pid, host_local, 90));
+}
+
+fn kinds(c: &Collector) -> Vec<&'static str> {
+    c.findings().iter().map(|f| f.kind()).collect()
+}
+
+#[test]
+fn a_del_after_the_pause_died_that_its_pinned_namespace_outlived_is_cited_in_one_leak() {
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: 2 * S,
+        ..Default::default()
+    });
+    c.handle(&Event::observed(
+        S,
+        EventBody::Snapshot(Box::new(Snapshot {
+            phase: SnapshotPhase::Start,
+            namespaces: vec![],
+            init_netns: INIT,
+        })),
+    ));
+    // Pod A: the pause (100) given as /proc/100/ns/net; a plugin's debugging bind mount.
+    unshare(&mut c, 2 * S, 100, POD_A);
+    add(&mut c, 3 * S, 110, SANDBOX_A, "/proc/100/ns/net");
+    c.handle(&interfaces(3 * S + 10 * MS, POD_A, Some("10.231.62.11")));
+    pin(&mut c, 4 * S, POD_A, "/run/netns-debug/aaaa0001");
+    // The pause dies; DEL gets the dead path, returns 0, and eth0 stays.
+    exit(&mut c, 5 * S, 100, POD_A);
+    run_del(
+        &mut c,
+        5 * S + 100 * MS,
+        120,
+        SANDBOX_A,
+        "/proc/100/ns/net",
+        0,
+    );
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
+    c.tick(8 * S);
+    assert_eq!(
+        kinds(&c),
+        vec!["leaked_netns", "cni_del_left_namespace"],
+        "{:#?}",
+        c.findings()
+    );
+    let leak = &c.findings()[0];
+    assert!(
+        leak.summary.ends_with(
+            "; CNI ADD at 3.000s (exit 0), DEL at 5.100s (exit 0), CNI_NETNS /proc/100/ns/net \
+             naming nothing: process 100 had exited at 5.000s after the last member left at 5.000s"
+        ),
+        "{}",
+        leak.summary
+    );
+    let FindingDetail::LeakedNetns { cni_calls, .. } = &leak.detail else {
+        panic!()
+    };
+    assert_eq!(
+        cni_calls
+            .iter()
+            .map(|k| (k.verb.as_str(), k.plugin.tgid))
+            .collect::<Vec<_>>(),
+        vec![("ADD", 110), ("DEL", 120)],
+        "the runtime's calls, not host-local's"
+    );
+    let left = &c.findings()[1];
+    assert_eq!(left.netns, leak.netns);
+    let FindingDetail::CniDelLeftNamespace {
+        container_id,
+        del,
+        netns_path_resolved,
+        interfaces,
+        pins,
+    } = &left.detail
+    else {
+        panic!()
+    };
+    assert_eq!(container_id, SANDBOX_A);
+    assert_eq!((del.at_ns, del.plugin.tgid), (5 * S + 100 * MS, 120));
+    assert_eq!(
+        del.end,
+        Some(CniEnd {
+            at_ns: 5 * S + 103 * MS,
+            status: CniStatus::Exited { code: 0 }
+        })
+    );
+    assert_eq!(del.netns_path.as_deref(), Some("/proc/100/ns/net"));
+    assert!(!netns_path_resolved);
+    assert_eq!(interfaces[0].ipv4, vec!["10.231.62.11/24".to_string()]);
+    assert_eq!(pins[0].path.as_deref(), Some("/run/netns-debug/aaaa0001"));
+    // A DEL retried later replaces the story in the leak.
+    run_del(&mut c, 9 * S, 130, SANDBOX_A, "/proc/100/ns/net", 0);
+    assert!(
+        c.findings()[0]
+            .summary
+            .ends_with("after the last member left at 5.000s")
+            && c.findings()[0].summary.contains("DEL at 9.000s"),
+        "{}",
+        c.findings()[0].summary
+    );
+    assert_eq!(c.findings().len(), 2, "raised once");
+}
+
+#[test]
+fn a_failed_del_is_a_finding_with_its_namespace_and_a_clean_pod_gives_none() {
+    let mut c = collector();
+    // Pod A: pinned as containerd does; a clean stop: DEL through the pin, eth0 goes, then
+    // the pin, then the namespace.
+    unshare(&mut c, 2 * S, 100, POD_A);
+    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    add(&mut c, 3 * S, 110, SANDBOX_A, PIN_A);
+    c.handle(&interfaces(3 * S + 10 * MS, POD_A, Some("10.0.0.2")));
+    exit(&mut c, 4 * S, 100, POD_A);
+    run_del(&mut c, 4 * S + MS, 120, SANDBOX_A, PIN_A, 0);
+    c.handle(&interfaces(4 * S + 10 * MS, POD_A, None));
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
+
+    // Pod B: its DEL fails (host-local exits 1, so bridge does).
+    unshare(&mut c, 5 * S, 200, POD_B);
+    add(&mut c, 5 * S + MS, 210, SANDBOX_B, "/proc/200/ns/net");
+    c.handle(&interfaces(5 * S + 10 * MS, POD_B, Some("10.0.0.3")));
+    run_del(&mut c, 6 * S, 220, SANDBOX_B, "/proc/200/ns/net", 1 << 8);
+    assert_eq!(
+        kinds(&c),
+        vec!["cni_del_failed"],
+        "one, for the runtime's DEL"
+    );
+    let f = &c.findings()[0];
+    assert_eq!(f.netns, id_of(&c, POD_B));
+    assert_eq!(
+        f.summary,
+        format!(
+            "CNI DEL of sandbox {SANDBOX_B} failed: bridge (exit 1) at 6.003s, CNI_NETNS \
+             /proc/200/ns/net naming process 200's namespace; it ran host-local exit 1; {} is alive \
+             with eth0 10.0.0.3/24, held by nothing observed",
+            id_of(&c, POD_B)
+        )
+    );
+    let FindingDetail::CniDelFailed {
+        container_id,
+        del,
+        chained,
+        namespace,
+    } = &f.detail
+    else {
+        panic!()
+    };
+    assert_eq!(container_id.as_deref(), Some(SANDBOX_B));
+    assert_eq!(del.plugin.tgid, 220);
+    assert_eq!(
+        chained
+            .iter()
+            .map(|k| (k.plugin.tgid, k.end.map(|e| e.status)))
+            .collect::<Vec<_>>(),
+        vec![(221, Some(CniStatus::Exited { code: 1 }))]
+    );
+    let ns = namespace.as_ref().unwrap();
+    assert_eq!(ns.state, crate::collector::NsState::Alive);
+    assert_eq!(ns.interfaces.len(), 2);
 }
