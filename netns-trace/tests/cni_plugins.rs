@@ -921,6 +921,35 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     };
     check_incident_cni("watch", &live, &ids, &del);
     check_incident_cni("report", array(&report, "findings"), &ids, &del);
+    // The report lists pod A's CNI calls with its namespace, in JSON and in text.
+    let listed_a = array(&report, "namespaces")
+        .iter()
+        .find(|n| a.is(&n["id"]))
+        .unwrap();
+    assert!(
+        array(listed_a, "cni_calls")
+            .iter()
+            .any(|c| c["verb"] == "DEL"
+                && c["plugin"]["comm"] == "host-local"
+                && c["netns_path"] == del.netns_path.as_str()),
+        "the report's pod A lists every call, chained ones too: {listed_a:#}"
+    );
+    let text = Command::new(common::watch::netns_trace_bin())
+        .args(["report", trace_arg, "--grace", INCIDENT_GRACE])
+        .output()
+        .expect("run netns-trace report");
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("\nCNI CALLS\n")
+            && text.lines().any(|l| l.contains("DEL bridge")
+                && l.contains("exit 0")
+                && l.contains(&format!(
+                    "CNI_NETNS {} -> nothing: process {}",
+                    del.netns_path, del.pause_pid
+                ))),
+        "report text: {text}"
+    );
     let reported_a = array(&report, "namespaces")
         .iter()
         .find(|n| a.is(&n["id"]))

@@ -236,7 +236,7 @@ impl CniCalls {
 
 impl Collector {
     /// Every CNI call remembered, oldest first.
-    pub fn cni_calls(&self) -> impl Iterator<Item = &CniCall> + '_ {
+    pub fn cni_calls(&self) -> impl DoubleEndedIterator<Item = &CniCall> + '_ {
         self.cni_calls.calls.iter().map(|e| &e.call)
     }
 
@@ -272,6 +272,16 @@ impl Collector {
             Some((r, _)) => self.sandbox_cni_calls(r),
             None => Vec::new(),
         }
+    }
+
+    /// [`Collector::sandbox_cni_calls_for_namespace`] of every namespace some call named, by
+    /// namespace id: one pass for a report.
+    pub fn sandbox_cni_calls_by_namespace(&self) -> FxHashMap<String, Vec<&CniCall>> {
+        self.cni_calls
+            .by_netns
+            .keys()
+            .filter_map(|r| Some((self.reg.get(*r)?.id(), self.sandbox_cni_calls(*r))))
+            .collect()
     }
 
     /// The sandboxes (CNI_CONTAINERID) whose calls named namespace `r`.

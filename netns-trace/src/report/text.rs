@@ -327,6 +327,16 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         writeln!(out, "{}", line.trim_end())?;
     }
 
+    if r.namespaces.iter().any(|n| !n.cni_calls.is_empty()) {
+        writeln!(out, "\nCNI CALLS")?;
+        for n in r.namespaces.iter().filter(|n| !n.cni_calls.is_empty()) {
+            writeln!(out, "{}", n.id)?;
+            for c in &n.cni_calls {
+                writeln!(out, "    {}", cni_call(clock, c))?;
+            }
+        }
+    }
+
     writeln!(out, "\nFINDINGS")?;
     if r.findings.is_empty() {
         writeln!(out, "none")?;
