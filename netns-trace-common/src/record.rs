@@ -42,6 +42,7 @@ macro_rules! with_event_table {
             0x22 user "member_cgroup" MemberCgroup(MemberCgroup),
             0x23 user "cni_result" CniResult(Box<CniCacheEntry>),
             0x24 kernel(CniExec) "cni_exec" CniExec(Box<CniExec>),
+            0x25 kernel(CniExit) "cni_exit" CniExit(CniExit),
         }
     };
 }
@@ -446,6 +447,34 @@ pub struct CniExec {
     pub path: [u8; PATH_LEN],
 }
 
+/// How a child ended, as its parent is told (the `si_code` of the SIGCHLD, UAPI values).
+pub mod cld {
+    /// It exited; the status is its exit code.
+    pub const EXITED: i32 = 1;
+    /// A signal killed it; the status is the signal.
+    pub const KILLED: i32 = 2;
+    /// A signal killed it and it dumped core; the status is the signal.
+    pub const DUMPED: i32 = 3;
+}
+
+/// A CNI plugin ended: the process a [`CniExec`] started is gone (every thread) and its
+/// parent is being told (the SIGCHLD it is sent, whether or not it ignores it). `hdr` is the
+/// plugin's last thread (`hdr.tgid` is the exec's); `hdr.netns` is zero: the plugin's
+/// namespaces are released by then.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CniExit {
+    pub hdr: EventHeader,
+    /// A CLD_* value of [`cld`].
+    pub code: i32,
+    /// [`cld::EXITED`]: the exit code (0–255); otherwise the signal that killed it.
+    pub status: i32,
+    /// The tgid of the process told: its parent (the runtime that waits for it, or whoever
+    /// adopted it).
+    pub parent_tgid: u32,
+    pub _pad: u32,
+}
+
 const _: () = {
     assert!(core::mem::size_of::<NetnsId>() == 16);
     assert!(core::mem::size_of::<EventHeader>() == 56);
@@ -459,4 +488,5 @@ const _: () = {
     assert!(core::mem::size_of::<Arp>() == 88);
     assert!(core::mem::size_of::<NeighUpdate>() == 80);
     assert!(core::mem::size_of::<CniExec>() == 1120);
+    assert!(core::mem::size_of::<CniExit>() == 72);
 };

@@ -714,6 +714,15 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
         about_replayed.is_empty(),
         "the report has findings about the churn: {about_replayed:#?}"
     );
+    let cni_findings: Vec<&Value> = live
+        .iter()
+        .chain(replayed)
+        .filter(|f| f["kind"].as_str().is_some_and(|k| k.starts_with("cni_")))
+        .collect();
+    assert!(
+        cni_findings.is_empty(),
+        "CNI findings in a clean churn: {cni_findings:#?}"
+    );
     let lost: Vec<&Value> = lines
         .iter()
         .filter(|l| l["type"] == "lost_events" || l["notice"]["kind"] == "events_lost")
@@ -809,6 +818,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
 
     // The pause dies, and the runtime's DEL gets the dead /proc/PID/ns/net path.
     let dead_netns = pod_a.cni_netns().to_path_buf();
+    let pause_pid = pod_a.pause.pid();
     pod_a.pause.kill();
     assert!(
         !dead_netns.exists(),
@@ -904,6 +914,42 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         &pin_path,
         pin_maker,
     );
+    let del = DelSeen {
+        container_id: pod_a.attachment.container_id.clone(),
+        netns_path: dead_netns.to_string_lossy().into_owned(),
+        pause_pid,
+    };
+    check_incident_cni("watch", &live, &ids, &del);
+    check_incident_cni("report", array(&report, "findings"), &ids, &del);
+    // The report lists pod A's CNI calls with its namespace, in JSON and in text.
+    let listed_a = array(&report, "namespaces")
+        .iter()
+        .find(|n| a.is(&n["id"]))
+        .unwrap();
+    assert!(
+        array(listed_a, "cni_calls")
+            .iter()
+            .any(|c| c["verb"] == "DEL"
+                && c["plugin"]["comm"] == "host-local"
+                && c["netns_path"] == del.netns_path.as_str()),
+        "the report's pod A lists every call, chained ones too: {listed_a:#}"
+    );
+    let text = Command::new(common::watch::netns_trace_bin())
+        .args(["report", trace_arg, "--grace", INCIDENT_GRACE])
+        .output()
+        .expect("run netns-trace report");
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("\nCNI CALLS\n")
+            && text.lines().any(|l| l.contains("DEL bridge")
+                && l.contains("exit 0")
+                && l.contains(&format!(
+                    "CNI_NETNS {} -> nothing: process {}",
+                    del.netns_path, del.pause_pid
+                ))),
+        "report text: {text}"
+    );
     let reported_a = array(&report, "namespaces")
         .iter()
         .find(|n| a.is(&n["id"]))
@@ -928,6 +974,95 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
             common::netns_holders(n.inum)
         );
     }
+}
+
+/// The runtime's DEL of pod A, given the dead pause's /proc/PID/ns/net.
+struct DelSeen {
+    container_id: String,
+    netns_path: String,
+    pause_pid: u32,
+}
+
+/// The incident's CNI evidence: the leak finding of pod A cites the DEL that ran after the
+/// pause died (its time, exit status and dead path) beside the pin, and
+/// cni_del_left_namespace names the namespace that outlived that DEL.
+fn check_incident_cni(source: &str, findings: &[Value], ids: &Ids, del: &DelSeen) {
+    let leak = findings
+        .iter()
+        .find(|f| f["kind"] == "leaked_netns" && ids.a.is(&f["netns"]))
+        .unwrap_or_else(|| panic!("{source}: no leak of pod A: {findings:#?}"));
+    let calls = array(leak, "cni_calls");
+    let dels: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["verb"] == "DEL" && c["container_id"] == del.container_id.as_str())
+        .collect();
+    let bridge_del = dels
+        .iter()
+        .find(|c| c["plugin"]["comm"] == "bridge")
+        .unwrap_or_else(|| panic!("{source}: the leak cites bridge's DEL: {leak:#}"));
+    assert_eq!(
+        bridge_del["netns_path"],
+        del.netns_path.as_str(),
+        "{bridge_del:#}"
+    );
+    assert_eq!(
+        bridge_del["end"]["status"],
+        json!({"how": "exited", "code": 0}),
+        "{source}: {bridge_del:#}"
+    );
+    let target = &bridge_del["target"];
+    assert_eq!(target["kind"], "exited_process", "{source}: {bridge_del:#}");
+    assert_eq!(target["pid"], del.pause_pid, "{source}: {bridge_del:#}");
+    assert!(
+        bridge_del["at_ns"].as_u64() >= target["exited_at_ns"].as_u64(),
+        "{source}: the DEL ran after the pause died: {bridge_del:#}"
+    );
+    assert!(
+        calls.iter().any(|c| c["verb"] == "ADD"),
+        "{source}: the leak cites the ADD: {leak:#}"
+    );
+    assert!(
+        calls.iter().all(|c| c["plugin"]["comm"] != "host-local"),
+        "{source}: the runtime's calls only: {leak:#}"
+    );
+    let summary = leak["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("CNI_NETNS {} naming nothing", del.netns_path))
+            && summary.contains("(exit 0)")
+            && summary.contains("after the last member left at"),
+        "{source}: the leak's summary tells the DEL: {summary}"
+    );
+
+    let left: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["kind"] == "cni_del_left_namespace" && ids.a.is(&f["netns"]))
+        .collect();
+    assert_eq!(left.len(), 1, "{source}: {findings:#?}");
+    let left = left[0];
+    assert_eq!(left["container_id"], del.container_id.as_str(), "{left:#}");
+    assert_eq!(left["netns_path_resolved"], false, "{source}: {left:#}");
+    assert_eq!(
+        left["del"]["netns_path"],
+        del.netns_path.as_str(),
+        "{left:#}"
+    );
+    assert!(
+        array(left, "interfaces")
+            .iter()
+            .any(|i| i["name"] == "eth0"),
+        "{source}: eth0 was left: {left:#}"
+    );
+    let others: Vec<&Value> = findings
+        .iter()
+        .filter(|f| {
+            f["kind"].as_str().is_some_and(|k| k.starts_with("cni_"))
+                && !(f["kind"] == "cni_del_left_namespace" && ids.a.is(&f["netns"]))
+        })
+        .collect();
+    assert!(
+        others.is_empty(),
+        "{source}: other CNI findings: {others:#?}"
+    );
 }
 
 struct Ids {
@@ -1067,6 +1202,50 @@ fn expected_execs() -> Vec<ExecSeen> {
     ]
 }
 
+/// How each plugin run of sandbox `container_id` ended, in the order they started, as its
+/// `cni_exit` event (same tgid, later) shows it: (plugin, wait status, parent: "runtime" when
+/// it is `runtime`, else the plugin that started it).
+fn exits_of(
+    source: &str,
+    events: &[Value],
+    container_id: &str,
+    runtime: u32,
+) -> Vec<(String, i64, String)> {
+    let execs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "cni_exec" && e["container_id"] == container_id)
+        .collect();
+    execs
+        .iter()
+        .map(|exec| {
+            let tgid = &exec["tgid"];
+            let exit = events
+                .iter()
+                .find(|e| {
+                    e["type"] == "cni_exit"
+                        && e["tgid"] == *tgid
+                        && e["ts_ns"].as_u64() >= exec["ts_ns"].as_u64()
+                })
+                .unwrap_or_else(|| panic!("{source}: no cni_exit of {exec}"));
+            let parent = exit["parent"].as_u64().unwrap() as u32;
+            let parent = if parent == runtime {
+                "runtime".to_string()
+            } else {
+                execs
+                    .iter()
+                    .find(|e| e["tgid"] == parent)
+                    .map(|e| e["comm"].as_str().unwrap().to_string())
+                    .unwrap_or_else(|| panic!("{source}: parent {parent} of {exit}"))
+            };
+            (
+                exec["comm"].as_str().unwrap().to_string(),
+                exit["wait_status"].as_i64().unwrap(),
+                parent,
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
     if !require_root() {
@@ -1079,6 +1258,11 @@ fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
         .find(|p| p["name"] == "cni_exec")
         .unwrap_or_else(|| panic!("`probes` lists no cni_exec: {probes:#}"));
     assert_eq!(cni_probe["status"], "attached", "{cni_probe:#}");
+    let exit_probe = array(&probes, "probes")
+        .iter()
+        .find(|p| p["name"] == "cni_exit")
+        .unwrap_or_else(|| panic!("`probes` lists no cni_exit: {probes:#}"));
+    assert_eq!(exit_probe["status"], "attached", "{exit_probe:#}");
 
     let trace_dir = tempfile::Builder::new()
         .prefix("netns-trace-cni-exec-")
@@ -1134,6 +1318,100 @@ fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
                 expected_execs(),
                 "{source}: the plugin runs of sandbox {container_id}"
             );
+            // Each ended with 0, told the test (the runtime); host-local told bridge.
+            let ok = |plugin: &str, parent: &str| (plugin.to_string(), 0, parent.to_string());
+            assert_eq!(
+                exits_of(source, events, container_id, std::process::id()),
+                vec![
+                    ok("loopback", "runtime"),
+                    ok("bridge", "runtime"),
+                    ok("host-local", "bridge"),
+                    ok("bridge", "runtime"),
+                    ok("host-local", "bridge"),
+                    ok("loopback", "runtime"),
+                ],
+                "{source}: the plugin ends of sandbox {container_id}"
+            );
         }
+    }
+}
+
+#[test]
+fn a_cni_del_whose_ipam_plugin_fails_is_a_cni_del_failed() {
+    if !require_root() {
+        return;
+    }
+    require_plugins();
+    let trace_dir = tempfile::Builder::new()
+        .prefix("netns-trace-cni-del-failed-")
+        .tempdir()
+        .unwrap();
+    let trace = trace_dir.path().join("watch.trace");
+    let watch = Watch::start(&["--record", trace.to_str().unwrap()]);
+    let net = Network::new("delfail", "10.231.64", 10, 11);
+    let mut pod = Pod::start(&net, "del-fails", true);
+    // The same network with a range host-local cannot parse: bridge's DEL runs host-local,
+    // which exits 1, and so does bridge.
+    let mut bad = net.conf.clone();
+    bad["ipam"]["ranges"] = json!([[{"subnet": "not-a-subnet"}]]);
+    let bad = with_prev_result(&bad, pod.attachment.eth0_result());
+    let failed = net.invoke("bridge", &bad, "DEL", &pod.attachment.env("eth0"));
+    assert!(
+        !failed.status.success(),
+        "{} succeeded with a bad range: {}",
+        failed.what,
+        failed.stdout
+    );
+    let code = failed.status.code().expect("bridge exited");
+    let container_id = pod.attachment.container_id.clone();
+    let netns = pod.netns;
+    // The runtime retries with the right config, and the pod goes.
+    pod.attachment.del_successfully();
+    for pin in &mut pod.pins {
+        pin.remove();
+    }
+    drop(pod);
+    drop(net);
+    let lines = watch.stop();
+    let report = report_of(&trace, "30");
+
+    for (source, findings) in [
+        ("watch", findings(&lines)),
+        ("report", array(&report, "findings").clone()),
+    ] {
+        let failed: Vec<&Value> = findings
+            .iter()
+            .filter(|f| f["kind"] == "cni_del_failed" && f["container_id"] == container_id.as_str())
+            .collect();
+        assert_eq!(
+            failed.len(),
+            1,
+            "{source}: one cni_del_failed: {findings:#?}"
+        );
+        let f = failed[0];
+        assert!(
+            netns.is(&f["netns"]),
+            "{source}: the pod's namespace: {f:#}"
+        );
+        assert_eq!(f["del"]["plugin"]["comm"], "bridge", "{source}: {f:#}");
+        assert_eq!(f["del"]["parent"], std::process::id(), "{source}: {f:#}");
+        assert_eq!(
+            f["del"]["end"]["status"],
+            json!({"how": "exited", "code": code}),
+            "{source}: {f:#}"
+        );
+        let chained = array(f, "chained");
+        assert!(
+            chained.iter().any(|c| c["plugin"]["comm"] == "host-local"
+                && c["end"]["status"]["how"] == "exited"
+                && c["end"]["status"]["code"] != 0),
+            "{source}: host-local failed under it: {f:#}"
+        );
+        assert_eq!(f["namespace"]["state"], "alive", "{source}: {f:#}");
+        let others: Vec<&Value> = findings
+            .iter()
+            .filter(|g| g["kind"] != "cni_del_failed" && netns.is(&g["netns"]))
+            .collect();
+        assert!(others.is_empty(), "{source}: {others:#?}");
     }
 }

@@ -14,7 +14,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TracePointContext},
 };
 use netns_trace_common::{
-    CniExec, CreatedBy, EventKind, NetnsId, TaskNetns, TaskOp, cni_vars,
+    CniExec, CniExit, CreatedBy, EventKind, NetnsId, TaskNetns, TaskOp, cld, cni_vars,
     kernel::{CLONE_NEWNET, CLONE_NEWNS},
     task_flags,
 };
@@ -402,6 +402,8 @@ fn cni_exec_exit(ret: i64) {
         let _ = CNI_PENDING.remove(&task);
         return;
     }
+    // Watched for its end even if the ring has no room for the start.
+    let _ = CNI_PIDS.insert(&tgid, &CNI_RUNNING, 0);
     let Some(mut entry) = EVENTS.reserve::<CniExec>(0) else {
         let _ = CNI_PENDING.remove(&task);
         count_lost(EventKind::CniExec);
@@ -450,5 +452,81 @@ pub fn cni_exec_enter_execveat(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn cni_exec_exit_execve(ctx: TracePointContext) -> u32 {
     cni_exec_exit(unsafe { ctx.read_at::<i64>(16) }.unwrap_or(-1));
+    0
+}
+
+// ---- CNI plugin ends ----
+//
+// A plugin's end is what its parent is told: the SIGCHLD (signal:signal_generate, generated
+// when the last thread is gone, even for a parent that ignores it) carries how it ended and
+// the status, as wait() returns them. The plugins are the tgids of successful CNI execs, kept
+// in CNI_PIDS until then. A caller that sets SIGCHLD to SIG_IGN is sent none (it cannot read
+// the status either): its plugins' entries are dropped when their main thread exits again
+// under the same tgid, or by the LRU.
+
+/// A plugin process whose main thread is running.
+const CNI_RUNNING: u32 = 1;
+/// A plugin process whose main thread has exited (the others may still run).
+const CNI_LEADER_EXITED: u32 = 2;
+
+/// Plugin processes (tgid) → CNI_RUNNING / CNI_LEADER_EXITED, from their exec until their
+/// parent is told they ended. LRU: a plugin whose end is never reported must not keep its
+/// entry.
+#[map]
+static CNI_PIDS: LruHashMap<u32, u32> = LruHashMap::with_max_entries(4096, 0);
+
+/// sched:sched_process_exit (classic; the current task is the one exiting). Marks a plugin
+/// whose main thread exits; a main thread exiting under a tgid already marked is a later
+/// process that reused it, so the stale entry goes.
+#[tracepoint]
+pub fn cni_leader_exit(_ctx: TracePointContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if pid_tgid as u32 != tgid {
+        return 0;
+    }
+    let Some(state) = CNI_PIDS.get_ptr_mut(&tgid) else {
+        return 0;
+    };
+    if unsafe { *state } == CNI_RUNNING {
+        unsafe { *state = CNI_LEADER_EXITED };
+    } else {
+        let _ = CNI_PIDS.remove(&tgid);
+    }
+    0
+}
+
+/// tp_btf `signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task,
+/// int group, int result)`, 5.10 … 6.18. A plugin's parent is told of its end from the
+/// plugin's own last thread (exit_notify, or release_task when the main thread went first),
+/// so the current tgid names the plugin. `info` is the UAPI siginfo: si_code at 8; for a
+/// child, si_pid at 16 and si_status at 24.
+#[btf_tracepoint(function = "signal_generate")]
+pub fn cni_exit(ctx: BtfTracePointContext) -> u32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let Some(state) = CNI_PIDS.get_ptr(&tgid) else {
+        return 0;
+    };
+    if unsafe { *state } != CNI_LEADER_EXITED {
+        return 0;
+    }
+    let info: u64 = ctx.arg(1);
+    let code = read::<i32>(info, 8);
+    if !(cld::EXITED..=cld::DUMPED).contains(&code) {
+        return 0;
+    }
+    let parent: u64 = ctx.arg(2);
+    let hdr = header(EventKind::CniExit, size_of::<CniExit>(), NetnsId::default());
+    send(
+        EventKind::CniExit,
+        CniExit {
+            hdr,
+            code,
+            status: read::<i32>(info, 24),
+            parent_tgid: read::<u32>(parent, off!(task_tgid)),
+            _pad: 0,
+        },
+    );
+    let _ = CNI_PIDS.remove(&tgid);
     0
 }

@@ -125,6 +125,31 @@ impl Owner {
         *self != before
     }
 
+    /// Fills what is still unknown from a CNI call that named this namespace: its
+    /// CNI_CONTAINERID is the sandbox's container id, its CNI_ARGS the pod's. Returns whether
+    /// anything changed.
+    pub fn merge_cni_call(
+        &mut self,
+        container_id: &str,
+        pod_namespace: Option<&str>,
+        pod_name: Option<&str>,
+        pod_uid: Option<&str>,
+    ) -> bool {
+        let before = self.clone();
+        if self.container_id.is_none() && !container_id.is_empty() {
+            self.container_id = Some(container_id.to_string());
+        }
+        let fill = |field: &mut Option<String>, v: Option<&str>| {
+            if field.is_none() {
+                *field = v.filter(|v| !v.is_empty()).map(str::to_string);
+            }
+        };
+        fill(&mut self.pod_uid, pod_uid);
+        fill(&mut self.pod_namespace, pod_namespace);
+        fill(&mut self.pod_name, pod_name);
+        *self != before
+    }
+
     /// Fills `cni_network` (and the other CNI fields) from the cache entry of this owner's
     /// container. Returns whether one matched.
     pub fn attach_cni(&mut self, entries: &[CniCacheEntry]) -> bool {

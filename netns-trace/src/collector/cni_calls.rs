@@ -1,8 +1,8 @@
-//! CNI plugin runs ([`CniExec`] events), remembered per sandbox (CNI_CONTAINERID) and per
-//! namespace, each with the namespace its CNI_NETNS named at that moment: a `/proc/PID/ns/net`
-//! path through the membership of PID, a bind-mount path through the pins. A `/proc/PID/...`
-//! path whose process had already exited is kept as such: the call came after the sandbox's
-//! process died.
+//! CNI plugin runs ([`CniExec`] events, ended by [`CniExit`]), remembered per sandbox
+//! (CNI_CONTAINERID) and per namespace, each with the namespace its CNI_NETNS named at that
+//! moment: a `/proc/PID/ns/net` path through the membership of PID, a bind-mount path through
+//! the pins. A `/proc/PID/...` path whose process had already exited is kept as such: the call
+//! came after the sandbox's process died.
 use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
@@ -12,7 +12,7 @@ use super::Collector;
 use super::identity::SlotRef;
 use super::namespace::{Actor, LeaveHow, normalize_path};
 use crate::attribution::{SandboxKind, sandbox_from_pin_path};
-use crate::model::{CniExec, CniTruncated, Event, NsId};
+use crate::model::{CniExec, CniExit, CniTruncated, Event, NsId};
 
 /// CNI calls remembered (a node makes a handful per pod); older ones are dropped and counted.
 const MAX_CNI_CALLS: usize = 16_384;
@@ -42,6 +42,66 @@ pub struct CniCall {
     pub caller_netns: NsId,
     /// Values the kernel cut to fit its record.
     pub truncated: CniTruncated,
+    /// The tgid told of its end: the runtime, or the plugin that chained it (known once it
+    /// ended).
+    pub parent: Option<u32>,
+    /// When and how it ended; `None` while it runs, or when its end was not seen.
+    pub end: Option<CniEnd>,
+}
+
+/// The end of a CNI plugin run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniEnd {
+    pub at_ns: u64,
+    pub status: CniStatus,
+}
+
+/// How a CNI plugin run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "how", rename_all = "snake_case")]
+pub enum CniStatus {
+    /// It exited with this code (0: the call succeeded).
+    Exited { code: i32 },
+    /// A signal killed it.
+    Killed { signal: i32, core_dumped: bool },
+}
+
+impl CniStatus {
+    fn of(e: &CniExit) -> Self {
+        match (e.exit_code(), e.signal()) {
+            (Some(code), _) => CniStatus::Exited { code },
+            (None, Some(signal)) => CniStatus::Killed {
+                signal,
+                core_dumped: e.core_dumped(),
+            },
+            // The decoder builds wait statuses of those two shapes only.
+            (None, None) => CniStatus::Exited {
+                code: e.wait_status,
+            },
+        }
+    }
+
+    pub fn succeeded(self) -> bool {
+        self == CniStatus::Exited { code: 0 }
+    }
+}
+
+impl std::fmt::Display for CniStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            CniStatus::Exited { code } => write!(f, "exit {code}"),
+            CniStatus::Killed {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "killed by signal {signal}")?;
+                if core_dumped {
+                    f.write_str(" (core dumped)")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The namespace a CNI_NETNS path named when the call started.
@@ -93,6 +153,8 @@ pub(super) struct CniCalls {
     first: u64,
     by_sandbox: FxHashMap<String, Vec<u64>>,
     by_netns: FxHashMap<SlotRef, Vec<u64>>,
+    /// The calls still running, by the plugin's tgid.
+    running: FxHashMap<u32, Vec<u64>>,
     dropped: u64,
 }
 
@@ -108,6 +170,7 @@ impl CniCalls {
         if let Some(r) = slot {
             self.by_netns.entry(r).or_default().push(seq);
         }
+        self.running.entry(call.plugin.tgid).or_default().push(seq);
         self.calls.push_back(Entry { call, slot });
     }
 
@@ -133,11 +196,37 @@ impl CniCalls {
         if let Some(r) = old.slot {
             unindex(&mut self.by_netns, r, seq);
         }
+        if old.call.end.is_none() {
+            unindex(&mut self.running, old.call.plugin.tgid, seq);
+        }
+    }
+
+    /// Ends every running call of process `tgid`: a plugin that exec'd another with its
+    /// environment (a wrapper) made two calls of one process.
+    fn end(&mut self, tgid: u32, end: CniEnd, parent: u32) -> Vec<u64> {
+        let seqs = self.running.remove(&tgid).unwrap_or_default();
+        for &seq in &seqs {
+            let Some(i) = seq
+                .checked_sub(self.first)
+                .and_then(|i| usize::try_from(i).ok())
+            else {
+                continue;
+            };
+            if let Some(e) = self.calls.get_mut(i) {
+                e.call.end = Some(end);
+                e.call.parent = Some(parent);
+            }
+        }
+        seqs
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        self.calls.get(i)
     }
 
     fn get(&self, seq: u64) -> Option<&CniCall> {
-        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        self.calls.get(i).map(|e| &e.call)
+        self.entry(seq).map(|e| &e.call)
     }
 
     fn indexed<'a>(&'a self, seqs: Option<&'a Vec<u64>>) -> impl Iterator<Item = &'a CniCall> {
@@ -147,7 +236,7 @@ impl CniCalls {
 
 impl Collector {
     /// Every CNI call remembered, oldest first.
-    pub fn cni_calls(&self) -> impl Iterator<Item = &CniCall> + '_ {
+    pub fn cni_calls(&self) -> impl DoubleEndedIterator<Item = &CniCall> + '_ {
         self.cni_calls.calls.iter().map(|e| &e.call)
     }
 
@@ -173,6 +262,68 @@ impl Collector {
             .map(|(r, _)| r);
         self.cni_calls
             .indexed(slot.and_then(|r| self.cni_calls.by_netns.get(&r)))
+    }
+
+    /// The CNI calls of the sandboxes whose calls named the namespace with this id, oldest
+    /// first: what the runtime did for its pod, including a DEL whose CNI_NETNS no longer
+    /// named anything.
+    pub fn sandbox_cni_calls_for_namespace(&self, id: &str) -> Vec<&CniCall> {
+        match self.reg.iter().find(|(_, ns)| ns.id() == id) {
+            Some((r, _)) => self.sandbox_cni_calls(r),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`Collector::sandbox_cni_calls_for_namespace`] of every namespace some call named, by
+    /// namespace id: one pass for a report.
+    pub fn sandbox_cni_calls_by_namespace(&self) -> FxHashMap<String, Vec<&CniCall>> {
+        self.cni_calls
+            .by_netns
+            .keys()
+            .filter_map(|r| Some((self.reg.get(*r)?.id(), self.sandbox_cni_calls(*r))))
+            .collect()
+    }
+
+    /// The sandboxes (CNI_CONTAINERID) whose calls named namespace `r`.
+    pub(super) fn cni_sandboxes(&self, r: SlotRef) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .cni_calls
+            .indexed(self.cni_calls.by_netns.get(&r))
+            .filter_map(|c| c.container_id.as_deref())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Every call of the sandboxes of namespace `r`, oldest first.
+    pub(super) fn sandbox_cni_calls(&self, r: SlotRef) -> Vec<&CniCall> {
+        let mut seqs: Vec<u64> = self
+            .cni_sandboxes(r)
+            .into_iter()
+            .filter_map(|id| self.cni_calls.by_sandbox.get(id))
+            .flatten()
+            .copied()
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs.into_iter()
+            .filter_map(|seq| self.cni_calls.get(seq))
+            .collect()
+    }
+
+    /// Whether a plugin made `call` for a plugin it chained (an IPAM plugin run by bridge):
+    /// its parent is a call of the same sandbox that was running when it started. The others
+    /// are the runtime's.
+    pub fn is_chained(&self, call: &CniCall) -> bool {
+        let (Some(parent), Some(id)) = (call.parent, call.container_id.as_deref()) else {
+            return false;
+        };
+        self.cni_calls_for_sandbox(id).any(|p| {
+            p.plugin.tgid == parent
+                && p.at_ns <= call.at_ns
+                && p.end.is_none_or(|e| e.at_ns >= call.at_ns)
+        })
     }
 
     /// CNI calls dropped to keep memory bounded (the oldest go first).
@@ -203,8 +354,63 @@ impl Collector {
             pod_uid: e.cni_arg("K8S_POD_UID").map(str::to_string),
             caller_netns: e.netns,
             truncated: e.truncated,
+            parent: None,
+            end: None,
         };
+        if let Some(r) = slot {
+            self.note_cni_call(r, &call, ev.ts_ns);
+        }
         self.cni_calls.push(call, slot);
+    }
+
+    pub(super) fn on_cni_exit(&mut self, ev: &Event, e: &CniExit) {
+        let end = CniEnd {
+            at_ns: ev.ts_ns,
+            status: CniStatus::of(e),
+        };
+        let ended = self.cni_calls.end(ev.tgid, end, e.parent);
+        let mut failure_raised = false;
+        for seq in ended {
+            let Some(entry) = self.cni_calls.entry(seq) else {
+                continue;
+            };
+            let call = entry.call.clone();
+            if call.verb != "DEL" || self.is_chained(&call) {
+                continue;
+            }
+            let slot = entry
+                .slot
+                .or_else(|| self.sandbox_slot(call.container_id.as_deref()?));
+            if !end.status.succeeded() && !failure_raised {
+                failure_raised = true;
+                let chained: Vec<CniCall> = call
+                    .container_id
+                    .as_deref()
+                    .into_iter()
+                    .flat_map(|id| self.cni_calls_for_sandbox(id))
+                    .filter(|c| {
+                        c.parent == Some(call.plugin.tgid)
+                            && (call.at_ns..=end.at_ns).contains(&c.at_ns)
+                    })
+                    .cloned()
+                    .collect();
+                self.raise_cni_del_failed(call, chained, slot);
+            }
+            if let Some(r) = slot {
+                self.refresh_leak_cni(r);
+                self.check_cni_del_left(r, ev.ts_ns);
+            }
+        }
+    }
+
+    /// The namespace the latest call of sandbox `id` named.
+    fn sandbox_slot(&self, id: &str) -> Option<SlotRef> {
+        self.cni_calls
+            .by_sandbox
+            .get(id)?
+            .iter()
+            .rev()
+            .find_map(|seq| self.cni_calls.entry(*seq)?.slot)
     }
 
     /// What a CNI_NETNS path names now.

@@ -1,13 +1,15 @@
 //! Findings: what the collector concluded, with the evidence, and how sure it is; and the
-//! verdicts that raise them (a leaked namespace, a duplicate IPv4 address, a stale ARP reply).
+//! verdicts that raise them (a leaked namespace, a duplicate IPv4 address, a stale ARP reply,
+//! a CNI DEL that failed or that its namespace outlived).
 //! Which state a namespace is in is decided by `Collector::evaluate` (mod.rs); a leak finding
 //! is raised when that state becomes leaked or its suspicion runs out.
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::net::Ipv4Addr;
 
 use netns_trace_common::EventKind;
 use serde::{Deserialize, Serialize};
 
+use super::cni_calls::{CniCall, CniTarget};
 use super::identity::SlotRef;
 use super::losses::loss_reason;
 use super::namespace::{
@@ -109,6 +111,32 @@ pub enum FindingDetail {
         /// Who owned it (pod, container, sandbox, CNI network), as known now.
         #[serde(default)]
         owner: Option<Box<crate::attribution::Owner>>,
+        /// The runtime's CNI calls for its sandbox (those a plugin chained are left out), as
+        /// known now; absent when none was traced.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cni_calls: Vec<CniCall>,
+    },
+    /// A CNI DEL for a sandbox returned, whatever its status, and the sandbox's namespace
+    /// lived on with interfaces or addresses: judged when that namespace is judged leaked.
+    CniDelLeftNamespace {
+        /// The sandbox (CNI_CONTAINERID).
+        container_id: String,
+        /// The DEL: its time, end (status), CNI_NETNS and what that named.
+        del: Box<CniCall>,
+        /// Whether CNI_NETNS still named the namespace when the DEL ran.
+        netns_path_resolved: bool,
+        /// What the namespace still had at the verdict.
+        interfaces: Vec<InterfaceEvidence>,
+        pins: Vec<PinEvidence>,
+    },
+    /// A CNI DEL (the runtime's, not one a plugin chained) exited non-zero or was killed.
+    CniDelFailed {
+        container_id: Option<String>,
+        del: Box<CniCall>,
+        /// The plugins it ran for this DEL (IPAM), with how each ended.
+        chained: Vec<CniCall>,
+        /// The sandbox's namespace when the DEL ended, when one is known.
+        namespace: Option<NamespaceAtDel>,
     },
     DuplicateIp {
         ip: Ipv4Addr,
@@ -132,12 +160,22 @@ pub enum FindingDetail {
     },
 }
 
+/// The state of a sandbox's namespace when a CNI DEL for it ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceAtDel {
+    pub state: NsState,
+    pub interfaces: Vec<InterfaceEvidence>,
+    pub pins: Vec<PinEvidence>,
+}
+
 impl FindingDetail {
     pub fn kind_name(&self) -> &'static str {
         match self {
             FindingDetail::LeakedNetns { .. } => "leaked_netns",
             FindingDetail::DuplicateIp { .. } => "duplicate_ip",
             FindingDetail::StaleArpReply { .. } => "stale_arp_reply",
+            FindingDetail::CniDelLeftNamespace { .. } => "cni_del_left_namespace",
+            FindingDetail::CniDelFailed { .. } => "cni_del_failed",
         }
     }
 
@@ -166,6 +204,21 @@ impl FindingDetail {
                 EventKind::Task as u16,
                 EventKind::NetnsTeardown as u16,
             ],
+            FindingDetail::CniDelLeftNamespace { .. } => &[
+                EventKind::CniExec as u16,
+                EventKind::CniExit as u16,
+                EventKind::NetDev as u16,
+                EventKind::Ipv4Addr as u16,
+                EventKind::Task as u16,
+                EventKind::NetnsTeardown as u16,
+                EventKind::NetnsFreed as u16,
+                EventKind::MountSyscall as u16,
+                EventKind::NsfsMount as u16,
+                EventKind::NsfsEvict as u16,
+            ],
+            FindingDetail::CniDelFailed { .. } => {
+                &[EventKind::CniExec as u16, EventKind::CniExit as u16]
+            }
         }
     }
 }
@@ -248,6 +301,85 @@ pub(super) struct RaisedOnce {
     duplicate_ips: FxHashSet<(Ipv4Addr, Vec<SlotRef>)>,
     /// A sender address and the MAC a reply claimed for it.
     stale_replies: FxHashSet<(Ipv4Addr, Mac)>,
+    /// Namespaces a `cni_del_left_namespace` was raised for.
+    cni_del_left: FxHashSet<SlotRef>,
+    /// Leak findings (by index) whose summary ends with the CNI story: its length.
+    leak_cni_story: FxHashMap<usize, usize>,
+}
+
+/// Monotonic seconds, as summaries give times.
+fn secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
+/// ` (exit 0)`, ` (killed by signal 9)`, or ` (no end seen)`.
+fn ended(call: &CniCall) -> String {
+    match call.end {
+        Some(e) => format!(" ({})", e.status),
+        None => " (no end seen)".into(),
+    }
+}
+
+/// Whether a call's CNI_NETNS named a live namespace when it ran.
+fn path_resolved(call: &CniCall) -> bool {
+    matches!(
+        call.target,
+        CniTarget::Member { .. } | CniTarget::Pin { .. }
+    )
+}
+
+/// What a call's CNI_NETNS was and named, for a summary.
+fn path_part(call: &CniCall) -> String {
+    let Some(path) = call.netns_path.as_deref().filter(|p| !p.is_empty()) else {
+        return ", no CNI_NETNS".into();
+    };
+    let named = match &call.target {
+        CniTarget::Member { pid, .. } => format!("process {pid}'s namespace"),
+        CniTarget::Pin { .. } => "the namespace pinned there".into(),
+        CniTarget::ExitedProcess {
+            pid, exited_at_ns, ..
+        } => format!(
+            "nothing: process {pid} had exited at {}",
+            secs(*exited_at_ns)
+        ),
+        CniTarget::NoPath | CniTarget::Unresolved => "nothing known".into(),
+    };
+    format!(", CNI_NETNS {path} naming {named}")
+}
+
+fn holders_of(ns: &Namespace) -> String {
+    if ns.pins.is_empty() {
+        "nothing observed".into()
+    } else {
+        ns.pins
+            .iter()
+            .map(|p| p.describe())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Interfaces other than loopback, and addresses other than loopback ones: what a CNI DEL
+/// should have taken away.
+fn network_left(ns: &Namespace) -> Vec<&InterfaceRecord> {
+    ns.interfaces
+        .iter()
+        .filter(|i| i.name != "lo" || i.ipv4.iter().any(|(a, _)| !a.is_loopback()))
+        .collect()
+}
+
+fn describe_interfaces(ifaces: &[&InterfaceRecord]) -> String {
+    ifaces
+        .iter()
+        .map(|i| {
+            let mut s = i.name.clone();
+            for (a, l) in &i.ipv4 {
+                s.push_str(&format!(" {a}/{l}"));
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Collector {
@@ -313,6 +445,7 @@ impl Collector {
                 history_unknown,
                 resolved_at_ns: None,
                 owner: (!ns.owner.is_empty()).then(|| Box::new(ns.owner.clone())),
+                cni_calls: Vec::new(),
             },
         };
         if history_unknown {
@@ -336,6 +469,8 @@ impl Collector {
         if let Some(ns) = self.reg.get_mut(r) {
             ns.leak_finding = Some(i);
         }
+        self.refresh_leak_cni(r);
+        self.check_cni_del_left(r, ts);
         if !was_leaked {
             return;
         }
@@ -520,5 +655,230 @@ impl Collector {
         self.findings.push(f);
         self.notify(ts, r, NoticeKind::Finding, |_| summary);
         self.findings.len() - 1
+    }
+}
+
+// ---- CNI calls ----
+
+impl Collector {
+    /// The runtime's calls for the sandboxes of namespace `r` (not those a plugin chained).
+    fn runtime_cni_calls(&self, r: SlotRef) -> Vec<&CniCall> {
+        self.sandbox_cni_calls(r)
+            .into_iter()
+            .filter(|c| !self.is_chained(c))
+            .collect()
+    }
+
+    /// `; CNI ADD at …, DEL at … after the last member left at …` for the leak summary of
+    /// namespace `r`: the first ADD of its pod interface (the first one not for lo, else the
+    /// first) and the last DEL of that interface.
+    fn cni_story(&self, r: SlotRef, calls: &[&CniCall]) -> String {
+        let Some(ns) = self.reg.get(r) else {
+            return String::new();
+        };
+        let adds: Vec<&&CniCall> = calls.iter().filter(|c| c.verb == "ADD").collect();
+        let add = adds
+            .iter()
+            .find(|c| c.if_name.as_deref() != Some("lo"))
+            .or(adds.first());
+        let ifname = add.and_then(|c| c.if_name.as_deref());
+        let del = calls
+            .iter()
+            .rev()
+            .filter(|c| c.verb == "DEL")
+            .find(|c| ifname.is_none() || c.if_name.as_deref() == ifname)
+            .or_else(|| calls.iter().rev().find(|c| c.verb == "DEL"));
+        let mut parts = Vec::new();
+        if let Some(add) = add {
+            parts.push(format!("ADD at {}{}", secs(add.at_ns), ended(add)));
+        }
+        match del {
+            Some(del) => {
+                let when = match ns.last_member {
+                    Some(m) if del.at_ns >= m.exited_at_ns => {
+                        format!(" after the last member left at {}", secs(m.exited_at_ns))
+                    }
+                    Some(m) => format!(" before the last member left at {}", secs(m.exited_at_ns)),
+                    None => String::new(),
+                };
+                parts.push(format!(
+                    "DEL at {}{}{}{when}",
+                    secs(del.at_ns),
+                    ended(del),
+                    path_part(del)
+                ));
+            }
+            None => parts.push("no DEL".into()),
+        }
+        format!("; CNI {}", parts.join(", "))
+    }
+
+    /// Keeps the CNI calls of namespace `r`'s leak finding (its evidence and the end of its
+    /// summary) current.
+    pub(super) fn refresh_leak_cni(&mut self, r: SlotRef) {
+        let Some(i) = self.reg.get(r).and_then(|ns| ns.leak_finding) else {
+            return;
+        };
+        let calls = self.runtime_cni_calls(r);
+        if calls.is_empty() {
+            return;
+        }
+        let story = self.cni_story(r, &calls);
+        let calls: Vec<CniCall> = calls.into_iter().cloned().collect();
+        let old = self.raised.leak_cni_story.insert(i, story.len());
+        let Some(f) = self.findings.get_mut(i) else {
+            return;
+        };
+        if let FindingDetail::LeakedNetns { cni_calls, .. } = &mut f.detail {
+            *cni_calls = calls;
+        }
+        let keep = f.summary.len() - old.unwrap_or(0);
+        f.summary.truncate(keep);
+        f.summary.push_str(&story);
+    }
+
+    /// `cni_del_left_namespace` for namespace `r`, once: it is judged leaked, still has
+    /// interfaces or addresses, and the last ADD or DEL the runtime ran for its sandbox was a
+    /// DEL that returned.
+    pub(super) fn check_cni_del_left(&mut self, r: SlotRef, ts: u64) {
+        let Some(ns) = self.reg.get(r) else { return };
+        if ns.leak_finding.is_none() || ns.is_destroyed() || self.raised.cni_del_left.contains(&r) {
+            return;
+        }
+        let left = network_left(ns);
+        if left.is_empty() {
+            return;
+        }
+        let calls = self.runtime_cni_calls(r);
+        let Some(last) = calls
+            .iter()
+            .rev()
+            .find(|c| c.verb == "ADD" || c.verb == "DEL")
+        else {
+            return;
+        };
+        if last.verb != "DEL" || last.end.is_none() {
+            return;
+        }
+        // Of the DELs since the last ADD, the one for an interface it still has, else the last.
+        let since_add: Vec<&&CniCall> = calls
+            .iter()
+            .rev()
+            .take_while(|c| c.verb != "ADD")
+            .filter(|c| c.verb == "DEL" && c.end.is_some())
+            .collect();
+        let del = since_add
+            .iter()
+            .find(|c| {
+                c.if_name
+                    .as_deref()
+                    .is_some_and(|n| left.iter().any(|i| i.name == n))
+            })
+            .or(since_add.first())
+            .map(|c| (**c).clone());
+        let Some(del) = del else { return };
+        let Some(end) = del.end else { return };
+        let id = ns.id();
+        let container_id = del.container_id.clone().unwrap_or_default();
+        let resolved = path_resolved(&del);
+        let summary = format!(
+            "{id}{} outlived the CNI DEL of sandbox {container_id}: {} returned ({}) at {}{}{}; it still has {}, held by {}",
+            owner_part(Some(&ns.owner)),
+            del.plugin.comm,
+            end.status,
+            secs(end.at_ns),
+            path_part(&del),
+            if resolved {
+                ""
+            } else {
+                " (the path no longer named it)"
+            },
+            describe_interfaces(&left),
+            holders_of(ns),
+        );
+        let f = Finding {
+            netns: id,
+            summary,
+            raised_at_ns: ts,
+            uncertain: false,
+            uncertain_reason: None,
+            window: EvidenceWindow {
+                from_ns: del.at_ns,
+                to_ns: ts,
+            },
+            detail: FindingDetail::CniDelLeftNamespace {
+                container_id,
+                netns_path_resolved: resolved,
+                interfaces: left.into_iter().map(InterfaceEvidence::from).collect(),
+                pins: ns.pins.iter().map(PinEvidence::from).collect(),
+                del: Box::new(del),
+            },
+        };
+        self.raised.cni_del_left.insert(r);
+        self.push_finding(Some(r), f);
+    }
+
+    /// `cni_del_failed` for the runtime's DEL `del` that ended with a non-zero status;
+    /// `slot` is its sandbox's namespace, when one is known.
+    pub(super) fn raise_cni_del_failed(
+        &mut self,
+        del: CniCall,
+        chained: Vec<CniCall>,
+        slot: Option<SlotRef>,
+    ) {
+        let Some(end) = del.end else { return };
+        let ns = slot.and_then(|r| self.reg.get(r));
+        let container_id = del.container_id.clone();
+        let failed_chained: Vec<String> = chained
+            .iter()
+            .filter_map(|c| {
+                let e = c.end?;
+                (!e.status.succeeded()).then(|| format!("{} {}", c.plugin.comm, e.status))
+            })
+            .collect();
+        let mut summary = format!(
+            "CNI DEL of sandbox {} failed: {} ({}) at {}{}",
+            container_id.as_deref().unwrap_or("<none>"),
+            del.plugin.comm,
+            end.status,
+            secs(end.at_ns),
+            path_part(&del),
+        );
+        if !failed_chained.is_empty() {
+            summary.push_str(&format!("; it ran {}", failed_chained.join(", ")));
+        }
+        match ns {
+            Some(ns) => {
+                let left = network_left(ns);
+                summary.push_str(&format!("; {} is {}", ns.id(), ns.state));
+                if !left.is_empty() {
+                    summary.push_str(&format!(" with {}", describe_interfaces(&left)));
+                }
+                summary.push_str(&format!(", held by {}", holders_of(ns)));
+            }
+            None => summary.push_str("; no namespace the trace knows was its sandbox's"),
+        }
+        let f = Finding {
+            netns: ns.map(|ns| ns.id()).unwrap_or_default(),
+            summary,
+            raised_at_ns: end.at_ns,
+            uncertain: false,
+            uncertain_reason: None,
+            window: EvidenceWindow {
+                from_ns: del.at_ns,
+                to_ns: end.at_ns,
+            },
+            detail: FindingDetail::CniDelFailed {
+                container_id,
+                namespace: ns.map(|ns| NamespaceAtDel {
+                    state: ns.state,
+                    interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
+                    pins: ns.pins.iter().map(PinEvidence::from).collect(),
+                }),
+                chained,
+                del: Box::new(del),
+            },
+        };
+        self.push_finding(slot, f);
     }
 }

@@ -138,6 +138,7 @@ mod tests {
             history_unknown: false,
             resolved_at_ns: None,
             owner: None,
+            cni_calls: vec![],
         }
     }
 

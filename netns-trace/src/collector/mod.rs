@@ -310,6 +310,7 @@ impl Collector {
             EventBody::MemberCgroup(e) => self.on_member_cgroup(ts, task_of(ev), e),
             EventBody::CniResult(entry) => self.on_cni_result(entry),
             EventBody::CniExec(e) => self.on_cni_exec(ev, e),
+            EventBody::CniExit(e) => self.on_cni_exit(ev, e),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),
         }
         &self.out

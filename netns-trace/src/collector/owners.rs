@@ -1,6 +1,7 @@
 //! Owners: who a namespace belongs to (pod, container, sandbox, CNI network), from members'
 //! cgroups (read while they were alive), pin paths and the CNI result cache, kept current in a
 //! raised leak finding.
+use super::cni_calls::CniCall;
 use super::findings::owner_part;
 use super::identity::{Intent, SlotRef};
 use super::namespace::{Actor, normalize_path};
@@ -130,6 +131,32 @@ impl Collector {
             {
                 self.owner_changed(r, ts);
             }
+        }
+    }
+
+    /// A CNI call that named namespace `r` says whose it is: the sandbox (CNI_CONTAINERID)
+    /// and the pod (K8S_POD_* of CNI_ARGS), where nothing said more before.
+    pub(super) fn note_cni_call(&mut self, r: SlotRef, call: &CniCall, ts: u64) {
+        let Some(id) = call.container_id.as_deref() else {
+            return;
+        };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
+        if ns.is_init {
+            return;
+        }
+        let mut changed = ns.owner.merge_cni_call(
+            id,
+            call.pod_namespace.as_deref(),
+            call.pod_name.as_deref(),
+            call.pod_uid.as_deref(),
+        );
+        if let Some(e) = self.cni.iter().rev().find(|e| e.container_id == id) {
+            changed |= ns.owner.merge_cni(e);
+        }
+        if changed {
+            self.owner_changed(r, ts);
         }
     }
 

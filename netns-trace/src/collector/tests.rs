@@ -1051,6 +1051,7 @@ fn incident_leak_duplicate_ip_and_stale_arp() {
                 assert_eq!(*reason, StaleReason::SentFromLeakedNetns);
                 assert_eq!(owner_netns.as_deref(), Some("net:[4026533002]#1002"));
             }
+            other => panic!("no CNI call was traced: {other:?}"),
         }
         assert!(!f.uncertain, "{f:?}");
     }

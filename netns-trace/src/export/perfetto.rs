@@ -28,6 +28,7 @@ use event_view::{Anchor, EventView, RawMark};
 use layout::{Arg, Layout, Order, Slice, TrackId, b, s, u};
 
 use super::{ClockBase, rfc3339};
+use crate::collector::cni_calls::{CniCall, CniTarget};
 use crate::collector::namespace::normalize_path;
 use crate::collector::{
     Collector, CollectorConfig, FindingDetail, InterfaceRecord, JoinHow, LeaveHow, MemberSpan,
@@ -388,7 +389,10 @@ impl Timeline {
             }
         }
         if let Some(mark) = &view.mark {
-            self.place(c, mark, ts);
+            match mark.at {
+                Anchor::CniStart | Anchor::CniEnd { .. } => self.place_cni(c, mark, ts),
+                _ => self.place(c, mark, ts),
+            }
         }
     }
 
@@ -439,17 +443,67 @@ impl Timeline {
     }
 
     /// Puts an event's own mark where the collector put the event.
+    /// The marks of CNI calls: at a call's start and at its end, on the track of the
+    /// namespace its CNI_NETNS named (the unattributed track when it named none).
+    fn place_cni(&mut self, c: &Collector, mark: &RawMark, ts: u64) {
+        let calls: Vec<&CniCall> = match mark.at {
+            Anchor::CniStart => c.cni_calls().next_back().into_iter().collect(),
+            Anchor::CniEnd { tgid } => c
+                .cni_calls()
+                .rev()
+                .filter(|k| k.plugin.tgid == tgid && k.end.is_some_and(|e| e.at_ns == ts))
+                .collect(),
+            _ => return,
+        };
+        for call in calls {
+            let mut args = vec![
+                s("verb", &call.verb),
+                s("plugin", &call.path),
+                u("pid", call.plugin.tgid),
+                s("container_id", call.container_id.as_deref().unwrap_or("")),
+                s("if_name", call.if_name.as_deref().unwrap_or("")),
+                s("netns_path", call.netns_path.as_deref().unwrap_or("")),
+                s("target", cni_target(&call.target)),
+            ];
+            if let (Some(n), Some(p)) = (&call.pod_namespace, &call.pod_name) {
+                args.push(s("pod", format!("{n}/{p}")));
+            }
+            let name = match (&mark.at, call.end) {
+                (Anchor::CniEnd { .. }, Some(end)) => {
+                    args.push(s("status", end.status));
+                    args.push(u("started_at_ns", call.at_ns));
+                    if let Some(p) = call.parent {
+                        args.push(u("parent", p));
+                    }
+                    format!("CNI {} {}: {}", call.verb, call.plugin.comm, end.status)
+                }
+                _ => mark.name.clone(),
+            };
+            let at = call
+                .target
+                .netns()
+                .map_or(Anchor::Tracer, Anchor::Namespace);
+            let mark = RawMark { at, name, args };
+            match mark.at {
+                Anchor::Namespace(_) => self.place(c, &mark, ts),
+                _ => self
+                    .instants
+                    .push((Place::Unattributed, ts, mark.name, mark.args)),
+            }
+        }
+    }
+
     fn place(&mut self, c: &Collector, mark: &RawMark, ts: u64) {
         let mut args = mark.args.clone();
         let netns = match &mark.at {
             Anchor::Namespace(id) | Anchor::Neighbours(id) => Some(*id),
             Anchor::Device { netns, .. } => Some(*netns),
-            Anchor::Mounts | Anchor::Tracer => None,
+            Anchor::Mounts | Anchor::Tracer | Anchor::CniStart | Anchor::CniEnd { .. } => None,
         };
         let life = netns.and_then(|id| c.life_of(id).and_then(|r| self.life(c, r)));
         let place = match (&mark.at, life) {
             (Anchor::Mounts, _) => Place::Mounts,
-            (Anchor::Tracer, _) => Place::Tracer,
+            (Anchor::Tracer | Anchor::CniStart | Anchor::CniEnd { .. }, _) => Place::Tracer,
             (Anchor::Namespace(_), Some(life)) => Place::Life(life),
             (Anchor::Neighbours(_), Some(life)) => Place::Neighbours(life),
             (Anchor::Device { ifindex, label, .. }, Some(life)) => Place::Device {
@@ -912,3 +966,18 @@ fn describe_pin(pin: &PinRecord) -> (String, String, Vec<Arg>) {
 
 #[cfg(test)]
 mod tests;
+
+/// What a CNI call's CNI_NETNS named, for a mark's argument.
+fn cni_target(target: &CniTarget) -> String {
+    match target {
+        CniTarget::NoPath => "no path".into(),
+        CniTarget::Member { pid, netns } => format!("{netns} (member {pid})"),
+        CniTarget::Pin { netns } => format!("{netns} (pinned)"),
+        CniTarget::ExitedProcess {
+            pid,
+            netns,
+            exited_at_ns,
+        } => format!("nothing: process {pid} had left {netns} by exiting at {exited_at_ns} ns"),
+        CniTarget::Unresolved => "nothing known".into(),
+    }
+}

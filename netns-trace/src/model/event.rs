@@ -635,6 +635,60 @@ impl FromRecord for CniExec {
     }
 }
 
+payload! {
+    /// A CNI plugin ended: the process a [`CniExec`] started (the event's tgid) is gone, every
+    /// thread of it, and `parent` is being told.
+    pub struct CniExit {
+        /// How it ended, as wait(2) returns it: the exit code shifted left by 8, or the
+        /// killing signal (with 0x80 when it dumped core). See [`CniExit::exit_code`] and
+        /// [`CniExit::signal`].
+        pub wait_status: i32,
+        /// The tgid of the process told of the end: the plugin's parent (the runtime, or a
+        /// plugin that chained it), or whoever adopted it.
+        pub parent: u32,
+    }
+}
+
+impl CniExit {
+    /// The exit code, when it exited (rather than being killed).
+    pub fn exit_code(&self) -> Option<i32> {
+        (self.wait_status & 0x7f == 0).then_some((self.wait_status >> 8) & 0xff)
+    }
+
+    /// The signal that killed it, when one did.
+    pub fn signal(&self) -> Option<i32> {
+        let sig = self.wait_status & 0x7f;
+        (sig != 0 && sig != 0x7f).then_some(sig)
+    }
+
+    pub fn core_dumped(&self) -> bool {
+        self.signal().is_some() && self.wait_status & 0x80 != 0
+    }
+
+    /// It exited with code 0.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code() == Some(0)
+    }
+}
+
+impl FromRecord for CniExit {
+    type Record = abi::CniExit;
+    fn from_record(_hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        use abi::cld;
+        let bad = || BadValue(u64::from(r.code as u32) << 32 | u64::from(r.status as u32));
+        let wait_status = match r.code {
+            cld::EXITED if (0..=0xff).contains(&r.status) => r.status << 8,
+            cld::KILLED if (1..0x7f).contains(&r.status) => r.status,
+            cld::DUMPED if (1..0x7f).contains(&r.status) => r.status | 0x80,
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            wait_status,
+            parent: r.parent_tgid,
+        })
+    }
+}
+
 /// A value of a [`CniExec`] that can be cut to fit the kernel record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CniValue {

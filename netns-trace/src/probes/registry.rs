@@ -631,6 +631,27 @@ pub const PROBES: &[ProbeSpec] = &[
             requires: Requires::Nothing,
         }],
     },
+    ProbeSpec {
+        name: "cni_exit",
+        purpose: "CNI plugin ends: how each plugin cni_exec saw start ended (exit code or \
+                  signal) and the parent told, at the SIGCHLD its parent is sent",
+        chain: &[Link {
+            mechanism: Mechanism::Tracepoint,
+            attaches: &[
+                Attach::Tracepoint {
+                    program: "cni_leader_exit",
+                    category: "sched",
+                    name: "sched_process_exit",
+                },
+                Attach::BtfTracepoint {
+                    program: "cni_exit",
+                    event: "signal_generate",
+                },
+            ],
+            needs: &[Offset::TaskTgid],
+            requires: Requires::Nothing,
+        }],
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static ProbeSpec> {

@@ -10,6 +10,7 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::Owner;
+use crate::collector::cni_calls::CniCall;
 use crate::collector::{
     ArpCounters, Collector, FailedUmount, Finding, FindingDetail, InterfaceEvidence, JoinHow,
     LastMember, LeaveHow, Namespace, NsState, Origin, PinEvidence,
@@ -161,6 +162,10 @@ pub struct NamespaceView {
     /// Who owns it (pod, container, sandbox, CNI network); null when nothing is known, and
     /// for the host's initial namespace. Unknown fields inside are null.
     pub owner: Option<Owner>,
+    /// The CNI calls of its sandbox (every call of the sandboxes whose calls named it), oldest
+    /// first; absent when none was traced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_calls: Vec<CniCall>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,7 +198,9 @@ impl Report {
             .filter(|ns| ctx.filters.admits(ns, end))
             .collect();
         list.sort_by_key(|ns| (ns.born_at_ns(), ns.inum, ns.incarnation));
-        let namespaces: Vec<NamespaceView> = list.iter().map(|ns| view(c, ns)).collect();
+        let cni_calls = c.sandbox_cni_calls_by_namespace();
+        let namespaces: Vec<NamespaceView> =
+            list.iter().map(|ns| view(c, ns, &cni_calls)).collect();
         let ids: std::collections::HashSet<&str> =
             namespaces.iter().map(|n| n.id.as_str()).collect();
         let findings: Vec<Finding> = c
@@ -278,9 +285,18 @@ impl Report {
     }
 }
 
-fn view(c: &Collector, ns: &Namespace) -> NamespaceView {
+fn view(
+    c: &Collector,
+    ns: &Namespace,
+    cni_calls: &rustc_hash::FxHashMap<String, Vec<&CniCall>>,
+) -> NamespaceView {
+    let id = ns.id();
     NamespaceView {
-        id: ns.id(),
+        cni_calls: cni_calls
+            .get(&id)
+            .map(|calls| calls.iter().map(|c| (*c).clone()).collect())
+            .unwrap_or_default(),
+        id,
         inum: ns.inum,
         cookie: ns.cookie,
         state: ns.state,

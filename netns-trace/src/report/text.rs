@@ -2,6 +2,8 @@
 use std::io::Write;
 
 use super::{ClockBase, NamespaceView, Report, ReportError};
+use crate::collector::cni_calls::{CniCall, CniTarget};
+use crate::collector::findings::{InterfaceEvidence, PinEvidence};
 use crate::collector::{FindingDetail, NsState, PinKind};
 use crate::model::terminal_safe as safe;
 
@@ -32,6 +34,92 @@ fn duration(ns: u64) -> String {
     } else {
         humantime::format_duration(d).to_string()
     }
+}
+
+/// One CNI call on one line: verb, plugin, pid and parent, start and end, sandbox, interface,
+/// CNI_NETNS and what it named, pod. Runtime- and pod-given text is escaped.
+fn cni_call(clock: Option<ClockBase>, c: &CniCall) -> String {
+    let mut s = format!(
+        "{} {} (pid {}{}) at {}",
+        safe(&c.verb),
+        c.plugin.comm,
+        c.plugin.tgid,
+        c.parent
+            .map(|p| format!(", parent {p}"))
+            .unwrap_or_default(),
+        at(clock, c.at_ns)
+    );
+    match c.end {
+        Some(e) => s.push_str(&format!(", {} at {}", e.status, at(clock, e.at_ns))),
+        None => s.push_str(", no end seen"),
+    }
+    if let Some(id) = &c.container_id {
+        s.push_str(&format!(", sandbox {}", safe(id)));
+    }
+    if let Some(i) = &c.if_name {
+        s.push_str(&format!(", {}", safe(i)));
+    }
+    if let Some(p) = c.netns_path.as_deref().filter(|p| !p.is_empty()) {
+        let named = match &c.target {
+            CniTarget::Member { pid, netns } => format!("{netns} (member {pid})"),
+            CniTarget::Pin { netns } => format!("{netns} (pinned)"),
+            CniTarget::ExitedProcess {
+                pid,
+                netns,
+                exited_at_ns,
+            } => format!(
+                "nothing: process {pid} had left {netns} by exiting at {}",
+                at(clock, *exited_at_ns)
+            ),
+            CniTarget::NoPath | CniTarget::Unresolved => "nothing known".into(),
+        };
+        s.push_str(&format!(", CNI_NETNS {} -> {named}", safe(p)));
+    }
+    if let (Some(n), Some(p)) = (&c.pod_namespace, &c.pod_name) {
+        s.push_str(&format!(", pod {}/{}", safe(n), safe(p)));
+    }
+    if !c.truncated.is_empty() {
+        let cut: Vec<&str> = c.truncated.iter().map(|v| v.name()).collect();
+        s.push_str(&format!(" [cut: {}]", cut.join(", ")));
+    }
+    s
+}
+
+fn interface_line(i: &InterfaceEvidence) -> String {
+    format!(
+        "{} (ifindex {}, {}) {}",
+        safe(&i.name),
+        i.ifindex,
+        i.mac,
+        i.ipv4.join(" ")
+    )
+}
+
+fn pin_line(p: &PinEvidence) -> String {
+    let what = match p.kind {
+        PinKind::BindMount => format!(
+            "bind mount {}{}",
+            p.path.as_deref().unwrap_or("<path unknown>"),
+            p.mount_ns
+                .map(|m| format!(" in mnt:[{m}]"))
+                .unwrap_or_default()
+        ),
+        PinKind::Fd => format!(
+            "nsfs fd {} of pid {}",
+            p.fd.unwrap_or(0),
+            p.pid.unwrap_or(0)
+        ),
+        PinKind::Socket => format!(
+            "socket fd {} of pid {}",
+            p.fd.unwrap_or(0),
+            p.pid.unwrap_or(0)
+        ),
+    };
+    let by =
+        p.by.as_ref()
+            .map(|b| format!(", made by {} ({})", b.pid, b.comm))
+            .unwrap_or_default();
+    format!("{}{by}", safe(&what))
 }
 
 /// The owner cell: pod UID and a 12-character container id (as `crictl ps` shows it), else
@@ -239,6 +327,16 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         writeln!(out, "{}", line.trim_end())?;
     }
 
+    if r.namespaces.iter().any(|n| !n.cni_calls.is_empty()) {
+        writeln!(out, "\nCNI CALLS")?;
+        for n in r.namespaces.iter().filter(|n| !n.cni_calls.is_empty()) {
+            writeln!(out, "{}", n.id)?;
+            for c in &n.cni_calls {
+                writeln!(out, "    {}", cni_call(clock, c))?;
+            }
+        }
+    }
+
     writeln!(out, "\nFINDINGS")?;
     if r.findings.is_empty() {
         writeln!(out, "none")?;
@@ -266,6 +364,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                 history_unknown,
                 resolved_at_ns,
                 owner,
+                cni_calls,
             } => {
                 if let Some(o) = owner {
                     let field =
@@ -292,33 +391,10 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     writeln!(out, "    held by: no pin observed")?;
                 }
                 for p in pins {
-                    let what = match p.kind {
-                        PinKind::BindMount => format!(
-                            "bind mount {}{}",
-                            p.path.as_deref().unwrap_or("<path unknown>"),
-                            p.mount_ns
-                                .map(|m| format!(" in mnt:[{m}]"))
-                                .unwrap_or_default()
-                        ),
-                        PinKind::Fd => format!(
-                            "nsfs fd {} of pid {}",
-                            p.fd.unwrap_or(0),
-                            p.pid.unwrap_or(0)
-                        ),
-                        PinKind::Socket => format!(
-                            "socket fd {} of pid {}",
-                            p.fd.unwrap_or(0),
-                            p.pid.unwrap_or(0)
-                        ),
-                    };
-                    let by =
-                        p.by.as_ref()
-                            .map(|b| format!(", made by {} ({})", b.pid, b.comm))
-                            .unwrap_or_default();
                     writeln!(
                         out,
-                        "    held by: {}{by}, seen {}",
-                        safe(&what),
+                        "    held by: {}, seen {}",
+                        pin_line(p),
                         at(clock, p.at_ns)
                     )?;
                 }
@@ -344,14 +420,10 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     )?;
                 }
                 for i in interfaces {
-                    writeln!(
-                        out,
-                        "    interface: {} (ifindex {}, {}) {}",
-                        safe(&i.name),
-                        i.ifindex,
-                        i.mac,
-                        i.ipv4.join(" ")
-                    )?;
+                    writeln!(out, "    interface: {}", interface_line(i))?;
+                }
+                for c in cni_calls {
+                    writeln!(out, "    cni: {}", cni_call(clock, c))?;
                 }
                 if *history_unknown {
                     writeln!(out, "    history: unknown (existed before the trace)")?;
@@ -401,6 +473,63 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     writeln!(out, "    expected {m} (owner {o})")?;
                 }
                 writeln!(out, "    reason: {reason:?}")?;
+            }
+            FindingDetail::CniDelLeftNamespace {
+                container_id: _,
+                del,
+                netns_path_resolved,
+                interfaces,
+                pins,
+            } => {
+                writeln!(out, "    del: {}", cni_call(clock, del))?;
+                writeln!(
+                    out,
+                    "    CNI_NETNS {} the namespace when the DEL ran",
+                    if *netns_path_resolved {
+                        "still named"
+                    } else {
+                        "no longer named"
+                    }
+                )?;
+                for i in interfaces {
+                    writeln!(out, "    left: {}", interface_line(i))?;
+                }
+                for p in pins {
+                    writeln!(
+                        out,
+                        "    held by: {}, seen {}",
+                        pin_line(p),
+                        at(clock, p.at_ns)
+                    )?;
+                }
+            }
+            FindingDetail::CniDelFailed {
+                container_id: _,
+                del,
+                chained,
+                namespace,
+            } => {
+                writeln!(out, "    del: {}", cni_call(clock, del))?;
+                for c in chained {
+                    writeln!(out, "    ran: {}", cni_call(clock, c))?;
+                }
+                match namespace {
+                    Some(ns) => {
+                        writeln!(out, "    namespace: {}", ns.state)?;
+                        for i in &ns.interfaces {
+                            writeln!(out, "    interface: {}", interface_line(i))?;
+                        }
+                        for p in &ns.pins {
+                            writeln!(
+                                out,
+                                "    held by: {}, seen {}",
+                                pin_line(p),
+                                at(clock, p.at_ns)
+                            )?;
+                        }
+                    }
+                    None => writeln!(out, "    namespace: none known")?,
+                }
             }
         }
     }

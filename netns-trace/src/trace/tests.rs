@@ -400,6 +400,14 @@ pub(crate) fn every_variant() -> Vec<Event> {
             path: "host-local".into(),
             truncated: [CniValue::CniArgs, CniValue::Path].into_iter().collect(),
         })),
+        EventBody::CniExit(CniExit {
+            wait_status: 1 << 8,
+            parent: 4242,
+        }),
+        EventBody::CniExit(CniExit {
+            wait_status: 9 | 0x80,
+            parent: u32::MAX,
+        }),
         EventBody::Snapshot(Box::new(Snapshot {
             phase: SnapshotPhase::Start,
             init_netns: ns(1),

@@ -2,7 +2,7 @@
 //! unshares its namespace, the runtime pins it (or passes /proc/PID/ns/net), runs the plugins,
 //! which exec their IPAM plugin with the same environment, and tears down.
 use super::*;
-use crate::collector::CollectorConfig;
+use crate::collector::{CollectorConfig, FindingDetail};
 use crate::model::{
     Comm, CreatedBy, EventBody, MountOp, MountSyscall, NetnsCreated, Pin, PinChange, Snapshot,
     SnapshotPhase, TaskNetns, TaskOp,
@@ -375,4 +375,366 @@ fn the_oldest_calls_are_dropped_past_the_bound_and_leave_the_indexes() {
         .collect();
     assert_eq!(in_a.len(), MAX_CNI_CALLS);
     assert_eq!(in_a[0], 3 * S + extra as u64, "the oldest left are first");
+}
+
+/// The plugin `pid` (its last thread `tid`) ending with `wait_status`, its parent `parent`
+/// being told.
+fn cni_exit(ts: u64, pid: u32, tid: u32, wait_status: i32, parent: u32) -> Event {
+    Event {
+        ts_ns: ts,
+        pid: tid,
+        tgid: pid,
+        comm: Comm::from_str_lossy("bridge"),
+        body: EventBody::CniExit(CniExit {
+            wait_status,
+            parent,
+        }),
+    }
+}
+
+/// (pid, parent, end) of each call.
+fn ends<'a>(calls: impl Iterator<Item = &'a CniCall>) -> Vec<(u32, Option<u32>, Option<CniEnd>)> {
+    calls.map(|c| (c.plugin.tgid, c.parent, c.end)).collect()
+}
+
+fn exited(at_ns: u64, code: i32) -> Option<CniEnd> {
+    Some(CniEnd {
+        at_ns,
+        status: CniStatus::Exited { code },
+    })
+}
+
+#[test]
+fn each_call_ends_with_the_status_its_parent_was_told() {
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 100, POD_A);
+    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    // The runtime (pid 90) runs bridge, which runs host-local; host-local ends first.
+    c.handle(&cni(3 * S, 111, "bridge", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni(3 * S + MS, 112, "host-local", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(3 * S + 2 * MS, 112, 115, 0, 111));
+    c.handle(&cni_exit(3 * S + 3 * MS, 111, 111, 0, 90));
+    // A DEL that fails, and one a signal kills (with a core dump).
+    c.handle(&cni(4 * S, 120, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(4 * S + MS, 120, 121, 1 << 8, 90));
+    c.handle(&cni(5 * S, 130, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(5 * S + MS, 130, 130, 6 | 0x80, 90));
+    // A wrapper: one process exec'd the plugin after itself, both with the CNI environment;
+    // its one end ends both.
+    c.handle(&cni(6 * S, 140, "wrapper", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni(6 * S + MS, 140, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(6 * S + 2 * MS, 140, 140, 0, 90));
+    // An end for a process with no running call (its start was lost) changes nothing, and a
+    // later call of a reused pid is ended by its own end only.
+    c.handle(&cni_exit(7 * S, 111, 111, 2 << 8, 90));
+    c.handle(&cni(8 * S, 111, "bridge", "CHECK", SANDBOX_A, PIN_A));
+    // Still running at the end of the trace.
+    c.handle(&cni(9 * S, 150, "bridge", "CHECK", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(9 * S + MS, 111, 111, 0, 91));
+
+    assert_eq!(
+        ends(c.cni_calls_for_sandbox(SANDBOX_A)),
+        vec![
+            (111, Some(90), exited(3 * S + 3 * MS, 0)),
+            (112, Some(111), exited(3 * S + 2 * MS, 0)),
+            (120, Some(90), exited(4 * S + MS, 1)),
+            (
+                130,
+                Some(90),
+                Some(CniEnd {
+                    at_ns: 5 * S + MS,
+                    status: CniStatus::Killed {
+                        signal: 6,
+                        core_dumped: true
+                    }
+                })
+            ),
+            (140, Some(90), exited(6 * S + 2 * MS, 0)),
+            (140, Some(90), exited(6 * S + 2 * MS, 0)),
+            (111, Some(91), exited(9 * S + MS, 0)),
+            (150, None, None),
+        ]
+    );
+    let statuses: Vec<String> = c
+        .cni_calls()
+        .filter_map(|call| call.end.map(|e| e.status.to_string()))
+        .collect();
+    assert_eq!(
+        statuses[2..4],
+        [
+            "exit 1".to_string(),
+            "killed by signal 6 (core dumped)".into()
+        ]
+    );
+    assert!(
+        c.cni_calls()
+            .next()
+            .unwrap()
+            .end
+            .unwrap()
+            .status
+            .succeeded()
+    );
+    assert!(
+        !c.cni_calls()
+            .nth(2)
+            .unwrap()
+            .end
+            .unwrap()
+            .status
+            .succeeded()
+    );
+    // The JSON names how it ended.
+    assert_eq!(
+        serde_json::to_value(c.cni_calls().nth(3).unwrap().end).unwrap(),
+        serde_json::json!({"at_ns": 5 * S + MS, "status": {"how": "killed", "signal": 6, "core_dumped": true}})
+    );
+}
+
+#[test]
+fn a_namespace_has_its_sandboxes_calls_and_its_owner_from_them() {
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 100, POD_A);
+    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    c.handle(&cni(3 * S, 111, "bridge", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni(3 * S + MS, 112, "host-local", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(3 * S + 2 * MS, 112, 112, 0, 111));
+    c.handle(&cni_exit(3 * S + 3 * MS, 111, 111, 0, 90));
+    // The pin goes first; the DEL's path then names nothing, yet it is the sandbox's.
+    c.handle(&Event::observed(
+        4 * S,
+        EventBody::PinRemoved(PinChange {
+            netns: POD_A,
+            pin: pin_at(PIN_A),
+        }),
+    ));
+    c.handle(&cni(5 * S, 120, "bridge", "DEL", SANDBOX_A, PIN_A));
+    c.handle(&cni_exit(5 * S + MS, 120, 120, 0, 90));
+    // Another sandbox's call is not this namespace's.
+    c.handle(&cni(
+        6 * S,
+        130,
+        "bridge",
+        "ADD",
+        SANDBOX_B,
+        "/proc/4242/ns/net",
+    ));
+
+    let id = id_of(&c, POD_A);
+    let calls = c.sandbox_cni_calls_for_namespace(&id);
+    assert_eq!(
+        calls
+            .iter()
+            .map(|k| (k.plugin.tgid, k.verb.as_str(), c.is_chained(k)))
+            .collect::<Vec<_>>(),
+        vec![(111, "ADD", false), (112, "ADD", true), (120, "DEL", false)]
+    );
+    assert_eq!(calls[2].target, CniTarget::Unresolved);
+    let ns = c.namespaces().find(|n| n.id() == id).unwrap();
+    assert_eq!(ns.owner.container_id.as_deref(), Some(SANDBOX_A));
+    assert_eq!(
+        (
+            ns.owner.pod_namespace.as_deref(),
+            ns.owner.pod_name.as_deref(),
+            ns.owner.pod_uid.as_deref()
+        ),
+        (Some("shop"), Some("web-aaaa0001"), Some("uid-aaaa0001"))
+    );
+}
+
+fn interfaces(ts: u64, id: NsId, ip: Option<&str>) -> Event {
+    let mut ifaces = vec![crate::model::Interface {
+        name: "lo".into(),
+        ifindex: 1,
+        mac: Default::default(),
+        ipv4: vec![(std::net::Ipv4Addr::LOCALHOST, 8)],
+    }];
+    if let Some(ip) = ip {
+        ifaces.push(crate::model::Interface {
+            name: "eth0".into(),
+            ifindex: 2,
+            mac: crate::model::Mac([2, 0, 0, 0, 0, 1]),
+            ipv4: vec![(ip.parse().unwrap(), 24)],
+        });
+    }
+    Event::observed(
+        ts,
+        EventBody::Interfaces(crate::model::InterfacesRead {
+            netns: id,
+            interfaces: ifaces,
+        }),
+    )
+}
+
+/// A pod's ADD through `path` as a runtime runs it: bridge, which chains host-local.
+fn add(c: &mut Collector, ts: u64, pid: u32, sandbox: &str, path: &str) {
+    c.handle(&cni(ts, pid, "bridge", "ADD", sandbox, path));
+    c.handle(&cni(ts + MS, pid + 1, "host-local", "ADD", sandbox, path));
+    c.handle(&cni_exit(ts + 2 * MS, pid + 1, pid + 1, 0, pid));
+    c.handle(&cni_exit(ts + 3 * MS, pid, pid, 0, 90));
+}
+
+/// The same for DEL, each plugin ending with its own status.
+fn run_del(c: &mut Collector, ts: u64, pid: u32, sandbox: &str, path: &str, host_local: i32) {
+    c.handle(&cni(ts, pid, "bridge", "DEL", sandbox, path));
+    c.handle(&cni(ts + MS, pid + 1, "host-local", "DEL", sandbox, path));
+    c.handle(&cni_exit(ts + 2 * MS, pid + 1, pid + 1, host_local, pid));
+    c.handle(&cni_exit(ts + 3 * MS, pid, pid, host_local, 90));
+}
+
+fn kinds(c: &Collector) -> Vec<&'static str> {
+    c.findings().iter().map(|f| f.kind()).collect()
+}
+
+#[test]
+fn a_del_after_the_pause_died_that_its_pinned_namespace_outlived_is_cited_in_one_leak() {
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: 2 * S,
+        ..Default::default()
+    });
+    c.handle(&Event::observed(
+        S,
+        EventBody::Snapshot(Box::new(Snapshot {
+            phase: SnapshotPhase::Start,
+            namespaces: vec![],
+            init_netns: INIT,
+        })),
+    ));
+    // Pod A: the pause (100) given as /proc/100/ns/net; a plugin's debugging bind mount.
+    unshare(&mut c, 2 * S, 100, POD_A);
+    add(&mut c, 3 * S, 110, SANDBOX_A, "/proc/100/ns/net");
+    c.handle(&interfaces(3 * S + 10 * MS, POD_A, Some("10.231.62.11")));
+    pin(&mut c, 4 * S, POD_A, "/run/netns-debug/aaaa0001");
+    // The pause dies; DEL gets the dead path, returns 0, and eth0 stays.
+    exit(&mut c, 5 * S, 100, POD_A);
+    run_del(
+        &mut c,
+        5 * S + 100 * MS,
+        120,
+        SANDBOX_A,
+        "/proc/100/ns/net",
+        0,
+    );
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
+    c.tick(8 * S);
+    assert_eq!(
+        kinds(&c),
+        vec!["leaked_netns", "cni_del_left_namespace"],
+        "{:#?}",
+        c.findings()
+    );
+    let leak = &c.findings()[0];
+    assert!(
+        leak.summary.ends_with(
+            "; CNI ADD at 3.000s (exit 0), DEL at 5.100s (exit 0), CNI_NETNS /proc/100/ns/net \
+             naming nothing: process 100 had exited at 5.000s after the last member left at 5.000s"
+        ),
+        "{}",
+        leak.summary
+    );
+    let FindingDetail::LeakedNetns { cni_calls, .. } = &leak.detail else {
+        panic!()
+    };
+    assert_eq!(
+        cni_calls
+            .iter()
+            .map(|k| (k.verb.as_str(), k.plugin.tgid))
+            .collect::<Vec<_>>(),
+        vec![("ADD", 110), ("DEL", 120)],
+        "the runtime's calls, not host-local's"
+    );
+    let left = &c.findings()[1];
+    assert_eq!(left.netns, leak.netns);
+    let FindingDetail::CniDelLeftNamespace {
+        container_id,
+        del,
+        netns_path_resolved,
+        interfaces,
+        pins,
+    } = &left.detail
+    else {
+        panic!()
+    };
+    assert_eq!(container_id, SANDBOX_A);
+    assert_eq!((del.at_ns, del.plugin.tgid), (5 * S + 100 * MS, 120));
+    assert_eq!(
+        del.end,
+        Some(CniEnd {
+            at_ns: 5 * S + 103 * MS,
+            status: CniStatus::Exited { code: 0 }
+        })
+    );
+    assert_eq!(del.netns_path.as_deref(), Some("/proc/100/ns/net"));
+    assert!(!netns_path_resolved);
+    assert_eq!(interfaces[0].ipv4, vec!["10.231.62.11/24".to_string()]);
+    assert_eq!(pins[0].path.as_deref(), Some("/run/netns-debug/aaaa0001"));
+    // A DEL retried later replaces the story in the leak.
+    run_del(&mut c, 9 * S, 130, SANDBOX_A, "/proc/100/ns/net", 0);
+    assert!(
+        c.findings()[0]
+            .summary
+            .ends_with("after the last member left at 5.000s")
+            && c.findings()[0].summary.contains("DEL at 9.000s"),
+        "{}",
+        c.findings()[0].summary
+    );
+    assert_eq!(c.findings().len(), 2, "raised once");
+}
+
+#[test]
+fn a_failed_del_is_a_finding_with_its_namespace_and_a_clean_pod_gives_none() {
+    let mut c = collector();
+    // Pod A: pinned as containerd does; a clean stop: DEL through the pin, eth0 goes, then
+    // the pin, then the namespace.
+    unshare(&mut c, 2 * S, 100, POD_A);
+    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    add(&mut c, 3 * S, 110, SANDBOX_A, PIN_A);
+    c.handle(&interfaces(3 * S + 10 * MS, POD_A, Some("10.0.0.2")));
+    exit(&mut c, 4 * S, 100, POD_A);
+    run_del(&mut c, 4 * S + MS, 120, SANDBOX_A, PIN_A, 0);
+    c.handle(&interfaces(4 * S + 10 * MS, POD_A, None));
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
+
+    // Pod B: its DEL fails (host-local exits 1, so bridge does).
+    unshare(&mut c, 5 * S, 200, POD_B);
+    add(&mut c, 5 * S + MS, 210, SANDBOX_B, "/proc/200/ns/net");
+    c.handle(&interfaces(5 * S + 10 * MS, POD_B, Some("10.0.0.3")));
+    run_del(&mut c, 6 * S, 220, SANDBOX_B, "/proc/200/ns/net", 1 << 8);
+    assert_eq!(
+        kinds(&c),
+        vec!["cni_del_failed"],
+        "one, for the runtime's DEL"
+    );
+    let f = &c.findings()[0];
+    assert_eq!(f.netns, id_of(&c, POD_B));
+    assert_eq!(
+        f.summary,
+        format!(
+            "CNI DEL of sandbox {SANDBOX_B} failed: bridge (exit 1) at 6.003s, CNI_NETNS \
+             /proc/200/ns/net naming process 200's namespace; it ran host-local exit 1; {} is alive \
+             with eth0 10.0.0.3/24, held by nothing observed",
+            id_of(&c, POD_B)
+        )
+    );
+    let FindingDetail::CniDelFailed {
+        container_id,
+        del,
+        chained,
+        namespace,
+    } = &f.detail
+    else {
+        panic!()
+    };
+    assert_eq!(container_id.as_deref(), Some(SANDBOX_B));
+    assert_eq!(del.plugin.tgid, 220);
+    assert_eq!(
+        chained
+            .iter()
+            .map(|k| (k.plugin.tgid, k.end.map(|e| e.status)))
+            .collect::<Vec<_>>(),
+        vec![(221, Some(CniStatus::Exited { code: 1 }))]
+    );
+    let ns = namespace.as_ref().unwrap();
+    assert_eq!(ns.state, crate::collector::NsState::Alive);
+    assert_eq!(ns.interfaces.len(), 2);
 }

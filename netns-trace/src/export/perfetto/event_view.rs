@@ -5,9 +5,9 @@
 
 use super::layout::{Arg, i, s, u};
 use crate::model::{
-    AddrOp, ArpPacket, CleanupRun, Direction, Event, EventBody, InterfacesRead, Ipv4AddrChange,
-    Lost, MountOp, MountSyscall, NeighUpdate, NetDev, NetDevOp, NetnsCreated, NetnsObject, NsId,
-    NsfsEvict, NsfsMount, PinChange, SnapshotPhase, TaskNetns, TaskOp,
+    AddrOp, ArpPacket, CleanupRun, CniExit, Direction, Event, EventBody, InterfacesRead,
+    Ipv4AddrChange, Lost, MountOp, MountSyscall, NeighUpdate, NetDev, NetDevOp, NetnsCreated,
+    NetnsObject, NsId, NsfsEvict, NsfsMount, PinChange, SnapshotPhase, TaskNetns, TaskOp,
 };
 
 /// Where a mark of the event's own goes.
@@ -27,6 +27,11 @@ pub(super) enum Anchor {
     Mounts,
     /// The "tracer" track.
     Tracer,
+    /// The track of the namespace the CNI call this event started (the collector's latest)
+    /// named.
+    CniStart,
+    /// The tracks of the namespaces named by the CNI calls of process `tgid` this event ended.
+    CniEnd { tgid: u32 },
 }
 
 #[derive(Clone, Debug)]
@@ -264,9 +269,20 @@ impl EventView {
                     SnapshotPhase::Final => ("final snapshot", "absent from final snapshot"),
                 };
             }
-            // The rest carry nothing the export draws from the event itself (attribution, CNI
-            // calls): the collector folds them into members, owners and calls. A new kind is
-            // drawn by adding an arm here; it needs none to be exported.
+            // A CNI call's mark goes where the collector placed the call.
+            EventBody::CniExec(exec) => {
+                view.mark = mark(
+                    Anchor::CniStart,
+                    format!("CNI {} {}", exec.verb, event.comm),
+                    vec![],
+                );
+            }
+            EventBody::CniExit(CniExit { .. }) => {
+                view.mark = mark(Anchor::CniEnd { tgid: event.tgid }, String::new(), vec![]);
+            }
+            // The rest carry nothing the export draws from the event itself (attribution): the
+            // collector folds them into members and owners. A new kind is drawn by adding an
+            // arm here; it needs none to be exported.
             _ => {}
         }
         view.names.retain(|id| !id.is_none());

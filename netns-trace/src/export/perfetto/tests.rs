@@ -718,3 +718,87 @@ fn export_and_report_agree_on_which_life_an_event_belongs_to() {
     decoded.track_named("netns 4026532600 (created by unshare[80])");
     assert_export_agrees_with_report(events, CollectorConfig::default());
 }
+
+#[test]
+fn each_cni_call_is_marked_on_the_track_of_the_namespace_its_path_named() {
+    let cni = |ts: u64, pid: u32, comm: &str, verb: &str, path: &str| {
+        let mut e = by(
+            ts,
+            pid,
+            comm,
+            EventBody::CniExec(Box::new(CniExec {
+                netns: INIT,
+                verb: verb.into(),
+                container_id: Some("c0ffee".into()),
+                netns_path: Some(path.into()),
+                if_name: Some("eth0".into()),
+                cni_args: Some("K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web".into()),
+                path: format!("/usr/lib/cni/{comm}"),
+                truncated: CniTruncated::default(),
+            })),
+        );
+        e.tgid = pid;
+        e
+    };
+    let exit = |ts: u64, pid: u32, wait_status: i32| {
+        by(
+            ts,
+            pid,
+            "bridge",
+            EventBody::CniExit(CniExit {
+                wait_status,
+                parent: 90,
+            }),
+        )
+    };
+    let events = vec![
+        created(1_000, 50, "unshare", A),
+        task(1_000, 50, "unshare", TaskOp::Unshare, A, INIT),
+        cni(2_000, 70, "bridge", "ADD", "/proc/50/ns/net"),
+        exit(2_500, 70, 0),
+        task(3_000, 50, "unshare", TaskOp::Exit, A, A),
+        // The DEL after the pause died: still A's (the namespace its pid was last in).
+        cni(4_000, 71, "bridge", "DEL", "/proc/50/ns/net"),
+        exit(4_500, 71, 1 << 8),
+        // A path naming nothing known goes outside the namespaces.
+        cni(5_000, 72, "bridge", "DEL", "/run/netns/unknown"),
+    ];
+    let (d, _) = export(events, &PerfettoOptions::default());
+    let track = d.namespace_track("net:[4026532301]#101");
+    let marks: Vec<(u64, &str)> = d
+        .on(track)
+        .iter()
+        .filter(|e| e.3.starts_with("CNI"))
+        .map(|e| (e.0, e.3.as_str()))
+        .collect();
+    assert_eq!(
+        marks,
+        vec![
+            (2_000, "CNI ADD bridge"),
+            (2_500, "CNI ADD bridge: exit 0"),
+            (4_000, "CNI DEL bridge"),
+            (4_500, "CNI DEL bridge: exit 1"),
+        ]
+    );
+    let end = d
+        .on(track)
+        .into_iter()
+        .find(|e| e.0 == 4_500 && e.3.starts_with("CNI"))
+        .unwrap();
+    assert_eq!(end.4["netns_path"], "/proc/50/ns/net");
+    assert_eq!(end.4["started_at_ns"], "4000");
+    assert_eq!(end.4["pod"], "shop/web");
+    assert!(
+        end.4["target"].starts_with("nothing: process 50 had left"),
+        "{:?}",
+        end.4
+    );
+    let outside = d.track_named("outside tracked namespaces");
+    assert!(
+        d.on(outside)
+            .iter()
+            .any(|e| e.3 == "CNI DEL bridge" && e.0 == 5_000),
+        "{:?}",
+        d.on(outside)
+    );
+}

@@ -1,4 +1,5 @@
-//! CniExec: from the kernel record, CNI_ARGS lookups, the truncation set's JSON.
+//! CniExec: from the kernel record, CNI_ARGS lookups, the truncation set's JSON. CniExit: the
+//! wait status from the SIGCHLD's code and status.
 use netns_trace_common::{self as abi, EventKind, cni_vars};
 
 use super::*;
@@ -121,4 +122,69 @@ fn truncation_reads_as_field_names_in_json() {
     assert_eq!(serde_json::from_str::<CniTruncated>(&json).unwrap(), cut);
     assert!(serde_json::from_str::<CniTruncated>(r#"["argv"]"#).is_err());
     assert!(CniTruncated::default().is_empty());
+}
+
+fn exit_record(code: i32, status: i32) -> Vec<u8> {
+    let r = abi::CniExit {
+        hdr: EventHeader {
+            kind: EventKind::CniExit as u16,
+            size: size_of::<abi::CniExit>() as u16,
+            ts_ns: 43,
+            pid: 7002,
+            tgid: 7001,
+            comm: copy("bridge"),
+            ..Default::default()
+        },
+        code,
+        status,
+        parent_tgid: 812,
+        _pad: 0,
+    };
+    // SAFETY: a #[repr(C)] record of integers, read as its bytes.
+    unsafe { std::slice::from_raw_parts((&r as *const abi::CniExit).cast::<u8>(), size_of_val(&r)) }
+        .to_vec()
+}
+
+#[test]
+fn a_cni_exit_record_decodes_to_the_wait_status_its_parent_reads() {
+    let exit = |code, status| match decode(&exit_record(code, status)).unwrap().body {
+        EventBody::CniExit(e) => e,
+        other => panic!("{other:?}"),
+    };
+    let ok = exit(abi::cld::EXITED, 0);
+    assert_eq!((ok.wait_status, ok.parent), (0, 812));
+    assert!(ok.succeeded());
+    let failed = exit(abi::cld::EXITED, 1);
+    assert_eq!(failed.wait_status, 0x100);
+    assert_eq!((failed.exit_code(), failed.signal()), (Some(1), None));
+    assert!(!failed.succeeded());
+    let killed = exit(abi::cld::KILLED, 9);
+    assert_eq!(killed.wait_status, 9);
+    assert_eq!((killed.exit_code(), killed.signal()), (None, Some(9)));
+    assert!(!killed.core_dumped());
+    let dumped = exit(abi::cld::DUMPED, 11);
+    assert_eq!(dumped.wait_status, 11 | 0x80);
+    assert_eq!((dumped.signal(), dumped.core_dumped()), (Some(11), true));
+}
+
+#[test]
+fn a_cni_exit_record_with_an_unknown_code_or_status_is_refused() {
+    let kind = EventKind::CniExit as u16;
+    for (code, status) in [
+        (0, 0),
+        (4, 19),
+        (abi::cld::EXITED, 256),
+        (abi::cld::EXITED, -1),
+        (abi::cld::KILLED, 0),
+        (abi::cld::DUMPED, 0x7f),
+    ] {
+        assert_eq!(
+            decode(&exit_record(code, status)),
+            Err(DecodeError::BadValue {
+                kind,
+                value: u64::from(code as u32) << 32 | u64::from(status as u32),
+            }),
+            "code {code}, status {status}"
+        );
+    }
 }
