@@ -1269,8 +1269,10 @@ mod tests {
     /// with the namespace and the entry, so a node's churn does not grow it without end.
     #[test]
     fn memory_of_dead_namespaces_and_deleted_cache_entries_is_dropped() {
-        let mut fake = Fake::default();
-        fake.cni = vec![cni_entry("aaa", "/run/netns/cni-1")];
+        let mut fake = Fake {
+            cni: vec![cni_entry("aaa", "/run/netns/cni-1")],
+            ..Default::default()
+        };
         let pods: Vec<NsId> = (0..50)
             .map(|i| NsId::new(100 + i, 4026533000 + i as u32))
             .collect();
