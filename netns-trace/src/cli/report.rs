@@ -121,7 +121,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     };
     let _ = end;
     let report = Report::build(&collector, &ctx);
-    let mut out = std::io::stdout().lock();
+    // Buffered: the pretty JSON is many small writes, and stdout's line buffering would scan
+    // and copy each one.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         // The trace's own health rides along: how much was unreadable, and whether the
         // recorder shut down cleanly.
@@ -143,6 +145,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
         report.render_text(&mut out)?;
     }
+    out.flush()?;
     if args.fail_on_leak && has_leak(&report) {
         return Ok(ExitCode::from(super::EXIT_LEAK));
     }

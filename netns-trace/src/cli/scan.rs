@@ -53,13 +53,16 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         filters: Default::default(),
     };
     let report = Report::build(&c, &ctx);
-    let mut out = std::io::stdout().lock();
+    // Buffered: the pretty JSON is many small writes, and stdout's line buffering would scan
+    // and copy each one.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         report.write_json(&mut out, true)?;
         writeln!(out)?;
     } else {
         report.render_text(&mut out)?;
     }
+    out.flush()?;
     if args.fail_on_leak && super::report::has_leak(&report) {
         return Ok(ExitCode::from(super::EXIT_LEAK));
     }
