@@ -69,16 +69,27 @@ pub struct BenchArgs {
 enum Tracer {
     None,
     NetnsTrace,
+    /// netns-trace with the CNI exec probes disabled: beside the full column, it gives the
+    /// cost of reading every exec's environment (issue 13).
+    NetnsTraceNoExec,
     Bpftrace,
 }
+
+/// The probes that trace CNI plugin runs (exec and exit), disabled in the no-exec column.
+const EXEC_PROBES: &[&str] = &["cni_exec", "cni_exit"];
 
 impl Tracer {
     fn key(self) -> &'static str {
         match self {
             Tracer::None => "none",
             Tracer::NetnsTrace => "netns-trace",
+            Tracer::NetnsTraceNoExec => "netns-trace-no-exec",
             Tracer::Bpftrace => "bpftrace",
         }
+    }
+
+    fn is_netns_trace(self) -> bool {
+        matches!(self, Tracer::NetnsTrace | Tracer::NetnsTraceNoExec)
     }
 }
 
@@ -233,9 +244,15 @@ fn start(tracer: Tracer, env: &Env) -> Result<Option<Running>> {
     let dir = &env.dir;
     let mut child = match tracer {
         Tracer::None => return Ok(None),
-        Tracer::NetnsTrace => Command::new(&env.netns_trace)
+        Tracer::NetnsTrace | Tracer::NetnsTraceNoExec => Command::new(&env.netns_trace)
             .args(["record", "--force", "--quiet", "-o"])
             .arg(dir.join("bench.trace"))
+            .args(
+                EXEC_PROBES
+                    .iter()
+                    .filter(|_| tracer == Tracer::NetnsTraceNoExec)
+                    .flat_map(|p| ["--disable-probe", p]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -271,7 +288,9 @@ fn start(tracer: Tracer, env: &Env) -> Result<Option<Running>> {
             seen.push(l);
         }
         let ready = match tracer {
-            Tracer::NetnsTrace => seen.iter().any(|l| l.contains("recording to")),
+            Tracer::NetnsTrace | Tracer::NetnsTraceNoExec => {
+                seen.iter().any(|l| l.contains("recording to"))
+            }
             // BEGIN runs once every probe is attached.
             _ => std::fs::read_to_string(dir.join("bpftrace.out"))
                 .is_ok_and(|s| s.lines().any(|l| l == "ready")),
@@ -312,7 +331,7 @@ fn stop(r: Option<Running>, env: &Env) -> Result<TraceCounts> {
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(r.child.id() as i32, libc::SIGTERM) };
     let status = r.child.wait()?;
-    if r.tracer != Tracer::NetnsTrace {
+    if !r.tracer.is_netns_trace() {
         return Ok(TraceCounts::default());
     }
     if !status.success() {
@@ -617,10 +636,12 @@ fn cost_workloads(
                 eprintln!("  rep {rep} {:<12} {name:<14} {v:>9.4} {unit}", t.key());
                 samples[i].entry(t.key().into()).or_default().push(v);
             }
-            if t == Tracer::NetnsTrace {
+            if t.is_netns_trace() {
                 eprintln!(
-                    "  rep {rep} netns-trace recorded {} events, lost {}",
-                    counts.events, counts.lost
+                    "  rep {rep} {} recorded {} events, lost {}",
+                    t.key(),
+                    counts.events,
+                    counts.lost
                 );
             }
         }
@@ -928,6 +949,10 @@ fn bench_here(args: &BenchArgs, env: &Env) -> Result<Results> {
     let mode = probe_mode(env);
     res.machine.insert("probe_mode".into(), mode);
     let mut tracers = vec![Tracer::None, Tracer::NetnsTrace];
+    if want("process-churn") {
+        // Every exec's environment is scanned for CNI_*: process churn shows what that costs.
+        tracers.push(Tracer::NetnsTraceNoExec);
+    }
     if args.no_bpftrace {
         res.notes
             .push("run with --no-bpftrace: the bpftrace column is empty".into());
@@ -1047,6 +1072,18 @@ fn print_results(res: &Results) {
                 ratio("bpftrace"),
                 w.lost_events
             );
+        }
+        // The share of netns-trace's cost that reading every exec's environment takes.
+        for w in &res.workloads {
+            let key = Tracer::NetnsTraceNoExec.key();
+            if let (Some(with), Some(without)) = (w.ratio.get("netns-trace"), w.ratio.get(key)) {
+                println!(
+                    "exec tracing   {:<14} netns-trace {:+.1}%, without its CNI exec probes {:+.1}%",
+                    w.name,
+                    (with - 1.0) * 100.0,
+                    (without - 1.0) * 100.0
+                );
+            }
         }
         for (k, v) in &res.collector {
             println!("collector {k:<30} {v:>16.2}");
