@@ -24,3 +24,6 @@ pub mod probes;
 pub mod report;
 pub mod snapshot;
 pub mod trace;
+
+#[cfg(test)]
+mod test_alloc;

@@ -34,8 +34,12 @@ pub struct TraceDamage {
     /// The header's metadata block did not validate; [`TraceReader::meta`] is then the
     /// default (empty) metadata.
     pub meta_error: Option<String>,
-    /// Damaged regions in the middle of the file, each followed by a valid frame.
+    /// Damaged regions in the middle of the file, each followed by a valid frame: the first
+    /// [`MAX_LISTED_REGIONS`]; the rest are only counted in `unlisted_regions`.
     pub corrupt: Vec<CorruptRegion>,
+    /// Damaged regions past the listed ones, and their bytes.
+    pub unlisted_regions: u64,
+    pub unlisted_bytes: u64,
     /// Bytes at the end of the file after the last valid frame that form no valid frame.
     pub tail_unreadable_bytes: u64,
     /// Why the tail did not read (e.g. a frame cut short).
@@ -58,6 +62,7 @@ impl TraceDamage {
     pub fn is_intact(&self) -> bool {
         self.meta_error.is_none()
             && self.corrupt.is_empty()
+            && self.unlisted_regions == 0
             && self.tail_unreadable_bytes == 0
             && self.end_seen
             && self.unknown_records == 0
@@ -68,11 +73,16 @@ impl TraceDamage {
 
     /// Bytes skipped in the middle of the file plus the unreadable tail.
     pub fn skipped_bytes(&self) -> u64 {
-        self.corrupt.iter().map(|r| r.len).sum::<u64>() + self.tail_unreadable_bytes
+        self.corrupt.iter().map(|r| r.len).sum::<u64>()
+            + self.unlisted_bytes
+            + self.tail_unreadable_bytes
     }
 }
 
 const READ_CHUNK: usize = 1 << 20;
+
+/// Damaged regions listed one by one in [`TraceDamage::corrupt`] (and warned about).
+pub const MAX_LISTED_REGIONS: usize = 256;
 
 /// A sliding window over the input: all of it for in-memory traces, chunks for files.
 /// `buf[pos..end]` is what has been read and not consumed; `buf` beyond `end` is spare room
@@ -394,6 +404,18 @@ impl TraceReader {
     }
 
     fn record_skipped(&mut self, offset: u64, len: u64, reason: String) {
+        // A crafted file can be damage from end to end: list and warn about so many regions,
+        // count the rest.
+        if self.damage.corrupt.len() >= MAX_LISTED_REGIONS {
+            if self.damage.unlisted_regions == 0 {
+                tracing::warn!(
+                    "trace: more than {MAX_LISTED_REGIONS} damaged regions; the rest are only counted"
+                );
+            }
+            self.damage.unlisted_regions += 1;
+            self.damage.unlisted_bytes += len;
+            return;
+        }
         tracing::warn!("trace: skipping {len} bytes at offset {offset}: {reason}");
         self.damage.corrupt.push(CorruptRegion {
             offset,

@@ -908,6 +908,35 @@ fn garbage_between_and_after_frames_is_skipped() {
     assert!(d.end_seen);
 }
 
+/// Issue 14 item 6: a file that is damage between every frame lists a bounded number of
+/// regions and counts the rest, and still gives every event.
+#[test]
+fn damage_everywhere_is_listed_up_to_a_bound_and_counted_beyond() {
+    let events = realistic_mix(1200, 17);
+    let lay = layout(&events, 2, Compression::Never);
+    assert!(lay.frames.len() > reader::MAX_LISTED_REGIONS + 50);
+    let mut bytes = lay.bytes[..lay.frames[0].0].to_vec();
+    let junk = b"junk between frames";
+    for (i, &(start, ..)) in lay.frames.iter().enumerate() {
+        let end = lay.frames.get(i + 1).map_or(lay.bytes.len(), |f| f.0);
+        bytes.extend_from_slice(&lay.bytes[start..end]);
+        if i + 1 < lay.frames.len() {
+            bytes.extend_from_slice(junk);
+        }
+    }
+    let (got, r) = read_all(bytes);
+    assert_same_events(&got, &events, "all");
+    let d = r.damage();
+    let regions = lay.frames.len() as u64 - 1;
+    assert_eq!(d.corrupt.len(), reader::MAX_LISTED_REGIONS);
+    assert_eq!(
+        d.unlisted_regions,
+        regions - reader::MAX_LISTED_REGIONS as u64
+    );
+    assert_eq!(d.skipped_bytes(), regions * junk.len() as u64);
+    assert!(!d.is_intact());
+}
+
 /// Returns at most 7 bytes per read, so frames straddle every refill of the reader's window.
 struct Trickle(std::io::Cursor<Vec<u8>>);
 

@@ -446,6 +446,9 @@ impl Wire for Option<IpAddr> {
     }
 }
 
+/// The most a decoded collection reserves before its elements are read.
+const PREALLOC_BYTES: usize = 64 << 10;
+
 /// A count, then the elements.
 impl<T: Wire> Wire for Vec<T> {
     fn put(&self, w: &mut Writer<'_>) {
@@ -456,7 +459,10 @@ impl<T: Wire> Wire for Vec<T> {
     }
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         let n = r.count()?;
-        let mut out = Vec::with_capacity(n);
+        // The count is only bounded by the bytes left (one per element at least), and an
+        // element in memory can be a hundred times its encoding: reserve no more than
+        // PREALLOC_BYTES up front, and let a count that the bytes really hold grow the rest.
+        let mut out = Vec::with_capacity(n.min(PREALLOC_BYTES / size_of::<T>().max(1)));
         for _ in 0..n {
             out.push(T::get(r)?);
         }
@@ -760,5 +766,43 @@ impl Wire for Snapshot {
             init_netns: r.nsid()?,
             namespaces: Vec::get(r)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::format::Cursor;
+
+    /// Issue 14 item 6: a hostile count in a big frame made one frame reserve count ×
+    /// size_of::<T>() bytes (a 32 MiB frame: gigabytes) before its first element failed.
+    #[test]
+    fn a_hostile_count_reserves_no_more_than_the_elements_read() {
+        const N: usize = 1 << 20;
+        let mut payload = Vec::with_capacity(N + 8);
+        let mut n = N as u64;
+        while n >= 0x80 {
+            payload.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        payload.push(n as u8);
+        // Then no valid element: each string index is a varint that never ends.
+        payload.resize(payload.len() + N, 0xff);
+        let tables = Tables {
+            payload: &payload,
+            comms: &[],
+            nsids: &[],
+            strings: &[],
+        };
+        let (result, largest) = crate::test_alloc::largest_allocation_during(|| {
+            let mut c = Cursor::new(&payload);
+            Vec::<(String, String)>::get(&mut Reader::new(&mut c, &tables))
+        });
+        assert!(result.is_err());
+        assert!(
+            largest <= PREALLOC_BYTES,
+            "one allocation of {largest} bytes for a count of {N} (each element {} bytes)",
+            size_of::<(String, String)>()
+        );
     }
 }
