@@ -55,15 +55,107 @@ pub fn ns_inum_of(path: &Path) -> io::Result<u32> {
 }
 
 fn open_cloexec(path: &Path) -> io::Result<OwnedFd> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let c = c_path(path)?;
     // SAFETY: c is a valid NUL-terminated string; the returned fd is owned by us alone.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe { libc::open(c.as_ptr(), HANDLE_FLAGS) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: fd was just returned by open and is not owned elsewhere.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+/// How every handle is opened: a FIFO or a device planted where a pin was must neither block
+/// the open nor become our terminal.
+const HANDLE_FLAGS: libc::c_int =
+    libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+
+/// `/proc/PID/root/REST` split into the root (`/proc/PID/root`) and REST, relative.
+fn split_proc_root(path: &Path) -> Option<(PathBuf, &Path)> {
+    use std::path::Component;
+    let comps: Vec<Component> = path.components().collect();
+    let at = comps.windows(2).position(|w| {
+        matches!(w, [Component::Normal(pid), Component::Normal(root)]
+            if *root == "root" && !pid.is_empty() && pid.as_bytes().iter().all(u8::is_ascii_digit))
+    })?;
+    let root: PathBuf = comps[..at + 2].iter().collect();
+    let rest = path.strip_prefix(&root).ok()?;
+    (!rest.as_os_str().is_empty()).then_some((root, rest))
+}
+
+/// Opens `rest` inside the directory `root` as if it were `/`: an absolute symlink in a pod's
+/// tree resolves inside that tree, not against the tracer's root, and no /proc magic link is
+/// followed on the way (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, Linux 5.6+; older
+/// kernels get a plain openat, and the nsfs check after it).
+pub(crate) fn open_in_root(root: &Path, rest: &Path) -> io::Result<OwnedFd> {
+    let root_c = c_path(root)?;
+    // SAFETY: valid string; the fd is owned below.
+    let dir = unsafe {
+        libc::open(
+            root_c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: dir was just returned by open.
+    let dir = unsafe { OwnedFd::from_raw_fd(dir) };
+    let rest_c = c_path(rest)?;
+    // SAFETY: open_how is plain integers; all-zero is its "no options" value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = HANDLE_FLAGS as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: openat2 reads `how` (of the size given) and the path; returns a new fd.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rest_c.as_ptr(),
+            &how as *const libc::open_how,
+            size_of::<libc::open_how>(),
+        )
+    } as libc::c_int;
+    let fd = if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // SAFETY: as above, with openat's arguments.
+        unsafe { libc::openat(dir.as_raw_fd(), rest_c.as_ptr(), HANDLE_FLAGS) }
+    } else {
+        fd
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by openat2/openat.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a namespace handle, which a pod may have put anything behind: a path inside a
+/// process's root is resolved inside that root ([`open_in_root`]), and whatever was opened
+/// must be an nsfs file before any ioctl or setns is tried on it.
+pub(crate) fn open_ns_file(path: &Path) -> io::Result<OwnedFd> {
+    let fd = match split_proc_root(path) {
+        Some((root, rest)) => open_in_root(&root, rest)?,
+        None => open_cloexec(path)?,
+    };
+    // SAFETY: fstatfs writes into the zeroed buffer we own.
+    let mut sfs: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sfs) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // f_type and the magic have different types in glibc and musl, and on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
+    if sfs.f_type as i64 != libc::NSFS_MAGIC as i64 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a namespace file",
+        ));
+    }
+    Ok(fd)
 }
 
 fn setns_net(fd: &impl AsRawFd) -> io::Result<()> {
@@ -85,7 +177,7 @@ fn ns_get_id(fd: &OwnedFd) -> u64 {
 /// For an nsfs file whose type mountinfo does not show: its inum if it is a network
 /// namespace, `None` if it is another kind. The fd is closed before returning.
 pub fn net_inum_of_nsfs_file(path: &Path) -> io::Result<Option<u32>> {
-    let fd = open_cloexec(path)?;
+    let fd = open_ns_file(path)?;
     // SAFETY: NS_GET_NSTYPE takes no argument and only returns the type.
     let kind = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_NSTYPE as _) };
     let kind = if kind < 0 {
@@ -129,24 +221,63 @@ impl Drop for NetnsGuard {
 
 /// Reads the interfaces and identity of the network namespace behind `handle_path`.
 pub fn read_interfaces(handle_path: &Path) -> Result<NsRead, SnapshotError> {
+    use std::sync::atomic::Ordering;
+    let timed_out = |what: String| SnapshotError::Io {
+        path: handle_path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::TimedOut, what),
+    };
+    let stuck = ABANDONED_READS.load(Ordering::Relaxed);
+    if stuck >= MAX_ABANDONED_READS {
+        return Err(timed_out(format!(
+            "{stuck} earlier namespace reads are still blocked; not starting another"
+        )));
+    }
     let path = handle_path.to_path_buf();
-    std::thread::Builder::new()
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let reader = std::thread::Builder::new()
         .name("netns-read".into())
-        .spawn(move || read_in_this_thread(&path))
+        .spawn(move || {
+            let r = std::panic::catch_unwind(|| read_in_this_thread(&path));
+            if tx.send(r).is_err() {
+                // Given up on: it no longer counts as blocked.
+                ABANDONED_READS.fetch_sub(1, Ordering::Relaxed);
+            }
+        })
         .map_err(|e| SnapshotError::Io {
             path: handle_path.to_path_buf(),
             source: e,
-        })?
-        .join()
-        .map_err(|_| SnapshotError::ReaderPanicked(handle_path.to_path_buf()))?
+        })?;
+    match rx.recv_timeout(READ_TIMEOUT) {
+        Ok(Ok(r)) => {
+            let _ = reader.join();
+            r
+        }
+        Ok(Err(_)) => Err(SnapshotError::ReaderPanicked(handle_path.to_path_buf())),
+        Err(_) => {
+            // Blocked where a pod put something slow (a FUSE or hung network mount): the
+            // thread is left to finish on its own, and the tracer goes on.
+            ABANDONED_READS.fetch_add(1, Ordering::Relaxed);
+            drop(rx);
+            Err(timed_out(format!(
+                "no answer within {} s",
+                READ_TIMEOUT.as_secs()
+            )))
+        }
+    }
 }
+
+/// How long one namespace read may take before it is given up on.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Reads given up on and still blocked; past this many, no new one is started.
+const MAX_ABANDONED_READS: isize = 4;
+static ABANDONED_READS: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
 
 fn read_in_this_thread(path: &Path) -> Result<NsRead, SnapshotError> {
     let io_err = |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let target = open_cloexec(path).map_err(io_err)?;
+    let target = open_ns_file(path).map_err(io_err)?;
     let inum = {
         // SAFETY: fstat writes into the zeroed stat buffer we own.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -392,9 +523,67 @@ mod tests {
     fn a_missing_handle_is_an_error_not_a_panic() {
         let err = read_interfaces(Path::new("/proc/self/ns/does-not-exist")).unwrap_err();
         assert!(matches!(err, SnapshotError::Io { .. }), "{err}");
-        // A file that is not a namespace cannot be entered.
+        // A file that is not a namespace is not even entered.
         let err = read_interfaces(Path::new("/proc/self/status")).unwrap_err();
-        assert!(matches!(err, SnapshotError::Enter { .. }), "{err}");
+        assert!(matches!(err, SnapshotError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("not a namespace file"), "{err}");
+    }
+
+    /// Issue 14 item 2: a FIFO planted where a pin was blocked a plain O_RDONLY open forever
+    /// (the tracer's reads stalled with it). It must be refused at once, and nothing asked of
+    /// it by ioctl.
+    #[test]
+    fn a_fifo_at_a_handle_path_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("cni-fake");
+        let c = c_path(&fifo).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send((
+                read_interfaces(&f).map(|_| ()).map_err(|e| e.to_string()),
+                net_inum_of_nsfs_file(&f).map_err(|e| e.to_string()),
+            ));
+        });
+        let (read, kind) = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("opening a FIFO handle blocked");
+        assert!(read.unwrap_err().contains("not a namespace file"));
+        assert!(kind.unwrap_err().contains("not a namespace file"));
+    }
+
+    /// Issue 14 item 2: a pod's absolute symlink resolved against the tracer's root, so
+    /// `/proc/PID/root/run/netns/x -> /proc/self/ns/net` handed us the tracer's own namespace.
+    /// Inside the pod's root it leads nowhere.
+    #[test]
+    fn a_symlink_in_a_pods_root_resolves_inside_that_root() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("run/netns")).unwrap();
+        std::os::unix::fs::symlink("/proc/self/ns/net", root.path().join("run/netns/x")).unwrap();
+        assert!(
+            open_cloexec(&root.path().join("run/netns/x")).is_ok(),
+            "a plain open follows it out of the root"
+        );
+        let err = open_in_root(root.path(), Path::new("run/netns/x")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        // A real namespace file inside the root is still found.
+        let ours = open_in_root(Path::new("/proc/self"), Path::new("ns/net"));
+        assert!(
+            ours.is_err(),
+            "ns/net is a magic link: refused under RESOLVE_NO_MAGICLINKS"
+        );
+    }
+
+    #[test]
+    fn proc_root_paths_are_split_at_the_pid_root() {
+        assert_eq!(
+            split_proc_root(Path::new("/proc/42/root/run/netns/cni-1")),
+            Some((PathBuf::from("/proc/42/root"), Path::new("run/netns/cni-1")))
+        );
+        assert_eq!(split_proc_root(Path::new("/proc/42/ns/net")), None);
+        assert_eq!(split_proc_root(Path::new("/proc/42/root")), None);
+        assert_eq!(split_proc_root(Path::new("/proc/self/root/x")), None);
     }
 
     /// Reading our own namespace needs no privilege beyond opening our own ns file, and
