@@ -157,6 +157,12 @@ pub enum FindingDetail {
         expected_mac: Option<Mac>,
         owner_netns: Option<String>,
         reason: StaleReason,
+        /// Other MACs later replies from the same namespace claimed for `sender_ip` (the
+        /// first few), and how many such replies there were: a flood stays one finding.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        other_macs: Vec<Mac>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        other_mac_replies: u64,
     },
 }
 
@@ -294,13 +300,28 @@ fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {
     )
 }
 
+/// Stale-ARP findings kept in all; replies past that are only counted
+/// ([`CollectorStats::stale_replies_unreported`](super::CollectorStats)).
+pub(super) const MAX_STALE_FINDINGS: usize = 1024;
+/// Further MACs listed in one stale-ARP finding.
+const MAX_OTHER_MACS: usize = 16;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// What the duplicate-IP and stale-ARP verdicts already raised: each is raised once.
 #[derive(Default)]
 pub(super) struct RaisedOnce {
     /// An address and the namespaces holding it.
     duplicate_ips: FxHashSet<(Ipv4Addr, Vec<SlotRef>)>,
-    /// A sender address and the MAC a reply claimed for it.
-    stale_replies: FxHashSet<(Ipv4Addr, Mac)>,
+    /// Stale replies by the namespace they were seen in and the address they claimed: one
+    /// finding each, however many MACs a flood of replies names (a pod with NET_RAW can
+    /// send one per packet).
+    stale_replies: rustc_hash::FxHashMap<(SlotRef, Ipv4Addr), usize>,
+    /// The address and MAC of each raised stale reply: the same reply seen at its other end
+    /// (sent from one namespace, received in another) is the same finding.
+    stale_claims: FxHashSet<(Ipv4Addr, Mac)>,
     /// Namespaces a `cni_del_left_namespace` was raised for.
     cni_del_left: FxHashSet<SlotRef>,
     /// Leak findings (by index) whose summary ends with the CNI story: its length.
@@ -591,11 +612,31 @@ impl Collector {
         } else {
             return;
         };
-        if !self
+        if let Some(&i) = self.raised.stale_replies.get(&(r, rep.sender_ip)) {
+            if let Some(FindingDetail::StaleArpReply {
+                sender_mac,
+                other_macs,
+                other_mac_replies,
+                ..
+            }) = self.findings.get_mut(i).map(|f| &mut f.detail)
+                && *sender_mac != rep.sender_mac
+            {
+                *other_mac_replies += 1;
+                if other_macs.len() < MAX_OTHER_MACS && !other_macs.contains(&rep.sender_mac) {
+                    other_macs.push(rep.sender_mac);
+                }
+            }
+            return;
+        }
+        if self
             .raised
-            .stale_replies
-            .insert((rep.sender_ip, rep.sender_mac))
+            .stale_claims
+            .contains(&(rep.sender_ip, rep.sender_mac))
         {
+            return;
+        }
+        if self.raised.stale_replies.len() >= MAX_STALE_FINDINGS {
+            self.stats.stale_replies_unreported += 1;
             return;
         }
         let observed_in = ns.id();
@@ -640,9 +681,15 @@ impl Collector {
                 expected_mac: expected,
                 owner_netns: owner_id,
                 reason,
+                other_macs: Vec::new(),
+                other_mac_replies: 0,
             },
         };
-        self.push_finding(Some(r), f);
+        let i = self.push_finding(Some(r), f);
+        self.raised.stale_replies.insert((r, rep.sender_ip), i);
+        self.raised
+            .stale_claims
+            .insert((rep.sender_ip, rep.sender_mac));
     }
 
     fn push_finding(&mut self, r: Option<SlotRef>, mut f: Finding) -> usize {

@@ -143,6 +143,9 @@ pub struct CollectorStats {
     pub dropped_destroyed: BTreeMap<NsState, u64>,
     pub cleanup_runs: u64,
     pub last_cleanup_run_ns: Option<u64>,
+    /// Stale ARP replies not made findings because [`findings::MAX_STALE_FINDINGS`] were
+    /// already raised.
+    pub stale_replies_unreported: u64,
     /// A teardown hook (fentry/kprobe) delivered at least one event.
     pub teardown_hook_seen: bool,
     /// Events about namespaces the collector did not know and could not place.

@@ -1855,3 +1855,81 @@ fn a_graft_whose_mount_the_enricher_saw_first_folds_into_that_pin() {
     assert_eq!(state_of(&c, id), NsState::Persistent);
     assert!(c.findings().is_empty(), "{:?}", c.findings());
 }
+
+/// Issue 14 item 1: a pod with NET_RAW answering for a neighbour's address with a new random
+/// MAC in every reply made one finding (and one output line) per reply. It is one finding
+/// per namespace and address, counting the replies and listing the first few MACs.
+#[test]
+fn an_arp_reply_flood_with_random_macs_is_one_finding_that_counts_them() {
+    let mut c = collector();
+    let ip = Ipv4Addr::new(10, 244, 2, 9);
+    let owner = NsId::new(1201, 4026533201);
+    let spoofer = NsId::new(1301, 4026533301);
+    crio_pod(&mut c, 2 * S, owner, "/run/netns/pod-b", 7201);
+    crio_pod(&mut c, 2 * S, spoofer, "/run/netns/pod-x", 7301);
+    feed(&mut c, veth(3 * S, owner, 2, Mac([2, 0, 0, 0, 2, 0xb]), ip));
+    let mut lines = 0;
+    for i in 0..5000u32 {
+        let b = i.to_be_bytes();
+        let mac = Mac([0x0a, 0xbc, b[0], b[1], b[2], b[3]]);
+        lines += c
+            .handle(&arp_reply(
+                4 * S + u64::from(i),
+                spoofer,
+                Direction::Tx,
+                ip,
+                mac,
+            ))
+            .len();
+    }
+    assert_eq!(kinds(&c), ["stale_arp_reply"]);
+    assert_eq!(lines, 1, "one notice for the flood");
+    let FindingDetail::StaleArpReply {
+        other_macs,
+        other_mac_replies,
+        observed_in,
+        ..
+    } = &c.findings()[0].detail
+    else {
+        panic!()
+    };
+    assert_eq!(*other_mac_replies, 4999);
+    assert_eq!(other_macs.len(), 16);
+    assert_eq!(observed_in, "net:[4026533301]#1301");
+}
+
+/// Issue 14 item 1: replies claiming ever new addresses are bounded by a global cap, past
+/// which they are counted, not kept.
+#[test]
+fn stale_arp_findings_stop_at_their_cap_and_the_rest_are_counted() {
+    let mut c = collector();
+    let spoofer = NsId::new(1301, 4026533301);
+    crio_pod(&mut c, 2 * S, spoofer, "/run/netns/pod-x", 7301);
+    let cap = super::findings::MAX_STALE_FINDINGS as u32;
+    // Owners for cap + 10 addresses, each then claimed with a wrong MAC.
+    for i in 0..cap + 10 {
+        let owner = NsId::new(20_000 + u64::from(i), 4026540000 + i);
+        let ip = Ipv4Addr::from(0x0a00_0000 + i + 1);
+        crio_pod(
+            &mut c,
+            2 * S,
+            owner,
+            &format!("/run/netns/o-{i}"),
+            100_000 + i,
+        );
+        feed(&mut c, veth(3 * S, owner, 2, Mac([2, 0, 0, 0, 0, 1]), ip));
+        c.handle(&arp_reply(
+            4 * S,
+            spoofer,
+            Direction::Tx,
+            ip,
+            Mac([2, 0, 0, 0, 0, 2]),
+        ));
+    }
+    let stale = kinds(&c)
+        .iter()
+        .filter(|k| **k == "stale_arp_reply")
+        .count();
+    assert_eq!(stale, cap as usize);
+    assert_eq!(c.stats().stale_replies_unreported, 10);
+}

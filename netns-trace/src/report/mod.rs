@@ -175,6 +175,13 @@ pub struct Summary {
     pub by_state: BTreeMap<NsState, u64>,
     pub findings: BTreeMap<String, u64>,
     pub uncertain_findings: u64,
+    /// Stale ARP replies past the collector's cap on such findings: counted, not listed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stale_arp_replies_unreported: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -216,6 +223,7 @@ impl Report {
 
         let mut summary = Summary {
             namespaces: namespaces.len() as u64,
+            stale_arp_replies_unreported: stats.stale_replies_unreported,
             ..Default::default()
         };
         for s in NsState::ALL {

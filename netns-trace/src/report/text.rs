@@ -463,6 +463,8 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                 expected_mac,
                 owner_netns,
                 reason,
+                other_macs,
+                other_mac_replies,
             } => {
                 writeln!(
                     out,
@@ -473,6 +475,19 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                     writeln!(out, "    expected {m} (owner {o})")?;
                 }
                 writeln!(out, "    reason: {reason:?}")?;
+                if *other_mac_replies > 0 {
+                    let listed: Vec<String> = other_macs.iter().map(|m| m.to_string()).collect();
+                    writeln!(
+                        out,
+                        "    {other_mac_replies} later replies claimed it for other MACs: {}{}",
+                        listed.join(", "),
+                        if *other_mac_replies > listed.len() as u64 {
+                            ", …"
+                        } else {
+                            ""
+                        }
+                    )?;
+                }
             }
             FindingDetail::CniDelLeftNamespace {
                 container_id: _,
