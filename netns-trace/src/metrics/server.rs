@@ -2,15 +2,27 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{ALLOW, CONTENT_TYPE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+/// Connections served at once; one more is closed as soon as it is accepted. A scraper
+/// needs one; the rest of the budget is for a few humans with curl.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client must have sent its request headers within this long.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Any connection, however well-behaved, is closed after this long (keep-alive included),
+/// so a client that stops reading cannot hold its slot.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Request head buffer (hyper's minimum): a GET /metrics needs a few hundred bytes.
+const MAX_HEAD_BYTES: usize = 8192;
 
 /// What prometheus-client encodes.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -26,6 +38,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
     let bound = listener.local_addr()?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -37,17 +50,31 @@ pub async fn serve(
                     continue;
                 }
             };
+            // Clients that open connections and never finish a request (slowloris) must not
+            // pile up: past the cap a new one is closed at once.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!("metrics: {MAX_CONNECTIONS} connections open; closing {peer}");
+                drop(stream);
+                continue;
+            };
             let registry = registry.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = service_fn(move |req| {
                     let registry = registry.clone();
                     async move { Ok::<_, Infallible>(respond(&req, &registry)) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!("metrics: connection from {peer}: {e}");
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_HEAD_BYTES)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                    Ok(Err(e)) => tracing::debug!("metrics: connection from {peer}: {e}"),
+                    Err(_) => {
+                        tracing::debug!("metrics: closing {peer} after {CONNECTION_LIFETIME:?}")
+                    }
+                    Ok(Ok(())) => {}
                 }
             });
         }

@@ -351,3 +351,61 @@ fn the_server_answers_get_metrics_and_refuses_the_rest() {
         .to_string();
     assert!(err.contains(&addr.to_string()), "{err}");
 }
+
+/// Issue 14: 200 connections that never finished their request headers all stayed open (no
+/// header timeout, no cap), each holding a task and an fd. Past the cap they are closed at
+/// once; the rest when the header timeout runs out; and /metrics answers meanwhile.
+#[test]
+fn slow_clients_are_capped_and_timed_out_and_metrics_still_answers() {
+    use std::time::{Duration, Instant};
+    let (mut metrics, registry) = Metrics::new();
+    metrics.started("full", &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (addr, _task) = rt
+        .block_on(server::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            registry.clone(),
+        ))
+        .unwrap();
+    let start = Instant::now();
+    let mut slow: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Every one of them is closed by the server: by the cap at once, or by the header
+    // timeout. The bound is generous: it only has to be finite.
+    let bound = server::HEADER_TIMEOUT * 4;
+    for s in &mut slow {
+        s.set_read_timeout(Some(
+            bound
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(10)),
+        ))
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf);
+        assert!(
+            matches!(n, Ok(0))
+                || n.as_ref()
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset)
+                || n.as_ref()
+                    .is_ok_and(|n| buf[..*n].starts_with(b"HTTP/1.1 408")),
+            "a slow client was still open after {:?}: {n:?}",
+            start.elapsed()
+        );
+    }
+    drop(slow);
+    let ok = http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+}
