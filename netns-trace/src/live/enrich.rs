@@ -213,27 +213,26 @@ impl<O: Observer> Enricher<O> {
 
     fn rescan_fds(&mut self, ts: u64, out: &mut Vec<Event>) {
         let now = self.obs.fd_pins();
-        for entry in &self.fd_pins {
-            if !now.contains(entry) {
-                out.push(Event::observed(
-                    ts,
-                    EventBody::PinRemoved(PinChange {
-                        netns: self.id_of(entry.0),
-                        pin: entry.1.clone(),
-                    }),
-                ));
-            }
+        // Sets, not Vec::contains: a node can have thousands of fd holders.
+        let before: HashSet<&(u32, Pin)> = self.fd_pins.iter().collect();
+        let after: HashSet<&(u32, Pin)> = now.iter().collect();
+        for entry in self.fd_pins.iter().filter(|e| !after.contains(e)) {
+            out.push(Event::observed(
+                ts,
+                EventBody::PinRemoved(PinChange {
+                    netns: self.id_of(entry.0),
+                    pin: entry.1.clone(),
+                }),
+            ));
         }
-        for entry in &now {
-            if !self.fd_pins.contains(entry) {
-                out.push(Event::observed(
-                    ts,
-                    EventBody::PinAdded(PinChange {
-                        netns: self.id_of(entry.0),
-                        pin: entry.1.clone(),
-                    }),
-                ));
-            }
+        for entry in now.iter().filter(|e| !before.contains(e)) {
+            out.push(Event::observed(
+                ts,
+                EventBody::PinAdded(PinChange {
+                    netns: self.id_of(entry.0),
+                    pin: entry.1.clone(),
+                }),
+            ));
         }
         self.fd_pins = now;
     }
