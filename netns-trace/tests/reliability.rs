@@ -87,6 +87,29 @@ fn without_privileges_says_what_is_missing_and_exits_1() {
     assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
 }
 
+/// Issue 14 item 8: where other processes' namespaces are refused (the runtime's default
+/// AppArmor profile does this to a container, as does a missing CAP_SYS_PTRACE), `scan` used
+/// to report an empty, healthy node. It must say it is blind and exit 1.
+#[test]
+fn a_tracer_that_cannot_see_other_processes_says_so_and_exits_1() {
+    if !is_root() {
+        eprintln!(
+            "SKIP a_tracer_that_cannot_see_other_processes_says_so_and_exits_1: needs root to drop to an unprivileged user"
+        );
+        return;
+    }
+    let out = Command::new(bin())
+        .args(["scan", "--json"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run as nobody");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("blind"), "{err}");
+    assert!(out.stdout.is_empty(), "no report from a blind scan");
+}
+
 #[test]
 fn programs_are_released_after_sigkill_and_after_sigterm() {
     if !is_root() {

@@ -129,6 +129,19 @@ fn net_inum_of_nsfs_fd(fd_link: &Path) -> Option<u32> {
         .flatten()
 }
 
+/// The error when every other process's namespaces are refused to us.
+fn blind(denied: usize) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "the namespaces of {denied} processes could not be read (permission denied) and \
+             none but our own could: netns-trace would be blind to the node. Run it as root \
+             with CAP_SYS_PTRACE; in a container, with the host's PID namespace and without \
+             the runtime's default AppArmor profile (see deploy/kubernetes/daemonset.yaml)"
+        ),
+    )
+}
+
 impl ProcFs {
     pub fn host() -> Self {
         Self {
@@ -307,15 +320,27 @@ impl ProcFs {
         })
     }
 
-    /// Every process that could be read. Vanished processes are skipped silently.
+    /// Every process that could be read. Vanished processes are skipped silently. When
+    /// other processes' namespaces are refused and none but our own can be read, the tracer
+    /// would see nothing of the node: that is an error, not an empty node.
     pub fn processes(&self) -> io::Result<Vec<ProcessNs>> {
+        let me = std::process::id();
         let mut out = Vec::new();
+        let mut denied = 0usize;
         for pid in self.pids()? {
             match self.process(pid) {
                 Ok(p) => out.push(p),
                 Err(e) if is_vanished(&e) => {}
-                Err(e) => tracing::debug!("process {pid}: {e}"),
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::PermissionDenied {
+                        denied += 1;
+                    }
+                    tracing::debug!("process {pid}: {e}");
+                }
             }
+        }
+        if denied > 0 && out.iter().all(|p| p.pid == me) {
+            return Err(blind(denied));
         }
         Ok(out)
     }
