@@ -161,9 +161,23 @@ fn the_daemonset_has_what_the_tracer_needs_and_never_pins_a_namespace() {
             .find(|m| volume_path(m["name"].as_str().unwrap()) == Some(host))
             .unwrap_or_else(|| panic!("host {host} is not mounted"))
     };
-    for host in ["/proc", "/sys/kernel/btf", "/sys/fs/bpf"] {
-        assert_eq!(mount_of(host)["readOnly"], true, "{host} must be read-only");
+    assert_eq!(mount_of("/sys/kernel/btf")["readOnly"], true);
+    // Nothing the agent does not use: it reads /proc through hostPID, pins nothing in bpffs.
+    for unused in ["/proc", "/sys/fs/bpf"] {
+        assert!(
+            c["volumeMounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| volume_path(m["name"].as_str().unwrap()) != Some(unused)),
+            "{unused} is mounted but unused"
+        );
     }
+    // The runtime's default AppArmor profile blinds it (other processes' /proc/PID/ns).
+    assert_eq!(
+        ds["spec"]["template"]["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/netns-trace"],
+        "unconfined"
+    );
     let netns = mount_of("/var/run/netns");
     assert_eq!(
         netns["mountPropagation"], "HostToContainer",
@@ -204,4 +218,26 @@ fn the_daemonset_has_what_the_tracer_needs_and_never_pins_a_namespace() {
         containerfile.contains(&format!("EXPOSE {}", port["containerPort"])),
         "the image exposes the metrics port"
     );
+}
+
+/// The metrics carry every tenant's pod names and UIDs without authentication: the shipped
+/// NetworkPolicy lets only the monitoring namespace reach the agents' metrics port.
+#[test]
+fn the_network_policy_admits_only_scrapes_of_the_metrics_port() {
+    let file = deploy_dir().join("kubernetes/networkpolicy.yaml");
+    let out = validate(&file, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let policy = &yaml_documents(&file)[0];
+    let ds_docs = yaml_documents(&daemonset_yaml());
+    let ds = ds_docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    assert_eq!(policy["metadata"]["namespace"], ds["metadata"]["namespace"]);
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        ds["spec"]["selector"]["matchLabels"]
+    );
+    let ingress = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0]["ports"][0]["port"], "metrics");
+    assert!(ingress[0]["from"][0]["namespaceSelector"].is_object());
+    assert_eq!(policy["spec"]["egress"], serde_json::json!([]));
 }
