@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::collector::CollectorConfig;
-use crate::export::{PerfettoOptions, write_jsonl, write_perfetto};
+use crate::export::{PerfettoExport, PerfettoOptions, write_jsonl};
 use crate::trace::TraceReader;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -35,21 +35,17 @@ pub struct ExportArgs {
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let mut reader = TraceReader::open(&args.file)?;
     let clock = reader.meta().clock;
-    let mut events = Vec::new();
-    let mut last_ts = reader.meta().started_at_ns;
-    while let Some(ev) = reader.next_event() {
-        last_ts = last_ts.max(ev.ts_ns);
-        events.push(ev);
-    }
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
         Box::new(crate::output::create_private(&args.output, args.force)?)
     };
     let mut out = BufWriter::new(out);
+    // Streamed: events go from the trace to the output one at a time, so a trace of any
+    // size exports in the memory the collector needs.
     match args.format {
         Format::Jsonl => {
-            let n = write_jsonl(events, Some(clock), &mut out)?;
+            let n = write_jsonl(reader.by_ref(), Some(clock), &mut out)?;
             eprintln!("netns-trace: wrote {n} events as JSON lines");
         }
         Format::Perfetto => {
@@ -60,9 +56,16 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 },
                 clock: Some(clock),
-                ended_at_ns: Some(super::report::trace_end(&reader, last_ts)),
+                ended_at_ns: None,
             };
-            let stats = write_perfetto(events, &options, &mut out)?;
+            let mut export = PerfettoExport::new(&options);
+            let mut last_ts = reader.meta().started_at_ns;
+            for ev in reader.by_ref() {
+                last_ts = last_ts.max(ev.ts_ns);
+                export.event(&ev);
+            }
+            let end = super::report::trace_end(&reader, last_ts);
+            let stats = export.finish(Some(end), &mut out)?;
             eprintln!(
                 "netns-trace: wrote a Perfetto trace: {} namespaces, {} tracks, {} slices, {} instants, {} findings; open it at https://ui.perfetto.dev",
                 stats.namespaces, stats.tracks, stats.slices, stats.instants, stats.findings

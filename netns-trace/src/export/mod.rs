@@ -15,7 +15,7 @@ mod protobuf;
 pub use crate::trace::ClockBase;
 
 pub use jsonl::write_jsonl;
-pub use perfetto::{ExportStats, PerfettoOptions, write_perfetto};
+pub use perfetto::{ExportStats, PerfettoExport, PerfettoOptions, write_perfetto};
 
 /// RFC 3339 UTC time with nanoseconds, e.g. `2025-06-01T12:00:00.123456789Z`.
 pub(crate) fn rfc3339(wall_ns: u64) -> String {

@@ -71,23 +71,56 @@ pub fn write_perfetto<W: Write>(
     options: &PerfettoOptions,
     out: W,
 ) -> io::Result<ExportStats> {
-    let mut collector = Collector::new(CollectorConfig {
-        notices: true,
-        ..options.collector.clone()
-    });
-    let mut timeline = Timeline::default();
+    let mut export = PerfettoExport::new(options);
     for event in events {
-        // Copied out: the timeline reads the collector while it looks at them.
-        let notices = collector.handle(&event).to_vec();
-        timeline.saw(event.ts_ns);
-        timeline.observe(&collector, &EventView::of(&event), event.ts_ns, &notices);
+        export.event(&event);
     }
-    let end = options.ended_at_ns.or(timeline.last_ts).unwrap_or(0);
-    let notices = collector.finish(end);
-    let end = collector.stats().ended_at_ns.unwrap_or(end);
-    timeline.observe(&collector, &EventView::none(), end, &notices);
-    timeline.settle(&collector, end);
-    timeline.write(&collector, options.clock, end, out)
+    export.finish(options.ended_at_ns, out)
+}
+
+/// A Perfetto export fed one event at a time, so a trace is never held in memory whole
+/// (only what the collector keeps and the timeline drew); the trace's end, which its last
+/// frame gives, is needed only at [`PerfettoExport::finish`].
+pub struct PerfettoExport {
+    collector: Collector,
+    timeline: Timeline,
+    clock: Option<ClockBase>,
+}
+
+impl PerfettoExport {
+    pub fn new(options: &PerfettoOptions) -> Self {
+        Self {
+            collector: Collector::new(CollectorConfig {
+                notices: true,
+                ..options.collector.clone()
+            }),
+            timeline: Timeline::default(),
+            clock: options.clock,
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        // Copied out: the timeline reads the collector while it looks at them.
+        let notices = self.collector.handle(event).to_vec();
+        self.timeline.saw(event.ts_ns);
+        self.timeline.observe(
+            &self.collector,
+            &EventView::of(event),
+            event.ts_ns,
+            &notices,
+        );
+    }
+
+    /// Ends every open slice at `ended_at_ns` (the last event's time when None) and writes.
+    pub fn finish<W: Write>(mut self, ended_at_ns: Option<u64>, out: W) -> io::Result<ExportStats> {
+        let end = ended_at_ns.or(self.timeline.last_ts).unwrap_or(0);
+        let notices = self.collector.finish(end);
+        let end = self.collector.stats().ended_at_ns.unwrap_or(end);
+        self.timeline
+            .observe(&self.collector, &EventView::none(), end, &notices);
+        self.timeline.settle(&self.collector, end);
+        self.timeline.write(&self.collector, self.clock, end, out)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
