@@ -420,6 +420,12 @@ impl Collector {
                         && p.path.as_deref().map(normalize_path) == Some(key.as_str())
                         && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
                 };
+                // EPERM/EACCES: a caller without the right to unmount, which no runtime
+                // cleaning up is; any process can make such calls, and counting them would let
+                // it push the runtime's real failure (EBUSY) out of the evidence.
+                if ret == -i64::from(libc::EPERM) || ret == -i64::from(libc::EACCES) {
+                    return;
+                }
                 for r in slots {
                     if ret < 0 {
                         let Some(ns) = self.reg.get_mut(r) else {

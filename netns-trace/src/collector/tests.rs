@@ -874,6 +874,45 @@ fn failed_umount_is_reported_as_a_failed_cleanup() {
     assert_eq!(pins.len(), 1, "a failed umount leaves the pin");
 }
 
+/// Issue 14 item 4: any process may call umount on a pin path and fail with EPERM; those
+/// calls are no cleanup, and enough of them used to push the runtime's EBUSY out.
+#[test]
+fn refused_umounts_by_anyone_do_not_crowd_out_the_runtimes_failed_cleanup() {
+    let mut c = collector();
+    let id = NsId::new(906, 4026532810);
+    crio_pod(&mut c, 2 * S, id, "/run/netns/busy", 641);
+    c.handle(&ev(
+        10 * S,
+        641,
+        641,
+        "pause",
+        task_body(TaskOp::Exit, id, id),
+    ));
+    c.handle(&umount(11 * S, 900, "crio", "/var/run/netns/busy", -16));
+    for i in 0..100 {
+        let errno = if i % 2 == 0 { -1 } else { -13 };
+        c.handle(&umount(
+            12 * S + i,
+            6666,
+            "mallory",
+            "/run/netns/busy",
+            errno,
+        ));
+    }
+    c.finish(10 * S + GRACE);
+    let FindingDetail::LeakedNetns {
+        failed_cleanups, ..
+    } = &c.findings()[0].detail
+    else {
+        panic!()
+    };
+    let seen: Vec<(i64, String)> = failed_cleanups
+        .iter()
+        .map(|f| (f.errno, f.by.comm.as_str().to_string()))
+        .collect();
+    assert_eq!(seen, [(16, "crio".to_string())]);
+}
+
 #[test]
 fn full_mode_nsfs_graft_is_named_by_the_following_syscall() {
     let mut c = collector();
