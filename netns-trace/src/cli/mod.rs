@@ -9,6 +9,7 @@ mod dev;
 mod export;
 mod probes;
 mod record;
+mod record_command;
 mod report;
 mod scan;
 mod watch;

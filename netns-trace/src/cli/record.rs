@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use super::{ProbeArgs, shutdown_signal};
+use super::{ProbeArgs, record_command};
 use crate::collector::{Collector, CollectorConfig};
 use crate::live::pipeline::{self, LiveOptions, LiveSink, LiveStatus};
 use crate::model::{Event, EventBody};
@@ -14,9 +14,15 @@ use crate::trace::{LostCount, ProbeRecord, TraceEnd, TraceMeta, TraceWriter};
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Takes a snapshot of every namespace, attaches the probes and streams every \
-event into FILE until Ctrl-C, SIGTERM or --duration; a final snapshot records the interfaces \
-and addresses of what is still alive. Copy the file off the node and run `netns-trace report` \
-on it anywhere.\n\n\
+event into FILE until Ctrl-C, SIGTERM, --duration or --until-idle; a final snapshot records \
+the interfaces and addresses of what is still alive. Copy the file off the node and run \
+`netns-trace report` on it anywhere.\n\n\
+With `-- CMD [ARGS...]` it records around a command, the way `perf record -- CMD` does: \
+CMD starts once the probes are attached, the recording stops --grace seconds after CMD \
+exits (so the teardowns it set off are caught), and CMD's exit status is netns-trace's. \
+Ctrl-C reaches CMD as it would without netns-trace and the recording waits for CMD to exit; \
+SIGTERM is passed on to CMD; a second one of either stops at once.\n\n\
+  netns-trace record -o deploy.nstrace --grace 60 -- kubectl rollout restart deploy/web\n\n\
 The file is written with mode 0600 and flushed every second: if the recorder is killed, \
 everything up to the last second replays."
 )]
@@ -35,9 +41,17 @@ pub struct RecordArgs {
     /// No live status line; periodic log lines instead.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Grace period used for the live counters on the status line.
+    /// Grace period used for the live counters on the status line, and how long recording
+    /// goes on after CMD exits.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub grace: f64,
+    /// Stop once this many seconds pass without a namespace being created, destroyed,
+    /// pinned or unpinned.
+    #[arg(long, value_name = "SECS")]
+    pub until_idle: Option<f64>,
+    /// A command to record around (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// The trace-writing half of `record`, shared with `watch --record`.
@@ -148,6 +162,10 @@ struct RecordSink {
     trace: TraceSink,
     live_line: bool,
     last_log: Instant,
+    /// `-- CMD`, started once the start snapshot is on disk.
+    command: Option<record_command::PendingCommand>,
+    /// `--until-idle`: when the last namespace event came.
+    idle: Option<(record_command::IdleClock, Instant)>,
     /// "recording to …" is printed once the start snapshot is on disk: from then on, a
     /// SIGKILL leaves a trace that replays.
     announced: Option<&'static str>,
@@ -174,6 +192,14 @@ impl LiveSink for RecordSink {
                 "netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop",
                 self.trace.path.display()
             );
+            if let Some(cmd) = self.command.take() {
+                cmd.start()?;
+            }
+        }
+        if let Some((clock, started)) = &self.idle
+            && record_command::is_namespace_event(ev)
+        {
+            clock.touch(started.elapsed());
         }
         Ok(())
     }
@@ -218,18 +244,49 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         },
         final_snapshot: true,
     };
+    let started = Instant::now();
+    let (command, watch) = match args.command.is_empty() {
+        true => (None, None),
+        false => {
+            let (pending, watch) = record_command::prepare(args.command.clone());
+            (Some(pending), Some(watch))
+        }
+    };
+    let idle = args
+        .until_idle
+        .map(super::secs_to_ns)
+        .transpose()?
+        .map(|ns| {
+            (
+                record_command::IdleClock::default(),
+                Duration::from_nanos(ns),
+            )
+        });
     let mut sink = RecordSink {
         trace: TraceSink::new(args.output.clone(), args.force)?,
         live_line: !args.quiet && std::io::stderr().is_terminal(),
         last_log: Instant::now(),
         announced: None,
+        command,
+        idle: idle.as_ref().map(|(clock, _)| (clock.clone(), started)),
+    };
+    let rule = record_command::StopRule {
+        command: watch.map(|w| (w, Duration::from_nanos(opts.collector.grace_ns))),
+        until_idle: idle,
+        duration,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut command_status = None;
     // The stop signals are installed inside the runtime, before the pipeline starts.
-    let outcome =
-        rt.block_on(async { pipeline::run(&opts, &mut sink, shutdown_signal(duration)).await })?;
+    let outcome = rt.block_on(async {
+        let stop = record_command::stop(rule, started);
+        pipeline::run(&opts, &mut sink, async {
+            command_status = stop.await;
+        })
+        .await
+    })?;
     if sink.live_line {
         eprintln!();
     }
@@ -244,5 +301,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         lost,
         args.output.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(match command_status {
+        Some(status) => ExitCode::from(record_command::exit_code(&status)),
+        None => ExitCode::SUCCESS,
+    })
 }

@@ -1,0 +1,113 @@
+//! `record -- CMD` and `record --until-idle` (issue 18 item 1), through the real binary on
+//! the host kernel, with iproute2 making and removing a namespace as a deployment would.
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::watch::{netns_trace_bin, report_of, spawn_until_ready};
+use common::{ip_bin, require_root};
+use serde_json::Value;
+
+/// The namespace of `report` whose inum is `inum`.
+fn namespace_with_inum(report: &Value, inum: u64) -> Option<&Value> {
+    report["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["inum"] == inum)
+}
+
+#[test]
+fn record_around_a_command_catches_its_teardown_and_exits_with_its_status() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("cmd.nstrace");
+    let inum_file = dir.path().join("inum");
+    let name = format!("nt-cmd-{}", std::process::id());
+    // What a deployment does to the node: a namespace made and removed, more pod churn (two
+    // short-lived namespaces: 6.13+ and 6.12.y free a torn-down namespace only on the next
+    // cleanup_net run, which is what tracepoint mode sees as its end), then an exit status.
+    let script = format!(
+        "{ip} netns add {name} && stat -L -c %i /run/netns/{name} > {inum} && {ip} netns del {name}; \
+         sleep 1; unshare -n true; sleep 1; unshare -n true; exit 7",
+        ip = ip_bin(),
+        inum = inum_file.display()
+    );
+    let started = Instant::now();
+    let out = Command::new(netns_trace_bin())
+        .args(["record", "--quiet", "--grace", "5", "-o"])
+        .arg(&trace)
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::inherit())
+        .output()
+        .expect("run record -- sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert_eq!(out.status.code(), Some(7), "CMD's exit status is ours");
+    assert!(stderr.contains("started sh -c"), "{stderr}");
+    // The command ran after the probes attached, so the namespace is in the trace, from its
+    // creation by ip to its teardown within the grace period.
+    let inum: u64 = std::fs::read_to_string(&inum_file)
+        .expect("the command ran")
+        .trim()
+        .parse()
+        .unwrap();
+    let report = report_of(&trace, "2");
+    let ns = namespace_with_inum(&report, inum)
+        .unwrap_or_else(|| panic!("net:[{inum}] missing from {report:#}"));
+    assert_eq!(ns["state"], "destroyed", "{ns:#}");
+    assert_eq!(ns["created_by"]["comm"], "ip", "{ns:#}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "stopped after the command and its grace period"
+    );
+    assert!(Path::new(&trace).exists());
+}
+
+#[test]
+fn record_until_idle_stops_by_itself_after_the_last_namespace_event() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("idle.nstrace");
+    let mut cmd = Command::new(netns_trace_bin());
+    cmd.args(["record", "--quiet", "--until-idle", "3", "-o"])
+        .arg(&trace);
+    let mut child = spawn_until_ready(&mut cmd, "record", "recording to");
+    let name = format!("nt-idle-{}", std::process::id());
+    let ip = |args: &[&str]| {
+        assert!(
+            Command::new(ip_bin())
+                .args(args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    ip(&["netns", "add", &name]);
+    let inum = common::ns_inum(&Path::new("/run/netns").join(&name)).unwrap();
+    ip(&["netns", "del", &name]);
+    // Nothing else happens: it must end on its own.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record --until-idle 3 still running after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    let report = report_of(&trace, "2");
+    assert!(
+        namespace_with_inum(&report, inum).is_some(),
+        "net:[{inum}] missing from {report:#}"
+    );
+}
