@@ -14,6 +14,9 @@
 //!   the dead /proc/PID/ns/net (the plugins release the IP and succeed; eth0 stays in the pinned
 //!   namespace), and a new pod given the same IP. netns-trace must report the leak with that
 //!   pin, the duplicate IP and the stale ARP reply: live, by `scan` and from a recorded trace.
+//!   With $NETNS_TRACE_COLLECT_DIR set (`cargo xtask record-fixtures`), that trace and what the
+//!   test saw (`common::cni_incident::CniIncident`) are left there as the `cni-incident`
+//!   fixture, which tests/recorded_traces.rs checks with the same functions.
 //!
 //! Needs root; run serially (`-- --test-threads=1`).
 mod common;
@@ -27,10 +30,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cni_incident::{CniIncident, NetnsId, Window};
 use common::watch::{Watch, findings, netns_trace_json, report_of};
 use common::{
-    ip_bin, link_mac_and_ipv4, names_netns, net_namespace_slab_count, netns_cookie, netns_exists,
-    ns_inum, nsfs_mounts, require_root, settle_teardown, wait_until,
+    ip_bin, link_mac_and_ipv4, monotonic_ns, net_namespace_slab_count, ns_inum, nsfs_mounts,
+    require_root, settle_teardown, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -78,33 +82,6 @@ fn uuid() -> String {
         .expect("read /proc/sys/kernel/random/uuid")
         .trim()
         .to_string()
-}
-
-/// A namespace as the kernel names it: inode number, and net_cookie where the kernel has
-/// SO_NETNS_COOKIE (5.14+); inode numbers are reused, cookies are not.
-#[derive(Clone, Copy, Debug)]
-struct NetnsId {
-    inum: u64,
-    cookie: Option<u64>,
-}
-
-impl NetnsId {
-    fn of(netns_file: &Path) -> Self {
-        Self {
-            inum: ns_inum(netns_file).unwrap_or_else(|| panic!("stat {}", netns_file.display())),
-            cookie: netns_cookie(netns_file),
-        }
-    }
-
-    /// Is the collector id `id` this namespace?
-    fn is(&self, id: &Value) -> bool {
-        id.as_str()
-            .is_some_and(|id| names_netns(id, self.inum, self.cookie))
-    }
-
-    fn exists(&self) -> bool {
-        netns_exists(self.inum, self.cookie)
-    }
 }
 
 /// A pod's pause: `unshare --net sleep infinity`, a process that owns a new netns.
@@ -819,13 +796,24 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     // The pause dies, and the runtime's DEL gets the dead /proc/PID/ns/net path.
     let dead_netns = pod_a.cni_netns().to_path_buf();
     let pause_pid = pod_a.pause.pid();
+    let kill_from = monotonic_ns();
     pod_a.pause.kill();
+    let pause_killed = Window {
+        from_ns: kill_from,
+        to_ns: monotonic_ns(),
+    };
     assert!(
         !dead_netns.exists(),
         "{} is gone with its process",
         dead_netns.display()
     );
-    for run in pod_a.attachment.del() {
+    let del_from = monotonic_ns();
+    let runs = pod_a.attachment.del();
+    let del = Window {
+        from_ns: del_from,
+        to_ns: monotonic_ns(),
+    };
+    for run in runs {
         run.assert_success();
     }
     assert!(
@@ -897,30 +885,27 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
 
     let lines = watch.stop();
     let live = findings(&lines);
-    let ids = Ids {
-        a,
-        b,
+    let incident = CniIncident {
+        pod_a: a,
+        pod_b: b,
         client: client.netns,
+        ip,
+        mac_a,
+        pin_path,
+        pin_maker,
+        container_id: pod_a.attachment.container_id.clone(),
+        pause_pid,
+        pause_killed,
+        dead_netns: dead_netns.to_string_lossy().into_owned(),
+        del,
     };
-    check_incident_findings("watch", &live, &ids, ip, &mac_a, &pin_path, pin_maker);
+    incident.check_findings("watch", &live);
+    incident.check_cni("watch", &live);
 
     let report = report_of(&trace, INCIDENT_GRACE);
-    check_incident_findings(
-        "report",
-        array(&report, "findings"),
-        &ids,
-        ip,
-        &mac_a,
-        &pin_path,
-        pin_maker,
-    );
-    let del = DelSeen {
-        container_id: pod_a.attachment.container_id.clone(),
-        netns_path: dead_netns.to_string_lossy().into_owned(),
-        pause_pid,
-    };
-    check_incident_cni("watch", &live, &ids, &del);
-    check_incident_cni("report", array(&report, "findings"), &ids, &del);
+    let report_findings = array(&report, "findings");
+    incident.check_findings("report", report_findings);
+    let bridge_del = incident.check_cni("report", report_findings);
     // The report lists pod A's CNI calls with its namespace, in JSON and in text.
     let listed_a = array(&report, "namespaces")
         .iter()
@@ -931,7 +916,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
             .iter()
             .any(|c| c["verb"] == "DEL"
                 && c["plugin"]["comm"] == "host-local"
-                && c["netns_path"] == del.netns_path.as_str()),
+                && c["netns_path"] == incident.dead_netns.as_str()),
         "the report's pod A lists every call, chained ones too: {listed_a:#}"
     );
     let text = Command::new(common::watch::netns_trace_bin())
@@ -939,16 +924,10 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         .output()
         .expect("run netns-trace report");
     assert!(text.status.success());
-    let text = String::from_utf8_lossy(&text.stdout);
-    assert!(
-        text.contains("\nCNI CALLS\n")
-            && text.lines().any(|l| l.contains("DEL bridge")
-                && l.contains("exit 0")
-                && l.contains(&format!(
-                    "CNI_NETNS {} -> nothing: process {}",
-                    del.netns_path, del.pause_pid
-                ))),
-        "report text: {text}"
+    incident.check_text(
+        "report",
+        &String::from_utf8_lossy(&text.stdout),
+        &bridge_del,
     );
     let reported_a = array(&report, "namespaces")
         .iter()
@@ -965,7 +944,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     for (what, n) in [
         ("pod A", a),
         ("pod B", b),
-        ("client", ids.client),
+        ("client", incident.client),
         ("node", node),
     ] {
         assert!(
@@ -974,172 +953,9 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
             common::netns_holders(n.inum)
         );
     }
-}
-
-/// The runtime's DEL of pod A, given the dead pause's /proc/PID/ns/net.
-struct DelSeen {
-    container_id: String,
-    netns_path: String,
-    pause_pid: u32,
-}
-
-/// The incident's CNI evidence: the leak finding of pod A cites the DEL that ran after the
-/// pause died (its time, exit status and dead path) beside the pin, and
-/// cni_del_left_namespace names the namespace that outlived that DEL.
-fn check_incident_cni(source: &str, findings: &[Value], ids: &Ids, del: &DelSeen) {
-    let leak = findings
-        .iter()
-        .find(|f| f["kind"] == "leaked_netns" && ids.a.is(&f["netns"]))
-        .unwrap_or_else(|| panic!("{source}: no leak of pod A: {findings:#?}"));
-    let calls = array(leak, "cni_calls");
-    let dels: Vec<&Value> = calls
-        .iter()
-        .filter(|c| c["verb"] == "DEL" && c["container_id"] == del.container_id.as_str())
-        .collect();
-    let bridge_del = dels
-        .iter()
-        .find(|c| c["plugin"]["comm"] == "bridge")
-        .unwrap_or_else(|| panic!("{source}: the leak cites bridge's DEL: {leak:#}"));
-    assert_eq!(
-        bridge_del["netns_path"],
-        del.netns_path.as_str(),
-        "{bridge_del:#}"
-    );
-    assert_eq!(
-        bridge_del["end"]["status"],
-        json!({"how": "exited", "code": 0}),
-        "{source}: {bridge_del:#}"
-    );
-    let target = &bridge_del["target"];
-    assert_eq!(target["kind"], "exited_process", "{source}: {bridge_del:#}");
-    assert_eq!(target["pid"], del.pause_pid, "{source}: {bridge_del:#}");
-    assert!(
-        bridge_del["at_ns"].as_u64() >= target["exited_at_ns"].as_u64(),
-        "{source}: the DEL ran after the pause died: {bridge_del:#}"
-    );
-    assert!(
-        calls.iter().any(|c| c["verb"] == "ADD"),
-        "{source}: the leak cites the ADD: {leak:#}"
-    );
-    assert!(
-        calls.iter().all(|c| c["plugin"]["comm"] != "host-local"),
-        "{source}: the runtime's calls only: {leak:#}"
-    );
-    let summary = leak["summary"].as_str().unwrap();
-    assert!(
-        summary.contains(&format!("CNI_NETNS {} naming nothing", del.netns_path))
-            && summary.contains("(exit 0)")
-            && summary.contains("after the last member left at"),
-        "{source}: the leak's summary tells the DEL: {summary}"
-    );
-
-    let left: Vec<&Value> = findings
-        .iter()
-        .filter(|f| f["kind"] == "cni_del_left_namespace" && ids.a.is(&f["netns"]))
-        .collect();
-    assert_eq!(left.len(), 1, "{source}: {findings:#?}");
-    let left = left[0];
-    assert_eq!(left["container_id"], del.container_id.as_str(), "{left:#}");
-    assert_eq!(left["netns_path_resolved"], false, "{source}: {left:#}");
-    assert_eq!(
-        left["del"]["netns_path"],
-        del.netns_path.as_str(),
-        "{left:#}"
-    );
-    assert!(
-        array(left, "interfaces")
-            .iter()
-            .any(|i| i["name"] == "eth0"),
-        "{source}: eth0 was left: {left:#}"
-    );
-    let others: Vec<&Value> = findings
-        .iter()
-        .filter(|f| {
-            f["kind"].as_str().is_some_and(|k| k.starts_with("cni_"))
-                && !(f["kind"] == "cni_del_left_namespace" && ids.a.is(&f["netns"]))
-        })
-        .collect();
-    assert!(
-        others.is_empty(),
-        "{source}: other CNI findings: {others:#?}"
-    );
-}
-
-struct Ids {
-    a: NetnsId,
-    b: NetnsId,
-    client: NetnsId,
-}
-
-/// The incident's three findings, from `watch` or `report`.
-fn check_incident_findings(
-    source: &str,
-    findings: &[Value],
-    ids: &Ids,
-    ip: Ipv4Addr,
-    mac_a: &str,
-    pin_path: &str,
-    pin_maker: u32,
-) {
-    let leaks: Vec<&Value> = findings
-        .iter()
-        .filter(|f| f["kind"] == "leaked_netns" && ids.a.is(&f["netns"]))
-        .collect();
-    assert_eq!(
-        leaks.len(),
-        1,
-        "{source}: one leaked_netns for pod A {:?}: {findings:#?}",
-        ids.a
-    );
-    let leak = leaks[0];
-    let pin = array(leak, "pins")
-        .iter()
-        .find(|p| p["kind"] == "bind_mount" && p["path"] == pin_path)
-        .unwrap_or_else(|| panic!("{source}: the leak names the pin {pin_path}: {leak:#}"));
-    assert!(
-        pin["by"]["pid"] == pin_maker && pin["by"]["comm"] == "mount",
-        "{source}: the pin was made by mount, pid {pin_maker}: {pin}"
-    );
-    assert!(
-        array(leak, "interfaces").iter().any(|i| i["mac"] == mac_a
-            && array(i, "ipv4")
-                .iter()
-                .any(|a| a.as_str().is_some_and(|a| a.starts_with(&format!("{ip}/"))))),
-        "{source}: pod A's eth0 ({mac_a}, {ip}) in the leak's evidence: {leak:#}"
-    );
-
-    let duplicate = findings
-        .iter()
-        .find(|f| f["kind"] == "duplicate_ip" && f["ip"] == ip.to_string())
-        .unwrap_or_else(|| panic!("{source}: no duplicate_ip for {ip}: {findings:#?}"));
-    let holders = array(duplicate, "holders");
-    assert!(
-        holders.iter().any(|h| ids.a.is(&h["netns"]))
-            && holders.iter().any(|h| ids.b.is(&h["netns"])),
-        "{source}: pods A and B hold {ip}: {duplicate:#}"
-    );
-
-    assert!(
-        findings.iter().any(|f| f["kind"] == "stale_arp_reply"
-            && f["sender_ip"] == ip.to_string()
-            && f["sender_mac"] == mac_a
-            && ids.a.is(&f["observed_in"])),
-        "{source}: no stale_arp_reply from pod A ({mac_a}): {findings:#?}"
-    );
-    let accused: Vec<&Value> = findings
-        .iter()
-        .filter(|f| match f["kind"].as_str() {
-            Some("stale_arp_reply") => {
-                ids.b.is(&f["observed_in"]) || ids.client.is(&f["observed_in"])
-            }
-            Some("leaked_netns") => ids.b.is(&f["netns"]) || ids.client.is(&f["netns"]),
-            _ => false,
-        })
-        .collect();
-    assert!(
-        accused.is_empty(),
-        "{source}: the live pods are accused: {accused:#?}"
-    );
+    // In a guest run that collects (`cargo xtask record-fixtures`), the trace and these facts
+    // become the `cni-incident` fixture.
+    common::leave_for_collection("cni-incident", &trace, &incident.to_json());
 }
 
 /// One CNI plugin run as a `cni_exec` event shows it: (file executed, CNI_COMMAND,

@@ -2,7 +2,9 @@
 //!
 //! - `every_fixture_reports_without_bpf`: the traces committed in tests/data/traces were
 //!   recorded in the 5.10 / 6.1 / 6.12 guests (full mode) by the round-trip tests below
-//!   (`cargo xtask record-fixtures`). Their reports must say what happened there. Each report
+//!   (`cargo xtask record-fixtures`), and `<kernel>-cni-incident` by the CNI incident of
+//!   tests/cni_plugins.rs (the real reference plugins; its sidecar is that test's
+//!   `CniIncident`). Their reports must say what happened there. Each report
 //!   runs as `nobody` under a seccomp filter that makes bpf(2) and perf_event_open(2) fail
 //!   with ENOSYS, which is what a kernel built without BPF answers: `report` needs neither
 //!   root nor BPF.
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::cni_incident::CniIncident;
 use common::watch::{netns_trace_bin, spawn_until_ready};
 use common::{Scenario, require_root};
 use netns_trace::trace::TraceReader;
@@ -217,12 +220,28 @@ fn check_clean_teardown_report(report: &Value, scenario: &Value, require_destroy
     );
 }
 
-fn check_report(scenario_name: &str, report: &Value, scenario: &Value) {
+/// The CNI incident of tests/cni_plugins.rs, run with the real reference plugins and recorded
+/// by `watch --record`: one leak finding names the pin, the DEL that ran after the pause died
+/// (time, exit status, the dead /proc/PID/ns/net) and the namespace that outlived it, beside
+/// exactly one cni_del_left_namespace. The expectations are what that test saw, from its
+/// sidecar. Returns the DEL the leak cites, for the text report.
+fn check_cni_incident_report(report: &Value, scenario: &Value) -> Value {
+    check_trace_health(report);
+    let incident = CniIncident::from_json(scenario);
+    let findings = report["findings"].as_array().expect("findings array");
+    incident.check_findings("fixture", findings);
+    incident.check_cni("fixture", findings)
+}
+
+/// Checks a fixture's JSON report; for the CNI incident, returns the DEL its leak cites.
+fn check_report(scenario_name: &str, report: &Value, scenario: &Value) -> Option<Value> {
     match scenario_name {
         "incident" => check_incident_report(report, scenario),
         "clean-teardown" => check_clean_teardown_report(report, scenario, true),
+        "cni-incident" => return Some(check_cni_incident_report(report, scenario)),
         other => panic!("no expectations for a scenario called {other:?}"),
     }
+    None
 }
 
 fn parse_report(args: &[&str], out: &Output) -> Value {
@@ -380,6 +399,13 @@ fn every_fixture_reports_without_bpf() {
             "no {kernel} fixture in {} (cargo xtask record-fixtures)",
             fixture_dir().display()
         );
+        assert!(
+            fixtures
+                .iter()
+                .any(|(k, s, _)| k == kernel && s == "cni-incident"),
+            "no {kernel}-cni-incident fixture in {} (cargo xtask record-fixtures)",
+            fixture_dir().display()
+        );
     }
     let scratch = tempfile::Builder::new()
         .prefix("netns-trace-fixtures-")
@@ -410,7 +436,7 @@ fn every_fixture_reports_without_bpf() {
                 || release.starts_with(&format!("{kernel}-")),
             "{kernel}: the report names the guest's kernel, not {release:?}"
         );
-        check_report(scenario_name, &report, &scenario);
+        let cited_del = check_report(scenario_name, &report, &scenario);
 
         // The text report renders from the same file, also without BPF.
         let out = run_without_bpf(&bin, &["report", trace_arg, "--grace", GRACE_SECS]);
@@ -433,6 +459,9 @@ fn every_fixture_reports_without_bpf() {
                     "{kernel}: text report lacks {needle:?}:\n{text}"
                 );
             }
+        }
+        if let Some(del) = cited_del {
+            CniIncident::from_json(&scenario).check_text(kernel, &text, &del);
         }
 
         // The header's probe table: the guests attach fentry/fexit and kprobe programs, which
@@ -516,23 +545,6 @@ fn record_incident(extra: &[&str]) -> (tempfile::TempDir, PathBuf, Value) {
     (dir, trace, out)
 }
 
-/// Hands a trace and its scenario to the harness (`cargo xtask vm-test --collect-traces`).
-fn leave_for_collection(name: &str, trace: &Path, scenario: &Value) {
-    let Some(dir) = std::env::var_os("NETNS_TRACE_COLLECT_DIR") else {
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(trace, dir.join(format!("{name}.nstrace"))).unwrap();
-    let json = serde_json::to_string_pretty(scenario).unwrap() + "\n";
-    std::fs::write(dir.join(format!("{name}.scenario.json")), json).unwrap();
-    let size = std::fs::metadata(trace).map(|m| m.len()).unwrap_or(0);
-    eprintln!(
-        "left {name}.nstrace ({size} bytes) for collection in {}",
-        dir.display()
-    );
-}
-
 fn report_of(trace: &Path) -> Value {
     let trace_arg = trace.to_str().unwrap();
     let args = ["report", trace_arg, "--json", "--grace", GRACE_SECS];
@@ -580,7 +592,7 @@ fn incident_recorded_then_reported() {
         Some(3),
         "--fail-on-leak exits 3 on the leak"
     );
-    leave_for_collection("incident", &trace, &scenario);
+    common::leave_for_collection("incident", &trace, &scenario);
 }
 
 #[test]
@@ -591,5 +603,5 @@ fn clean_teardown_recorded_then_reported() {
     let (_dir, trace, scenario) = record_incident(&["--ip", CLEAN_IP, "--clean-teardown"]);
     let report = report_of(&trace);
     check_clean_teardown_report(&report, &scenario, false);
-    leave_for_collection("clean-teardown", &trace, &scenario);
+    common::leave_for_collection("clean-teardown", &trace, &scenario);
 }

@@ -213,16 +213,28 @@ pub fn run_vm_test(args: &VmTestArgs) -> Result<bool> {
         .all(|s| s.verdict == Some(GuestVerdict::Pass)))
 }
 
-/// The guest test that records the fixtures, and where they are committed.
-const FIXTURE_TEST: &str = "recorded_traces";
-/// Only its round-trip tests: the fixture checks need the fixtures being made.
-const FIXTURE_FILTER: &str = "recorded_then_reported";
+/// The guest tests that record the fixtures: (test executable, name filter). Each leaves its
+/// trace and sidecar in $NETNS_TRACE_COLLECT_DIR. libtest runs the tests that match any of
+/// its filters, and every executable gets them all, so each filter must match tests of its
+/// own executable only.
+const FIXTURE_TESTS: [(&str, &str); 2] = [
+    // The round-trip tests only (incident, clean-teardown): the fixture checks there need
+    // the fixtures being made.
+    ("recorded_traces", "recorded_then_reported"),
+    // The incident with Debian's CNI reference plugins (cni-incident).
+    (
+        "cni_plugins",
+        "the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply",
+    ),
+];
+/// Where the fixtures are committed.
 const FIXTURE_DIR: &str = "netns-trace/tests/data/traces";
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Boots each guest, runs the round-trip tests of tests/recorded_traces.rs there (the incident scenario, leaking and \
-clean, under `netns-trace record` in full mode), ships the traces back over the console and \
+clean, under `netns-trace record` in full mode) and the CNI incident of tests/cni_plugins.rs (the \
+reference plugins, under `netns-trace watch --record`), ships the traces back over the console and \
 replaces netns-trace/tests/data/traces/<kernel>-*. A kernel whose guest fails keeps its old \
 fixtures. See docs/vm-tests.md.")]
 pub struct RecordFixturesArgs {
@@ -264,9 +276,9 @@ pub fn run_record_fixtures(args: &RecordFixturesArgs) -> Result<bool> {
             refresh_kernels: false,
             fetch_only: false,
             timeout: args.timeout,
-            tests: vec![FIXTURE_TEST.to_string()],
+            tests: FIXTURE_TESTS.iter().map(|(t, _)| t.to_string()).collect(),
             collect_traces: Some(staging.clone()),
-            test_args: vec![FIXTURE_FILTER.to_string()],
+            test_args: FIXTURE_TESTS.iter().map(|(_, f)| f.to_string()).collect(),
         };
         if !run_vm_test(&vm_args)? {
             println!(

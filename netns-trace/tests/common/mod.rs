@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cni_incident;
 pub mod watch;
 
 /// True when the test may create namespaces. Prints why it skips otherwise; tests skip only
@@ -576,4 +577,23 @@ pub fn arp_reply_macs(
     })
     .join()
     .expect("ARP probe thread panicked")
+}
+
+/// Hands a trace and its scenario to the harness (`cargo xtask vm-test --collect-traces`, which
+/// `cargo xtask record-fixtures` runs): in $NETNS_TRACE_COLLECT_DIR as NAME.nstrace and
+/// NAME.scenario.json. Does nothing when that is unset.
+pub fn leave_for_collection(name: &str, trace: &Path, scenario: &Value) {
+    let Some(dir) = std::env::var_os("NETNS_TRACE_COLLECT_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(trace, dir.join(format!("{name}.nstrace"))).unwrap();
+    let json = serde_json::to_string_pretty(scenario).unwrap() + "\n";
+    std::fs::write(dir.join(format!("{name}.scenario.json")), json).unwrap();
+    let size = std::fs::metadata(trace).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "left {name}.nstrace ({size} bytes) for collection in {}",
+        dir.display()
+    );
 }
