@@ -9,8 +9,8 @@
 //! All reads go through [`Observer`]; the real one (snapshot module) never holds a namespace
 //! beyond the read itself.
 use crate::model::{
-    ArpPacket, CgroupPath, InterfacesRead, MemberCgroup, MountSyscall, NeighUpdate, NetDev,
-    NetnsCreated, NetnsObject, NsfsMount, PinChange, TaskNetns,
+    ArpPacket, CgroupPath, CniResultGone, InterfacesRead, MemberCgroup, MountSyscall, NeighUpdate,
+    NetDev, NetnsCreated, NetnsObject, NsfsMount, PinChange, TaskNetns,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -37,8 +37,9 @@ pub trait Observer {
     fn cni_results(&mut self) -> Vec<CniCacheEntry>;
 }
 
-/// After a pin or device appears, the CNI result cache is re-read on every tick for this long:
-/// the runtime writes the entry only once the CNI ADD has returned.
+/// After a pin or device appears, or a CNI plugin returns, the CNI result cache is re-read on
+/// every tick for this long: the runtime writes an entry only once the CNI ADD has returned,
+/// and removes it once the DEL has.
 const CNI_SETTLE_NS: u64 = 5_000_000_000;
 
 /// A namespace that lost its last member is looked at (fd holders, interfaces through its
@@ -401,6 +402,9 @@ impl<O: Observer> Enricher<O> {
                 }
             }
             EventBody::Snapshot(_) => self.read_cni(ts, &mut out),
+            // The runtime writes an ADD's cache entry, or removes a DEL's, once the plugin
+            // it ran has returned.
+            EventBody::CniExit(_) => self.cni_soon(ts),
             EventBody::PinAdded(PinChange { .. }) => self.cni_soon(ts),
             EventBody::NetDev(NetDev {
                 op: NetDevOp::Register | NetDevOp::Move,
@@ -566,7 +570,7 @@ impl<O: Observer> Enricher<O> {
         self.cni_until = Some(ts.saturating_add(CNI_SETTLE_NS));
     }
 
-    /// Re-reads the CNI result cache and reports new or changed entries.
+    /// Re-reads the CNI result cache and reports new or changed entries, and the ones gone.
     fn read_cni(&mut self, ts: u64, out: &mut Vec<Event>) {
         let mut present = HashSet::new();
         for e in self.obs.cni_results() {
@@ -581,9 +585,28 @@ impl<O: Observer> Enricher<O> {
             }
             present.insert(key);
         }
-        // Entries the runtime deleted are forgotten, so this follows the cache's size rather
-        // than every attachment the node ever made.
-        self.cni.retain(|k, _| present.contains(k));
+        // Entries the runtime deleted (libcni does when a DEL succeeds) are reported gone and
+        // forgotten, so this follows the cache's size rather than every attachment the node
+        // ever made.
+        let mut gone: Vec<(String, String, String)> = self
+            .cni
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        gone.sort();
+        for key in gone {
+            self.cni.remove(&key);
+            let (network_name, container_id, if_name) = key;
+            out.push(Event::observed(
+                ts,
+                EventBody::CniResultGone(CniResultGone {
+                    network_name,
+                    container_id,
+                    if_name,
+                }),
+            ));
+        }
     }
 
     /// Looks at the namespaces that have stayed memberless for [`EMPTIED_SETTLE_NS`] by `ts`:
@@ -1263,6 +1286,42 @@ mod tests {
         let reads = e.obs.cni_reads;
         e.tick(21_000_000_000);
         assert_eq!(e.obs.cni_reads, reads);
+    }
+
+    /// libcni removes an attachment's cache entry once its DEL returned 0: the plugin's end
+    /// makes the enricher look, and the entry is reported gone, once.
+    #[test]
+    fn a_cni_cache_entry_removed_after_a_del_is_reported_gone() {
+        let mut fake = Fake {
+            cni: vec![
+                cni_entry("aaa", "/run/netns/cni-1"),
+                cni_entry("bbb", "/run/netns/cni-2"),
+            ],
+            ..Default::default()
+        };
+        let mut e = Enricher::new(&mut fake);
+        e.read_cni(1, &mut Vec::new());
+        assert_eq!(e.cni.len(), 2);
+        // The DEL of aaa's bridge plugin ends; the runtime then removes the entry.
+        e.on_event(&Event {
+            ts_ns: 10,
+            pid: 500,
+            tgid: 500,
+            comm: Comm::from_str_lossy("bridge"),
+            body: EventBody::CniExit(crate::model::CniExit {
+                wait_status: 0,
+                parent: 1,
+            }),
+        });
+        e.obs.cni.retain(|c| c.container_id != "aaa");
+        let out = e.tick(20);
+        assert!(
+            matches!(&out[..], [Event { ts_ns: 20, body: EventBody::CniResultGone(CniResultGone { network_name, container_id, if_name }), .. }]
+                if network_name == "cbr0" && container_id == "aaa" && if_name == "eth0"),
+            "{out:?}"
+        );
+        assert!(e.tick(30).is_empty(), "reported once");
+        assert_eq!(e.cni.len(), 1);
     }
 
     /// Issue 14 item 3: what the enricher remembers per namespace and per CNI cache entry goes
