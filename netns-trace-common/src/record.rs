@@ -43,6 +43,7 @@ macro_rules! with_event_table {
             0x23 user "cni_result" CniResult(Box<CniCacheEntry>),
             0x24 kernel(CniExec) "cni_exec" CniExec(Box<CniExec>),
             0x25 kernel(CniExit) "cni_exit" CniExit(CniExit),
+            0x26 user "cni_result_gone" CniResultGone(CniResultGone),
         }
     };
 }

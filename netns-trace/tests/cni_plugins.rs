@@ -31,7 +31,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cni_incident::{CniIncident, NetnsId, Window};
-use common::watch::{Watch, findings, netns_trace_json, report_of};
+use common::watch::{Watch, findings, netns_trace_json, netns_trace_json_with_env, report_of};
 use common::{
     ip_bin, link_mac_and_ipv4, monotonic_ns, net_namespace_slab_count, ns_inum, nsfs_mounts,
     require_root, settle_teardown, wait_until,
@@ -41,6 +41,8 @@ use serde_json::{Value, json};
 /// Where Debian's containernetworking-plugins installs the plugins; CNI_PATH for every call.
 /// The QEMU guests ship them at the same path.
 const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// Where netns-trace is told to read the CNI result cache instead of /var/lib/cni/results.
+const CNI_CACHE_ENV: &str = "NETNS_TRACE_CNI_CACHE_DIR";
 const PLUGINS_USED: [&str; 3] = ["bridge", "host-local", "loopback"];
 /// The CNI spec version of every config; 1.1.1's plugins speak it, and CHECK needs >= 0.4.0.
 const CNI_VERSION: &str = "1.0.0";
@@ -232,6 +234,78 @@ impl PluginRun {
     }
 }
 
+/// libcni's result cache, kept as libcni keeps it: the test is the runtime, and the cache is
+/// the runtime's. After a network's ADD returns, its result goes to
+/// `results/<network>-<containerId>-<ifName>` as a `cniCacheV1` record (libcni's `cachedInfo`:
+/// the network config in base64, the netns, the CNI_ARGS pairs, the result); after a DEL that
+/// returned 0 the file is removed; a DEL that failed leaves it. netns-trace reads it through
+/// NETNS_TRACE_CNI_CACHE_DIR.
+struct CniCache {
+    dir: tempfile::TempDir,
+}
+
+impl CniCache {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("netns-trace-cni-cache-")
+            .tempdir()
+            .expect("temp dir for the CNI cache");
+        fs::create_dir(dir.path().join("results")).unwrap();
+        Self { dir }
+    }
+
+    fn results(&self) -> PathBuf {
+        self.dir.path().join("results")
+    }
+
+    fn file(results: &Path, network: &str, env: &CniEnv) -> PathBuf {
+        results.join(format!("{network}-{}-{}", env.container_id, env.ifname))
+    }
+
+    /// libcni's cacheAdd, once `network`'s ADD returned `result`.
+    fn add(results: &Path, network: &str, conf: &Value, env: &CniEnv, result: &Value) {
+        use base64::Engine;
+        let list = json!({"cniVersion": CNI_VERSION, "name": network, "plugins": [conf]});
+        let args: Vec<[&str; 2]> = env
+            .args
+            .split(';')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| [k, v])
+            .collect();
+        let record = json!({
+            "kind": "cniCacheV1",
+            "containerId": env.container_id,
+            "config": base64::engine::general_purpose::STANDARD.encode(list.to_string()),
+            "ifName": env.ifname,
+            "networkName": network,
+            "netns": env.netns,
+            "cniArgs": args,
+            "result": result,
+        });
+        let path = Self::file(results, network, env);
+        fs::write(&path, record.to_string())
+            .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
+
+    /// libcni's cacheDel, once `network`'s DEL returned 0.
+    fn del(results: &Path, network: &str, env: &CniEnv) {
+        let path = Self::file(results, network, env);
+        if let Err(e) = fs::remove_file(&path) {
+            assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{}", path.display());
+        }
+    }
+
+    /// The entries' file names.
+    fn entries(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.results())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
 /// A bridge network with host-local IPAM, its node namespace (where the plugins run and the
 /// bridge lives), and a temporary directory for host-local's state and the pod pins.
 struct Network {
@@ -242,11 +316,13 @@ struct Network {
     conf: Value,
     node: Pause,
     dir: tempfile::TempDir,
+    /// The runtime's CNI result cache directory (`results/`).
+    cache: PathBuf,
 }
 
 impl Network {
     /// Host-local hands out 10.231.N.FIRST..=LAST (a small range reuses addresses).
-    fn new(tag: &str, subnet_prefix: &str, first: u8, last: u8) -> Self {
+    fn new(tag: &str, subnet_prefix: &str, first: u8, last: u8, cache: &CniCache) -> Self {
         // Under /run, as /run/netns is: the pins are "runtime" files.
         let dir = tempfile::Builder::new()
             .prefix(&format!("netns-trace-cni-{tag}-"))
@@ -280,6 +356,7 @@ impl Network {
             conf,
             node: Pause::start(),
             dir,
+            cache: cache.results(),
         }
     }
 
@@ -366,9 +443,12 @@ struct CniEnv {
     args: String,
 }
 
-/// containerd's loopback network (go-cni's default), set up before the pod network.
+/// The name of containerd's loopback network (go-cni's default).
+const LOOPBACK_NETWORK: &str = "cni-loopback";
+
+/// containerd's loopback network, set up before the pod network.
 fn loopback_conf() -> Value {
-    json!({"cniVersion": CNI_VERSION, "name": "cni-loopback", "type": "loopback"})
+    json!({"cniVersion": CNI_VERSION, "name": LOOPBACK_NETWORK, "type": "loopback"})
 }
 
 /// `conf` with `prevResult`, as libcni builds the config of CHECK and DEL.
@@ -409,14 +489,22 @@ impl<'n> Attachment<'n> {
             eth0: None,
             attached: true,
         };
-        a.loopback = Some(
-            net.invoke("loopback", &loopback_conf(), "ADD", &a.env("lo"))
-                .result(),
+        let lo = net
+            .invoke("loopback", &loopback_conf(), "ADD", &a.env("lo"))
+            .result();
+        CniCache::add(
+            &net.cache,
+            LOOPBACK_NETWORK,
+            &loopback_conf(),
+            &a.env("lo"),
+            &lo,
         );
-        a.eth0 = Some(
-            net.invoke("bridge", &net.conf, "ADD", &a.env("eth0"))
-                .result(),
-        );
+        a.loopback = Some(lo);
+        let eth0 = net
+            .invoke("bridge", &net.conf, "ADD", &a.env("eth0"))
+            .result();
+        CniCache::add(&net.cache, &net.name, &net.conf, &a.env("eth0"), &eth0);
+        a.eth0 = Some(eth0);
         a
     }
 
@@ -456,10 +544,19 @@ impl<'n> Attachment<'n> {
             Some(result) => with_prev_result(&loopback_conf(), result),
             None => loopback_conf(),
         };
-        [
+        let runs = [
             self.net.invoke("bridge", &eth0, "DEL", &self.env("eth0")),
             self.net.invoke("loopback", &lo, "DEL", &self.env("lo")),
-        ]
+        ];
+        for (run, network, ifname) in [
+            (&runs[0], self.net.name.as_str(), "eth0"),
+            (&runs[1], LOOPBACK_NETWORK, "lo"),
+        ] {
+            if run.status.success() {
+                CniCache::del(&self.net.cache, network, &self.env(ifname));
+            }
+        }
+        runs
     }
 
     fn del_successfully(&mut self) {
@@ -605,9 +702,16 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
         .tempdir()
         .unwrap();
     let trace = trace_dir.path().join("watch.trace");
-    let watch = Watch::start(&["--grace", CHURN_GRACE, "--record", trace.to_str().unwrap()]);
+    let cache = CniCache::new();
+    let results = cache.results();
+    let cache_env = [(CNI_CACHE_ENV, results.as_path())];
+    let watch = Watch::start_with_env(
+        &["--grace", CHURN_GRACE, "--record", trace.to_str().unwrap()],
+        &cache_env,
+    );
     // Eight addresses for fifty pods: host-local hands each one out again and again.
-    let net = Network::new("churn", "10.231.61", 10, 17);
+    let net = Network::new("churn", "10.231.61", 10, 17, &cache);
+    let network = net.name.clone();
     let node = NetnsId::of(&net.node.netns());
     let mut pods = Vec::new();
     let mut addresses = std::collections::BTreeSet::new();
@@ -675,8 +779,27 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
     flush_deferred_frees();
     settle_teardown(baseline);
     std::thread::sleep(CHURN_VERDICT_WAIT);
+    // Every DEL returned 0, so libcni's cache is empty, and a CNI GC has nothing to clean.
+    assert_eq!(cache.entries(), Vec::<String>::new(), "the CNI cache");
+    let scan = netns_trace_json_with_env(&["scan", "--json"], &cache_env);
+    assert_eq!(scan["cni_gc"], json!([]), "scan's CNI GC dry run");
     let lines = watch.stop();
     let report = report_of(&trace, CHURN_GRACE);
+    assert_eq!(report["cni_gc"], json!([]), "the report's CNI GC dry run");
+    // ... and that is not because the cache went unseen: the trace attributes pods through it
+    // (to the network of the first entry seen for the pod, which may be the loopback one).
+    let attributed = array(&report, "namespaces")
+        .iter()
+        .filter(|n| {
+            n["owner"]["cni_network"] == network.as_str()
+                || n["owner"]["cni_network"] == LOOPBACK_NETWORK
+        })
+        .count();
+    eprintln!("{attributed} pod namespaces attributed through the CNI cache");
+    assert!(
+        attributed > 0,
+        "no pod namespace was attributed through the CNI cache"
+    );
 
     let ours: Vec<NetnsId> = pods.iter().copied().chain([node]).collect();
     let live = findings(&lines);
@@ -765,10 +888,16 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         .unwrap();
     let trace = trace_dir.path().join("watch.trace");
     let trace_arg = trace.to_str().unwrap();
-    let watch = Watch::start(&["--grace", INCIDENT_GRACE, "--record", trace_arg]);
+    let cache = CniCache::new();
+    let results = cache.results();
+    let cache_env = [(CNI_CACHE_ENV, results.as_path())];
+    let watch = Watch::start_with_env(
+        &["--grace", INCIDENT_GRACE, "--record", trace_arg],
+        &cache_env,
+    );
     // Two addresses: the client takes the first, pod A the second, and once A's is released
     // host-local has only that one to give pod B.
-    let net = Network::new("incident", "10.231.62", 10, 11);
+    let net = Network::new("incident", "10.231.62", 10, 11, &cache);
     let client = Pod::start(&net, "client", true);
 
     // Pod A, with CNI_NETNS=/proc/PID/ns/net.
@@ -855,7 +984,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     std::thread::sleep(INCIDENT_VERDICT_WAIT);
 
     // scan: no history, but the pin, the memberless namespace and the duplicate IP.
-    let scan = netns_trace_json(&["scan", "--json"]);
+    let scan = netns_trace_json_with_env(&["scan", "--json"], &cache_env);
     let scanned_a = array(&scan, "namespaces")
         .iter()
         .find(|n| a.is(&n["id"]))
@@ -883,6 +1012,16 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         "scan: duplicate_ip for {ip}: {scan_findings:#?}"
     );
 
+    // Pod A's DEL returned 0, so libcni removed its cache entries: a runtime's CNI GC cannot
+    // see the leak, and the dry run says so by listing nothing (pod B and the client live).
+    let a_entries: Vec<String> = cache
+        .entries()
+        .into_iter()
+        .filter(|e| e.contains(&pod_a.attachment.container_id))
+        .collect();
+    assert_eq!(a_entries, Vec::<String>::new(), "pod A's cache entries");
+    assert_eq!(scan["cni_gc"], json!([]), "scan's CNI GC dry run");
+
     let lines = watch.stop();
     let live = findings(&lines);
     let incident = CniIncident {
@@ -903,6 +1042,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     incident.check_cni("watch", &live);
 
     let report = report_of(&trace, INCIDENT_GRACE);
+    assert_eq!(report["cni_gc"], json!([]), "the report's CNI GC dry run");
     let report_findings = array(&report, "findings");
     incident.check_findings("report", report_findings);
     let bridge_del = incident.check_cni("report", report_findings);
@@ -1085,8 +1225,9 @@ fn every_cni_plugin_run_is_an_event_with_the_environment_it_was_given() {
         .tempdir()
         .unwrap();
     let trace = trace_dir.path().join("watch.trace");
+    let cache = CniCache::new();
     let watch = Watch::start(&["--raw", "--record", trace.to_str().unwrap()]);
-    let net = Network::new("exec", "10.231.63", 10, 11);
+    let net = Network::new("exec", "10.231.63", 10, 11, &cache);
     // One pod as containerd runs it (CNI_NETNS is its pin), one given /proc/PID/ns/net.
     let mut pods = Vec::new();
     for (name, pinned) in [("exec-pinned", true), ("exec-proc", false)] {
@@ -1163,8 +1304,9 @@ fn a_cni_del_whose_ipam_plugin_fails_is_a_cni_del_failed() {
         .tempdir()
         .unwrap();
     let trace = trace_dir.path().join("watch.trace");
+    let cache = CniCache::new();
     let watch = Watch::start(&["--record", trace.to_str().unwrap()]);
-    let net = Network::new("delfail", "10.231.64", 10, 11);
+    let net = Network::new("delfail", "10.231.64", 10, 11, &cache);
     let mut pod = Pod::start(&net, "del-fails", true);
     // The same network with a range host-local cannot parse: bridge's DEL runs host-local,
     // which exits 1, and so does bridge.
@@ -1229,5 +1371,179 @@ fn a_cni_del_whose_ipam_plugin_fails_is_a_cni_del_failed() {
             .filter(|g| g["kind"] != "cni_del_failed" && netns.is(&g["netns"]))
             .collect();
         assert!(others.is_empty(), "{source}: {others:#?}");
+    }
+}
+
+/// The CNI GC dry run's entries about sandbox `container_id`, by interface.
+fn gc_entries<'a>(report: &'a Value, container_id: &str) -> Vec<(&'a str, &'a Value)> {
+    let mut v: Vec<(&str, &Value)> = array(report, "cni_gc")
+        .iter()
+        .filter(|g| g["container_id"] == container_id)
+        .map(|g| (g["if_name"].as_str().unwrap(), g))
+        .collect();
+    v.sort_by_key(|(i, _)| *i);
+    v
+}
+
+fn reasons(g: &Value) -> Vec<&str> {
+    array(g, "reasons")
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect()
+}
+
+/// A runtime that loses track of pods (it restarted, its state went) never runs their DEL: their
+/// cache entries stay, and those are what its CNI GC would clean. One lost pod is pinned as
+/// containerd pins it (its namespace lives on, memberless), one was given /proc/PID/ns/net
+/// (the path dies with its pause); a third pod runs on. `scan` and the report list the lost
+/// pods' attachments, with why, and not the live one's; once the runtime runs their DELs (what
+/// its GC would do) the cache empties and nothing is listed.
+#[test]
+fn the_cache_entries_of_pods_a_runtime_lost_are_what_its_cni_gc_would_clean() {
+    if !require_root() {
+        return;
+    }
+    require_plugins();
+    let trace_dir = tempfile::Builder::new()
+        .prefix("netns-trace-cni-gc-")
+        .tempdir()
+        .unwrap();
+    let trace = trace_dir.path().join("watch.trace");
+    let cache = CniCache::new();
+    let results = cache.results();
+    let cache_env = [(CNI_CACHE_ENV, results.as_path())];
+    let watch = Watch::start_with_env(
+        &[
+            "--grace",
+            INCIDENT_GRACE,
+            "--record",
+            trace.to_str().unwrap(),
+        ],
+        &cache_env,
+    );
+    let net = Network::new("gc", "10.231.65", 10, 13, &cache);
+    let live = Pod::start(&net, "gc-live", true);
+    let mut pinned = Pod::start(&net, "gc-lost-pinned", true);
+    let mut by_proc = Pod::start(&net, "gc-lost-proc", false);
+    assert_eq!(cache.entries().len(), 6, "lo and eth0 of 3 pods");
+    let pin_path = mountinfo_pin(pinned.netns.inum, &pinned.pins[0].path);
+    let proc_path = by_proc.cni_netns().to_string_lossy().into_owned();
+    // The runtime loses them: their pauses die, no DEL runs.
+    pinned.pause.kill();
+    by_proc.pause.kill();
+    std::thread::sleep(INCIDENT_VERDICT_WAIT);
+
+    let scan = netns_trace_json_with_env(&["scan", "--json"], &cache_env);
+    let lines = watch.stop();
+    let report = report_of(&trace, INCIDENT_GRACE);
+    for (source, r, pinned_state) in [
+        ("scan", &scan, "leak_suspect"),
+        ("report", &report, "leaked"),
+    ] {
+        assert_eq!(
+            gc_entries(r, &live.attachment.container_id),
+            vec![],
+            "{source}: the live pod is valid"
+        );
+        let p = gc_entries(r, &pinned.attachment.container_id);
+        assert_eq!(
+            p.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec!["eth0", "lo"],
+            "{source}: {p:#?}"
+        );
+        for (ifname, g) in &p {
+            assert_eq!(reasons(g), vec!["netns_leaked"], "{source} {ifname}: {g:#}");
+            assert_eq!(g["reasons"][0]["state"], pinned_state, "{source}: {g:#}");
+            assert!(pinned.netns.is(&g["netns"]["id"]), "{source}: {g:#}");
+            assert_eq!(g["netns"]["resolves_to"]["kind"], "pin", "{source}: {g:#}");
+            assert_eq!(g["netns"]["state"], pinned_state, "{source}: {g:#}");
+            assert!(
+                array(g, "pins")
+                    .iter()
+                    .any(|pin| pin["kind"] == "bind_mount" && pin["path"] == pin_path.as_str()),
+                "{source}: the pin {pin_path}: {g:#}"
+            );
+            assert_eq!(g["pod_name"], "gc-lost-pinned", "{source}: {g:#}");
+        }
+        let (ip, prefix) = pinned.attachment.ip();
+        assert_eq!(
+            p[0].1["ips"][0]["address"],
+            ip.to_string(),
+            "{source}: {:#}",
+            p[0].1
+        );
+        assert_eq!(p[0].1["ips"][0]["prefix_len"], prefix, "{source}");
+        assert_eq!(p[0].1["network"], net.name.as_str(), "{source}");
+        assert_eq!(p[1].1["network"], LOOPBACK_NETWORK, "{source}");
+
+        let q = gc_entries(r, &by_proc.attachment.container_id);
+        assert_eq!(
+            q.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec!["eth0", "lo"],
+            "{source}: {q:#?}"
+        );
+        for (ifname, g) in &q {
+            assert_eq!(g["netns"]["path"], proc_path.as_str(), "{source}: {g:#}");
+            assert_eq!(
+                reasons(g).first(),
+                Some(&"netns_path_dead"),
+                "{source} {ifname}: {g:#}"
+            );
+        }
+    }
+    // With history, the report has the ADD and the namespace that path was for.
+    for (ifname, g) in gc_entries(&report, &by_proc.attachment.container_id) {
+        assert_eq!(g["add"]["verb"], "ADD", "{ifname}: {g:#}");
+        assert!(by_proc.netns.is(&g["netns"]["id"]), "{ifname}: {g:#}");
+        assert_eq!(
+            g["netns"]["resolves_to"]["kind"], "exited_process",
+            "{ifname}: {g:#}"
+        );
+        assert_eq!(g["del"], Value::Null, "{ifname}: {g:#}");
+    }
+    assert!(
+        findings(&lines)
+            .iter()
+            .all(|f| !f["kind"].as_str().is_some_and(|k| k.starts_with("cni_"))),
+        "no DEL ran, so no CNI finding"
+    );
+    let text = Command::new(common::watch::netns_trace_bin())
+        .args(["scan"])
+        .env(CNI_CACHE_ENV, &results)
+        .output()
+        .expect("run netns-trace scan");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "\nCNI GC WOULD CLEAN (advice only: netns-trace runs no plugin and deletes nothing)\n"
+        ) && text.lines().any(|l| l.starts_with(&format!(
+            "{} sandbox {} eth0, netns {pin_path}",
+            net.name, pinned.attachment.container_id
+        ))),
+        "scan text: {text}"
+    );
+
+    // What the runtime's GC would do: DEL each with its cached netns path; libcni removes the
+    // entries, and then the pinned namespace's pin.
+    pinned.attachment.del_successfully();
+    by_proc.attachment.del_successfully();
+    for pin in &mut pinned.pins {
+        pin.remove();
+    }
+    let scan = netns_trace_json_with_env(&["scan", "--json"], &cache_env);
+    assert_eq!(scan["cni_gc"], json!([]), "after the DELs: {scan:#}");
+    assert_eq!(cache.entries().len(), 2, "the live pod's lo and eth0");
+
+    let ids = [live.netns, pinned.netns, by_proc.netns];
+    live.tear_down();
+    drop(pinned);
+    drop(by_proc);
+    drop(net);
+    for n in ids {
+        assert!(
+            !n.exists(),
+            "{n:?} is still held: {:?}",
+            common::netns_holders(n.inum)
+        );
     }
 }

@@ -81,19 +81,25 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
+// `about` rather than doc comments: clap turns a one-line doc comment into the short help and
+// clears the long help, which would hide the `long_about` each command's arguments declare.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List every probe and how it attached on this kernel (or why it could not).
+    #[command(about = "List every probe and how it attached on this kernel (or why it could not)")]
     Probes(probes::ProbesArgs),
-    /// Trace live: lifecycle lines and findings as they happen, until Ctrl-C.
+    #[command(about = "Trace live: lifecycle lines and findings as they happen, until Ctrl-C")]
     Watch(watch::WatchArgs),
-    /// Record a trace file around a deployment, for offline `report`.
+    #[command(about = "Record a trace file around a deployment, for offline `report`")]
     Record(record::RecordArgs),
-    /// Analyse a recorded trace: namespaces, states and findings (no BPF, no root).
+    #[command(
+        about = "Analyse a recorded trace: namespaces, states and findings (no BPF, no root)"
+    )]
     Report(report::ReportArgs),
-    /// What is pinned right now: memberless namespaces, their pins, duplicate IPs (no BPF).
+    #[command(
+        about = "What is pinned right now: memberless namespaces, their pins, duplicate IPs, stale CNI cache entries (no BPF)"
+    )]
     Scan(scan::ScanArgs),
-    /// Turn a trace into a Perfetto timeline or JSON lines.
+    #[command(about = "Turn a trace into a Perfetto timeline or JSON lines")]
     Export(export::ExportArgs),
     /// Development and benchmark tools (synthetic traces, collector-only replay).
     #[cfg(feature = "dev")]

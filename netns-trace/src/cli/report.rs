@@ -24,7 +24,10 @@ use crate::trace::TraceReader;
 #[command(
     long_about = "Reads a trace written by `netns-trace record` (on any machine: no BPF, no \
 root needed), replays it through the collector and prints a summary, a table of namespaces \
-and the findings with their evidence.\n\n\
+and the findings with their evidence, and a CNI GC dry run: the cached CNI attachments a \
+runtime's CNI GC would call stale (a DEL of theirs returned, their netns path names nothing, \
+their namespace is destroyed or leaked), with the evidence. That is advice only: netns-trace \
+never runs a CNI plugin and never deletes anything.\n\n\
 A damaged trace (recorder killed, disk full, corrupted copy) replays up to the damage; the \
 report says how many bytes could not be read. `report` writes nothing anywhere."
 )]

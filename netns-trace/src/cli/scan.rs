@@ -12,7 +12,11 @@ use crate::report::{Report, ReportContext};
 every mount namespace (copies of a bind mount live in other mount namespaces), reads each \
 namespace's interfaces, and reports:\n\
   - namespaces with no member process that something still pins (leak suspects), naming the pin;\n\
-  - IPv4 addresses configured in more than one namespace.\n\n\
+  - IPv4 addresses configured in more than one namespace;\n\
+  - a CNI GC dry run: the attachments in the CNI result cache (/var/lib/cni/results) that a \
+runtime's CNI GC would call stale (their netns path names nothing, or their namespace is \
+memberless and leaked), with the evidence. Advice only: netns-trace never runs a CNI plugin \
+and never deletes anything.\n\n\
 No BPF is loaded, so it works on any kernel; history (who created a namespace, when its last \
 process died) needs `watch` or `record`. This is the automated form of the usual \
 `ip netns` / `lsns` / `nsenter` loops."

@@ -326,6 +326,24 @@ impl Collector {
         })
     }
 
+    /// The runtime's calls (not those a plugin chained) for the attachment
+    /// (CNI_CONTAINERID, CNI_IFNAME), oldest first, each with the namespace its CNI_NETNS named.
+    pub(super) fn attachment_calls(
+        &self,
+        container_id: &str,
+        if_name: &str,
+    ) -> Vec<(&CniCall, Option<SlotRef>)> {
+        self.cni_calls
+            .by_sandbox
+            .get(container_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|seq| self.cni_calls.entry(*seq))
+            .filter(|e| e.call.if_name.as_deref() == Some(if_name) && !self.is_chained(&e.call))
+            .map(|e| (&e.call, e.slot))
+            .collect()
+    }
+
     /// CNI calls dropped to keep memory bounded (the oldest go first).
     pub fn cni_calls_dropped(&self) -> u64 {
         self.cni_calls.dropped
@@ -414,7 +432,7 @@ impl Collector {
     }
 
     /// What a CNI_NETNS path names now.
-    fn resolve_netns_path(&self, path: &str) -> (CniTarget, Option<SlotRef>) {
+    pub(super) fn resolve_netns_path(&self, path: &str) -> (CniTarget, Option<SlotRef>) {
         let proc_pid = sandbox_from_pin_path(path).and_then(|s| match s.kind {
             SandboxKind::Process { pid } => Some(pid),
             _ => None,

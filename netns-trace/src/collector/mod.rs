@@ -21,12 +21,15 @@
 //! - pins.rs: pins added and removed, mount calls and nsfs grafts (who made a pin);
 //! - addresses.rs: devices, IPv4 addresses and the address index, ARP;
 //! - owners.rs: pod, container, sandbox and CNI network of a namespace;
+//! - cni_calls.rs: CNI plugin runs and the namespace each named;
+//! - cni_gc.rs: the CNI GC dry run (which cached attachments are stale);
 //! - snapshot.rs: the Start and Final snapshots;
 //! - findings.rs: the finding types and the verdicts that raise them;
 //! - losses.rs: lost records and the findings they make uncertain.
 
 mod addresses;
 pub mod cni_calls;
+pub mod cni_gc;
 pub mod findings;
 mod identity;
 mod lifecycle;
@@ -183,7 +186,8 @@ pub struct Collector {
     /// By thread id, the namespace each traced thread is a member of.
     tasks: FxHashMap<u32, TaskLoc>,
     cgroups: Cgroups,
-    /// The CNI result cache as last observed, oldest first.
+    /// The CNI result cache as last observed (entries reported gone are removed), oldest
+    /// first.
     cni: Vec<CniCacheEntry>,
     cni_calls: cni_calls::CniCalls,
     /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
@@ -312,6 +316,7 @@ impl Collector {
             EventBody::CgroupPath(e) => self.on_cgroup_path(ts, e),
             EventBody::MemberCgroup(e) => self.on_member_cgroup(ts, task_of(ev), e),
             EventBody::CniResult(entry) => self.on_cni_result(entry),
+            EventBody::CniResultGone(e) => self.on_cni_result_gone(e),
             EventBody::CniExec(e) => self.on_cni_exec(ev, e),
             EventBody::CniExit(e) => self.on_cni_exit(ev, e),
             EventBody::Snapshot(snap) => self.on_snapshot(ts, snap),

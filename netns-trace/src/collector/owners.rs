@@ -9,7 +9,7 @@ use super::{Collector, FindingDetail};
 use crate::attribution::{
     CniCacheEntry, find_by_netns_path, owner_from_cgroup, sandbox_from_pin_path,
 };
-use crate::model::MemberCgroup;
+use crate::model::{CniResultGone, MemberCgroup};
 
 /// CNI result cache entries remembered (a node has one per pod interface).
 const MAX_CNI_ENTRIES: usize = 4_096;
@@ -132,6 +132,16 @@ impl Collector {
                 self.owner_changed(r, ts);
             }
         }
+    }
+
+    /// A CNI cache entry is gone (a DEL succeeded, or the runtime removed it): forgotten, so
+    /// the cache as last observed is what the CNI GC dry run judges. What it told of owners
+    /// stays.
+    pub(super) fn on_cni_result_gone(&mut self, e: &CniResultGone) {
+        self.cni.retain(|x| {
+            (&x.network_name, &x.container_id, &x.if_name)
+                != (&e.network_name, &e.container_id, &e.if_name)
+        });
     }
 
     /// A CNI call that named namespace `r` says whose it is: the sandbox (CNI_CONTAINERID)

@@ -9,13 +9,14 @@
 //! All reads go through [`Observer`]; the real one (snapshot module) never holds a namespace
 //! beyond the read itself.
 use crate::model::{
-    ArpPacket, CgroupPath, InterfacesRead, MemberCgroup, MountSyscall, NeighUpdate, NetDev,
-    NetnsCreated, NetnsObject, NsfsMount, PinChange, TaskNetns,
+    ArpPacket, CgroupPath, CniExec, CniResultGone, InterfacesRead, MemberCgroup, MountSyscall,
+    NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsMount, PinChange, TaskNetns,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::attribution::{CniCacheEntry, owner_from_cgroup};
+use crate::attribution::{CniCacheEntry, SandboxKind, owner_from_cgroup, sandbox_from_pin_path};
+use crate::collector::namespace::normalize_path;
 use crate::model::{
     Comm, Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Snapshot, TaskOp,
 };
@@ -37,8 +38,9 @@ pub trait Observer {
     fn cni_results(&mut self) -> Vec<CniCacheEntry>;
 }
 
-/// After a pin or device appears, the CNI result cache is re-read on every tick for this long:
-/// the runtime writes the entry only once the CNI ADD has returned.
+/// After a pin or device appears, or a CNI plugin returns, the CNI result cache is re-read on
+/// every tick for this long: the runtime writes an entry only once the CNI ADD has returned,
+/// and removes it once the DEL has.
 const CNI_SETTLE_NS: u64 = 5_000_000_000;
 
 /// A namespace that lost its last member is looked at (fd holders, interfaces through its
@@ -59,6 +61,9 @@ const MAX_UNSETTLED_MEMBERS: usize = 1024;
 
 /// Cgroup ids already looked up, kept up to this many (then forgotten and looked up again).
 const MAX_RESOLVED_CGROUP_IDS: usize = 4096;
+
+/// At most this many running CNI plugins are remembered (a node runs a few at a time).
+const MAX_RUNNING_CNI_CALLS: usize = 1024;
 
 /// Mount flags that make mount(2) attach something new (bind or move).
 const MS_BIND: u64 = 4096;
@@ -101,6 +106,9 @@ pub struct Enricher<O: Observer> {
     resolved_cgroup_ids: HashSet<u64>,
     /// CNI cache entries last reported, by (network, container id, interface).
     cni: HashMap<(String, String, String), CniCacheEntry>,
+    /// Running CNI plugins (by tgid) whose CNI_NETNS named a namespace the enricher knows:
+    /// read again once the plugin ends.
+    cni_running: HashMap<u32, NsId>,
     /// Re-read the CNI cache on ticks until this time (a pin or a device appeared).
     cni_until: Option<u64>,
     /// Namespaces whose last member left, and when; looked at once settled if still alive.
@@ -126,6 +134,7 @@ impl<O: Observer> Enricher<O> {
             attributed: HashSet::new(),
             resolved_cgroup_ids: HashSet::new(),
             cni: HashMap::new(),
+            cni_running: HashMap::new(),
             cni_until: None,
             emptied: HashMap::new(),
             last_ts: 0,
@@ -400,6 +409,19 @@ impl<O: Observer> Enricher<O> {
                 }
             }
             EventBody::Snapshot(_) => self.read_cni(ts, &mut out),
+            EventBody::CniExec(exec) => self.cni_call_started(ev.tgid, exec),
+            // The runtime writes an ADD's cache entry, or removes a DEL's, once the plugin
+            // it ran has returned; and the plugin may have made or removed interfaces in the
+            // namespace it was given (a DEL that cleaned up), which no kernel event says in
+            // tracepoint mode: read it again on the next tick.
+            EventBody::CniExit(_) => {
+                self.cni_soon(ts);
+                if let Some(netns) = self.cni_running.remove(&ev.tgid)
+                    && netns != self.init
+                {
+                    self.dirty.insert(netns);
+                }
+            }
             EventBody::PinAdded(PinChange { .. }) => self.cni_soon(ts),
             EventBody::NetDev(NetDev {
                 op: NetDevOp::Register | NetDevOp::Move,
@@ -426,6 +448,7 @@ impl<O: Observer> Enricher<O> {
                 self.unattributed.remove(netns);
                 self.attributed.remove(netns);
                 self.unsettled_members.retain(|_, m| m.netns != *netns);
+                self.cni_running.retain(|_, n| n != netns);
                 // Its inode number is free for the next namespace: /proc showing it from now on
                 // means that one, whose identity we may not know yet.
                 if self.by_inum.get(&netns.inum) == Some(netns) {
@@ -561,11 +584,46 @@ impl<O: Observer> Enricher<O> {
         }
     }
 
+    /// Remembers which namespace a CNI plugin's CNI_NETNS names, when the enricher knows it: a
+    /// `/proc/PID/ns/net` of a live member, or a bind mount it has seen.
+    fn cni_call_started(&mut self, tgid: u32, exec: &CniExec) {
+        let Some(path) = exec.netns_path.as_deref().filter(|p| !p.is_empty()) else {
+            return;
+        };
+        let proc_pid = sandbox_from_pin_path(path).and_then(|s| match s.kind {
+            SandboxKind::Process { pid } => Some(pid),
+            _ => None,
+        });
+        let netns = match proc_pid {
+            Some(pid) => self
+                .tasks
+                .iter()
+                .find(|(_, tids)| tids.contains(&pid))
+                .map(|(id, _)| *id),
+            None => {
+                let want = normalize_path(path);
+                self.mount_pins
+                    .values()
+                    .flatten()
+                    .find(|(_, p)| matches!(p, Pin::BindMount { path, .. } if normalize_path(path) == want))
+                    .map(|(inum, _)| self.id_of(*inum))
+            }
+        };
+        let Some(netns) = netns else {
+            return;
+        };
+        if self.cni_running.len() >= MAX_RUNNING_CNI_CALLS {
+            // Ends lost (or never sent) would otherwise keep them forever.
+            self.cni_running.clear();
+        }
+        self.cni_running.insert(tgid, netns);
+    }
+
     fn cni_soon(&mut self, ts: u64) {
         self.cni_until = Some(ts.saturating_add(CNI_SETTLE_NS));
     }
 
-    /// Re-reads the CNI result cache and reports new or changed entries.
+    /// Re-reads the CNI result cache and reports new or changed entries, and the ones gone.
     fn read_cni(&mut self, ts: u64, out: &mut Vec<Event>) {
         let mut present = HashSet::new();
         for e in self.obs.cni_results() {
@@ -580,9 +638,28 @@ impl<O: Observer> Enricher<O> {
             }
             present.insert(key);
         }
-        // Entries the runtime deleted are forgotten, so this follows the cache's size rather
-        // than every attachment the node ever made.
-        self.cni.retain(|k, _| present.contains(k));
+        // Entries the runtime deleted (libcni does when a DEL succeeds) are reported gone and
+        // forgotten, so this follows the cache's size rather than every attachment the node
+        // ever made.
+        let mut gone: Vec<(String, String, String)> = self
+            .cni
+            .keys()
+            .filter(|k| !present.contains(*k))
+            .cloned()
+            .collect();
+        gone.sort();
+        for key in gone {
+            self.cni.remove(&key);
+            let (network_name, container_id, if_name) = key;
+            out.push(Event::observed(
+                ts,
+                EventBody::CniResultGone(CniResultGone {
+                    network_name,
+                    container_id,
+                    if_name,
+                }),
+            ));
+        }
     }
 
     /// Looks at the namespaces that have stayed memberless for [`EMPTIED_SETTLE_NS`] by `ts`:
@@ -1262,6 +1339,129 @@ mod tests {
         let reads = e.obs.cni_reads;
         e.tick(21_000_000_000);
         assert_eq!(e.obs.cni_reads, reads);
+    }
+
+    /// A CNI DEL that cleaned up removed eth0, which no kernel event tells in tracepoint mode:
+    /// the plugin's end marks the namespace its CNI_NETNS named (a member's /proc/PID/ns/net,
+    /// or a bind mount) to be read again, so what the collector judges is not the list from
+    /// before the DEL.
+    #[test]
+    fn the_namespace_a_cni_plugin_was_given_is_read_again_when_it_ends() {
+        let pod = NsId::new(77, 4026532300);
+        let other = NsId::new(78, 4026532301);
+        let eth0 = Interface {
+            name: "eth0".into(),
+            ifindex: 2,
+            mac: Mac([2, 0, 0, 0, 0, 7]),
+            ipv4: vec![(Ipv4Addr::new(10, 0, 0, 7), 24)],
+        };
+        let mut fake = Fake::default();
+        fake.ifaces
+            .insert(PathBuf::from("/proc/700/ns/net"), (pod, vec![eth0.clone()]));
+        fake.ifaces
+            .insert(PathBuf::from("/proc/800/ns/net"), (other, vec![]));
+        let mut e = Enricher::new(&mut fake);
+        e.init = NsId::new(1, 4026531840);
+        for (pid, ns) in [(700, pod), (800, other)] {
+            e.on_event(&task(TaskOp::Setns, pid, ns, e.init, HOST_MNT, HOST_MNT));
+        }
+        e.tick(10);
+        assert_eq!(e.reported.get(&pod), Some(&vec![eth0.clone()]));
+
+        let plugin = |ts: u64, tgid: u32, body: EventBody| Event {
+            ts_ns: ts,
+            pid: tgid,
+            tgid,
+            comm: Comm::from_str_lossy("bridge"),
+            body,
+        };
+        let exec = |netns_path: &str| {
+            EventBody::CniExec(Box::new(CniExec {
+                netns: NsId::new(1, 4026531840),
+                verb: "DEL".into(),
+                container_id: Some("aaa".into()),
+                netns_path: Some(netns_path.into()),
+                if_name: Some("eth0".into()),
+                cni_args: None,
+                path: "/usr/lib/cni/bridge".into(),
+                truncated: Default::default(),
+            }))
+        };
+        let exit = || {
+            EventBody::CniExit(crate::model::CniExit {
+                wait_status: 0,
+                parent: 1,
+            })
+        };
+        // The DEL runs and removes eth0.
+        e.on_event(&plugin(20, 900, exec("/proc/700/ns/net")));
+        e.obs
+            .ifaces
+            .insert(PathBuf::from("/proc/700/ns/net"), (pod, vec![]));
+        assert!(
+            e.tick(30)
+                .iter()
+                .all(|ev| !matches!(ev.body, EventBody::Interfaces(_))),
+            "not read while the plugin runs"
+        );
+        e.on_event(&plugin(40, 900, exit()));
+        let reads_before = e.obs.reads.len();
+        let out = e.tick(50);
+        assert!(
+            out.iter().any(|ev| matches!(&ev.body, EventBody::Interfaces(InterfacesRead { netns, interfaces }) if *netns == pod && interfaces.is_empty())),
+            "{out:?}"
+        );
+        assert!(
+            e.obs.reads[reads_before..]
+                .iter()
+                .all(|r| r == Path::new("/proc/700/ns/net")),
+            "only the namespace the plugin was given: {:?}",
+            &e.obs.reads[reads_before..]
+        );
+
+        // A plugin given a path nothing known names (a dead /proc/PID/ns/net) marks nothing.
+        e.on_event(&plugin(60, 901, exec("/proc/4242/ns/net")));
+        e.on_event(&plugin(70, 901, exit()));
+        let reads_before = e.obs.reads.len();
+        e.tick(80);
+        assert_eq!(e.obs.reads.len(), reads_before);
+        assert!(e.cni_running.is_empty());
+    }
+
+    /// libcni removes an attachment's cache entry once its DEL returned 0: the plugin's end
+    /// makes the enricher look, and the entry is reported gone, once.
+    #[test]
+    fn a_cni_cache_entry_removed_after_a_del_is_reported_gone() {
+        let mut fake = Fake {
+            cni: vec![
+                cni_entry("aaa", "/run/netns/cni-1"),
+                cni_entry("bbb", "/run/netns/cni-2"),
+            ],
+            ..Default::default()
+        };
+        let mut e = Enricher::new(&mut fake);
+        e.read_cni(1, &mut Vec::new());
+        assert_eq!(e.cni.len(), 2);
+        // The DEL of aaa's bridge plugin ends; the runtime then removes the entry.
+        e.on_event(&Event {
+            ts_ns: 10,
+            pid: 500,
+            tgid: 500,
+            comm: Comm::from_str_lossy("bridge"),
+            body: EventBody::CniExit(crate::model::CniExit {
+                wait_status: 0,
+                parent: 1,
+            }),
+        });
+        e.obs.cni.retain(|c| c.container_id != "aaa");
+        let out = e.tick(20);
+        assert!(
+            matches!(&out[..], [Event { ts_ns: 20, body: EventBody::CniResultGone(CniResultGone { network_name, container_id, if_name }), .. }]
+                if network_name == "cbr0" && container_id == "aaa" && if_name == "eth0"),
+            "{out:?}"
+        );
+        assert!(e.tick(30).is_empty(), "reported once");
+        assert_eq!(e.cni.len(), 1);
     }
 
     /// Issue 14 item 3: what the enricher remembers per namespace and per CNI cache entry goes

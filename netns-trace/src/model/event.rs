@@ -839,6 +839,16 @@ payload! {
     }
 }
 
+payload! {
+    /// A CNI result cache entry reported before (a `cni_result`) is no longer in the cache:
+    /// libcni removes it when a DEL of that attachment succeeds.
+    pub struct CniResultGone {
+        pub network_name: String,
+        pub container_id: String,
+        pub if_name: String,
+    }
+}
+
 /// One event. `ts_ns` is CLOCK_MONOTONIC (what `bpf_ktime_get_ns` returns); `pid`/`tgid`/
 /// `comm` are the task that caused it (0 / empty for userspace observations).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

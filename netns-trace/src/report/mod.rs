@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::Owner;
 use crate::collector::cni_calls::CniCall;
+use crate::collector::cni_gc::CniGcCandidate;
 use crate::collector::{
     ArpCounters, Collector, FailedUmount, Finding, FindingDetail, InterfaceEvidence, JoinHow,
     LastMember, LeaveHow, Namespace, NsState, Origin, PinEvidence,
@@ -194,6 +195,10 @@ pub struct Report {
     pub summary: Summary,
     pub namespaces: Vec<NamespaceView>,
     pub findings: Vec<Finding>,
+    /// The CNI GC dry run: cached attachments a runtime's CNI GC would call stale (advice
+    /// only; netns-trace runs no plugin and deletes nothing).
+    #[serde(default)]
+    pub cni_gc: Vec<CniGcCandidate>,
 }
 
 impl Report {
@@ -219,6 +224,14 @@ impl Report {
                     || matches!(&f.detail, FindingDetail::DuplicateIp { holders, .. } if holders.iter().any(|h| ids.contains(h.netns.as_str())))
             })
             .cloned()
+            .collect();
+        // With filters, the attachments of the namespaces listed.
+        let cni_gc: Vec<CniGcCandidate> = c
+            .cni_gc()
+            .into_iter()
+            .filter(|g| {
+                ctx.filters.is_empty() || g.netns.id.as_deref().is_some_and(|id| ids.contains(id))
+            })
             .collect();
 
         let mut summary = Summary {
@@ -274,6 +287,7 @@ impl Report {
             summary,
             namespaces,
             findings,
+            cni_gc,
         }
     }
 

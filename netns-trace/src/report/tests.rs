@@ -360,6 +360,21 @@ fn names_from_pods_and_traces_cannot_forge_lines_or_escape_sequences() {
             }),
         ),
         hdr(2 * S, task(TaskOp::Exit, id, id)),
+        // The runtime's cache entry for it: every string in it is the pod's or the runtime's.
+        Event::observed(
+            3 * S,
+            EventBody::CniResult(Box::new(crate::attribution::CniCacheEntry {
+                container_id: "ctr\n[2] forged\x1b[2J".into(),
+                if_name: "eth\x1b[31m".into(),
+                network_name: "net\r\x07".into(),
+                config_name: None,
+                netns_path: Some(evil_path.into()),
+                ips: vec![],
+                pod_namespace: Some("ns\n".into()),
+                pod_name: Some("pod\x1b]0;x\x07".into()),
+                pod_uid: None,
+            })),
+        ),
     ] {
         c.handle(&e);
     }
@@ -386,4 +401,17 @@ fn names_from_pods_and_traces_cannot_forge_lines_or_escape_sequences() {
     );
     assert!(t.contains("p\\x1b]0;owned\\x07\\n"), "{t}");
     assert!(t.contains("host: node\\n[1] leaked_netns"), "{t}");
+    // The CNI GC dry run lists the cached attachment of the leaked namespace, escaped.
+    assert!(
+        t.contains(
+            "\nCNI GC WOULD CLEAN (advice only: netns-trace runs no plugin and deletes nothing)\n"
+        ),
+        "{t}"
+    );
+    assert!(
+        t.contains("net\\r\\x07 sandbox ctr\\n[2] forged\\x1b[2J eth\\x1b[31m, netns /run/netns/x\\nFINDING"),
+        "{t}"
+    );
+    assert!(t.contains("pod ns\\n/pod\\x1b]0;x\\x07"), "{t}");
+    assert!(t.contains("    stale: its namespace net:["), "{t}");
 }

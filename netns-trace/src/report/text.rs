@@ -3,6 +3,7 @@ use std::io::Write;
 
 use super::{ClockBase, NamespaceView, Report, ReportError};
 use crate::collector::cni_calls::{CniCall, CniTarget};
+use crate::collector::cni_gc::{CniGcCandidate, CniGcReason};
 use crate::collector::findings::{InterfaceEvidence, PinEvidence};
 use crate::collector::{FindingDetail, NsState, PinKind};
 use crate::model::terminal_safe as safe;
@@ -38,6 +39,83 @@ fn duration(ns: u64) -> String {
 
 /// One CNI call on one line: verb, plugin, pid and parent, start and end, sandbox, interface,
 /// CNI_NETNS and what it named, pod. Runtime- and pod-given text is escaped.
+/// What a netns path named, for `PATH -> …`.
+fn named(clock: Option<ClockBase>, target: &CniTarget) -> String {
+    match target {
+        CniTarget::Member { pid, netns } => format!("{netns} (member {pid})"),
+        CniTarget::Pin { netns } => format!("{netns} (pinned)"),
+        CniTarget::ExitedProcess {
+            pid,
+            netns,
+            exited_at_ns,
+        } => format!(
+            "nothing: process {pid} had left {netns} by exiting at {}",
+            at(clock, *exited_at_ns)
+        ),
+        CniTarget::NoPath | CniTarget::Unresolved => "nothing known".into(),
+    }
+}
+
+/// One cached attachment of the CNI GC dry run: what it is, then why it is stale and what
+/// holds its namespace.
+fn cni_gc_entry(
+    out: &mut impl Write,
+    clock: Option<ClockBase>,
+    g: &CniGcCandidate,
+) -> Result<(), ReportError> {
+    let mut line = format!(
+        "{} sandbox {} {}",
+        safe(&g.network),
+        safe(&g.container_id),
+        safe(&g.if_name)
+    );
+    match g.netns.path.as_deref() {
+        Some(p) => line.push_str(&format!(
+            ", netns {} -> {}",
+            safe(p),
+            named(clock, &g.netns.resolves_to)
+        )),
+        None => line.push_str(", no netns path cached"),
+    }
+    if let (Some(id), Some(state)) = (&g.netns.id, g.netns.state) {
+        line.push_str(&format!(", namespace {id} ({state})"));
+    }
+    if !g.ips.is_empty() {
+        let ips: Vec<String> = g
+            .ips
+            .iter()
+            .map(|ip| format!("{}/{}", ip.address, ip.prefix_len))
+            .collect();
+        line.push_str(&format!(", IPs {}", ips.join(" ")));
+    }
+    if let (Some(n), Some(p)) = (&g.pod_namespace, &g.pod_name) {
+        line.push_str(&format!(", pod {}/{}", safe(n), safe(p)));
+    }
+    writeln!(out, "{line}")?;
+    let why: Vec<String> = g
+        .reasons
+        .iter()
+        .map(|r| match r {
+            CniGcReason::DelReturned { at_ns, status } => format!(
+                "its DEL returned ({status}) at {} and the entry is still cached",
+                at(clock, *at_ns)
+            ),
+            CniGcReason::NetnsPathDead => "its netns path names no live namespace".into(),
+            CniGcReason::NetnsDestroyed { netns, .. } => {
+                format!("its namespace {netns} is destroyed")
+            }
+            CniGcReason::NetnsLeaked { netns, state } => {
+                format!("its namespace {netns} has no member and is {state}")
+            }
+        })
+        .collect();
+    writeln!(out, "    stale: {}", why.join("; "))?;
+    for p in &g.pins {
+        writeln!(out, "    held by {}", pin_line(p))?;
+    }
+    Ok(())
+}
+
 fn cni_call(clock: Option<ClockBase>, c: &CniCall) -> String {
     let mut s = format!(
         "{} {} (pid {}{}) at {}",
@@ -60,19 +138,7 @@ fn cni_call(clock: Option<ClockBase>, c: &CniCall) -> String {
         s.push_str(&format!(", {}", safe(i)));
     }
     if let Some(p) = c.netns_path.as_deref().filter(|p| !p.is_empty()) {
-        let named = match &c.target {
-            CniTarget::Member { pid, netns } => format!("{netns} (member {pid})"),
-            CniTarget::Pin { netns } => format!("{netns} (pinned)"),
-            CniTarget::ExitedProcess {
-                pid,
-                netns,
-                exited_at_ns,
-            } => format!(
-                "nothing: process {pid} had left {netns} by exiting at {}",
-                at(clock, *exited_at_ns)
-            ),
-            CniTarget::NoPath | CniTarget::Unresolved => "nothing known".into(),
-        };
+        let named = named(clock, &c.target);
         s.push_str(&format!(", CNI_NETNS {} -> {named}", safe(p)));
     }
     if let (Some(n), Some(p)) = (&c.pod_namespace, &c.pod_name) {
@@ -334,6 +400,16 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
             for c in &n.cni_calls {
                 writeln!(out, "    {}", cni_call(clock, c))?;
             }
+        }
+    }
+
+    if !r.cni_gc.is_empty() {
+        writeln!(
+            out,
+            "\nCNI GC WOULD CLEAN (advice only: netns-trace runs no plugin and deletes nothing)"
+        )?;
+        for g in &r.cni_gc {
+            cni_gc_entry(out, clock, g)?;
         }
     }
 

@@ -380,6 +380,11 @@ pub(crate) fn every_variant() -> Vec<Event> {
             pod_name: Some(String::new()),
             pod_uid: None,
         })),
+        EventBody::CniResultGone(crate::model::CniResultGone {
+            network_name: "cbr0".into(),
+            container_id: "3f9b".into(),
+            if_name: "eth0".into(),
+        }),
         EventBody::CniExec(Box::new(CniExec {
             netns: ns(1),
             verb: "ADD".into(),

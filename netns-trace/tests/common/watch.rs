@@ -46,9 +46,15 @@ pub struct Watch {
 impl Watch {
     /// Starts `watch --json ARGS` and returns once its probes are attached.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Watch::start`] with these environment variables set for it.
+    pub fn start_with_env(args: &[&str], envs: &[(&str, &Path)]) -> Self {
         let mut cmd = Command::new(netns_trace_bin());
         cmd.args(["watch", "--json"])
             .args(args)
+            .envs(envs.iter().copied())
             .stdout(Stdio::piped());
         let child = spawn_until_ready(&mut cmd, "watch", "watching");
         Self { child: Some(child) }
@@ -128,8 +134,14 @@ pub fn events(lines: &[Value]) -> Vec<Value> {
 
 /// `netns-trace ARGS` printing JSON (report, scan); exit 0, or 3 for "leak found".
 pub fn netns_trace_json(args: &[&str]) -> Value {
+    netns_trace_json_with_env(args, &[])
+}
+
+/// [`netns_trace_json`] with these environment variables set for it.
+pub fn netns_trace_json_with_env(args: &[&str], envs: &[(&str, &Path)]) -> Value {
     let out = Command::new(netns_trace_bin())
         .args(args)
+        .envs(envs.iter().copied())
         .output()
         .expect("run netns-trace");
     assert!(
