@@ -91,6 +91,21 @@ pub fn is_namespace_event(ev: &Event) -> bool {
     )
 }
 
+/// A signal stream that, when it could not be installed, never fires (the other ways to stop
+/// still work).
+struct Received(Option<tokio::signal::unix::Signal>);
+
+impl Received {
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// When the last namespace event came (milliseconds since `record` started), shared between
 /// the sink that sees events and the stop future.
 #[derive(Clone, Default)]
@@ -125,16 +140,15 @@ pub fn stop(
     started: std::time::Instant,
 ) -> impl Future<Output = Option<ExitStatus>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let interrupt = signal(SignalKind::interrupt());
-    let terminate = signal(SignalKind::terminate());
+    let watch_for = |kind: SignalKind, name: &str| {
+        signal(kind)
+            .inspect_err(|e| tracing::warn!("cannot watch for {name}: {e}"))
+            .ok()
+    };
+    let interrupt = watch_for(SignalKind::interrupt(), "SIGINT");
+    let terminate = watch_for(SignalKind::terminate(), "SIGTERM");
     async move {
-        let (mut interrupt, mut terminate) = match (interrupt, terminate) {
-            (Ok(i), Ok(t)) => (i, t),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!("cannot watch for SIGINT/SIGTERM: {e}");
-                return None;
-            }
-        };
+        let (mut interrupt, mut terminate) = (Received(interrupt), Received(terminate));
         let deadline = async {
             match rule.duration {
                 Some(d) => tokio::time::sleep(d).await,
