@@ -43,6 +43,8 @@ mod snapshot;
 #[cfg(any(test, feature = "dev"))]
 pub mod synthetic;
 #[cfg(test)]
+mod test_events;
+#[cfg(test)]
 mod tests;
 
 use std::cmp::Reverse;

@@ -11,63 +11,10 @@ use super::synthetic::{self, SyntheticConfig};
 use super::*;
 use crate::model::{
     AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Mac, Member, MountOp, NetDevOp,
-    NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase, TaskOp,
+    NsId, Pin, SnapNamespace, TaskOp,
 };
 
-const S: u64 = 1_000_000_000;
-const GRACE: u64 = 30 * S;
-const INIT: NsId = NsId::new(1, 4026531840);
-const HOST_MNT: u32 = 4026531841;
-
-fn comm(s: &str) -> Comm {
-    Comm::from_str_lossy(s)
-}
-
-fn ev(ts: u64, pid: u32, tgid: u32, c: &str, body: EventBody) -> Event {
-    Event {
-        ts_ns: ts,
-        pid,
-        tgid,
-        comm: comm(c),
-        body,
-    }
-}
-
-fn task_body(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
-    EventBody::Task(TaskNetns {
-        op,
-        netns,
-        prev,
-        thread: false,
-        group_dead: op == TaskOp::Exit,
-        cgroup_id: 0,
-        ppid: 1,
-        mnt_ns: HOST_MNT,
-        prev_mnt_ns: HOST_MNT,
-    })
-}
-
-/// A collector with notices on and a Start snapshot naming the init namespace.
-fn collector() -> Collector {
-    let mut c = Collector::new(CollectorConfig {
-        grace_ns: GRACE,
-        keep_destroyed: 10_000,
-        notices: true,
-    });
-    c.handle(&start_snapshot(vec![]));
-    c
-}
-
-fn start_snapshot(namespaces: Vec<SnapNamespace>) -> Event {
-    Event::observed(
-        S,
-        EventBody::Snapshot(Box::new(Snapshot {
-            phase: SnapshotPhase::Start,
-            namespaces,
-            init_netns: INIT,
-        })),
-    )
-}
+use super::test_events::*;
 
 fn created(ts: u64, pid: u32, tgid: u32, c: &str, id: NsId) -> Event {
     ev(

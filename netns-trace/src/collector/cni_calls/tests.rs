@@ -2,59 +2,21 @@
 //! unshares its namespace, the runtime pins it (or passes /proc/PID/ns/net), runs the plugins,
 //! which exec their IPAM plugin with the same environment, and tears down.
 use super::*;
+use crate::collector::test_events::{
+    HOST_MNT, INIT, MS, S, by_process as ev, collector, task_body as task,
+};
 use crate::collector::{CollectorConfig, FindingDetail};
 use crate::model::{
     Comm, CreatedBy, EventBody, MountOp, MountSyscall, NetnsCreated, Pin, PinChange, Snapshot,
-    SnapshotPhase, TaskNetns, TaskOp,
+    SnapshotPhase, TaskOp,
 };
 
-const S: u64 = 1_000_000_000;
-const MS: u64 = 1_000_000;
-const INIT: NsId = NsId::new(1, 4026531840);
 const NODE: NsId = NsId::new(20, 4026532020);
 const POD_A: NsId = NsId::new(21, 4026532021);
 const POD_B: NsId = NsId::new(22, 4026532022);
-const HOST_MNT: u32 = 4026531841;
 const PIN_A: &str = "/var/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44";
 const SANDBOX_A: &str = "aaaa0001";
 const SANDBOX_B: &str = "bbbb0002";
-
-fn ev(ts: u64, pid: u32, comm: &str, body: EventBody) -> Event {
-    Event {
-        ts_ns: ts,
-        pid,
-        tgid: pid,
-        comm: Comm::from_str_lossy(comm),
-        body,
-    }
-}
-
-fn collector() -> Collector {
-    let mut c = Collector::new(CollectorConfig::default());
-    c.handle(&Event::observed(
-        S,
-        EventBody::Snapshot(Box::new(Snapshot {
-            phase: SnapshotPhase::Start,
-            namespaces: vec![],
-            init_netns: INIT,
-        })),
-    ));
-    c
-}
-
-fn task(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
-    EventBody::Task(TaskNetns {
-        op,
-        netns,
-        prev,
-        thread: false,
-        group_dead: op == TaskOp::Exit,
-        cgroup_id: 0,
-        ppid: 0,
-        mnt_ns: HOST_MNT,
-        prev_mnt_ns: HOST_MNT,
-    })
-}
 
 /// `unshare --net sleep infinity` as pid `pid`: the creation, then the caller's move into it.
 fn unshare(c: &mut Collector, ts: u64, pid: u32, id: NsId) {

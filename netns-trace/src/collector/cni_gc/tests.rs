@@ -4,66 +4,20 @@
 //! (one snapshot, then the cache).
 use super::*;
 use crate::collector::CollectorConfig;
+use crate::collector::test_events::{
+    GRACE, HOST_MNT, INIT, MS, S, by_process as ev, collector, start_snapshot as snapshot,
+    task_body as task,
+};
 use crate::model::{
     CniExec, CniExit, CniResultGone, CniTruncated, Comm, CreatedBy, Event, EventBody, Hook,
-    MountOp, MountSyscall, NetnsCreated, NetnsObject, NsId, Pin, PinChange, SnapNamespace,
-    Snapshot, SnapshotPhase, TaskNetns, TaskOp,
+    MountOp, MountSyscall, NetnsCreated, NetnsObject, NsId, Pin, PinChange, SnapNamespace, TaskOp,
 };
 
-const S: u64 = 1_000_000_000;
-const MS: u64 = 1_000_000;
-const GRACE: u64 = 30 * S;
-const INIT: NsId = NsId::new(1, 4026531840);
 const NODE: NsId = NsId::new(20, 4026532020);
 const POD: NsId = NsId::new(21, 4026532021);
-const HOST_MNT: u32 = 4026531841;
 const PIN: &str = "/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44";
 const SANDBOX: &str = "aaaa0001";
 const PAUSE: u32 = 100;
-
-fn ev(ts: u64, pid: u32, comm: &str, body: EventBody) -> Event {
-    Event {
-        ts_ns: ts,
-        pid,
-        tgid: pid,
-        comm: Comm::from_str_lossy(comm),
-        body,
-    }
-}
-
-fn snapshot(namespaces: Vec<SnapNamespace>) -> Event {
-    Event::observed(
-        S,
-        EventBody::Snapshot(Box::new(Snapshot {
-            phase: SnapshotPhase::Start,
-            namespaces,
-            init_netns: INIT,
-        })),
-    )
-}
-
-fn collector() -> Collector {
-    let mut c = Collector::new(CollectorConfig {
-        grace_ns: GRACE,
-        ..Default::default()
-    });
-    c.handle(&snapshot(vec![]));
-    c
-}
-
-fn task(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
-    EventBody::Task(TaskNetns {
-        op,
-        netns,
-        prev,
-        thread: false,
-        group_dead: op == TaskOp::Exit,
-        cgroup_id: 0,
-        ppid: 0,
-        mnt_ns: HOST_MNT,
-        prev_mnt_ns: HOST_MNT,
-    })
-}
 
 /// The pause (`unshare --net sleep infinity`, pid [`PAUSE`]) making [`POD`].
 fn pause_starts(c: &mut Collector, ts: u64) {

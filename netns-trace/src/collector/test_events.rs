@@ -1,0 +1,70 @@
+//! Event builders and constants shared by the collector's unit tests (tests.rs,
+//! cni_calls/tests.rs, cni_gc/tests.rs): one definition of a task record, a start snapshot
+//! and a collector set up as `watch` runs it.
+use super::{Collector, CollectorConfig};
+use crate::model::{
+    Comm, Event, EventBody, NsId, SnapNamespace, Snapshot, SnapshotPhase, TaskNetns, TaskOp,
+};
+
+pub(super) const S: u64 = 1_000_000_000;
+pub(super) const MS: u64 = 1_000_000;
+pub(super) const GRACE: u64 = 30 * S;
+pub(super) const INIT: NsId = NsId::new(1, 4026531840);
+pub(super) const HOST_MNT: u32 = 4026531841;
+
+pub(super) fn comm(s: &str) -> Comm {
+    Comm::from_str_lossy(s)
+}
+
+/// A kernel record of thread `pid` of process `tgid`.
+pub(super) fn ev(ts: u64, pid: u32, tgid: u32, c: &str, body: EventBody) -> Event {
+    Event {
+        ts_ns: ts,
+        pid,
+        tgid,
+        comm: comm(c),
+        body,
+    }
+}
+
+/// A kernel record of a single-threaded process.
+pub(super) fn by_process(ts: u64, pid: u32, c: &str, body: EventBody) -> Event {
+    ev(ts, pid, pid, c, body)
+}
+
+/// A task record (fork, unshare, setns, exit) in the host's mount namespace.
+pub(super) fn task_body(op: TaskOp, netns: NsId, prev: NsId) -> EventBody {
+    EventBody::Task(TaskNetns {
+        op,
+        netns,
+        prev,
+        thread: false,
+        group_dead: op == TaskOp::Exit,
+        cgroup_id: 0,
+        ppid: 1,
+        mnt_ns: HOST_MNT,
+        prev_mnt_ns: HOST_MNT,
+    })
+}
+
+pub(super) fn start_snapshot(namespaces: Vec<SnapNamespace>) -> Event {
+    Event::observed(
+        S,
+        EventBody::Snapshot(Box::new(Snapshot {
+            phase: SnapshotPhase::Start,
+            namespaces,
+            init_netns: INIT,
+        })),
+    )
+}
+
+/// A collector with notices on and a Start snapshot naming the init namespace.
+pub(super) fn collector() -> Collector {
+    let mut c = Collector::new(CollectorConfig {
+        grace_ns: GRACE,
+        keep_destroyed: 10_000,
+        notices: true,
+    });
+    c.handle(&start_snapshot(vec![]));
+    c
+}
