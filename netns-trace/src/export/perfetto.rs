@@ -739,6 +739,26 @@ fn lay_out(
         Some((at, how)) if at <= end => (at, s(key, how)),
         _ => (end, s("ended_by", why)),
     };
+    // A member, pin or device slice: from `from` to its end, annotated with how it ended.
+    let child_slice = |from: u64,
+                       own_end: Option<(u64, &'static str)>,
+                       key: &'static str,
+                       name: String,
+                       begin_args: Vec<Arg>,
+                       more_end_args: Vec<Arg>| {
+        let (until, how) = child_end(own_end, key);
+        let mut end_args = vec![how];
+        end_args.extend(more_end_args);
+        end_args.extend(wall(until));
+        Slice {
+            begin: from,
+            end: until.max(from),
+            depth: 0,
+            name,
+            begin_args,
+            end_args,
+        }
+    };
 
     let mut args = vec![u("inum", rec.inum), u("cookie", rec.cookie)];
     match (rec.origin, rec.created_by) {
@@ -833,22 +853,17 @@ fn lay_out(
             Some(LeaveHow::Unshare) => Some("unshare"),
             Some(LeaveHow::Destroyed) | None => None,
         };
-        let (until, how) = child_end(last.left_at_ns.zip(left_by), "left_by");
-        let mut end_args = vec![how];
-        if last.comm != first.comm {
-            end_args.push(s("comm", last.comm));
-        }
-        end_args.extend(wall(until));
+        let renamed = (last.comm != first.comm).then(|| s("comm", last.comm));
         layout.slice(
             track,
-            Slice {
-                begin: from,
-                end: until.max(from),
-                depth: 0,
-                name: "member".into(),
-                begin_args: args,
-                end_args,
-            },
+            child_slice(
+                from,
+                last.left_at_ns.zip(left_by),
+                "left_by",
+                "member".into(),
+                args,
+                renamed.into_iter().collect(),
+            ),
         );
     }
 
@@ -860,19 +875,9 @@ fn lay_out(
             .or_insert_with(|| tracks.child(layout, GROUP_PINS, name));
         let from = within(slice.last.at_ns);
         args.extend(wall(from));
-        let (until, how) = child_end(slice.end, "ended_by");
-        let mut end_args = vec![how];
-        end_args.extend(wall(until));
         layout.slice(
             track,
-            Slice {
-                begin: from,
-                end: until.max(from),
-                depth: 0,
-                name: "pinned".into(),
-                begin_args: args,
-                end_args,
-            },
+            child_slice(from, slice.end, "ended_by", "pinned".into(), args, vec![]),
         );
     }
 
@@ -892,19 +897,10 @@ fn lay_out(
         }
         args.extend(slice.open_args.iter().cloned());
         args.extend(wall(from));
-        let (until, how) = child_end(slice.end, "ended_by");
-        let mut end_args = vec![how];
-        end_args.extend(wall(until));
+        let name = format!("device {}", iface.name);
         layout.slice(
             track,
-            Slice {
-                begin: from,
-                end: until.max(from),
-                depth: 0,
-                name: format!("device {}", iface.name),
-                begin_args: args,
-                end_args,
-            },
+            child_slice(from, slice.end, "ended_by", name, args, vec![]),
         );
     }
     tracks
