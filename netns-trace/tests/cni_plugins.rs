@@ -787,7 +787,8 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
     let report = report_of(&trace, CHURN_GRACE);
     assert_eq!(report["cni_gc"], json!([]), "the report's CNI GC dry run");
     // ... and that is not because the cache went unseen: the trace attributes pods through it
-    // (to the network of the first entry seen for the pod, which may be the loopback one).
+    // (to the pod network once its entry was read; to the loopback one when only that entry
+    // was, since most churned pods live shorter than the tick that reads the cache).
     let attributed = array(&report, "namespaces")
         .iter()
         .filter(|n| {

@@ -45,6 +45,10 @@ pub struct Owner {
     pub cgroup: Option<String>,
     /// The CNI network the sandbox was attached to (from the CNI result cache).
     pub cni_network: Option<String>,
+    /// `cni_network` came from the sandbox's loopback attachment (containerd's
+    /// `cni-loopback`): its pod network, when seen, names it instead.
+    #[serde(skip)]
+    pub(crate) cni_network_is_loopback: bool,
     /// The sandbox a pin path names: the UUID of `cni-<uuid>` / CRI-O's `<uuid>`, docker's
     /// sandbox key, or the pin's file name.
     pub sandbox_id: Option<String>,
@@ -108,8 +112,11 @@ impl Owner {
     /// whether anything changed.
     pub fn merge_cni(&mut self, e: &CniCacheEntry) -> bool {
         let before = self.clone();
-        self.cni_network
-            .get_or_insert_with(|| e.network_name.clone());
+        let loopback = e.if_name == "lo";
+        if self.cni_network.is_none() || (self.cni_network_is_loopback && !loopback) {
+            self.cni_network = Some(e.network_name.clone());
+            self.cni_network_is_loopback = loopback;
+        }
         if self.container_id.is_none() {
             self.container_id = Some(e.container_id.clone());
         }

@@ -6,7 +6,7 @@ use crate::model::{
 };
 use crate::report::{Report, ReportContext};
 
-use super::{CniCacheEntry, read_cni_cache_dir};
+use super::{CniCacheEntry, Owner, read_cni_cache_dir};
 
 const S: u64 = 1_000_000_000;
 const INIT: NsId = NsId::new(1, 4026531840);
@@ -428,4 +428,32 @@ fn a_member_moved_into_its_container_after_joining_ends_up_the_owner() {
         ns.members[0].cgroup_path.as_deref(),
         Some(kubelet_cgroup().as_str())
     );
+}
+
+/// containerd writes a `cni-loopback` entry (`lo`) beside the pod network's (`eth0`); the
+/// pod's network is the latter, whichever entry is read first.
+#[test]
+fn the_pod_network_wins_over_the_loopback_attachment_in_either_order() {
+    let entry = |network: &str, if_name: &str| CniCacheEntry {
+        container_id: CID.into(),
+        if_name: if_name.into(),
+        network_name: network.into(),
+        config_name: None,
+        netns_path: Some(PIN.into()),
+        ips: vec![],
+        pod_namespace: None,
+        pod_name: None,
+        pod_uid: None,
+    };
+    let (lo, eth0) = (entry("cni-loopback", "lo"), entry("cbr0", "eth0"));
+    for order in [[&lo, &eth0], [&eth0, &lo]] {
+        let mut owner = Owner::default();
+        for e in order {
+            owner.merge_cni(e);
+        }
+        assert_eq!(owner.cni_network.as_deref(), Some("cbr0"), "{order:?}");
+    }
+    let mut only_lo = Owner::default();
+    only_lo.merge_cni(&lo);
+    assert_eq!(only_lo.cni_network.as_deref(), Some("cni-loopback"));
 }
