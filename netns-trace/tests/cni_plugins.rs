@@ -52,6 +52,9 @@ const CHURN_PODS: usize = 50;
 /// A containerd-style pod is memberless from its pause's death until its pin is removed
 /// (DEL runs in between, a few plugin runs under TCG); the churn's grace period must not judge
 /// that stop, nor the kernel's cleanup_net backlog after it.
+/// One churned pod lives this long after its ADD (see its use).
+const HELD_POD: usize = 0;
+const HELD_POD_LIFE: Duration = Duration::from_secs(3);
 const CHURN_GRACE: &str = "10";
 const CHURN_VERDICT_WAIT: Duration = Duration::from_secs(13);
 /// The incident's grace period: short, so the test does not wait 30 s for the verdict.
@@ -736,6 +739,11 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
         assert!(net.reservation(ip).exists(), "host-local reserved {ip}");
         pods.push(pod.netns);
         addresses.insert(ip);
+        if i == HELD_POD {
+            // Outlives several ticks of the tracer, which read the cache while a CNI call is
+            // recent: its attribution does not depend on catching a DEL in time.
+            std::thread::sleep(HELD_POD_LIFE);
+        }
         if containerd_style {
             // StopPodSandbox: the sandbox is killed, then DEL through the pin; then
             // RemovePodSandbox removes the pin.
@@ -786,21 +794,34 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
     let lines = watch.stop();
     let report = report_of(&trace, CHURN_GRACE);
     assert_eq!(report["cni_gc"], json!([]), "the report's CNI GC dry run");
-    // ... and that is not because the cache went unseen: the trace attributes pods through it
-    // (to the pod network once its entry was read; to the loopback one when only that entry
-    // was, since most churned pods live shorter than the tick that reads the cache).
-    let attributed = array(&report, "namespaces")
+    // ... and that is not because the cache went unseen: the pod that lived past several ticks
+    // is attributed to the pod network (over its loopback attachment). The others live
+    // ~100 ms; the cache is read when their DEL starts, which a loaded tracer may see late, so
+    // their count is printed, not asserted.
+    let namespaces = array(&report, "namespaces");
+    let held = namespaces
         .iter()
+        .find(|n| pods[HELD_POD].is(&n["id"]))
+        .unwrap_or_else(|| {
+            panic!(
+                "the held pod's namespace {:?} is in the report",
+                pods[HELD_POD]
+            )
+        });
+    assert_eq!(
+        held["owner"]["cni_network"],
+        network.as_str(),
+        "the held pod's owner: {held:#}"
+    );
+    let attributed = namespaces
+        .iter()
+        .filter(|n| pods.iter().any(|p| p.is(&n["id"])))
         .filter(|n| {
             n["owner"]["cni_network"] == network.as_str()
                 || n["owner"]["cni_network"] == LOOPBACK_NETWORK
         })
         .count();
-    eprintln!("{attributed} pod namespaces attributed through the CNI cache");
-    assert!(
-        attributed > 0,
-        "no pod namespace was attributed through the CNI cache"
-    );
+    eprintln!("{attributed} of {CHURN_PODS} pod namespaces attributed through the CNI cache");
 
     let ours: Vec<NetnsId> = pods.iter().copied().chain([node]).collect();
     let live = findings(&lines);

@@ -43,6 +43,9 @@ pub trait Observer {
 /// and removes it once the DEL has.
 const CNI_SETTLE_NS: u64 = 5_000_000_000;
 
+/// CNI DELs of attachments whose cache entry was not seen read the cache at most this often.
+const CNI_DEL_READ_GAP_NS: u64 = 10_000_000;
+
 /// A namespace that lost its last member is looked at (fd holders, interfaces through its
 /// pin) once this long has passed, unless its teardown came first. Most namespaces die with
 /// their last member: this keeps a /proc-wide fd scan off every exit. The look is stamped at
@@ -111,6 +114,8 @@ pub struct Enricher<O: Observer> {
     cni_running: HashMap<u32, NsId>,
     /// Re-read the CNI cache on ticks until this time (a pin or a device appeared).
     cni_until: Option<u64>,
+    /// When a DEL last made the enricher read the CNI cache.
+    cni_del_read_at: Option<u64>,
     /// Namespaces whose last member left, and when; looked at once settled if still alive.
     emptied: HashMap<NsId, u64>,
     /// The latest event time seen.
@@ -136,6 +141,7 @@ impl<O: Observer> Enricher<O> {
             cni: HashMap::new(),
             cni_running: HashMap::new(),
             cni_until: None,
+            cni_del_read_at: None,
             emptied: HashMap::new(),
             last_ts: 0,
             init: NsId::default(),
@@ -409,7 +415,12 @@ impl<O: Observer> Enricher<O> {
                 }
             }
             EventBody::Snapshot(_) => self.read_cni(ts, &mut out),
-            EventBody::CniExec(exec) => self.cni_call_started(ev.tgid, exec),
+            EventBody::CniExec(exec) => {
+                if self.cache_entry_may_vanish(ts, exec) {
+                    self.read_cni(ts, &mut out);
+                }
+                self.cni_call_started(ev.tgid, exec);
+            }
             // The runtime writes an ADD's cache entry, or removes a DEL's, once the plugin
             // it ran has returned; and the plugin may have made or removed interfaces in the
             // namespace it was given (a DEL that cleaned up), which no kernel event says in
@@ -617,6 +628,32 @@ impl<O: Observer> Enricher<O> {
             self.cni_running.clear();
         }
         self.cni_running.insert(tgid, netns);
+    }
+
+    /// A DEL is the last moment its attachment's cache entry surely exists: libcni removes it
+    /// once the DEL returned, and a pod that lived shorter than a tick would otherwise never be
+    /// attributed through it. Read now unless the entry was seen already, at most once per
+    /// [`CNI_DEL_READ_GAP_NS`] (anything can exec a file with CNI_COMMAND=DEL in its env).
+    fn cache_entry_may_vanish(&mut self, ts: u64, exec: &CniExec) -> bool {
+        if exec.verb != "DEL" {
+            return false;
+        }
+        let (Some(container), Some(if_name)) = (&exec.container_id, &exec.if_name) else {
+            return false;
+        };
+        let seen = self
+            .cni
+            .keys()
+            .any(|(_, c, i)| c == container && i == if_name);
+        if seen
+            || self
+                .cni_del_read_at
+                .is_some_and(|at| ts < at.saturating_add(CNI_DEL_READ_GAP_NS))
+        {
+            return false;
+        }
+        self.cni_del_read_at = Some(ts);
+        true
     }
 
     fn cni_soon(&mut self, ts: u64) {
@@ -1462,6 +1499,56 @@ mod tests {
         );
         assert!(e.tick(30).is_empty(), "reported once");
         assert_eq!(e.cni.len(), 1);
+    }
+
+    /// A pod shorter-lived than a tick: its entry is read when its DEL starts (libcni removes
+    /// it only once the DEL returned), not when a later tick would find it gone already. A DEL
+    /// of an entry already seen reads nothing, and forced reads are spaced.
+    #[test]
+    fn the_cni_cache_is_read_when_a_del_starts_for_an_entry_not_seen_yet() {
+        let mut fake = Fake::default();
+        let mut e = Enricher::new(&mut fake);
+        let del = |ts: u64, container: &str| Event {
+            ts_ns: ts,
+            pid: 900,
+            tgid: 900,
+            comm: Comm::from_str_lossy("bridge"),
+            body: EventBody::CniExec(Box::new(CniExec {
+                netns: NsId::new(1, 4026531840),
+                verb: "DEL".into(),
+                container_id: Some(container.into()),
+                netns_path: Some("/run/netns/cni-1".into()),
+                if_name: Some("eth0".into()),
+                cni_args: None,
+                path: "/usr/lib/cni/bridge".into(),
+                truncated: Default::default(),
+            })),
+        };
+        e.obs.cni.push(cni_entry("aaa", "/run/netns/cni-1"));
+        let out = e.on_event(&del(100_000_000, "aaa"));
+        assert!(
+            matches!(&out[..], [Event { ts_ns: 100_000_000, body: EventBody::CniResult(c), .. }] if c.container_id == "aaa"),
+            "{out:?}"
+        );
+        assert_eq!(e.obs.cni_reads, 1);
+        // Seen: its next DEL (a retry) reads nothing.
+        assert!(e.on_event(&del(200_000_000, "aaa")).is_empty());
+        // Not seen, but too soon after the last forced read; then late enough.
+        e.obs.cni.push(cni_entry("bbb", "/run/netns/cni-2"));
+        assert!(e.on_event(&del(105_000_000, "bbb")).is_empty());
+        assert_eq!(e.obs.cni_reads, 1);
+        let out = e.on_event(&del(110_000_000, "bbb"));
+        assert!(
+            matches!(&out[..], [Event { body: EventBody::CniResult(c), .. }] if c.container_id == "bbb"),
+            "{out:?}"
+        );
+        // An ADD never reads: its entry is written only once the plugin returned.
+        let mut add = del(300_000_000, "ccc");
+        if let EventBody::CniExec(exec) = &mut add.body {
+            exec.verb = "ADD".into();
+        }
+        assert!(e.on_event(&add).is_empty());
+        assert_eq!(e.obs.cni_reads, 2);
     }
 
     /// Issue 14 item 3: what the enricher remembers per namespace and per CNI cache entry goes
