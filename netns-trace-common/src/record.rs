@@ -44,6 +44,7 @@ macro_rules! with_event_table {
             0x24 kernel(CniExec) "cni_exec" CniExec(Box<CniExec>),
             0x25 kernel(CniExit) "cni_exit" CniExit(CniExit),
             0x26 user "cni_result_gone" CniResultGone(CniResultGone),
+            0x27 user "packets_limited" PacketsLimited(PacketsLimited),
         }
     };
 }
@@ -400,6 +401,35 @@ pub struct NeighUpdate {
     pub _pad: [u8; 6],
 }
 
+/// Packet records (ARP, neighbour updates) a namespace may send: a token bucket per
+/// namespace, refilled at this rate up to [`PACKET_BUDGET_BURST`]. A pod controls its packets:
+/// past its budget its records are counted ([`PacketBudget::limited`]), not sent, so a flood
+/// cannot fill the ring that lifecycle records share. A node's own ARP (a bridge with a few
+/// hundred pods refreshing their neighbours) stays far below it.
+pub const PACKET_BUDGET_PER_SEC: u64 = 256;
+/// Records a namespace may send at once before its rate applies.
+pub const PACKET_BUDGET_BURST: u64 = 256;
+/// Namespaces whose budget is kept (an LRU map: an evicted one starts full again).
+pub const PACKET_BUDGET_NAMESPACES: u32 = 4096;
+/// All namespaces together (a pod can make many with user namespaces) may fill at most this
+/// share of the ring with packet records, at once and per second: the global bucket's burst
+/// and rate are `ring bytes / PACKET_RING_SHARE / record size`, set by userspace at load.
+pub const PACKET_RING_SHARE: u32 = 4;
+
+/// One namespace's packet-record budget (the PACKET_BUDGETS map's value, keyed by
+/// [`NetnsId`]). Updated without locks: CPUs racing on one namespace may each spend the same
+/// token or lose a count, which loosens the bound and makes `limited` a floor.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PacketBudget {
+    /// Tokens left, in nanoseconds of refill (one record costs `1e9 / PACKET_BUDGET_PER_SEC`).
+    pub credit_ns: u64,
+    /// When `credit_ns` was last brought up to date (CLOCK_MONOTONIC).
+    pub refilled_ns: u64,
+    /// Records this namespace's packets caused that were counted here instead of sent.
+    pub limited: u64,
+}
+
 /// Bytes kept of each CNI variable's value, NUL included: values are cut to fit, and the cut
 /// is flagged in [`CniExec::truncated`].
 pub const CNI_VERB_LEN: usize = 16;
@@ -490,4 +520,5 @@ const _: () = {
     assert!(core::mem::size_of::<NeighUpdate>() == 80);
     assert!(core::mem::size_of::<CniExec>() == 1120);
     assert!(core::mem::size_of::<CniExit>() == 72);
+    assert!(core::mem::size_of::<PacketBudget>() == 24);
 };

@@ -6,3 +6,4 @@ use crate::{offsets::KernelOffsets, record::*};
 unsafe impl aya::Pod for KernelOffsets {}
 unsafe impl aya::Pod for NetnsId {}
 unsafe impl aya::Pod for EventHeader {}
+unsafe impl aya::Pod for PacketBudget {}

@@ -6,12 +6,14 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
     },
 };
-use netns_trace_common::{EventHeader, EventKind, NetnsId};
+use netns_trace_common::{
+    EventHeader, EventKind, NetnsId, PACKET_BUDGET_BURST, PACKET_BUDGET_PER_SEC, PacketBudget,
+};
 
 use aya_log_ebpf::warn;
 
 use crate::diag::probe_of;
-use crate::maps::{EVENTS, LOST};
+use crate::maps::{EVENTS, LOST, PACKET_BUDGET_ALL, PACKET_BUDGETS};
 
 #[inline(always)]
 pub fn header(kind: EventKind, size: usize, netns: NetnsId) -> EventHeader {
@@ -74,4 +76,77 @@ pub fn send<T: 'static>(kind: EventKind, record: T) {
         }
         None => count_lost(kind),
     }
+}
+
+/// Nanoseconds of refill one packet record costs in a namespace's bucket.
+const PACKET_RECORD_COST_NS: u64 = 1_000_000_000 / PACKET_BUDGET_PER_SEC;
+
+/// Packet records all namespaces together may send at once, and per second (see
+/// [`netns_trace_common::PACKET_RING_SHARE`]). Set by userspace from the ring's size.
+#[unsafe(no_mangle)]
+static PACKET_RECORDS_ALL: Global<u64> = Global::new(4 * 1024 * 1024 / 4 / 96);
+
+/// Takes one token from `budget` (burst `burst` tokens, refilled at `per_sec`), or returns
+/// false when it has none.
+#[inline(always)]
+fn take_token(budget: &mut PacketBudget, now: u64, burst: u64, per_sec: u64) -> bool {
+    let cost = 1_000_000_000 / per_sec.max(1);
+    let credit = budget
+        .credit_ns
+        .saturating_add(now.saturating_sub(budget.refilled_ns))
+        .min(burst * cost);
+    budget.refilled_ns = now;
+    if credit >= cost {
+        budget.credit_ns = credit - cost;
+        true
+    } else {
+        budget.credit_ns = credit;
+        false
+    }
+}
+
+/// Whether `netns` may send one more packet record now: a token from its own bucket, then
+/// one from everyone's. If not, it is counted against the namespace
+/// (`PacketBudget::limited`) and the caller sends nothing. Not atomic (this target has no
+/// 64-bit atomic add in core): CPUs racing on one bucket may spend a token twice or lose a
+/// count, so the bound is loose by a few records and the count is a floor.
+#[inline(always)]
+pub fn packet_budget_allows(netns: &NetnsId) -> bool {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let own = match PACKET_BUDGETS.get_ptr_mut(netns) {
+        Some(budget) => {
+            let budget = unsafe { &mut *budget };
+            if !take_token(budget, now, PACKET_BUDGET_BURST, PACKET_BUDGET_PER_SEC) {
+                budget.limited += 1;
+                return false;
+            }
+            Some(budget)
+        }
+        None => {
+            // First record of this namespace: a full bucket, less this one.
+            let fresh = PacketBudget {
+                credit_ns: (PACKET_BUDGET_BURST - 1) * PACKET_RECORD_COST_NS,
+                refilled_ns: now,
+                limited: 0,
+            };
+            let _ = PACKET_BUDGETS.insert(netns, &fresh, 0);
+            None
+        }
+    };
+    let all = PACKET_RECORDS_ALL.load();
+    let Some(global) = PACKET_BUDGET_ALL.get_ptr_mut(0) else {
+        return true;
+    };
+    if take_token(unsafe { &mut *global }, now, all, all) {
+        return true;
+    }
+    match own {
+        Some(budget) => budget.limited += 1,
+        None => {
+            if let Some(budget) = PACKET_BUDGETS.get_ptr_mut(netns) {
+                unsafe { (*budget).limited += 1 };
+            }
+        }
+    }
+    false
 }

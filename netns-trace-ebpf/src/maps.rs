@@ -3,7 +3,9 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use netns_trace_common::{EventKind, MountSyscall, NetnsId};
+use netns_trace_common::{
+    EventKind, MountSyscall, NetnsId, PACKET_BUDGET_NAMESPACES, PacketBudget,
+};
 
 /// The one event pipe to userspace.
 #[map]
@@ -12,6 +14,18 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 /// Per-CPU count of records dropped because EVENTS was full, indexed by record kind.
 #[map]
 pub static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(EventKind::SLOTS, 0);
+
+/// Each namespace's packet-record budget (see [`PacketBudget`]). LRU: bounded however many
+/// namespaces send packets.
+#[map]
+pub static PACKET_BUDGETS: LruHashMap<NetnsId, PacketBudget> =
+    LruHashMap::with_max_entries(PACKET_BUDGET_NAMESPACES, 0);
+
+/// The budget of all namespaces together (one slot), see [`PACKET_RING_SHARE`].
+///
+/// [`PACKET_RING_SHARE`]: netns_trace_common::PACKET_RING_SHARE
+#[map]
+pub static PACKET_BUDGET_ALL: Array<PacketBudget> = Array::with_max_entries(1, 0);
 
 /// `struct net *` → identity, for every namespace we have seen, so that a free (which only
 /// has the pointer) can be attributed. LRU: a missed free must not leak map space.

@@ -4,6 +4,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
@@ -226,4 +228,255 @@ fn a_tiny_ring_under_a_fork_storm_counts_and_reports_lost_events() {
         "only the first loss per kind and CPU is logged, not every one ({lost} lost): {} lines",
         logged.len()
     );
+}
+
+/// A process sleeping in a new network namespace, killed on drop.
+struct NetnsHolder(std::process::Child);
+
+impl NetnsHolder {
+    fn start() -> Self {
+        let child = Command::new("unshare")
+            .args(["--net", "sleep", "600"])
+            .spawn()
+            .expect("unshare --net sleep");
+        let me = Self(child);
+        let own = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_link(me.netns_file()).ok().as_ref() == Some(&own) {
+            assert!(
+                Instant::now() < deadline,
+                "unshare did not enter a new netns"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        me
+    }
+
+    fn netns_file(&self) -> std::path::PathBuf {
+        format!("/proc/{}/ns/net", self.0.id()).into()
+    }
+
+    fn inum(&self) -> u64 {
+        std::fs::metadata(self.netns_file())
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap()
+    }
+}
+
+impl Drop for NetnsHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs iproute2 in the namespace at `netns_file` (via nsenter) and checks it succeeded.
+fn ip_in(netns_file: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("nsenter")
+        .arg(format!("--net={}", netns_file.display()))
+        .arg("ip")
+        .args(args)
+        .output()
+        .expect("nsenter ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// TX packets of `ifname` in the namespace at `netns_file`, as iproute2 counts them.
+fn tx_packets(netns_file: &std::path::Path, ifname: &str) -> u64 {
+    let json: serde_json::Value =
+        serde_json::from_str(&ip_in(netns_file, &["-s", "-j", "link", "show", ifname])).unwrap();
+    json[0]["stats64"]["tx"]["packets"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no stats64.tx.packets in {json}"))
+}
+
+/// Sends `count` ARP replies with random sender MACs out of `ifname`, from a thread that
+/// entered the namespace at `netns_file`: what a hostile pod with CAP_NET_RAW can do.
+fn flood_arp_replies(netns_file: &std::path::Path, ifname: &str, count: u32) {
+    let ns = std::fs::File::open(netns_file).unwrap();
+    let ifname = std::ffi::CString::new(ifname).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            use std::os::fd::AsRawFd;
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0,
+                "setns"
+            );
+            const ETH_P_ARP: u16 = 0x0806;
+            let sock = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    ETH_P_ARP.to_be() as i32,
+                )
+            };
+            assert!(sock >= 0, "socket(AF_PACKET)");
+            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = ETH_P_ARP.to_be();
+            addr.sll_ifindex = unsafe { libc::if_nametoindex(ifname.as_ptr()) } as i32;
+            assert!(addr.sll_ifindex > 0, "if_nametoindex");
+            let rc = unsafe {
+                libc::bind(
+                    sock,
+                    &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(rc, 0, "bind(AF_PACKET)");
+            let mut frame = [0u8; 60];
+            frame[0..6].copy_from_slice(&[0xff; 6]);
+            frame[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
+            frame[14..16].copy_from_slice(&1u16.to_be_bytes());
+            frame[16..18].copy_from_slice(&0x0800u16.to_be_bytes());
+            frame[18] = 6;
+            frame[19] = 4;
+            frame[20..22].copy_from_slice(&2u16.to_be_bytes());
+            frame[28..32].copy_from_slice(&[10, 231, 99, 1]);
+            frame[38..42].copy_from_slice(&[10, 231, 99, 2]);
+            let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+            for _ in 0..count {
+                // xorshift: a new locally administered MAC per reply.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut mac = x.to_le_bytes();
+                mac[0] = (mac[0] & 0xfc) | 0x02;
+                frame[6..12].copy_from_slice(&mac[..6]);
+                frame[22..28].copy_from_slice(&mac[..6]);
+                loop {
+                    let sent = unsafe { libc::send(sock, frame.as_ptr().cast(), frame.len(), 0) };
+                    if sent == frame.len() as isize {
+                        break;
+                    }
+                    let err = std::io::Error::last_os_error();
+                    // A full qdisc/device queue: wait for it rather than count a frame as sent.
+                    assert_eq!(err.raw_os_error(), Some(libc::ENOBUFS), "send: {err}");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            unsafe { libc::close(sock) };
+        });
+    });
+}
+
+/// Issue 14 item 1: a pod controls its packets. A flood of ARP replies from one namespace
+/// must not fill the ring that lifecycle records share: past its budget the kernel counts its
+/// records instead of sending them, and what it counted is reported against that namespace.
+/// The ring is small enough that the flood's records, all sent, would overflow it.
+#[test]
+fn an_arp_flood_is_counted_in_the_kernel_and_cannot_blind_the_tracer() {
+    if !is_root() {
+        eprintln!(
+            "SKIP an_arp_flood_is_counted_in_the_kernel_and_cannot_blind_the_tracer: needs root"
+        );
+        return;
+    }
+    const FLOOD: u32 = 40_000;
+    let flooder = NetnsHolder::start();
+    let peer = NetnsHolder::start();
+    for ns in [&flooder, &peer] {
+        // No IPv6 on the link (router solicitations, MLD): every packet out is one of ours.
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", ns.netns_file().display()))
+            .args(["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"])
+            .status()
+            .unwrap();
+        assert!(out.success());
+    }
+    let peer_pid = peer.0.id().to_string();
+    ip_in(
+        &flooder.netns_file(),
+        &[
+            "link", "add", "flood0", "type", "veth", "peer", "name", "flood1", "netns", &peer_pid,
+        ],
+    );
+    ip_in(&flooder.netns_file(), &["link", "set", "flood0", "up"]);
+    ip_in(&peer.netns_file(), &["link", "set", "flood1", "up"]);
+
+    // Attached (not only loaded) before the first packet: every one is then seen.
+    let watch = common::watch::Watch::start(&["--raw", "--ring-size", "262144"]);
+    let before = tx_packets(&flooder.netns_file(), "flood0");
+    let flood_started = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| flood_arp_replies(&flooder.netns_file(), "flood0", FLOOD));
+        // A namespace made and dropped during the flood: its life must still be traced.
+        std::thread::sleep(Duration::from_millis(20));
+        let st = Command::new("unshare")
+            .args(["--net", "true"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
+    let flood_secs = flood_started.elapsed().as_secs_f64();
+    let sent = tx_packets(&flooder.netns_file(), "flood0") - before;
+    assert!(
+        sent >= u64::from(FLOOD),
+        "iproute2 counts {sent} packets out of flood0"
+    );
+    // Let a tick pick up the kernel's counts, then stop.
+    std::thread::sleep(Duration::from_secs(2));
+    let lines = watch.stop();
+    let events = || {
+        lines
+            .iter()
+            .filter(|v| v["type"] == "event")
+            .map(|v| &v["event"])
+    };
+    let in_flooder = |e: &serde_json::Value| e["netns"]["inum"] == flooder.inum();
+    let traced: u64 = events()
+        .filter(|e| e["type"] == "arp" && e["dir"] == "tx" && in_flooder(e))
+        .count() as u64;
+    let limited: u64 = events()
+        .filter(|e| e["type"] == "packets_limited" && in_flooder(e))
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "{sent} ARP replies sent in {flood_secs:.2} s: {traced} traced, {limited} counted in the kernel"
+    );
+    let lost: u64 = events()
+        .filter(|e| e["type"] == "lost")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        traced + limited,
+        sent,
+        "every packet iproute2 counted is either traced or counted as limited"
+    );
+    let budget = netns_trace_common::PACKET_BUDGET_BURST
+        + (netns_trace_common::PACKET_BUDGET_PER_SEC as f64 * (flood_secs + 1.0)) as u64;
+    assert!(
+        traced <= budget,
+        "{traced} records traced from the flooder, over its budget of {budget}"
+    );
+    assert_eq!(lost, 0, "the flood filled the ring");
+    assert!(
+        events().any(|e| e["type"] == "netns_created"
+            && e["netns"]["inum"] != flooder.inum()
+            && e["netns"]["inum"] != peer.inum()),
+        "the namespace made during the flood was traced"
+    );
+    // One notice per namespace limited: the flooder's (its transmits), and the peer's (it
+    // received them all).
+    let noticed: Vec<&str> = lines
+        .iter()
+        .filter(|v| v["notice"]["kind"] == "packets_limited")
+        .map(|v| v["notice"]["netns"].as_str().unwrap())
+        .collect();
+    let flooder_id = format!("net:[{}]", flooder.inum());
+    assert_eq!(
+        noticed
+            .iter()
+            .filter(|id| id.starts_with(&flooder_id))
+            .count(),
+        1,
+        "{noticed:?}"
+    );
+    assert!(noticed.len() <= 2, "{noticed:?}");
 }

@@ -13,7 +13,7 @@ use netns_trace_common::{
 };
 
 use crate::{
-    emit::{header, send},
+    emit::{header, packet_budget_allows, send},
     kernel::{dev_ifindex, dev_net, net_id, off, raw_arg, read, read_bytes, read_ptr},
 };
 
@@ -66,10 +66,14 @@ fn emit_arp(pkt_addr: u64, dev: u64, dir: Direction, hook: Hook) {
     if pkt.hlen != 6 || pkt.plen != 4 {
         return;
     }
+    let netns = net_id(dev_net(dev));
+    if !packet_budget_allows(&netns) {
+        return;
+    }
     send(
         EventKind::Arp,
         Arp {
-            hdr: header(EventKind::Arp, size_of::<Arp>(), net_id(dev_net(dev))),
+            hdr: header(EventKind::Arp, size_of::<Arp>(), netns),
             ifindex: dev_ifindex(dev),
             op: u16::from_be_bytes(pkt.op),
             dir: dir as u8,
@@ -181,12 +185,13 @@ pub fn neigh_update_tp(ctx: BtfTracePointContext) -> u32 {
         return 0;
     }
     let dev = read_ptr(n, off!(neigh_dev));
+    let netns = net_id(dev_net(dev));
+    // A pod's packets drive its neighbour table: the same budget as its ARP records.
+    if !packet_budget_allows(&netns) {
+        return 0;
+    }
     let mut rec = NeighUpdate {
-        hdr: header(
-            EventKind::NeighUpdate,
-            size_of::<NeighUpdate>(),
-            net_id(dev_net(dev)),
-        ),
+        hdr: header(EventKind::NeighUpdate, size_of::<NeighUpdate>(), netns),
         ifindex: dev_ifindex(dev),
         nud_state: new_state as u8 as u32,
         ..Default::default()

@@ -4,12 +4,14 @@
 use rustc_hash::FxHashMap;
 use std::net::Ipv4Addr;
 
-use super::Collector;
 use super::identity::{IfUnknown, Intent, SlotRef};
 use super::namespace::{ArpReplySeen, InterfaceRecord, NsState};
+use super::{Collector, NoticeKind};
 use crate::model::{
     AddrOp, ArpPacket, Direction, Interface, InterfacesRead, Ipv4AddrChange, Mac, NetDev, NetDevOp,
+    PacketsLimited,
 };
+use netns_trace_common::{PACKET_BUDGET_BURST, PACKET_BUDGET_PER_SEC};
 
 /// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
 #[derive(Default)]
@@ -196,6 +198,33 @@ impl Collector {
         for x in after.iter().filter(|x| !before.contains(x)) {
             self.ip_index.add(x.0, r, x.1);
             self.check_duplicate(x.0, r, ts);
+        }
+    }
+
+    /// The kernel counted packet records of `netns` instead of sending them. Stale-ARP
+    /// evidence from it is then a floor (more replies may have gone by), never wrong: no
+    /// verdict is made uncertain by it. The first time per namespace is a notice.
+    pub(super) fn on_packets_limited(&mut self, ts: u64, e: &PacketsLimited) {
+        let &PacketsLimited { netns, count } = e;
+        if count == 0 {
+            return;
+        }
+        self.stats.packet_records_limited += count;
+        let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
+            return;
+        };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
+        let first = ns.arp.records_limited == 0;
+        ns.arp.records_limited += count;
+        if first {
+            self.notify(ts, Some(r), NoticeKind::PacketsLimited, |_| {
+                format!(
+                    "its packets outran the tracer's budget ({PACKET_BUDGET_BURST} records, then \
+                     {PACKET_BUDGET_PER_SEC}/s): {count} ARP/neighbour records counted, not traced"
+                )
+            });
         }
     }
 

@@ -102,6 +102,8 @@ pub enum NoticeKind {
     StateChanged,
     Finding,
     EventsLost,
+    /// A namespace's packets outran its budget: some of its ARP records were not traced.
+    PacketsLimited,
 }
 
 /// A lifecycle line for `watch`.
@@ -151,6 +153,8 @@ pub struct CollectorStats {
     /// Stale ARP replies not made findings because [`findings::MAX_STALE_FINDINGS`] were
     /// already raised.
     pub stale_replies_unreported: u64,
+    /// Packet records counted in the kernel instead of sent (every namespace's budget).
+    pub packet_records_limited: u64,
     /// A teardown hook (fentry/kprobe) delivered at least one event.
     pub teardown_hook_seen: bool,
     /// Events about namespaces the collector did not know and could not place.
@@ -311,6 +315,7 @@ impl Collector {
             EventBody::Ipv4Addr(e) => self.on_ipv4(ts, e),
             EventBody::Arp(e) => self.on_arp(ts, e),
             EventBody::NeighUpdate(NeighUpdate { .. }) => {}
+            EventBody::PacketsLimited(e) => self.on_packets_limited(ts, e),
             EventBody::Lost(e) => self.on_lost(ts, e),
             EventBody::PinAdded(e) => self.on_pin_added(ts, e),
             EventBody::PinRemoved(e) => self.on_pin_removed(ts, e),

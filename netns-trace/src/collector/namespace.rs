@@ -252,6 +252,14 @@ pub struct ArpCounters {
     pub requests_rx: u32,
     pub replies_tx: u32,
     pub replies_rx: u32,
+    /// ARP and neighbour-update records its traffic caused past its budget in the kernel:
+    /// counted there, never traced.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub records_limited: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// An ARP reply seen in a namespace, kept (the last few) so a later leak verdict can re-check

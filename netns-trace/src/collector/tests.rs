@@ -1,7 +1,7 @@
 //! Collector behaviour on hand-built event sequences.
 use crate::model::{
     ArpPacket, CgroupPath, Ipv4AddrChange, Lost, MountSyscall, NetDev, NetnsCreated, NetnsObject,
-    NsfsEvict, NsfsMount, PinChange, TaskNetns,
+    NsfsEvict, NsfsMount, PacketsLimited, PinChange, TaskNetns,
 };
 use std::net::Ipv4Addr;
 
@@ -1882,6 +1882,56 @@ fn an_arp_reply_flood_with_random_macs_is_one_finding_that_counts_them() {
     assert_eq!(*other_mac_replies, 4999);
     assert_eq!(other_macs.len(), 16);
     assert_eq!(observed_in, "net:[4026533301]#1301");
+}
+
+/// Issue 14 item 1, the kernel half: past its budget, a namespace's packet records are
+/// counted in the kernel and reported as `packets_limited`. The counts add up per namespace
+/// and in total, the first one per namespace is a notice, and no verdict changes.
+#[test]
+fn packet_records_limited_in_the_kernel_are_counted_per_namespace_with_one_notice_each() {
+    let mut c = collector();
+    let flooder = NsId::new(1401, 4026533401);
+    let peer = NsId::new(1402, 4026533402);
+    crio_pod(&mut c, 2 * S, flooder, "/run/netns/pod-f", 7401);
+    crio_pod(&mut c, 2 * S, peer, "/run/netns/pod-p", 7402);
+    let limited = |ts: u64, netns: NsId, count: u64| {
+        Event::observed(
+            ts,
+            EventBody::PacketsLimited(PacketsLimited { netns, count }),
+        )
+    };
+    let mut notices = Vec::new();
+    for e in [
+        limited(3 * S, flooder, 30_000),
+        limited(3 * S, peer, 29_000),
+        limited(4 * S, flooder, 500),
+        limited(5 * S, NsId::new(1499, 4026533499), 7),
+    ] {
+        notices.extend(c.handle(&e).iter().map(|n| (n.kind, n.netns.clone())));
+    }
+    assert_eq!(
+        notices,
+        [
+            (
+                NoticeKind::PacketsLimited,
+                "net:[4026533401]#1401".to_string()
+            ),
+            (
+                NoticeKind::PacketsLimited,
+                "net:[4026533402]#1402".to_string()
+            ),
+        ],
+        "one notice per known namespace; an unknown one is counted in the total only"
+    );
+    assert_eq!(c.stats().packet_records_limited, 59_507);
+    let mut counts: Vec<(u32, u64)> = c
+        .namespaces()
+        .filter(|ns| ns.arp.records_limited > 0)
+        .map(|ns| (ns.inum, ns.arp.records_limited))
+        .collect();
+    counts.sort();
+    assert_eq!(counts, [(4026533401, 30_500), (4026533402, 29_000)]);
+    assert!(c.findings().is_empty());
 }
 
 /// Issue 14 item 1: replies claiming ever new addresses are bounded by a global cap, past

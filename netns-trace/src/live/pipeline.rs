@@ -162,7 +162,7 @@ pub async fn run<S: LiveSink>(
                 // by seconds, and a teardown still in it must not let a grace period expire.
                 let now = monotonic_ns();
                 source.drain(&mut batch);
-                batch.extend(source.lost_events(&tracer, now));
+                batch.extend(source.counted_events(&tracer, now));
                 for ev in batch.drain(..) {
                     lp.feed(ev)?;
                 }
@@ -185,7 +185,7 @@ pub async fn run<S: LiveSink>(
     probe_logs.flush();
     source.drain(&mut batch);
     let now = monotonic_ns();
-    batch.extend(source.lost_events(&tracer, now));
+    batch.extend(source.counted_events(&tracer, now));
     for ev in batch.drain(..) {
         lp.feed(ev)?;
     }

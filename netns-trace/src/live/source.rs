@@ -1,16 +1,21 @@
 //! Pulls records out of the ring buffer with tokio's AsyncFd (aya 0.14 has no async ring
 //! buffer of its own), decodes them, and reports loss.
-use crate::model::{Lost, NetnsCreated};
+use crate::model::{Lost, NetnsCreated, PacketsLimited};
 use std::collections::HashMap;
 
 use tokio::io::unix::AsyncFd;
 
 use crate::model::{Event, EventBody};
-use crate::probes::{Tracer, decode::decode};
+use crate::probes::{
+    Tracer,
+    decode::{decode, ns},
+};
 
 pub struct LiveSource {
     ring: AsyncFd<aya::maps::RingBuf<aya::maps::MapData>>,
     lost_seen: HashMap<u16, u64>,
+    /// Packet records limited per namespace (cookie, inum), as last read from the kernel.
+    limited_seen: HashMap<(u64, u32), u64>,
     /// Records that could not be decoded (a version mismatch or a bug, never silently dropped).
     pub malformed: u64,
     /// Drop unshare/clone creation records: copy_net_ns already reports every creation.
@@ -35,6 +40,7 @@ impl LiveSource {
         Ok(Self {
             ring,
             lost_seen: HashMap::new(),
+            limited_seen: HashMap::new(),
             malformed: 0,
             drop_tracepoint_creations,
             self_tgid: std::process::id(),
@@ -104,8 +110,10 @@ impl LiveSource {
         }
     }
 
-    /// New losses since the last call, as `Lost` events stamped `now_ns`.
-    pub fn lost_events(&mut self, tracer: &Tracer, now_ns: u64) -> Vec<Event> {
+    /// What the kernel counted instead of sending since the last call, as events stamped
+    /// `now_ns`: records lost to a full ring (`Lost`), and packet records past a namespace's
+    /// budget (`PacketsLimited`).
+    pub fn counted_events(&mut self, tracer: &Tracer, now_ns: u64) -> Vec<Event> {
         let mut out = Vec::new();
         for (kind, total) in tracer.lost_counts() {
             let seen = self.lost_seen.entry(kind).or_insert(0);
@@ -120,6 +128,29 @@ impl LiveSource {
                 *seen = total;
             }
         }
+        let mut present = HashMap::new();
+        for (netns, total) in tracer.packets_limited() {
+            let key = (netns.cookie, netns.inum);
+            // Below what was seen: evicted from the LRU map and counting again from zero.
+            let seen = self
+                .limited_seen
+                .get(&key)
+                .copied()
+                .filter(|s| *s <= total)
+                .unwrap_or(0);
+            if total > seen {
+                out.push(Event::observed(
+                    now_ns,
+                    EventBody::PacketsLimited(PacketsLimited {
+                        netns: ns(netns),
+                        count: total - seen,
+                    }),
+                ));
+            }
+            present.insert(key, total);
+        }
+        // Follows the kernel map, which is bounded.
+        self.limited_seen = present;
         out
     }
 }

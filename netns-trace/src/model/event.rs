@@ -806,6 +806,16 @@ payload! {
 }
 
 payload! {
+    /// `count` more packet records (ARP, neighbour updates) that `netns`'s traffic caused were
+    /// counted in the kernel instead of sent: it used up its budget (`PACKET_BUDGET_PER_SEC`,
+    /// netns-trace-common). Cumulative for the namespace is the sum of these.
+    pub struct PacketsLimited {
+        pub netns: NsId,
+        pub count: u64,
+    }
+}
+
+payload! {
     /// A pin was found (mountinfo, /proc/PID/fd) that was not known before (`PinAdded`), or a
     /// known pin is gone (`PinRemoved`).
     pub struct PinChange {

@@ -6,13 +6,13 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint, kprobe::KProbeError,
     },
 };
 use netns_trace_common::{
-    EventKind,
+    EventKind, NetnsId, PacketBudget,
     offsets::{GLOBAL_NAME, KernelOffsets, MISSING, Offset},
 };
 
@@ -21,6 +21,9 @@ const DEFAULT_RING_BYTES: u32 = 4 * 1024 * 1024;
 /// The probes wake the reader only once this much is unread (netns-trace-ebpf/src/emit.rs);
 /// below it the reader polls (live::pipeline::POLL_INTERVAL).
 const WAKEUP_GLOBAL: &str = "WAKEUP_AT_BYTES";
+/// Packet records all namespaces together may send at once and per second
+/// (netns-trace-ebpf/src/emit.rs), from the ring's size.
+const PACKET_RECORDS_GLOBAL: &str = "PACKET_RECORDS_ALL";
 use serde::Serialize;
 
 use super::btf::{KernelBtf, MemberError, Resolved, VMLINUX_BTF, kallsyms_address};
@@ -97,6 +100,8 @@ pub struct Tracer {
     /// Taken by the reader (live::source) before anything consumes events.
     pub ring: Option<RingBuf<MapData>>,
     pub lost: PerCpuArray<MapData, u64>,
+    /// Each namespace's packet-record budget (PACKET_BUDGETS), read for what it limited.
+    pub packet_budgets: BpfHashMap<MapData, NetnsId, PacketBudget>,
     pub statuses: Vec<ProbeStatus>,
     pub offsets: KernelOffsets,
     /// Members this kernel lacks, by name.
@@ -126,6 +131,25 @@ impl Tracer {
             })
             .collect()
     }
+
+    /// Cumulative packet records each namespace had counted instead of sent (those with any).
+    /// A namespace evicted from the LRU map and seen again starts from zero.
+    pub fn packets_limited(&self) -> Vec<(NetnsId, u64)> {
+        self.packet_budgets
+            .iter()
+            .filter_map(|entry| entry.ok())
+            .filter(|(_, budget)| budget.limited > 0)
+            .map(|(netns, budget)| (netns, budget.limited))
+            .collect()
+    }
+}
+
+/// Packet records all namespaces together may send at once and per second: a
+/// [`netns_trace_common::PACKET_RING_SHARE`] share of a ring of `ring_bytes` (each record
+/// takes its size and the ring's 8-byte header).
+pub fn packet_records_all(ring_bytes: u32) -> u64 {
+    let record = (size_of::<netns_trace_common::Arp>() + 8) as u64;
+    (u64::from(ring_bytes / netns_trace_common::PACKET_RING_SHARE) / record).max(1)
 }
 
 /// Capabilities needed to load and attach: CAP_BPF and CAP_PERFMON (5.8+), or CAP_SYS_ADMIN.
@@ -495,12 +519,14 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         DEFAULT_RING_BYTES
     };
     let wakeup_at = u64::from(ring_bytes / 8);
+    let packet_records_all = packet_records_all(ring_bytes);
     let mut loader = EbpfLoader::new();
     loader
         .btf(Some(&aya_btf))
         .override_global(GLOBAL_NAME, &resolved.offsets, true)
         .override_global(super::diag::DEBUG_GLOBAL, &debug_probes, true)
-        .override_global(WAKEUP_GLOBAL, &wakeup_at, true);
+        .override_global(WAKEUP_GLOBAL, &wakeup_at, true)
+        .override_global(PACKET_RECORDS_GLOBAL, &packet_records_all, true);
     if opts.ring_size != 0 {
         loader.map_max_entries("EVENTS", opts.ring_size);
     }
@@ -517,6 +543,11 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     let lost = PerCpuArray::try_from(
         ebpf.take_map("LOST")
             .ok_or_else(|| LoadError::Object("LOST map missing".into()))?,
+    )
+    .map_err(|e| LoadError::Object(e.to_string()))?;
+    let packet_budgets = BpfHashMap::try_from(
+        ebpf.take_map("PACKET_BUDGETS")
+            .ok_or_else(|| LoadError::Object("PACKET_BUDGETS map missing".into()))?,
     )
     .map_err(|e| LoadError::Object(e.to_string()))?;
     let logger = super::diag::ProbeLogger::init(&mut ebpf);
@@ -554,6 +585,7 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
         ebpf,
         ring: Some(ring),
         lost,
+        packet_budgets,
         statuses,
         offsets: resolved.offsets,
         missing_offsets,

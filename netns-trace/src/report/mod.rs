@@ -179,6 +179,10 @@ pub struct Summary {
     /// Stale ARP replies past the collector's cap on such findings: counted, not listed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stale_arp_replies_unreported: u64,
+    /// ARP and neighbour records counted in the kernel, not traced: namespaces whose packets
+    /// outran their budget (each one's count is its `arp.records_limited`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub packet_records_limited: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -237,6 +241,7 @@ impl Report {
         let mut summary = Summary {
             namespaces: namespaces.len() as u64,
             stale_arp_replies_unreported: stats.stale_replies_unreported,
+            packet_records_limited: stats.packet_records_limited,
             ..Default::default()
         };
         for s in NsState::ALL {

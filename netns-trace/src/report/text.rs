@@ -317,6 +317,31 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
     } else {
         writeln!(out, "lost events: 0")?;
     }
+    if r.summary.packet_records_limited > 0 {
+        const NAMED: usize = 8;
+        let noisy: Vec<&str> = r
+            .namespaces
+            .iter()
+            .filter(|n| n.arp.records_limited > 0)
+            .map(|n| n.id.as_str())
+            .collect();
+        let more = noisy.len().saturating_sub(NAMED);
+        let mut noisy: Vec<String> = noisy.iter().take(NAMED).map(|s| s.to_string()).collect();
+        if more > 0 {
+            noisy.push(format!("{more} more"));
+        }
+        writeln!(
+            out,
+            "packet records limited: {} ARP/neighbour records counted, not traced, from {} \
+             (their traffic outran the budget; ARP evidence from them is a floor)",
+            r.summary.packet_records_limited,
+            if noisy.is_empty() {
+                "namespaces not listed".to_string()
+            } else {
+                noisy.join(", ")
+            }
+        )?;
+    }
     let states: Vec<String> = NsState::ALL
         .iter()
         .map(|s| format!("{s} {}", r.summary.by_state.get(s).copied().unwrap_or(0)))
