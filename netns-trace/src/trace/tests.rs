@@ -104,6 +104,7 @@ pub(crate) fn every_variant() -> Vec<Event> {
             ifindex: 1,
             mac: Mac::default(),
             ipv4: vec![(Ipv4Addr::LOCALHOST, 8)],
+            ipv6: Vec::new(),
         },
         Interface {
             name: "veth0".into(),
@@ -113,7 +114,18 @@ pub(crate) fn every_variant() -> Vec<Event> {
                 (Ipv4Addr::new(10, 0, 0, 1), 24),
                 (Ipv4Addr::new(10, 0, 1, 1), 32),
             ],
+            ipv6: Vec::new(),
         },
+    ];
+    // The same with IPv6 addresses: the trailer after the version-1 body.
+    let v6 = |a: &str, len, dad, nodad| Ipv6Address::new(a.parse().unwrap(), len, dad, nodad);
+    let mut ifaces6 = ifaces.clone();
+    ifaces6[0].ipv6 = vec![v6("::1", 128, None, false)];
+    ifaces6[1].ipv6 = vec![
+        v6("fe80::1", 64, None, false),
+        v6("fd00::1", 64, None, true),
+        v6("2001:db8::1", 64, Some(DadState::Tentative), false),
+        v6("2001:db8::2", 64, Some(DadState::Failed), false),
     ];
     let bodies = vec![
         EventBody::NetnsCreated(NetnsCreated {
@@ -350,6 +362,10 @@ pub(crate) fn every_variant() -> Vec<Event> {
             netns: ns(5),
             interfaces: vec![],
         }),
+        EventBody::Interfaces(InterfacesRead {
+            netns: ns(3),
+            interfaces: ifaces6.clone(),
+        }),
         EventBody::CgroupPath(CgroupPath {
             cgroup_id: 5123,
             path: "/system.slice/containerd.service".into(),
@@ -443,6 +459,13 @@ pub(crate) fn every_variant() -> Vec<Event> {
                     pins: vec![],
                     interfaces: vec![],
                     interfaces_error: Some("EPERM".into()),
+                },
+                SnapNamespace {
+                    netns: ns(3),
+                    members: vec![],
+                    pins: vec![],
+                    interfaces: ifaces6,
+                    interfaces_error: None,
                 },
             ],
         })),

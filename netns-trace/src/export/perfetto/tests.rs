@@ -541,6 +541,7 @@ fn snapshot_namespaces_start_at_the_snapshot_and_members_left_unseen_start_there
                     ifindex: 3,
                     mac: Mac([2, 0, 0, 0, 0, 9]),
                     ipv4: vec![(Ipv4Addr::new(10, 1, 0, 5), 24)],
+                    ipv6: Vec::new(),
                 }],
                 interfaces_error: None,
             },
