@@ -209,7 +209,6 @@ impl FindingDetail {
             FindingDetail::DuplicateIp { .. } => &[
                 EventKind::NetDev as u16,
                 EventKind::Ipv4Addr as u16,
-                EventKind::Interfaces as u16,
                 EventKind::NetnsTeardown as u16,
                 EventKind::NetnsFreed as u16,
             ],
