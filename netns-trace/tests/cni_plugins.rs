@@ -23,7 +23,7 @@ mod common;
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 use common::cni_incident::{CniIncident, NetnsId, Window};
 use common::watch::{Watch, findings, netns_trace_json, netns_trace_json_with_env, report_of};
 use common::{
-    ip_bin, link_mac_and_ipv4, monotonic_ns, net_namespace_slab_count, ns_inum, nsfs_mounts,
-    require_root, settle_teardown, wait_until,
+    ip_bin, link_ipv6_global, link_mac_and_ipv4, monotonic_ns, net_namespace_slab_count, ns_inum,
+    nsfs_mounts, require_root, settle_teardown, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -316,6 +316,8 @@ struct Network {
     bridge: String,
     /// "10.231.N" of the network's 10.231.N.0/24.
     subnet_prefix: String,
+    /// "fd00:231:N" of a dual-stack network's fd00:231:N::/64.
+    ipv6_prefix: Option<String>,
     conf: Value,
     node: Pause,
     dir: tempfile::TempDir,
@@ -356,11 +358,35 @@ impl Network {
             name,
             bridge,
             subnet_prefix: subnet_prefix.to_string(),
+            ipv6_prefix: None,
             conf,
             node: Pause::start(),
             dir,
             cache: cache.results(),
         }
+    }
+
+    /// Dual-stack: host-local also hands out fd00:231:N::FIRST..=LAST (a second range set,
+    /// so each pod gets one address of each family). The bridge plugin adds them with the
+    /// container side's accept_dad off (its `enabledad` defaults to false), as a CNI setup does.
+    fn dual_stack(mut self, prefix: &str, first: u8, last: u8) -> Self {
+        self.conf["ipam"]["ranges"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!([{
+                "subnet": format!("{prefix}::/64"),
+                "rangeStart": format!("{prefix}::{first}"),
+                "rangeEnd": format!("{prefix}::{last}"),
+            }]));
+        self.ipv6_prefix = Some(prefix.to_string());
+        self
+    }
+
+    /// The prefixes of the network's addresses, as findings print them.
+    fn address_prefixes(&self) -> Vec<String> {
+        let mut p = vec![format!("{}.", self.subnet_prefix)];
+        p.extend(self.ipv6_prefix.iter().map(|p| format!("{p}::")));
+        p
     }
 
     fn pin_dir(&self) -> PathBuf {
@@ -568,14 +594,24 @@ impl<'n> Attachment<'n> {
         }
     }
 
-    /// eth0's address and prefix length from the ADD result.
+    /// eth0's IPv4 address and prefix length from the ADD result.
     fn ip(&self) -> (Ipv4Addr, u8) {
+        self.address()
+            .unwrap_or_else(|| panic!("no IPv4 address in {}", self.eth0_result()))
+    }
+
+    /// eth0's IPv6 address and prefix length from the ADD result, on a dual-stack network.
+    fn ipv6(&self) -> Option<(Ipv6Addr, u8)> {
+        self.address()
+    }
+
+    /// The first address of the ADD result's `ips` that parses as an `A`.
+    fn address<A: std::str::FromStr>(&self) -> Option<(A, u8)> {
         let result = self.eth0_result();
-        let address = result["ips"][0]["address"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no ips[0].address in {result}"));
-        let (ip, prefix) = address.split_once('/').unwrap();
-        (ip.parse().unwrap(), prefix.parse().unwrap())
+        array(result, "ips").iter().find_map(|ip| {
+            let (a, prefix) = ip["address"].as_str()?.split_once('/')?;
+            Some((a.parse().ok()?, prefix.parse().ok()?))
+        })
     }
 
     /// The MAC the result gives for the interface that carries ips[0].
@@ -673,15 +709,16 @@ fn flush_deferred_frees() {
     }
 }
 
-/// Findings about the given namespaces, or about an address in 10.231.N.0/24 ("10.231.N").
+/// Findings about the given namespaces, or about an address starting with one of `prefixes`
+/// (`Network::address_prefixes`).
 fn findings_about<'a>(
     findings: &'a [Value],
     namespaces: &[NetnsId],
-    subnet_prefix: &str,
+    prefixes: &[String],
 ) -> Vec<&'a Value> {
     let in_subnet = |ip: &Value| {
         ip.as_str()
-            .is_some_and(|ip| ip.starts_with(&format!("{subnet_prefix}.")))
+            .is_some_and(|ip| prefixes.iter().any(|p| ip.starts_with(p.as_str())))
     };
     findings
         .iter()
@@ -695,6 +732,20 @@ fn findings_about<'a>(
 
 #[test]
 fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
+    clean_churn(CHURN_PODS, false);
+}
+
+/// The churn on a dual-stack network: every pod gets an IPv4 and an IPv6 address, and the
+/// IPv6 ones are handed out again too.
+#[test]
+fn a_clean_dual_stack_churn_gives_no_finding_and_every_namespace_dies() {
+    clean_churn(DUAL_STACK_CHURN_PODS, true);
+}
+
+/// Pods in the dual-stack churn: enough for host-local to reuse each address of both families.
+const DUAL_STACK_CHURN_PODS: usize = 16;
+
+fn clean_churn(churn_pods: usize, dual_stack: bool) {
     if !require_root() {
         return;
     }
@@ -713,13 +764,17 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
         &cache_env,
     );
     // Eight addresses for fifty pods: host-local hands each one out again and again.
-    let net = Network::new("churn", "10.231.61", 10, 17, &cache);
+    let mut net = Network::new("churn", "10.231.61", 10, 17, &cache);
+    if dual_stack {
+        net = net.dual_stack("fd00:231:61", 10, 17);
+    }
     let network = net.name.clone();
     let node = NetnsId::of(&net.node.netns());
     let mut pods = Vec::new();
     let mut addresses = std::collections::BTreeSet::new();
     let t0 = Instant::now();
-    for i in 0..CHURN_PODS {
+    let mut addresses_v6 = std::collections::BTreeSet::new();
+    for i in 0..churn_pods {
         // Even pods as containerd runs them, odd ones with /proc/PID/ns/net as CNI_NETNS.
         let containerd_style = i % 2 == 0;
         let mut pod = Pod::start(&net, &format!("churn-{i}"), containerd_style);
@@ -737,6 +792,18 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
             "eth0's MAC, by iproute2 and in the ADD result"
         );
         assert!(net.reservation(ip).exists(), "host-local reserved {ip}");
+        if dual_stack {
+            let (ipv6, prefix) = pod
+                .attachment
+                .ipv6()
+                .expect("an IPv6 address in the result");
+            assert_eq!(
+                link_ipv6_global(pod.cni_netns(), "eth0"),
+                vec![(format!("{ipv6}/{prefix}"), vec![])],
+                "eth0 of pod {i}, by iproute2 -6"
+            );
+            addresses_v6.insert(ipv6);
+        }
         pods.push(pod.netns);
         addresses.insert(ip);
         if i == HELD_POD {
@@ -762,14 +829,20 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
         );
     }
     eprintln!(
-        "{CHURN_PODS} pods added, checked and deleted in {:.1} s",
+        "{churn_pods} pods added, checked and deleted in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     assert!(
-        addresses.len() < CHURN_PODS,
+        addresses.len() < churn_pods,
         "host-local handed addresses out again: {addresses:?}"
     );
-    let subnet = net.subnet_prefix.clone();
+    if dual_stack {
+        assert!(
+            addresses_v6.len() < churn_pods,
+            "host-local handed IPv6 addresses out again: {addresses_v6:?}"
+        );
+    }
+    let subnet = net.address_prefixes();
     drop(net);
 
     // Gone, seen independently: no task, fd or nsfs mount in any mount namespace holds them.
@@ -821,7 +894,7 @@ fn a_clean_churn_of_cni_pods_gives_no_finding_and_every_namespace_dies() {
                 || n["owner"]["cni_network"] == LOOPBACK_NETWORK
         })
         .count();
-    eprintln!("{attributed} of {CHURN_PODS} pod namespaces attributed through the CNI cache");
+    eprintln!("{attributed} of {churn_pods} pod namespaces attributed through the CNI cache");
 
     let ours: Vec<NetnsId> = pods.iter().copied().chain([node]).collect();
     let live = findings(&lines);
@@ -900,6 +973,17 @@ fn mountinfo_pin(inum: u64, path: &Path) -> String {
 
 #[test]
 fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
+    cni_incident(false);
+}
+
+/// The incident on a dual-stack network: pod B gets pod A's IPv4 and IPv6 addresses, and each
+/// is a duplicate_ip.
+#[test]
+fn the_dual_stack_cni_incident_gives_a_duplicate_ip_for_each_address() {
+    cni_incident(true);
+}
+
+fn cni_incident(dual_stack: bool) {
     if !require_root() {
         return;
     }
@@ -919,7 +1003,10 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     );
     // Two addresses: the client takes the first, pod A the second, and once A's is released
     // host-local has only that one to give pod B.
-    let net = Network::new("incident", "10.231.62", 10, 11, &cache);
+    let mut net = Network::new("incident", "10.231.62", 10, 11, &cache);
+    if dual_stack {
+        net = net.dual_stack("fd00:231:62", 10, 11);
+    }
     let client = Pod::start(&net, "client", true);
 
     // Pod A, with CNI_NETNS=/proc/PID/ns/net.
@@ -929,6 +1016,29 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     let a = pod_a.netns;
     let (mac_a, addrs_a) = link_mac_and_ipv4(&pod_a.pause.netns(), "eth0");
     assert_eq!(addrs_a, vec![address.clone()], "pod A's eth0, by iproute2");
+    let ipv6 = pod_a.attachment.ipv6();
+    assert_eq!(
+        ipv6.is_some(),
+        dual_stack,
+        "pod A's IPv6 address in the ADD result"
+    );
+    if let Some((ipv6, prefix)) = ipv6 {
+        let by_ip: Vec<String> = link_ipv6_global(&pod_a.pause.netns(), "eth0")
+            .into_iter()
+            .map(|(a, flags)| {
+                assert!(
+                    !flags.contains(&"tentative") && !flags.contains(&"dadfailed"),
+                    "pod A's {a} is in use: {flags:?}"
+                );
+                a
+            })
+            .collect();
+        assert_eq!(
+            by_ip,
+            vec![format!("{ipv6}/{prefix}")],
+            "pod A's eth0, by iproute2 -6"
+        );
+    }
     assert_eq!(
         mac_a,
         pod_a.attachment.mac(),
@@ -985,6 +1095,14 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
             .any(|i| i["local"] == ip.to_string() && i["prefixlen"] == prefix),
         "{address} on eth0 through the pin: {eth0}"
     );
+    if let Some((ipv6, _)) = ipv6 {
+        assert!(
+            array(&eth0, "addr_info")
+                .iter()
+                .any(|i| i["local"] == ipv6.to_string()),
+            "{ipv6} on eth0 through the pin: {eth0}"
+        );
+    }
 
     // Pod B: host-local hands out the released address.
     let pod_b = Pod::start(&net, "pod-b", true);
@@ -993,6 +1111,11 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         pod_b.attachment.ip(),
         (ip, prefix),
         "pod B got pod A's address"
+    );
+    assert_eq!(
+        pod_b.attachment.ipv6(),
+        ipv6,
+        "pod B got pod A's IPv6 address"
     );
     let (mac_b, _) = link_mac_and_ipv4(pod_b.cni_netns(), "eth0");
     assert_ne!(mac_a, mac_b);
@@ -1027,12 +1150,20 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         "pod B lives: {scanned_b:#}"
     );
     let scan_findings = array(&scan, "findings");
-    assert!(
-        scan_findings
+    let addresses = [ip.to_string()]
+        .into_iter()
+        .chain(ipv6.map(|(a, _)| a.to_string()));
+    for ip in addresses {
+        let duplicate = scan_findings
             .iter()
-            .any(|f| f["kind"] == "duplicate_ip" && f["ip"] == ip.to_string()),
-        "scan: duplicate_ip for {ip}: {scan_findings:#?}"
-    );
+            .find(|f| f["kind"] == "duplicate_ip" && f["ip"] == ip.as_str())
+            .unwrap_or_else(|| panic!("scan: duplicate_ip for {ip}: {scan_findings:#?}"));
+        let holders = array(duplicate, "holders");
+        assert!(
+            holders.iter().any(|h| a.is(&h["netns"])) && holders.iter().any(|h| b.is(&h["netns"])),
+            "scan: pods A and B hold {ip}: {duplicate:#}"
+        );
+    }
 
     // Pod A's DEL returned 0, so libcni removed its cache entries: a runtime's CNI GC cannot
     // see the leak, and the dry run says so by listing nothing (pod B and the client live).
@@ -1052,6 +1183,7 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
         client: client.netns,
         ip,
         mac_a,
+        ipv6: ipv6.map(|(a, _)| a),
         pin_path,
         pin_maker,
         container_id: pod_a.attachment.container_id.clone(),
@@ -1117,7 +1249,9 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     }
     // In a guest run that collects (`cargo xtask record-fixtures`), the trace and these facts
     // become the `cni-incident` fixture.
-    common::leave_for_collection("cni-incident", &trace, &incident.to_json());
+    if !dual_stack {
+        common::leave_for_collection("cni-incident", &trace, &incident.to_json());
+    }
 }
 
 /// One CNI plugin run as a `cni_exec` event shows it: (file executed, CNI_COMMAND,

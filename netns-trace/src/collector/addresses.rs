@@ -1,8 +1,8 @@
-//! Devices, IPv4 addresses and ARP: each namespace's interfaces as events and reads leave
-//! them, the index of who holds each address (which duplicate-IP and stale-ARP verdicts read),
+//! Devices, IPv4 and IPv6 addresses and ARP: each namespace's interfaces as events and reads
+//! leave them, the index of who holds each address (which duplicate-IP and stale-ARP verdicts read),
 //! and the ARP replies a namespace sent or received.
 use rustc_hash::FxHashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::identity::{IfUnknown, Intent, SlotRef};
 use super::namespace::{ArpReplySeen, InterfaceRecord, NsState};
@@ -13,23 +13,24 @@ use crate::model::{
 };
 use netns_trace_common::{PACKET_BUDGET_BURST, PACKET_BUDGET_PER_SEC};
 
-/// Live (not destroyed) holders of each IPv4 address: (namespace, ifindex).
+/// Live (not destroyed) holders of each address (`Namespace::indexed_addresses`):
+/// (namespace, ifindex).
 #[derive(Default)]
-pub(super) struct IpIndex(FxHashMap<Ipv4Addr, Vec<(SlotRef, u32)>>);
+pub(super) struct IpIndex(FxHashMap<IpAddr, Vec<(SlotRef, u32)>>);
 
 impl IpIndex {
-    pub(super) fn get(&self, ip: &Ipv4Addr) -> Option<&Vec<(SlotRef, u32)>> {
-        self.0.get(ip)
+    pub(super) fn get(&self, ip: IpAddr) -> Option<&Vec<(SlotRef, u32)>> {
+        self.0.get(&ip)
     }
 
-    fn add(&mut self, ip: Ipv4Addr, r: SlotRef, ifindex: u32) {
+    fn add(&mut self, ip: IpAddr, r: SlotRef, ifindex: u32) {
         let v = self.0.entry(ip).or_default();
         if !v.contains(&(r, ifindex)) {
             v.push((r, ifindex));
         }
     }
 
-    pub(super) fn remove(&mut self, ip: Ipv4Addr, r: SlotRef, ifindex: u32) {
+    pub(super) fn remove(&mut self, ip: IpAddr, r: SlotRef, ifindex: u32) {
         if let Some(v) = self.0.get_mut(&ip) {
             v.retain(|x| *x != (r, ifindex));
             if v.is_empty() {
@@ -66,6 +67,7 @@ impl Collector {
                             ifindex,
                             mac,
                             ipv4: Vec::new(),
+                            ipv6: Vec::new(),
                         }),
                     }
                 }
@@ -99,6 +101,7 @@ impl Collector {
                         ifindex,
                         mac,
                         ipv4: Vec::new(),
+                        ipv6: Vec::new(),
                     });
                 }
             }
@@ -133,6 +136,7 @@ impl Collector {
                             ifindex,
                             mac: Mac::default(),
                             ipv4: Vec::new(),
+                            ipv6: Vec::new(),
                         });
                         ns.interfaces.last_mut().expect("just pushed")
                     }
@@ -173,21 +177,22 @@ impl Collector {
                     ifindex: i.ifindex,
                     mac: i.mac,
                     ipv4: i.ipv4.clone(),
+                    ipv6: i.ipv6.clone(),
                 })
                 .collect();
         }
         self.reindex(r, before, ts);
     }
 
-    pub(super) fn ips_of(&self, r: SlotRef) -> Vec<(Ipv4Addr, u32)> {
+    pub(super) fn ips_of(&self, r: SlotRef) -> Vec<(IpAddr, u32)> {
         self.reg
             .get(r)
-            .map(|ns| ns.ipv4().map(|(a, _, i)| (a, i.ifindex)).collect())
+            .map(|ns| ns.indexed_addresses().collect())
             .unwrap_or_default()
     }
 
     /// Brings the IP index in line with the namespace after its interfaces changed.
-    fn reindex(&mut self, r: SlotRef, before: Vec<(Ipv4Addr, u32)>, ts: u64) {
+    fn reindex(&mut self, r: SlotRef, before: Vec<(IpAddr, u32)>, ts: u64) {
         let after = self.ips_of(r);
         for x in before.iter().filter(|x| !after.contains(x)) {
             self.ip_index.remove(x.0, r, x.1);
@@ -260,7 +265,7 @@ impl Collector {
 
     /// Live, non-leaked holders of `ip` with their MACs; members-holding ones first.
     pub(super) fn owners_of(&self, ip: Ipv4Addr) -> Vec<(SlotRef, Mac)> {
-        let Some(v) = self.ip_index.get(&ip) else {
+        let Some(v) = self.ip_index.get(IpAddr::V4(ip)) else {
             return Vec::new();
         };
         let mut owners: Vec<(SlotRef, Mac, bool)> = v

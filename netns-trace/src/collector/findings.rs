@@ -1,10 +1,10 @@
 //! Findings: what the collector concluded, with the evidence, and how sure it is; and the
-//! verdicts that raise them (a leaked namespace, a duplicate IPv4 address, a stale ARP reply,
+//! verdicts that raise them (a leaked namespace, a duplicate address, a stale ARP reply,
 //! a CNI DEL that failed or that its namespace outlived).
 //! Which state a namespace is in is decided by `Collector::evaluate` (mod.rs); a leak finding
 //! is raised when that state becomes leaked or its suspicion runs out.
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use netns_trace_common::EventKind;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use super::namespace::{
     Origin, PinKind, PinRecord,
 };
 use super::{Collector, NoticeKind};
-use crate::model::{Comm, Direction, Mac};
+use crate::model::{Comm, DadState, Direction, Ipv6Address, Ipv6Scope, Mac};
 
 /// Who made a pin.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,8 @@ pub struct InterfaceEvidence {
     pub mac: Mac,
     /// `a.b.c.d/len`
     pub ipv4: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<Ipv6Address>,
 }
 
 impl From<&InterfaceRecord> for InterfaceEvidence {
@@ -71,6 +73,7 @@ impl From<&InterfaceRecord> for InterfaceEvidence {
             ifindex: i.ifindex,
             mac: i.mac,
             ipv4: i.ipv4.iter().map(|(a, l)| format!("{a}/{l}")).collect(),
+            ipv6: i.ipv6.clone(),
         }
     }
 }
@@ -82,6 +85,11 @@ pub struct DuplicateHolder {
     pub ifindex: u32,
     pub mac: Mac,
     pub state: NsState,
+    /// The holder's copy of an IPv6 address is tentative or failed duplicate address
+    /// detection: the kernel does not use it there (the kernel itself saw a clash, or is
+    /// checking). Absent for an address in service, and for IPv4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dad: Option<DadState>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,7 +147,8 @@ pub enum FindingDetail {
         namespace: Option<NamespaceAtDel>,
     },
     DuplicateIp {
-        ip: Ipv4Addr,
+        /// IPv4, or a global or unique-local IPv6 address.
+        ip: IpAddr,
         holders: Vec<DuplicateHolder>,
         /// One of the holders is (or later became) a leaked namespace.
         involves_leaked: bool,
@@ -267,9 +276,14 @@ impl Finding {
     }
 }
 
-/// Loopback and unspecified addresses exist in every namespace and are never duplicates.
-pub(crate) fn ip_is_shareable(ip: Ipv4Addr) -> bool {
-    ip.is_loopback() || ip.is_unspecified()
+/// Addresses that exist in many namespaces by design and are never duplicates: loopback and
+/// unspecified ones, and IPv6 link-local (every veth has one) and multicast ones. The one
+/// definition of which addresses `duplicate_ip` compares.
+pub(crate) fn ip_is_shareable(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_loopback() || a.is_unspecified(),
+        IpAddr::V6(a) => !Ipv6Scope::of(a).identifies_holder(),
+    }
 }
 
 /// ` (pod UID container ID)` after a namespace id in a summary, or nothing.
@@ -288,16 +302,30 @@ fn claims_its_addresses(ns: &Namespace) -> bool {
     !ns.is_destroyed() && (ns.state != NsState::Draining || !ns.pins.is_empty())
 }
 
-fn duplicate_summary(ip: Ipv4Addr, holders: &[DuplicateHolder]) -> String {
+fn duplicate_summary(ip: IpAddr, holders: &[DuplicateHolder]) -> String {
     let list: Vec<String> = holders
         .iter()
-        .map(|h| format!("{} ({} {}, {})", h.netns, h.ifname, h.mac, h.state))
+        .map(|h| match h.dad {
+            None => format!("{} ({} {}, {})", h.netns, h.ifname, h.mac, h.state),
+            Some(d) => format!("{} ({} {}, {}, {d})", h.netns, h.ifname, h.mac, h.state),
+        })
         .collect();
+    let unused = holders.iter().filter(|h| h.dad.is_some()).count();
+    let dad = match unused {
+        0 => String::new(),
+        n => format!(" ({n} of them not in use: duplicate address detection pending or failed)"),
+    };
     format!(
-        "{ip} is assigned in {} live namespaces: {}",
+        "{ip} is assigned in {} live namespaces{dad}: {}",
         holders.len(),
         list.join(", ")
     )
+}
+
+/// The DAD state of `ip` on the interface, for an IPv6 address.
+fn dad_of(iface: Option<&InterfaceRecord>, ip: IpAddr) -> Option<DadState> {
+    let IpAddr::V6(a) = ip else { return None };
+    iface?.ipv6.iter().find(|x| x.address == a)?.dad
 }
 
 /// Stale-ARP findings kept in all; replies past that are only counted
@@ -314,7 +342,7 @@ fn is_zero(n: &u64) -> bool {
 #[derive(Default)]
 pub(super) struct RaisedOnce {
     /// An address and the namespaces holding it.
-    duplicate_ips: FxHashSet<(Ipv4Addr, Vec<SlotRef>)>,
+    duplicate_ips: FxHashSet<(IpAddr, Vec<SlotRef>)>,
     /// Stale replies by the namespace they were seen in and the address they claimed: one
     /// finding each, however many MACs a flood of replies names (a pod with NET_RAW can
     /// send one per packet).
@@ -385,7 +413,11 @@ fn holders_of(ns: &Namespace) -> String {
 fn network_left(ns: &Namespace) -> Vec<&InterfaceRecord> {
     ns.interfaces
         .iter()
-        .filter(|i| i.name != "lo" || i.ipv4.iter().any(|(a, _)| !a.is_loopback()))
+        .filter(|i| {
+            i.name != "lo"
+                || i.ipv4.iter().any(|(a, _)| !a.is_loopback())
+                || i.ipv6.iter().any(|a| a.scope != Ipv6Scope::Host)
+        })
         .collect()
 }
 
@@ -396,6 +428,9 @@ fn describe_interfaces(ifaces: &[&InterfaceRecord]) -> String {
             let mut s = i.name.clone();
             for (a, l) in &i.ipv4 {
                 s.push_str(&format!(" {a}/{l}"));
+            }
+            for a in i.ipv6.iter().filter(|a| a.scope != Ipv6Scope::LinkLocal) {
+                s.push_str(&format!(" {}/{}", a.address, a.prefix_len));
             }
             s
         })
@@ -513,11 +548,11 @@ impl Collector {
         }
     }
 
-    pub(super) fn check_duplicate(&mut self, ip: Ipv4Addr, r: SlotRef, ts: u64) {
+    pub(super) fn check_duplicate(&mut self, ip: IpAddr, r: SlotRef, ts: u64) {
         if ip_is_shareable(ip) {
             return;
         }
-        let Some(v) = self.ip_index.get(&ip) else {
+        let Some(v) = self.ip_index.get(ip) else {
             return;
         };
         let holds = |s: SlotRef| self.reg.get(s).is_some_and(claims_its_addresses);
@@ -541,6 +576,7 @@ impl Collector {
                 ifindex,
                 mac: iface.map(|i| i.mac).unwrap_or_default(),
                 state: ns.state,
+                dad: dad_of(iface, ip),
             });
         }
         let involves_leaked = holders.iter().any(|h| h.state == NsState::Leaked);
@@ -579,7 +615,7 @@ impl Collector {
         let from_leaked = rep.dir == Direction::Tx && ns.state == NsState::Leaked;
         // Common case without allocating: a single owner whose MAC matches.
         if !from_leaked
-            && let Some(v) = self.ip_index.get(&rep.sender_ip)
+            && let Some(v) = self.ip_index.get(IpAddr::V4(rep.sender_ip))
             && let [(s, ifindex)] = v.as_slice()
             && let Some(owner) = self.reg.get(*s)
             && !matches!(owner.state, NsState::Leaked | NsState::LeakSuspect)

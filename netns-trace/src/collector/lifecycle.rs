@@ -1,6 +1,6 @@
 //! A namespace's creation and end: the creation record (or a creation inferred from
 //! membership), teardown and free, and what its destruction settles.
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::identity::{IfUnknown, Intent, SlotRef};
 use super::namespace::{Actor, LeaveHow, NsState, Origin, normalize_path};
@@ -173,7 +173,7 @@ impl Collector {
         {
             resolved_at_ns.get_or_insert(ts);
         }
-        let ips: Vec<(Ipv4Addr, u32)> = ns.ipv4().map(|(a, _, i)| (a, i.ifindex)).collect();
+        let ips: Vec<(IpAddr, u32)> = ns.indexed_addresses().collect();
         let paths: Vec<String> = ns
             .pins
             .iter()

@@ -1,10 +1,10 @@
 //! One network namespace's life as the collector rebuilt it.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::{Deserialize, Serialize};
 
 use crate::attribution::Owner;
-use crate::model::{Comm, CreatedBy, Direction, Mac, NsId};
+use crate::model::{Comm, CreatedBy, Direction, Ipv6Address, Mac, NsId};
 
 /// Where a namespace's verdict stands. See docs/report-schema.md for the exact rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -244,6 +244,8 @@ pub struct InterfaceRecord {
     pub ifindex: u32,
     pub mac: Mac,
     pub ipv4: Vec<(Ipv4Addr, u8)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<Ipv6Address>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -466,6 +468,20 @@ impl Namespace {
             .flat_map(|i| i.ipv4.iter().map(move |(a, l)| (*a, *l, i)))
     }
 
+    /// The addresses the IP index holds for this namespace, with their interface: every IPv4
+    /// one, and the IPv6 ones that can be duplicates (see `findings::ip_is_shareable`).
+    pub fn indexed_addresses(&self) -> impl Iterator<Item = (IpAddr, u32)> + '_ {
+        self.interfaces.iter().flat_map(|i| {
+            let v4 = i.ipv4.iter().map(|(a, _)| IpAddr::V4(*a));
+            let v6 = i
+                .ipv6
+                .iter()
+                .map(|a| IpAddr::V6(a.address))
+                .filter(|a| !super::findings::ip_is_shareable(*a));
+            v4.chain(v6).map(move |a| (a, i.ifindex))
+        })
+    }
+
     pub(crate) fn open_span_mut(&mut self, tgid: u32) -> Option<&mut MemberSpan> {
         self.members
             .iter_mut()
@@ -536,7 +552,11 @@ impl Namespace {
             + self
                 .interfaces
                 .iter()
-                .map(|i| i.name.capacity() + i.ipv4.capacity() * 8)
+                .map(|i| {
+                    i.name.capacity()
+                        + i.ipv4.capacity() * 8
+                        + i.ipv6.capacity() * size_of::<Ipv6Address>()
+                })
                 .sum::<usize>();
         size_of::<Self>()
             + spans

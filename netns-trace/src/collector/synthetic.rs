@@ -448,6 +448,7 @@ impl Iterator for SyntheticStream {
                 ifindex: 1,
                 mac: Mac::default(),
                 ipv4: vec![(Ipv4Addr::LOCALHOST, 8)],
+                ipv6: Vec::new(),
             }];
             let snap = Snapshot {
                 phase: SnapshotPhase::Start,

@@ -10,8 +10,8 @@ use netns_trace_common::EventKind;
 use super::synthetic::{self, SyntheticConfig};
 use super::*;
 use crate::model::{
-    AddrOp, Comm, CreatedBy, Direction, Event, EventBody, Hook, Mac, Member, MountOp, NetDevOp,
-    NsId, Pin, SnapNamespace, TaskOp,
+    AddrOp, Comm, CreatedBy, DadState, Direction, Event, EventBody, Hook, Ipv6Address, Mac, Member,
+    MountOp, NetDevOp, NsId, Pin, SnapNamespace, TaskOp,
 };
 
 use super::test_events::*;
@@ -961,6 +961,120 @@ fn a_draining_namespace_without_pins_does_not_claim_its_ip() {
         }),
     ));
     assert_eq!(kinds(&c), ["duplicate_ip"], "{:#?}", c.findings());
+}
+
+/// An interface read (what the snapshot and the live enricher report) of eth0 with `v6`.
+fn eth0_read(ts: u64, id: NsId, mac: Mac, v6: &[Ipv6Address]) -> Event {
+    Event::observed(
+        ts,
+        EventBody::Interfaces(crate::model::InterfacesRead {
+            netns: id,
+            interfaces: vec![crate::model::Interface {
+                name: "eth0".into(),
+                ifindex: 2,
+                mac,
+                ipv4: vec![],
+                ipv6: v6.to_vec(),
+            }],
+        }),
+    )
+}
+
+fn v6(a: &str, dad: Option<DadState>) -> Ipv6Address {
+    Ipv6Address::new(a.parse().unwrap(), 64, dad, true)
+}
+
+/// Two live pods: `a_addrs` in pod A, `b_addrs` in pod B; the findings.
+fn two_pods_with_ipv6(a_addrs: &[Ipv6Address], b_addrs: &[Ipv6Address]) -> Collector {
+    let mut c = collector();
+    let (a, b) = (NsId::new(1001, 4026533001), NsId::new(1002, 4026533002));
+    crio_pod(&mut c, 2 * S, a, "/var/run/netns/pod-a", 7001);
+    c.handle(&eth0_read(3 * S, a, Mac([2, 0, 0, 0, 0, 0xa]), a_addrs));
+    crio_pod(&mut c, 4 * S, b, "/var/run/netns/pod-b", 7002);
+    c.handle(&eth0_read(5 * S, b, Mac([2, 0, 0, 0, 0, 0xb]), b_addrs));
+    c
+}
+
+#[test]
+fn the_same_unique_local_or_global_ipv6_address_in_two_namespaces_is_a_duplicate() {
+    for addr in ["fd00:244::7", "2001:db8::7"] {
+        let c = two_pods_with_ipv6(&[v6(addr, None)], &[v6(addr, None)]);
+        assert_eq!(kinds(&c), ["duplicate_ip"], "{addr}: {:#?}", c.findings());
+        let f = &c.findings()[0];
+        let FindingDetail::DuplicateIp { ip, holders, .. } = &f.detail else {
+            unreachable!()
+        };
+        assert_eq!(ip.to_string(), addr);
+        assert_eq!(holders.len(), 2);
+        assert!(holders.iter().all(|h| h.dad.is_none()), "{holders:?}");
+        assert!(
+            f.summary
+                .starts_with(&format!("{addr} is assigned in 2 live namespaces: "))
+        );
+        let json = serde_json::to_value(f).unwrap();
+        assert_eq!(json["ip"], addr);
+        assert!(json["holders"][0].get("dad").is_none(), "{json}");
+    }
+}
+
+#[test]
+fn link_local_loopback_and_multicast_ipv6_addresses_are_never_duplicates() {
+    let shared = [
+        v6("fe80::1", None),
+        v6("fe80::200:ff:fe00:a", None),
+        v6("::1", None),
+        v6("ff02::1", None),
+    ];
+    let c = two_pods_with_ipv6(&shared, &shared);
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
+    // Different addresses are no duplicate either.
+    let c = two_pods_with_ipv6(&[v6("fd00::7", None)], &[v6("fd00::8", None)]);
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
+}
+
+#[test]
+fn a_tentative_or_dad_failed_copy_is_reported_as_such() {
+    for dad in [DadState::Tentative, DadState::Failed] {
+        let c = two_pods_with_ipv6(&[v6("fd00::7", None)], &[v6("fd00::7", Some(dad))]);
+        assert_eq!(kinds(&c), ["duplicate_ip"], "{:#?}", c.findings());
+        let f = &c.findings()[0];
+        let FindingDetail::DuplicateIp { holders, .. } = &f.detail else {
+            unreachable!()
+        };
+        let states: Vec<Option<DadState>> = holders.iter().map(|h| h.dad).collect();
+        assert_eq!(states, [None, Some(dad)], "{holders:?}");
+        assert!(
+            f.summary.contains("1 of them not in use") && f.summary.contains(&format!(", {dad})")),
+            "{}",
+            f.summary
+        );
+        let json = serde_json::to_value(f).unwrap();
+        let expected = match dad {
+            DadState::Tentative => "tentative",
+            DadState::Failed => "failed",
+        };
+        assert_eq!(json["holders"][1]["dad"], expected, "{json}");
+    }
+}
+
+#[test]
+fn an_ipv6_address_read_again_without_it_leaves_the_index() {
+    let mut c = two_pods_with_ipv6(&[v6("fd00::7", None)], &[]);
+    let b = NsId::new(1002, 4026533002);
+    // Pod A's address is gone (a re-read without it); B then gets it: no duplicate.
+    c.handle(&eth0_read(
+        6 * S,
+        NsId::new(1001, 4026533001),
+        Mac([2, 0, 0, 0, 0, 0xa]),
+        &[],
+    ));
+    c.handle(&eth0_read(
+        7 * S,
+        b,
+        Mac([2, 0, 0, 0, 0, 0xb]),
+        &[v6("fd00::7", None)],
+    ));
+    assert!(kinds(&c).is_empty(), "{:#?}", c.findings());
 }
 
 #[test]

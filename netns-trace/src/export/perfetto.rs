@@ -895,6 +895,10 @@ fn lay_out(
             let addrs: Vec<String> = iface.ipv4.iter().map(|(a, p)| format!("{a}/{p}")).collect();
             args.push(s("ipv4", addrs.join(", ")));
         }
+        if !iface.ipv6.is_empty() {
+            let addrs: Vec<String> = iface.ipv6.iter().map(|a| a.to_string()).collect();
+            args.push(s("ipv6", addrs.join(", ")));
+        }
         args.extend(slice.open_args.iter().cloned());
         args.extend(wall(from));
         let name = format!("device {}", iface.name);

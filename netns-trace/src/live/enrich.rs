@@ -965,6 +965,7 @@ mod tests {
             ifindex: 2,
             mac: Mac([2, 0, 10, 231, 1, 10]),
             ipv4: vec![(Ipv4Addr::new(10, 231, 1, 10), 24)],
+            ipv6: Vec::new(),
         };
         fake.ifaces.insert(
             PathBuf::from("/proc/1/root/run/netns/cni-1"),
@@ -1391,6 +1392,7 @@ mod tests {
             ifindex: 2,
             mac: Mac([2, 0, 0, 0, 0, 7]),
             ipv4: vec![(Ipv4Addr::new(10, 0, 0, 7), 24)],
+            ipv6: Vec::new(),
         };
         let mut fake = Fake::default();
         fake.ifaces
@@ -1572,6 +1574,7 @@ mod tests {
                         ifindex: 2,
                         mac: Mac([2, 0, 0, 0, 0, i as u8]),
                         ipv4: vec![(Ipv4Addr::new(10, 0, 0, i as u8), 24)],
+                        ipv6: Vec::new(),
                     }],
                 ),
             );

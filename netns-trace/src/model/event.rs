@@ -1,5 +1,5 @@
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +175,110 @@ pub struct Interface {
     pub mac: Mac,
     /// `(address, prefix length)`.
     pub ipv4: Vec<(Ipv4Addr, u8)>,
+    /// Absent in traces written before IPv6 addresses were read (docs/trace-format.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<Ipv6Address>,
+}
+
+/// What an IPv6 address's prefix makes it. Only global and unique-local addresses identify
+/// one holder; the others exist, by design, in many namespaces at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ipv6Scope {
+    /// `::1` and `::`.
+    Host,
+    /// fe80::/10: every IPv6-enabled interface has one, derived from its MAC.
+    LinkLocal,
+    /// ff00::/8.
+    Multicast,
+    /// fc00::/7 (RFC 4193).
+    UniqueLocal,
+    /// Everything else.
+    Global,
+}
+
+impl Ipv6Scope {
+    pub fn of(a: Ipv6Addr) -> Self {
+        let first = a.segments()[0];
+        if a.is_loopback() || a.is_unspecified() {
+            Self::Host
+        } else if first & 0xffc0 == 0xfe80 {
+            Self::LinkLocal
+        } else if a.is_multicast() {
+            Self::Multicast
+        } else if first & 0xfe00 == 0xfc00 {
+            Self::UniqueLocal
+        } else {
+            Self::Global
+        }
+    }
+
+    /// Whether the same address in two namespaces is a conflict.
+    pub fn identifies_holder(self) -> bool {
+        matches!(self, Self::UniqueLocal | Self::Global)
+    }
+}
+
+/// Where an address's duplicate address detection (RFC 4862) stands, when it is not simply
+/// in service: the kernel's IFA_F_TENTATIVE and IFA_F_DADFAILED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DadState {
+    /// Detection is running; the address is not used yet.
+    Tentative,
+    /// Detection found another holder on the link; the kernel does not use the address.
+    Failed,
+}
+
+impl fmt::Display for DadState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DadState::Tentative => "tentative",
+            DadState::Failed => "dadfailed",
+        })
+    }
+}
+
+/// An IPv6 address of an interface (RTM_NEWADDR, AF_INET6), with the address flags that
+/// tell whether the kernel uses it. The scope is the address's own ([`Ipv6Scope::of`]), set
+/// by [`Ipv6Address::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ipv6Address {
+    pub address: Ipv6Addr,
+    pub prefix_len: u8,
+    pub scope: Ipv6Scope,
+    /// IFA_F_TENTATIVE or IFA_F_DADFAILED, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dad: Option<DadState>,
+    /// IFA_F_NODAD: added without duplicate address detection (what CNI plugins do).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nodad: bool,
+}
+
+impl Ipv6Address {
+    pub fn new(address: Ipv6Addr, prefix_len: u8, dad: Option<DadState>, nodad: bool) -> Self {
+        Self {
+            address,
+            prefix_len,
+            scope: Ipv6Scope::of(address),
+            dad,
+            nodad,
+        }
+    }
+}
+
+/// `addr/len`, then iproute2's words for the flags (`nodad`, `tentative`, `dadfailed`).
+impl fmt::Display for Ipv6Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix_len)?;
+        if self.nodad {
+            f.write_str(" nodad")?;
+        }
+        if let Some(d) = self.dad {
+            write!(f, " {d}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A process that is a member of a namespace (seen in a snapshot).
@@ -824,12 +928,12 @@ payload! {
     }
 }
 
-payload! {
-    /// A fresh read of a namespace's interfaces and IPv4 addresses.
-    pub struct InterfacesRead {
-        pub netns: NsId,
-        pub interfaces: Vec<Interface>,
-    }
+/// A fresh read of a namespace's interfaces and their IPv4 and IPv6 addresses. Its encoding
+/// is hand-written (trace/wire.rs): the IPv6 addresses follow the version-1 body.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfacesRead {
+    pub netns: NsId,
+    pub interfaces: Vec<Interface>,
 }
 
 payload! {

@@ -152,12 +152,14 @@ fn cni_call(clock: Option<ClockBase>, c: &CniCall) -> String {
 }
 
 fn interface_line(i: &InterfaceEvidence) -> String {
+    let mut addrs = i.ipv4.clone();
+    addrs.extend(i.ipv6.iter().map(|a| a.to_string()));
     format!(
         "{} (ifindex {}, {}) {}",
         safe(&i.name),
         i.ifindex,
         i.mac,
-        i.ipv4.join(" ")
+        addrs.join(" ")
     )
 }
 
@@ -258,7 +260,16 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
     let ips: Vec<String> = ns
         .interfaces
         .iter()
-        .flat_map(|i| i.ipv4.iter().filter(|a| !a.starts_with("127.")).cloned())
+        .flat_map(|i| {
+            let v4 = i.ipv4.iter().filter(|a| !a.starts_with("127.")).cloned();
+            // Link-local and loopback IPv6 addresses name no pod: global and unique-local ones.
+            let v6 = i
+                .ipv6
+                .iter()
+                .filter(|a| a.scope.identifies_holder())
+                .map(|a| format!("{}/{}", a.address, a.prefix_len));
+            v4.chain(v6)
+        })
         .collect();
     let ips = if ips.is_empty() {
         "-".into()
@@ -541,12 +552,13 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                 for h in holders {
                     writeln!(
                         out,
-                        "    {ip} on {} {} (ifindex {}, {}) [{}]",
+                        "    {ip} on {} {} (ifindex {}, {}) [{}{}]",
                         h.netns,
                         safe(&h.ifname),
                         h.ifindex,
                         h.mac,
-                        h.state
+                        h.state,
+                        h.dad.map(|d| format!(", {d}")).unwrap_or_default()
                     )?;
                 }
                 if *involves_leaked {

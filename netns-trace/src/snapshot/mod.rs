@@ -621,6 +621,7 @@ mod tests {
                     ifindex: 2,
                     mac: Mac([2, 0, 0, 0, 0, 1]),
                     ipv4: vec![],
+                    ipv6: Vec::new(),
                 }],
             })
         };

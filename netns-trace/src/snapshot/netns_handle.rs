@@ -15,7 +15,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -30,7 +30,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
 use super::SnapshotError;
-use crate::model::{Interface, Mac, NsId};
+use crate::model::{DadState, Interface, Ipv6Address, Mac, NsId};
 
 /// `_IOR(NSIO, 13, __u64)`: the namespace id (6.18+; equals the net cookie there).
 const NS_GET_ID: libc::c_ulong = 0x8008_b70d;
@@ -302,7 +302,8 @@ fn read_in_this_thread(path: &Path) -> Result<NsRead, SnapshotError> {
     })
 }
 
-/// Dumps links and IPv4 addresses of the calling thread's network namespace, and its cookie.
+/// Dumps links and IPv4 and IPv6 addresses of the calling thread's network namespace, and its
+/// cookie.
 /// The socket is closed before returning.
 fn dump_current_netns(path: &Path) -> Result<(u64, Vec<Interface>), SnapshotError> {
     let nl_err = |what: String| SnapshotError::Netlink {
@@ -347,6 +348,23 @@ fn dump_current_netns(path: &Path) -> Result<(u64, Vec<Interface>), SnapshotErro
         },
     )
     .map_err(|e| nl_err(format!("address dump: {e}")))?;
+
+    let mut request = AddressMessage::default();
+    request.header.family = AddressFamily::Inet6;
+    dump(
+        &socket,
+        3,
+        RouteNetlinkMessage::GetAddress(request),
+        |msg| {
+            if let RouteNetlinkMessage::NewAddress(addr) = msg
+                && let Some((index, a)) = ipv6_of(&addr)
+                && let Some(iface) = interfaces.iter_mut().find(|i| i.ifindex == index)
+            {
+                iface.ipv6.push(a);
+            }
+        },
+    )
+    .map_err(|e| nl_err(format!("IPv6 address dump: {e}")))?;
     drop(socket);
     interfaces.sort_by_key(|i| i.ifindex);
     Ok((cookie, interfaces))
@@ -408,6 +426,47 @@ fn ipv4_of(addr: &AddressMessage) -> Option<(u32, Ipv4Addr, u8)> {
     };
     let ip = pick(true).or_else(|| pick(false))?;
     Some((addr.header.index, ip, addr.header.prefix_len))
+}
+
+/// (ifindex, address) of an IPv6 address message. IFA_FLAGS (32 bits) supersedes the
+/// header's 8-bit flags when present; the flags that matter fit in both.
+fn ipv6_of(addr: &AddressMessage) -> Option<(u32, Ipv6Address)> {
+    let pick = |want_local: bool| {
+        addr.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(std::net::IpAddr::V6(ip)) if want_local => Some(*ip),
+            AddressAttribute::Address(std::net::IpAddr::V6(ip)) if !want_local => Some(*ip),
+            _ => None,
+        })
+    };
+    let ip = pick(true).or_else(|| pick(false))?;
+    let flags = addr
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(f.bits()),
+            _ => None,
+        })
+        .unwrap_or(u32::from(addr.header.flags.bits()));
+    Some((
+        addr.header.index,
+        ipv6_address(ip, addr.header.prefix_len, flags),
+    ))
+}
+
+/// An address from its IFA_F_* flags.
+fn ipv6_address(ip: Ipv6Addr, prefix_len: u8, flags: u32) -> Ipv6Address {
+    const IFA_F_NODAD: u32 = 0x02;
+    const IFA_F_DADFAILED: u32 = 0x08;
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    // A failed address keeps IFA_F_TENTATIVE (addrconf_dad_failure sets DADFAILED on top).
+    let dad = if flags & IFA_F_DADFAILED != 0 {
+        Some(DadState::Failed)
+    } else if flags & IFA_F_TENTATIVE != 0 {
+        Some(DadState::Tentative)
+    } else {
+        None
+    };
+    Ipv6Address::new(ip, prefix_len, dad, flags & IFA_F_NODAD != 0)
 }
 
 /// Sends one dump request and feeds every reply to `each` until NLMSG_DONE. A reply that
@@ -575,6 +634,20 @@ mod tests {
         );
     }
 
+    /// IFA_F_DADFAILED comes with IFA_F_TENTATIVE still set: failed wins.
+    #[test]
+    fn ipv6_flags_give_the_dad_state() {
+        let a: Ipv6Addr = "fd00::5".parse().unwrap();
+        let nodad = ipv6_address(a, 64, 0x02 | 0x80);
+        assert_eq!((nodad.dad, nodad.nodad), (None, true));
+        assert_eq!(ipv6_address(a, 64, 0x40).dad, Some(DadState::Tentative));
+        assert_eq!(ipv6_address(a, 64, 0x40 | 0x08).dad, Some(DadState::Failed));
+        assert_eq!(
+            ipv6_address(a, 64, 0).scope,
+            crate::model::Ipv6Scope::UniqueLocal
+        );
+    }
+
     #[test]
     fn proc_root_paths_are_split_at_the_pid_root() {
         assert_eq!(
@@ -598,6 +671,16 @@ mod tests {
         let lo = r.interfaces.iter().find(|i| i.name == "lo").expect("lo");
         assert_eq!(lo.mac, Mac::default());
         assert!(lo.ipv4.contains(&(Ipv4Addr::LOCALHOST, 8)), "{lo:?}");
+        // ::1 is on lo wherever IPv6 is enabled on it.
+        let v6 = std::fs::read_to_string("/proc/sys/net/ipv6/conf/lo/disable_ipv6");
+        if v6.is_ok_and(|s| s.trim() == "0") {
+            let one = lo.ipv6.iter().find(|a| a.address == Ipv6Addr::LOCALHOST);
+            let one = one.unwrap_or_else(|| panic!("no ::1 on lo: {lo:?}"));
+            assert_eq!(
+                (one.prefix_len, one.scope, one.dad),
+                (128, crate::model::Ipv6Scope::Host, None)
+            );
+        }
         // The reader thread is gone and left no fd behind.
         for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
             if let Ok(t) = std::fs::read_link(fd.path()) {

@@ -104,6 +104,7 @@ pub(crate) fn every_variant() -> Vec<Event> {
             ifindex: 1,
             mac: Mac::default(),
             ipv4: vec![(Ipv4Addr::LOCALHOST, 8)],
+            ipv6: Vec::new(),
         },
         Interface {
             name: "veth0".into(),
@@ -113,7 +114,18 @@ pub(crate) fn every_variant() -> Vec<Event> {
                 (Ipv4Addr::new(10, 0, 0, 1), 24),
                 (Ipv4Addr::new(10, 0, 1, 1), 32),
             ],
+            ipv6: Vec::new(),
         },
+    ];
+    // The same with IPv6 addresses: the trailer after the version-1 body.
+    let v6 = |a: &str, len, dad, nodad| Ipv6Address::new(a.parse().unwrap(), len, dad, nodad);
+    let mut ifaces6 = ifaces.clone();
+    ifaces6[0].ipv6 = vec![v6("::1", 128, None, false)];
+    ifaces6[1].ipv6 = vec![
+        v6("fe80::1", 64, None, false),
+        v6("fd00::1", 64, None, true),
+        v6("2001:db8::1", 64, Some(DadState::Tentative), false),
+        v6("2001:db8::2", 64, Some(DadState::Failed), false),
     ];
     let bodies = vec![
         EventBody::NetnsCreated(NetnsCreated {
@@ -350,6 +362,10 @@ pub(crate) fn every_variant() -> Vec<Event> {
             netns: ns(5),
             interfaces: vec![],
         }),
+        EventBody::Interfaces(InterfacesRead {
+            netns: ns(3),
+            interfaces: ifaces6.clone(),
+        }),
         EventBody::CgroupPath(CgroupPath {
             cgroup_id: 5123,
             path: "/system.slice/containerd.service".into(),
@@ -443,6 +459,13 @@ pub(crate) fn every_variant() -> Vec<Event> {
                     pins: vec![],
                     interfaces: vec![],
                     interfaces_error: Some("EPERM".into()),
+                },
+                SnapNamespace {
+                    netns: ns(3),
+                    members: vec![],
+                    pins: vec![],
+                    interfaces: ifaces6,
+                    interfaces_error: None,
                 },
             ],
         })),
@@ -1428,4 +1451,55 @@ fn a_tgid_delta_that_overflows_is_rejected_not_a_panic() {
     let mut events = std::collections::VecDeque::new();
     let mut stats = codec::PayloadStats::default();
     let _ = codec::FrameDecoder::default().decode(&payload, &mut events, &mut stats);
+}
+
+/// The IPv6 addresses of an interface read come after the version-1 body, which is written
+/// byte for byte as before they existed: the record's length is the only earlier byte that
+/// differs. Older readers skip the trailer; this one reads it.
+#[test]
+fn the_ipv6_trailer_follows_an_unchanged_version_1_body() {
+    let event = |ipv6| {
+        Event::observed(
+            7,
+            EventBody::Interfaces(InterfacesRead {
+                netns: ns(2),
+                interfaces: vec![Interface {
+                    name: "eth0".into(),
+                    ifindex: 2,
+                    mac: Mac([2, 0, 0, 0, 0, 1]),
+                    ipv4: vec![(Ipv4Addr::new(10, 0, 0, 1), 24)],
+                    ipv6,
+                }],
+            }),
+        )
+    };
+    let addr = Ipv6Address::new("fd00::1".parse().unwrap(), 64, None, true);
+    let (plain, with) = (event(vec![]), event(vec![addr]));
+    let encode = |e: &Event| {
+        let mut enc = FrameEncoder::default();
+        enc.push(e, usize::MAX).unwrap();
+        enc.buf.clone()
+    };
+    let decode = |buf: &[u8]| {
+        let mut out = std::collections::VecDeque::new();
+        let mut stats = codec::PayloadStats::default();
+        codec::FrameDecoder::default()
+            .decode(buf, &mut out, &mut stats)
+            .unwrap();
+        (Vec::from(out), stats.bad_events)
+    };
+    let (a, b) = (encode(&plain), encode(&with));
+    let n = a.len();
+    let differ: Vec<usize> = (0..n).filter(|&i| a[i] != b[i]).collect();
+    assert_eq!(differ.len(), 1, "{a:?}\n{b:?}");
+    // One interface, one address: count, address count, 16 bytes, prefix, flags (nodad).
+    assert_eq!(usize::from(b[differ[0]] - a[differ[0]]), b.len() - n);
+    assert_eq!(b[n..n + 2], [1, 1]);
+    assert_eq!(b[n + 18..], [64, 4]);
+    assert_eq!(decode(&a), (vec![plain], 0));
+    assert_eq!(decode(&b), (vec![with], 0));
+    // A trailer for another number of interfaces is a bad event, not a misread one.
+    let mut bad = b.clone();
+    bad[n] = 2;
+    assert_eq!(decode(&bad), (vec![], 1));
 }

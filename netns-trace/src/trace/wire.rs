@@ -6,7 +6,7 @@
 //! precedes the first use in each frame. docs/trace-format.md describes the bytes.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bytes::BufMut;
 
@@ -14,8 +14,9 @@ pub use super::format::DecodeError;
 use super::format::{Cursor, zigzag};
 use crate::attribution::{CniCacheEntry, CniIp};
 use crate::model::{
-    AddrOp, ArpPacket, Comm, CreatedBy, Direction, Hook, Interface, Mac, Member, MountOp, NetDevOp,
-    NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase, TaskNetns, TaskOp,
+    AddrOp, ArpPacket, Comm, CreatedBy, DadState, Direction, Hook, Interface, InterfacesRead,
+    Ipv6Address, Mac, Member, MountOp, NetDevOp, NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase,
+    TaskNetns, TaskOp,
 };
 
 pub const TAG_DEF_COMM: u8 = 0x01;
@@ -636,6 +637,9 @@ impl Wire for Pin {
     }
 }
 
+/// The version-1 fields only. The IPv6 addresses, added later, cannot go inside an interface
+/// (old readers would misread the rest of the list): the events that carry interfaces append
+/// them after their body ([`put_ipv6_trailer`]).
 impl Wire for Interface {
     fn put(&self, w: &mut Writer<'_>) {
         w.str(&self.name);
@@ -649,7 +653,100 @@ impl Wire for Interface {
             ifindex: u32::get(r)?,
             mac: Mac::get(r)?,
             ipv4: Vec::get(r)?,
+            ipv6: Vec::new(),
         })
+    }
+}
+
+const IPV6_TENTATIVE: u8 = 1;
+const IPV6_DADFAILED: u8 = 2;
+const IPV6_NODAD: u8 = 4;
+
+/// 16 address bytes, the prefix length, then a flags byte: bit 0 tentative, bit 1 DAD failed,
+/// bit 2 nodad. The scope is the address's own, not stored.
+impl Wire for Ipv6Address {
+    fn put(&self, w: &mut Writer<'_>) {
+        w.raw(&self.address.octets());
+        w.byte(self.prefix_len);
+        let mut bits = match self.dad {
+            None => 0,
+            Some(DadState::Tentative) => IPV6_TENTATIVE,
+            Some(DadState::Failed) => IPV6_DADFAILED,
+        };
+        if self.nodad {
+            bits |= IPV6_NODAD;
+        }
+        w.byte(bits);
+    }
+    fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
+        let address = Ipv6Addr::from(r.array::<16>()?);
+        let prefix_len = r.byte()?;
+        let bits = r.byte()?;
+        let dad = match bits & (IPV6_TENTATIVE | IPV6_DADFAILED) {
+            0 => None,
+            IPV6_TENTATIVE => Some(DadState::Tentative),
+            IPV6_DADFAILED => Some(DadState::Failed),
+            _ => return Err("ipv6 address both tentative and dad-failed"),
+        };
+        if bits & !(IPV6_TENTATIVE | IPV6_DADFAILED | IPV6_NODAD) != 0 {
+            return Err("unknown ipv6 address flag bits");
+        }
+        Ok(Ipv6Address::new(
+            address,
+            prefix_len,
+            dad,
+            bits & IPV6_NODAD != 0,
+        ))
+    }
+}
+
+/// Appended after the version-1 body of an event carrying interfaces, only when one of them
+/// has an IPv6 address: the number of interfaces, then each one's IPv6 addresses, in the
+/// order the body listed the interfaces.
+fn put_ipv6_trailer<'i>(
+    w: &mut Writer<'_>,
+    interfaces: impl Iterator<Item = &'i Interface> + Clone,
+) {
+    if interfaces.clone().all(|i| i.ipv6.is_empty()) {
+        return;
+    }
+    w.varint(interfaces.clone().count() as u64);
+    for i in interfaces {
+        i.ipv6.put(w);
+    }
+}
+
+/// Reads what [`put_ipv6_trailer`] wrote into `interfaces` (in body order); a body without
+/// it (older traces, or no IPv6 address) leaves them without IPv6 addresses.
+fn get_ipv6_trailer<'i>(
+    r: &mut Reader<'_, '_>,
+    count: usize,
+    interfaces: impl Iterator<Item = &'i mut Interface>,
+) -> Result<(), DecodeError> {
+    if r.c.is_empty() {
+        return Ok(());
+    }
+    if r.varint()? != count as u64 {
+        return Err("ipv6 addresses for a different number of interfaces");
+    }
+    for i in interfaces {
+        i.ipv6 = Vec::get(r)?;
+    }
+    Ok(())
+}
+
+/// The version-1 body (ns netns, the interfaces), then the IPv6 trailer.
+impl Wire for InterfacesRead {
+    fn put(&self, w: &mut Writer<'_>) {
+        self.netns.put(w);
+        self.interfaces.put(w);
+        put_ipv6_trailer(w, self.interfaces.iter());
+    }
+    fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
+        let netns = r.nsid()?;
+        let mut interfaces: Vec<Interface> = Vec::get(r)?;
+        get_ipv6_trailer(r, interfaces.len(), interfaces.iter_mut())?;
+        Ok(Self { netns, interfaces })
     }
 }
 
@@ -754,6 +851,7 @@ impl Wire for Snapshot {
         });
         self.init_netns.put(w);
         self.namespaces.put(w);
+        put_ipv6_trailer(w, self.namespaces.iter().flat_map(|n| &n.interfaces));
     }
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         let phase = match r.byte()? {
@@ -761,10 +859,18 @@ impl Wire for Snapshot {
             1 => SnapshotPhase::Final,
             _ => return Err("unknown snapshot phase"),
         };
+        let init_netns = r.nsid()?;
+        let mut namespaces: Vec<SnapNamespace> = Vec::get(r)?;
+        let count = namespaces.iter().map(|n| n.interfaces.len()).sum();
+        get_ipv6_trailer(
+            r,
+            count,
+            namespaces.iter_mut().flat_map(|n| n.interfaces.iter_mut()),
+        )?;
         Ok(Self {
             phase,
-            init_netns: r.nsid()?,
-            namespaces: Vec::get(r)?,
+            init_netns,
+            namespaces,
         })
     }
 }

@@ -456,6 +456,28 @@ pub fn link_mac_and_ipv4(netns_file: &Path, ifname: &str) -> (String, Vec<String
     (mac, addrs)
 }
 
+/// The global-scope (iproute2 counts unique-local ones as global) IPv6 addresses of `ifname`
+/// in the netns at `netns_file`, as `addr/len`, by `ip -j -6 addr`; with the flags iproute2
+/// shows for each (`nodad`, `tentative`, `dadfailed`).
+pub fn link_ipv6_global(netns_file: &Path, ifname: &str) -> Vec<(String, Vec<&'static str>)> {
+    let v = ip_json_in(netns_file, &["-6", "addr", "show", "dev", ifname]);
+    let infos = v[0]["addr_info"].as_array().cloned().unwrap_or_default();
+    infos
+        .iter()
+        .filter(|i| i["family"] == "inet6" && i["scope"] == "global")
+        .filter_map(|i| {
+            let flags = ["nodad", "tentative", "dadfailed"]
+                .into_iter()
+                .filter(|f| i[*f] == true)
+                .collect();
+            Some((
+                format!("{}/{}", i["local"].as_str()?, i["prefixlen"].as_u64()?),
+                flags,
+            ))
+        })
+        .collect()
+}
+
 /// Sends `count` broadcast ARP requests for `target` from `ifname` in the netns at
 /// `netns_file` and returns the sender MAC of every reply (lowercase, colon separated).
 /// Uses its own AF_PACKET socket on the client's interface, with the interface's own MAC and

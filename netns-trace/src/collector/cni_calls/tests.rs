@@ -510,6 +510,7 @@ fn interfaces(ts: u64, id: NsId, ip: Option<&str>) -> Event {
         ifindex: 1,
         mac: Default::default(),
         ipv4: vec![(std::net::Ipv4Addr::LOCALHOST, 8)],
+        ipv6: Vec::new(),
     }];
     if let Some(ip) = ip {
         ifaces.push(crate::model::Interface {
@@ -517,6 +518,7 @@ fn interfaces(ts: u64, id: NsId, ip: Option<&str>) -> Event {
             ifindex: 2,
             mac: crate::model::Mac([2, 0, 0, 0, 0, 1]),
             ipv4: vec![(ip.parse().unwrap(), 24)],
+            ipv6: Vec::new(),
         });
     }
     Event::observed(

@@ -541,6 +541,20 @@ fn snapshot_namespaces_start_at_the_snapshot_and_members_left_unseen_start_there
                     ifindex: 3,
                     mac: Mac([2, 0, 0, 0, 0, 9]),
                     ipv4: vec![(Ipv4Addr::new(10, 1, 0, 5), 24)],
+                    ipv6: vec![
+                        crate::model::Ipv6Address::new(
+                            "fd00:1::5".parse().unwrap(),
+                            64,
+                            None,
+                            true,
+                        ),
+                        crate::model::Ipv6Address::new(
+                            "fe80::9".parse().unwrap(),
+                            64,
+                            Some(crate::model::DadState::Tentative),
+                            false,
+                        ),
+                    ],
                 }],
                 interfaces_error: None,
             },
@@ -598,6 +612,10 @@ fn snapshot_namespaces_start_at_the_snapshot_and_members_left_unseen_start_there
         .find(|d| decoded.tracks[d].1 == Some(a))
         .unwrap());
     assert_eq!(in_a[0].4["ipv4"], "10.1.0.5/24");
+    assert_eq!(
+        in_a[0].4["ipv6"],
+        "fd00:1::5/64 nodad, fe80::9/64 tentative"
+    );
 }
 
 #[test]
