@@ -121,6 +121,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         probe_mode: meta.probe_mode.clone(),
         clock: Some(meta.clock),
         filters,
+        ..Default::default()
     };
     let _ = end;
     let report = Report::build(&collector, &ctx);

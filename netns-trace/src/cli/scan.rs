@@ -34,6 +34,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let now = crate::trace::monotonic_now_ns();
     let clock = crate::trace::ClockBase::now();
     let snap = crate::snapshot::take(SnapshotPhase::Start)?;
+    let ages = crate::snapshot::estimate_ages(&crate::snapshot::ProcFs::host(), &snap, clock);
     let mut c = Collector::new(CollectorConfig {
         notices: false,
         ..Default::default()
@@ -55,6 +56,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         probe_mode: "none (scan)".into(),
         clock: Some(clock),
         filters: Default::default(),
+        scanned_at_ns: Some(now),
+        ages,
     };
     let report = Report::build(&c, &ctx);
     // Buffered: the pretty JSON is many small writes, and stdout's line buffering would scan

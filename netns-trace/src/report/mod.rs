@@ -17,6 +17,7 @@ use crate::collector::{
     LastMember, LeaveHow, Namespace, NsState, Origin, PinEvidence,
 };
 use crate::model::{Comm, CreatedBy, NsId};
+use crate::snapshot::AgeEstimate;
 
 pub const SCHEMA: &str = "netns-trace/report/v1";
 
@@ -83,6 +84,11 @@ pub struct ReportContext {
     pub probe_mode: String,
     pub clock: Option<ClockBase>,
     pub filters: ReportFilters,
+    /// Set for `scan`: the monotonic time the node was looked at. A scan has no trace, so
+    /// the text shows no trace header, and namespace ages come from `ages`.
+    pub scanned_at_ns: Option<u64>,
+    /// Evidence-based ages by inum (`scan`: see snapshot/age.rs).
+    pub ages: BTreeMap<u32, AgeEstimate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +173,9 @@ pub struct NamespaceView {
     /// first; absent when none was traced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cni_calls: Vec<CniCall>,
+    /// `scan` only: how old it is, estimated from evidence, with which evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<AgeEstimate>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +208,9 @@ pub struct Report {
     /// only; netns-trace runs no plugin and deletes nothing).
     #[serde(default)]
     pub cni_gc: Vec<CniGcCandidate>,
+    /// `scan` only: when the node was looked at (wall clock). Absent for a trace's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanned_at: Option<String>,
 }
 
 impl Report {
@@ -211,8 +223,13 @@ impl Report {
             .collect();
         list.sort_by_key(|ns| (ns.born_at_ns(), ns.inum, ns.incarnation));
         let cni_calls = c.sandbox_cni_calls_by_namespace();
-        let namespaces: Vec<NamespaceView> =
-            list.iter().map(|ns| view(c, ns, &cni_calls)).collect();
+        let namespaces: Vec<NamespaceView> = list
+            .iter()
+            .map(|ns| NamespaceView {
+                age: ctx.ages.get(&ns.inum).cloned(),
+                ..view(c, ns, &cni_calls)
+            })
+            .collect();
         let ids: std::collections::HashSet<&str> =
             namespaces.iter().map(|n| n.id.as_str()).collect();
         let findings: Vec<Finding> = c
@@ -288,6 +305,10 @@ impl Report {
             namespaces,
             findings,
             cni_gc,
+            scanned_at: ctx.scanned_at_ns.map(|t| {
+                ctx.clock
+                    .map_or_else(|| format!("{t} ns"), |c| c.rfc3339(t))
+            }),
         }
     }
 
@@ -361,7 +382,8 @@ fn view(
         failed_cleanups: ns.failed_umounts.clone(),
         interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
         arp: ns.arp,
-        owner: (!ns.is_init && !ns.owner.is_empty()).then(|| ns.owner.clone()),
+        owner: (!ns.is_init && !ns.owner.says_nothing()).then(|| ns.owner.clone()),
+        age: None,
     }
 }
 

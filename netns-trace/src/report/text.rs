@@ -7,6 +7,7 @@ use crate::collector::cni_gc::{CniGcCandidate, CniGcReason};
 use crate::collector::findings::{InterfaceEvidence, PinEvidence};
 use crate::collector::{FindingDetail, NsState, PinKind};
 use crate::model::terminal_safe as safe;
+use crate::snapshot::{AgeEstimate, AgeSource};
 
 fn secs(ns: u64) -> String {
     format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
@@ -205,7 +206,12 @@ fn owner_cell(ns: &NamespaceView) -> String {
     if parts.is_empty() {
         if let Some(s) = &o.sandbox_id {
             parts.push(format!("sandbox {s}"));
-        } else if let Some(c) = &o.cgroup {
+        } else if let Some(c) = o
+            .cgroup
+            .as_ref()
+            .filter(|c| !c.trim_end_matches('/').is_empty())
+        {
+            // The root cgroup names no owner.
             parts.push(c.clone());
         }
     }
@@ -219,19 +225,42 @@ fn owner_cell(ns: &NamespaceView) -> String {
     }
 }
 
-fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
-    let born = ns.created_at_ns.unwrap_or(ns.first_seen_ns);
-    let created = match ns.created_at_ns {
-        Some(t) => short(clock, t),
-        None => format!("<{}", short(clock, ns.first_seen_ns)),
+/// An estimated age, to the second, and what it was read from.
+fn age_cell(a: &AgeEstimate) -> String {
+    let d = std::time::Duration::from_secs(a.age_ns / 1_000_000_000);
+    let from = match a.source {
+        AgeSource::NsfsCtime => "nsfs ctime",
+        AgeSource::OldestMemberStart => "oldest member",
     };
-    let ended = match ns.destroyed_at_ns {
-        Some(t) => format!(
-            "{} (lived {})",
-            short(clock, t),
-            duration(t.saturating_sub(born))
-        ),
-        None => format!("alive for {}", duration(end.saturating_sub(born))),
+    if d.is_zero() {
+        format!("<1s ({from})")
+    } else {
+        format!("{} ({from})", humantime::format_duration(d))
+    }
+}
+
+fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64, scan: bool) -> [String; 9] {
+    let born = ns.created_at_ns.unwrap_or(ns.first_seen_ns);
+    let (created, ended) = if scan {
+        // A scan saw one moment: only evidence dates a namespace.
+        match &ns.age {
+            Some(a) => (format!("~{}", a.born_at), age_cell(a)),
+            None => ("?".into(), "unknown".into()),
+        }
+    } else {
+        let created = match ns.created_at_ns {
+            Some(t) => short(clock, t),
+            None => format!("<{}", short(clock, ns.first_seen_ns)),
+        };
+        let ended = match ns.destroyed_at_ns {
+            Some(t) => format!(
+                "{} (lived {})",
+                short(clock, t),
+                duration(t.saturating_sub(born))
+            ),
+            None => format!("alive for {}", duration(end.saturating_sub(born))),
+        };
+        (created, ended)
     };
     let creator = ns
         .created_by
@@ -283,15 +312,28 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
 pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError> {
     let clock = r.trace.clock;
     let end = r.trace.ended_at_ns.unwrap_or(0);
-    writeln!(out, "netns-trace report ({})", r.schema)?;
-    writeln!(
-        out,
-        "host: {}  kernel: {}  probe mode: {}",
-        safe(&r.host.hostname),
-        safe(&r.host.kernel),
-        safe(&r.probe_mode)
-    )?;
-    if let (Some(s), Some(e)) = (r.trace.started_at_ns, r.trace.ended_at_ns) {
+    let scan = r.scanned_at.is_some();
+    if let Some(when) = &r.scanned_at {
+        writeln!(out, "netns-trace scan ({})", r.schema)?;
+        writeln!(
+            out,
+            "host: {}  kernel: {}  scanned at {when}",
+            safe(&r.host.hostname),
+            safe(&r.host.kernel),
+        )?;
+    } else {
+        writeln!(out, "netns-trace report ({})", r.schema)?;
+        writeln!(
+            out,
+            "host: {}  kernel: {}  probe mode: {}",
+            safe(&r.host.hostname),
+            safe(&r.host.kernel),
+            safe(&r.probe_mode)
+        )?;
+    }
+    if scan {
+        // No trace: no trace span, no event count, no lost events.
+    } else if let (Some(s), Some(e)) = (r.trace.started_at_ns, r.trace.ended_at_ns) {
         writeln!(
             out,
             "trace: {} .. {} ({}), {} events",
@@ -314,7 +356,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
             r.lost_events.total,
             kinds.join(", ")
         )?;
-    } else {
+    } else if !scan {
         writeln!(out, "lost events: 0")?;
     }
     let states: Vec<String> = NsState::ALL
@@ -360,11 +402,16 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
     )?;
 
     writeln!(out, "\nNAMESPACES")?;
+    let (created_col, lived_col) = if scan {
+        ("CREATED (ESTIMATED)", "AGE (ESTIMATED FROM)")
+    } else {
+        ("CREATED", "DESTROYED / LIVED")
+    };
     let header = [
         "ID",
         "STATE",
-        "CREATED",
-        "DESTROYED / LIVED",
+        created_col,
+        lived_col,
         "CREATOR",
         "LAST MEMBER",
         "PINS",
@@ -373,7 +420,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
     ]
     .map(String::from);
     let rows: Vec<[String; 9]> = std::iter::once(header)
-        .chain(r.namespaces.iter().map(|n| row(n, clock, end)))
+        .chain(r.namespaces.iter().map(|n| row(n, clock, end, scan)))
         .collect();
     let mut widths = [0usize; 9];
     for rw in &rows {
