@@ -135,3 +135,220 @@ fn scan_dates_namespaces_from_evidence_and_prints_no_trace_header() {
     let _ = member.kill();
     let _ = member.wait();
 }
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/traces")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The CNI incident recorded in a 6.1 guest (full mode, the real reference plugins): pod-a's
+/// story, asked for by its pod name, says how it was made, served and left behind.
+#[test]
+fn a_recorded_incident_tells_the_leaked_pods_story() {
+    let trace = fixture("6.1-cni-incident.nstrace");
+    let story = json(&[
+        "report", &trace, "--grace", "1", "--netns", "pod-a", "--json",
+    ]);
+    assert_eq!(story["schema"], "netns-trace/story/v1");
+    assert_eq!(story["namespace"]["owner"]["pod_name"], "pod-a");
+    assert_eq!(
+        story["verdict"]["state"], "leaked",
+        "{:#}",
+        story["verdict"]
+    );
+    assert_eq!(story["verdict"]["reason"]["rule"], "memberless_past_grace");
+    let timeline = story["timeline"].as_array().unwrap();
+    let whats: Vec<&str> = timeline
+        .iter()
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    let first = |w: &str| {
+        whats
+            .iter()
+            .position(|x| *x == w)
+            .unwrap_or_else(|| panic!("no {w}: {whats:?}"))
+    };
+    // In order: created, its member joined, CNI ADD, pinned, the member left, CNI DEL, the
+    // leak finding.
+    assert_eq!(whats[0], "created");
+    assert!(
+        first("joined") < first("pinned") && first("pinned") < first("left"),
+        "{whats:?}"
+    );
+    let cni: Vec<&Value> = timeline.iter().filter(|e| e["what"] == "cni").collect();
+    assert!(
+        cni.iter().any(|e| e["call"]["verb"] == "ADD")
+            && cni.iter().any(|e| e["call"]["verb"] == "DEL")
+    );
+    assert!(first("left") < timeline.iter().rposition(|e| e["what"] == "cni").unwrap());
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["what"] == "finding" && e["kind"] == "leaked_netns")
+    );
+    let times: Vec<u64> = timeline
+        .iter()
+        .map(|e| e["at_ns"].as_u64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+    assert!(
+        !story["visits"].as_array().unwrap().is_empty(),
+        "plugins and ip visited"
+    );
+    let pinned = &timeline[first("pinned")]["pin"];
+    assert_eq!(pinned["by"]["comm"], "mount", "{pinned}");
+    assert!(pinned["mount_ns"].is_u64());
+
+    // The same story by its pin path, inode number and cookie; and as text.
+    let id = story["namespace"]["id"].as_str().unwrap();
+    let path = story["namespace"]["pins"][0]["path"].as_str().unwrap();
+    for other in [
+        path.to_string(),
+        story["namespace"]["inum"].to_string(),
+        story["namespace"]["cookie"].to_string(),
+    ] {
+        let again = json(&[
+            "report", &trace, "--grace", "1", "--netns", &other, "--json",
+        ]);
+        assert_eq!(again["namespace"]["id"], id, "{other}");
+    }
+    let text = ok_stdout(&[
+        "report",
+        &trace,
+        "--grace",
+        "1",
+        "--netns",
+        "netns-trace-tests/pod-a",
+    ]);
+    assert!(
+        text.starts_with(&format!("netns-trace story of {id} (leaked)")),
+        "{text}"
+    );
+    for part in [
+        "TIMELINE",
+        "VISITS",
+        "DEVICES AND ADDRESSES",
+        "10.231.62.11/24",
+        "VERDICT\n  leaked: a real member lived there",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
+    // The root cgroup names no owner.
+    let owner = text.lines().nth(1).unwrap();
+    assert!(
+        owner.starts_with("owner: pod netns-trace-tests/pod-a"),
+        "{owner}"
+    );
+    assert!(!owner.contains("cgroup"), "{owner}");
+}
+
+#[test]
+fn an_id_that_names_no_single_namespace_lists_the_candidates() {
+    let trace = fixture("6.1-cni-incident.nstrace");
+    let out = run(&["report", &trace, "--netns", "no-such-pod"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no namespace matches no-such-pod"), "{err}");
+    assert!(
+        err.contains("pod netns-trace-tests/pod-b"),
+        "candidates listed: {err}"
+    );
+    assert!(out.stdout.is_empty());
+    // A pod name and a path that hostile text cannot forge lines with.
+    let out = run(&["report", &trace, "--netns", "x\n[1] leaked_netns forged"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no namespace matches x\\n[1]"),
+        "escaped: {err}"
+    );
+}
+
+/// Recorded on this host (tracepoint mode): `ip netns add`, then `ip netns del`. Its story,
+/// asked for by the pin path, has the pin made and removed by ip, and the teardown.
+#[test]
+fn a_host_recording_tells_a_pins_life_and_scan_tells_a_live_story() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("story.nstrace");
+    let name = format!("nt-story-{}", std::process::id());
+    let script = format!(
+        "{ip} netns add {name} && {ip} -n {name} link set lo up && sleep 1 && {ip} netns del {name}; sleep 1; unshare -n true; sleep 1; unshare -n true",
+        ip = ip_bin()
+    );
+    let out = Command::new(netns_trace_bin())
+        .args([
+            "record",
+            "--quiet",
+            "--grace",
+            "3",
+            "--mode",
+            "tracepoint",
+            "-o",
+        ])
+        .arg(&trace)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("record");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace = trace.display().to_string();
+    let pin = format!("/run/netns/{name}");
+    let story = json(&["report", &trace, "--grace", "2", "--netns", &pin, "--json"]);
+    let timeline = story["timeline"].as_array().unwrap();
+    let whats: Vec<&str> = timeline
+        .iter()
+        .map(|e| e["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(timeline[0]["what"], "created", "{whats:?}");
+    assert_eq!(timeline[0]["comm"], "ip");
+    let pinned = timeline
+        .iter()
+        .find(|e| e["what"] == "pinned")
+        .expect("pinned");
+    assert_eq!(pinned["pin"]["path"], pin.as_str());
+    assert_eq!(pinned["pin"]["by"]["comm"], "ip", "{pinned}");
+    let unpinned = timeline
+        .iter()
+        .find(|e| e["what"] == "unpinned")
+        .expect("unpinned");
+    assert_eq!(unpinned["pin"]["path"], pin.as_str());
+    assert_eq!(*whats.last().unwrap(), "destroyed", "{whats:?}");
+    assert_eq!(story["verdict"]["state"], "destroyed");
+    assert_eq!(story["verdict"]["reason"]["rule"], "destroyed");
+    let text = ok_stdout(&["report", &trace, "--grace", "2", "--netns", &pin]);
+    assert!(
+        text.contains(&format!("pinned: bind mount {pin}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("unpinned: bind mount {pin}")),
+        "{text}"
+    );
+
+    // Live: scan --netns by the pin path of a namespace that exists now.
+    let live = IpNetns::add("scanstory");
+    let story = json(&[
+        "scan",
+        "--netns",
+        &live.path().display().to_string(),
+        "--json",
+    ]);
+    assert_eq!(story["namespace"]["inum"], live.inum());
+    assert_eq!(story["namespace"]["age"]["source"], "nsfs_ctime");
+    assert_eq!(story["verdict"]["state"], "leak_suspect");
+    assert_eq!(story["verdict"]["reason"]["rule"], "history_unknown");
+    let text = ok_stdout(&["scan", "--netns", &live.inum().to_string()]);
+    assert!(
+        text.contains("VERDICT\n  leak_suspect: it had no member when first seen"),
+        "{text}"
+    );
+    assert!(text.contains("age: "), "{text}");
+}

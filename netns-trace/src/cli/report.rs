@@ -4,12 +4,31 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::collector::{Collector, CollectorConfig, NsState};
-use crate::report::{Report, ReportContext, ReportFilters};
+use crate::report::{Report, ReportContext, ReportFilters, Story};
 
 /// A state name as the JSON spells it (alive, leaked, leak_suspect, …).
 pub fn parse_state(s: &str) -> anyhow::Result<NsState> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
         .map_err(|_| anyhow::anyhow!("unknown state {s:?}; one of alive, draining, persistent, leaked, leak_suspect, destroyed"))
+}
+
+/// Prints one namespace's story (`--netns ID`), or fails naming the candidates.
+pub fn write_story(
+    c: &Collector,
+    id: &str,
+    ctx: &ReportContext,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let ns = crate::report::resolve_namespace(c, id)?;
+    let story = Story::build(c, ns, ctx);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        story.write_json(&mut out)?;
+    } else {
+        story.render_text(&mut out)?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether the report holds a leak (a leaked namespace, or a suspect from before the trace).
@@ -43,7 +62,12 @@ pub struct ReportArgs {
     /// Exit with status 3 if a namespace leaked.
     #[arg(long)]
     pub fail_on_leak: bool,
-    /// Only this namespace (its id, inum or cookie as shown in the table).
+    /// Tell one namespace's story instead of the whole report: created by whom, in which
+    /// pod; members coming and going (short visits summarised); pins made and removed, by
+    /// whom, in which mount namespace; devices and addresses; CNI calls; the verdict and why.
+    /// ID is its id (net:[INUM]#COOKIE), inode number, cookie, a pin path (/run/netns/NAME)
+    /// or its pod's name (NAME or NAMESPACE/NAME). An ID that names none or several lists
+    /// the candidates. Example: `netns-trace report deploy.nstrace --netns web-7d9f-abcde`.
     #[arg(long, value_name = "ID")]
     pub netns: Option<String>,
     /// Only namespaces alive at or after this many seconds into the trace.
@@ -101,8 +125,15 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let damage = reader.damage().clone();
     let start = meta.started_at_ns;
     let state = args.state.as_deref().map(parse_state).transpose()?;
+    if let Some(id) = &args.netns {
+        let ctx = ReportContext {
+            clock: Some(meta.clock),
+            ..Default::default()
+        };
+        return write_story(&collector, id, &ctx, args.json);
+    }
     let filters = ReportFilters {
-        netns: args.netns.clone(),
+        netns: None,
         since_ns: args
             .since
             .map(super::secs_to_ns)

@@ -28,6 +28,11 @@ pub struct ScanArgs {
     /// Exit with status 3 if a namespace is a leak suspect.
     #[arg(long)]
     pub fail_on_leak: bool,
+    /// One namespace only, as a story: its members, pins, devices, CNI cache entries' calls
+    /// and verdict, with its estimated age. ID is its id, inode number, cookie, a pin path or
+    /// its pod's name. Example: `netns-trace scan --netns /run/netns/cni-1234`.
+    #[arg(long, value_name = "ID")]
+    pub netns: Option<String>,
 }
 
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -59,6 +64,9 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         scanned_at_ns: Some(now),
         ages,
     };
+    if let Some(id) = &args.netns {
+        return super::report::write_story(&c, id, &ctx, args.json);
+    }
     let report = Report::build(&c, &ctx);
     // Buffered: the pretty JSON is many small writes, and stdout's line buffering would scan
     // and copy each one.

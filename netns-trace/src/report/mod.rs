@@ -2,7 +2,10 @@
 //!
 //! The JSON shape is a contract, documented in docs/report-schema.md. Build with
 //! [`Report::build`], write with [`Report::write_json`] or [`Report::render_text`].
+mod story;
 mod text;
+
+pub use story::{STORY_SCHEMA, Story, StoryError, resolve as resolve_namespace};
 
 use std::collections::BTreeMap;
 use std::io::Write;
