@@ -352,3 +352,157 @@ fn a_host_recording_tells_a_pins_life_and_scan_tells_a_live_story() {
     );
     assert!(text.contains("age: "), "{text}");
 }
+
+/// id → state of every namespace a report lists.
+fn states(report: &Value) -> Vec<(String, String)> {
+    report["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Every namespace a filtered report lists is in the whole report, in the same state.
+fn same_verdicts(filtered: &Value, whole: &Value) {
+    let all = states(whole);
+    for s in states(filtered) {
+        assert!(
+            all.contains(&s),
+            "filters never change a verdict: {s:?} vs {all:?}"
+        );
+    }
+}
+
+/// `--state` and `--pod` on the CNI incident recorded in a 6.1 guest.
+#[test]
+fn state_and_pod_filters_choose_namespaces_and_keep_verdicts() {
+    let trace = fixture("6.1-cni-incident.nstrace");
+    let base = ["report", trace.as_str(), "--grace", "1", "--json"];
+    let whole = json(&base);
+    let with = |extra: &[&str]| json(&[&base[..], extra].concat());
+
+    let leaked = with(&["--state", "leaked"]);
+    let ids = states(&leaked);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(leaked["namespaces"][0]["owner"]["pod_name"], "pod-a");
+    same_verdicts(&leaked, &whole);
+    assert!(
+        leaked["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "leaked_netns")
+    );
+
+    for pod in ["pod-b", "netns-trace-tests/pod-b"] {
+        let b = with(&["--pod", pod]);
+        assert_eq!(states(&b).len(), 1, "{pod}");
+        assert_eq!(b["namespaces"][0]["owner"]["pod_name"], "pod-b");
+        same_verdicts(&b, &whole);
+        // Its duplicate IP, shared with the leaked pod-a, is shown with it.
+        let kinds: Vec<&str> = b["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["duplicate_ip"], "{pod}");
+    }
+    let uid = whole["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["owner"]["pod_name"] == "pod-b")
+        .unwrap()["owner"]["pod_uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(states(&with(&["--pod", &uid])).len(), 1);
+    assert!(states(&with(&["--pod", "pod-a", "--state", "alive"])).is_empty());
+
+    let out = run(&["report", &trace, "--state", "gone"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown state \"gone\""));
+}
+
+/// `--since` / `--until` on the clean teardown recorded in a 6.1 guest: as durations from the
+/// trace's start and as wall clock, which the header maps to the trace's clock.
+#[test]
+fn time_filters_take_trace_time_or_wall_clock() {
+    let trace = fixture("6.1-clean-teardown.nstrace");
+    let base = ["report", trace.as_str(), "--grace", "1", "--json"];
+    let whole = json(&base);
+    let start = whole["trace"]["started_at_ns"].as_u64().unwrap();
+    let clock = &whole["trace"]["clock"];
+    let (mono, real) = (
+        clock["monotonic_ns"].as_u64().unwrap(),
+        clock["realtime_ns"].as_u64().unwrap(),
+    );
+    let list = whole["namespaces"].as_array().unwrap();
+    let destroyed = list
+        .iter()
+        .find(|n| n["state"] == "destroyed")
+        .expect("one destroyed");
+    let gone = destroyed["destroyed_at_ns"].as_u64().unwrap();
+    let born = |n: &Value| {
+        n["created_at_ns"]
+            .as_u64()
+            .unwrap_or_else(|| n["first_seen_ns"].as_u64().unwrap())
+    };
+    let ids = |r: &Value| states(r).into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    let secs = |t: u64| format!("{:.3}", (t - start) as f64 / 1e9);
+    let wall = |t: u64| {
+        humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + Duration::from_nanos(real + t - mono),
+        )
+        .to_string()
+    };
+    let with = |extra: &[&str]| json(&[&base[..], extra].concat());
+
+    // Since just after the teardown: the destroyed namespace is out, the living stay.
+    let after = gone + 100_000_000;
+    for t in [
+        secs(after),
+        format!("{}ms", (after - start) / 1_000_000),
+        wall(after),
+    ] {
+        let r = with(&["--since", &t]);
+        let got = ids(&r);
+        assert!(
+            !got.contains(&destroyed["id"].as_str().unwrap().to_string()),
+            "--since {t}: {got:?}"
+        );
+        let alive_then: Vec<String> = list
+            .iter()
+            .filter(|n| n["destroyed_at_ns"].is_null())
+            .map(|n| n["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, alive_then, "--since {t}");
+        same_verdicts(&r, &whole);
+    }
+    // Until just before the destroyed one was born: only what was born by then.
+    let before = born(destroyed) - 1_000_000;
+    let expected: Vec<String> = list
+        .iter()
+        .filter(|n| born(n) <= before)
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < list.len());
+    for t in [secs(before), wall(before)] {
+        let r = with(&["--until", &t]);
+        assert_eq!(ids(&r), expected, "--until {t}");
+        same_verdicts(&r, &whole);
+    }
+    let text = ok_stdout(&["report", &trace, "--since", &secs(after)]);
+    assert!(text.contains("filters: since "), "{text}");
+
+    let out = run(&["report", &trace, "--since", "yesterday-ish"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("neither a duration"));
+}

@@ -48,7 +48,16 @@ runtime's CNI GC would call stale (a DEL of theirs returned, their netns path na
 their namespace is destroyed or leaked), with the evidence. That is advice only: netns-trace \
 never runs a CNI plugin and never deletes anything.\n\n\
 A damaged trace (recorder killed, disk full, corrupted copy) replays up to the damage; the \
-report says how many bytes could not be read. `report` writes nothing anywhere."
+report says how many bytes could not be read. `report` writes nothing anywhere.\n\n\
+Examples:\n  \
+netns-trace report deploy.nstrace                        # everything\n  \
+netns-trace report deploy.nstrace --netns web-7d9f-abcde # one pod's namespace, as a story\n  \
+netns-trace report deploy.nstrace --netns /run/netns/cni-1a2b… --json\n  \
+netns-trace report deploy.nstrace --state leaked --since 2m --until 5m\n  \
+netns-trace report deploy.nstrace --pod kube-system/coredns-5d78c9869d-x2x8q \\\n      \
+--since 2026-12-07T20:56:22Z\n\n\
+Filters (--since, --until, --state, --pod) choose which namespaces, and so which findings, \
+are listed; every verdict is still that of the whole trace."
 )]
 pub struct ReportArgs {
     /// The trace file.
@@ -70,15 +79,50 @@ pub struct ReportArgs {
     /// the candidates. Example: `netns-trace report deploy.nstrace --netns web-7d9f-abcde`.
     #[arg(long, value_name = "ID")]
     pub netns: Option<String>,
-    /// Only namespaces alive at or after this many seconds into the trace.
-    #[arg(long, value_name = "SECS")]
-    pub since: Option<f64>,
-    /// Only namespaces created at or before this many seconds into the trace.
-    #[arg(long, value_name = "SECS")]
-    pub until: Option<f64>,
+    /// Only namespaces alive at or after this time: a duration from the trace's start
+    /// (`90`, `90s`, `2m30s`) or wall clock in RFC 3339 (`2026-12-07T20:56:22Z`), which the
+    /// trace's header maps to its own clock. Filters choose what is shown; verdicts are
+    /// always those of the whole trace.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only namespaces created (or first seen) at or before this time; same forms as --since.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
     /// Only namespaces in this state (alive, draining, persistent, leaked, leak_suspect, destroyed).
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
+    /// Only namespaces of this pod: its name, NAMESPACE/NAME, or its UID.
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
+}
+
+/// A time given on the command line, as the trace's monotonic ns: a duration from the
+/// trace's start (`90`, `1.5`, `90s`, `2m30s`), or wall clock in RFC 3339, mapped through the
+/// clock pairing recorded in the trace's header.
+pub fn trace_time(s: &str, start_ns: u64, clock: crate::trace::ClockBase) -> anyhow::Result<u64> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok(start_ns.saturating_add(super::secs_to_ns(secs)?));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(start_ns.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)));
+    }
+    let wall = humantime::parse_rfc3339_weak(s).map_err(|_| {
+        anyhow::anyhow!(
+            "{s:?} is neither a duration from the trace's start (90s, 2m30s) nor an RFC 3339 time (2026-12-07T20:56:22Z)"
+        )
+    })?;
+    let wall_ns = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    if clock.realtime_ns == 0 {
+        anyhow::bail!(
+            "this trace's header has no wall clock, so {s:?} cannot be placed in it; give a duration from its start"
+        );
+    }
+    let mono = i128::from(clock.monotonic_ns) + i128::from(wall_ns) - i128::from(clock.realtime_ns);
+    Ok(mono.clamp(0, i128::from(u64::MAX)) as u64)
 }
 
 /// Replays a whole trace into a collector. Ticks follow event time the way the live loop
@@ -136,15 +180,16 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         netns: None,
         since_ns: args
             .since
-            .map(super::secs_to_ns)
-            .transpose()?
-            .map(|s| start + s),
+            .as_deref()
+            .map(|t| trace_time(t, start, meta.clock))
+            .transpose()?,
         until_ns: args
             .until
-            .map(super::secs_to_ns)
-            .transpose()?
-            .map(|s| start + s),
+            .as_deref()
+            .map(|t| trace_time(t, start, meta.clock))
+            .transpose()?,
         state,
+        pod: args.pod.clone(),
     };
     let ctx = ReportContext {
         hostname: meta.hostname.clone(),

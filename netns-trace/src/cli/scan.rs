@@ -19,7 +19,13 @@ memberless and leaked), with the evidence. Advice only: netns-trace never runs a
 and never deletes anything.\n\n\
 No BPF is loaded, so it works on any kernel; history (who created a namespace, when its last \
 process died) needs `watch` or `record`. This is the automated form of the usual \
-`ip netns` / `lsns` / `nsenter` loops."
+`ip netns` / `lsns` / `nsenter` loops. A scan has no trace, so each namespace's age is \
+estimated from evidence (the ctime of its nsfs inode, which dates a pin, or its oldest \
+member's start time) and says which.\n\n\
+Examples:\n  \
+netns-trace scan                              # every namespace, its age, pins and findings\n  \
+netns-trace scan --netns /run/netns/cni-1a2b… # one namespace's story as far as a scan can tell\n  \
+netns-trace scan --json --fail-on-leak        # for scripts: exit status 3 on a leak suspect"
 )]
 pub struct ScanArgs {
     /// The netns-trace/report/v1 JSON document instead of text.

@@ -45,6 +45,9 @@ pub struct ReportFilters {
     pub since_ns: Option<u64>,
     pub until_ns: Option<u64>,
     pub state: Option<NsState>,
+    /// A pod: its name, `NAMESPACE/NAME` or UID, as the namespace's owner names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 impl ReportFilters {
@@ -66,6 +69,20 @@ impl ReportFilters {
         }
         if self.state.is_some_and(|s| s != ns.state) {
             return false;
+        }
+        if let Some(pod) = &self.pod {
+            let o = &ns.owner;
+            let qualified = o
+                .pod_namespace
+                .as_ref()
+                .zip(o.pod_name.as_ref())
+                .map(|(n, p)| format!("{n}/{p}"));
+            if o.pod_name.as_ref() != Some(pod)
+                && o.pod_uid.as_ref() != Some(pod)
+                && qualified.as_ref() != Some(pod)
+            {
+                return false;
+            }
         }
         let (born, gone) = (
             ns.born_at_ns(),

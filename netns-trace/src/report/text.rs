@@ -379,7 +379,27 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         )?;
     }
     if let Some(f) = &r.trace.filters {
-        writeln!(out, "filters: {}", serde_json::to_string(f)?)?;
+        let mut parts = Vec::new();
+        if let Some(t) = f.since_ns {
+            parts.push(format!("since {}", short(clock, t)));
+        }
+        if let Some(t) = f.until_ns {
+            parts.push(format!("until {}", short(clock, t)));
+        }
+        if let Some(s) = f.state {
+            parts.push(format!("state {s}"));
+        }
+        if let Some(p) = &f.pod {
+            parts.push(format!("pod {}", safe(p)));
+        }
+        if let Some(n) = &f.netns {
+            parts.push(format!("netns {}", safe(n)));
+        }
+        writeln!(
+            out,
+            "filters: {} (they choose what is listed; verdicts are the whole trace's)",
+            parts.join(", ")
+        )?;
     }
     let fk: Vec<String> = r
         .summary
