@@ -223,6 +223,27 @@ fn a_recorded_incident_tells_the_leaked_pods_story() {
         "--netns",
         "netns-trace-tests/pod-a",
     ]);
+    // --fail-on-leak judges the one namespace told: pod-a leaked, pod-b lives.
+    let leak = run(&[
+        "report",
+        &trace,
+        "--grace",
+        "1",
+        "--netns",
+        "pod-a",
+        "--fail-on-leak",
+    ]);
+    assert_eq!(leak.status.code(), Some(3));
+    let fine = run(&[
+        "report",
+        &trace,
+        "--grace",
+        "1",
+        "--netns",
+        "pod-b",
+        "--fail-on-leak",
+    ]);
+    assert_eq!(fine.status.code(), Some(0));
     assert!(
         text.starts_with(&format!("netns-trace story of {id} (leaked)")),
         "{text}"

@@ -18,6 +18,7 @@ pub fn write_story(
     id: &str,
     ctx: &ReportContext,
     json: bool,
+    fail_on_leak: bool,
 ) -> anyhow::Result<ExitCode> {
     let ns = crate::report::resolve_namespace(c, id)?;
     let story = Story::build(c, ns, ctx);
@@ -28,6 +29,9 @@ pub fn write_story(
         story.render_text(&mut out)?;
     }
     out.flush()?;
+    if fail_on_leak && matches!(story.verdict.state, NsState::Leaked | NsState::LeakSuspect) {
+        return Ok(ExitCode::from(super::EXIT_LEAK));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -174,7 +178,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             clock: Some(meta.clock),
             ..Default::default()
         };
-        return write_story(&collector, id, &ctx, args.json);
+        return write_story(&collector, id, &ctx, args.json, args.fail_on_leak);
     }
     let filters = ReportFilters {
         netns: None,

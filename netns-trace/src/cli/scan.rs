@@ -71,7 +71,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         ages,
     };
     if let Some(id) = &args.netns {
-        return super::report::write_story(&c, id, &ctx, args.json);
+        return super::report::write_story(&c, id, &ctx, args.json, args.fail_on_leak);
     }
     let report = Report::build(&c, &ctx);
     // Buffered: the pretty JSON is many small writes, and stdout's line buffering would scan
