@@ -63,6 +63,21 @@ impl Owner {
         *self == Self::default()
     }
 
+    /// Nothing is known but the root cgroup (`/`), which every process outside a container
+    /// sits in on a cgroup v1/hybrid host's unified hierarchy: that names no owner.
+    pub fn says_nothing(&self) -> bool {
+        self.is_empty()
+            || (self
+                .cgroup
+                .as_deref()
+                .is_some_and(|c| c.trim_end_matches('/').is_empty())
+                && Owner {
+                    cgroup: None,
+                    ..self.clone()
+                }
+                .is_empty())
+    }
+
     /// How much a cgroup-derived owner says: a pod and a container beat either alone.
     pub fn cgroup_rank(&self) -> u8 {
         u8::from(self.pod_uid.is_some()) * 2 + u8::from(self.container_id.is_some())

@@ -31,7 +31,8 @@ and the consequences (duplicate IPs, stale ARP replies).\n\n\
 Quick start (as root):\n  netns-trace scan                 # what is pinned right now, no BPF needed\n  \
 netns-trace watch                # live lifecycle and findings\n  \
 netns-trace record -o node.trace # record around a deployment, Ctrl-C to stop\n  \
-netns-trace report node.trace    # analyse it anywhere, offline",
+netns-trace report node.trace    # analyse it anywhere, offline\n  \
+netns-trace report node.trace --netns POD  # one namespace's story",
     after_help = "Set RUST_LOG=debug for diagnostics; logs on stderr are coloured only on a terminal (NO_COLOR=1 turns that off). Exit status: 0 ok, 1 error, 3 leak found (with --fail-on-leak)."
 )]
 pub struct Cli {

@@ -426,55 +426,99 @@ impl Collector {
     // ---- state ----
 
     fn evaluate(&self, ns: &Namespace, now: u64) -> NsState {
-        if ns.is_destroyed() {
-            return NsState::Destroyed;
+        self.verdict_at(ns, now).0
+    }
+
+    /// A namespace's state as of `now`, and the fact that decided it: the one rule set behind
+    /// every state (`evaluate`) and every explanation (`report --netns`).
+    pub fn verdict_at(&self, ns: &Namespace, now: u64) -> (NsState, VerdictReason) {
+        if let Some(at_ns) = ns.destroyed_at_ns() {
+            return (
+                NsState::Destroyed,
+                VerdictReason::Destroyed {
+                    at_ns,
+                    was: ns.state_before_destroy,
+                },
+            );
         }
-        if ns.is_init || ns.live_tasks > 0 {
-            return NsState::Alive;
+        if ns.is_init {
+            return (NsState::Alive, VerdictReason::HostNamespace);
+        }
+        if ns.live_tasks > 0 {
+            return (
+                NsState::Alive,
+                VerdictReason::HasMembers {
+                    live_tasks: ns.live_tasks,
+                },
+            );
         }
         // Only the creator was ever inside: whether its departure starts the leak clock
         // depends on what it was to the namespace (see `CreatorRole`).
-        let mut maker_unknown = false;
+        let mut maker_unknown = None;
         let lived_in = ns.had_real_member
             || (ns.creator_tgid != 0
                 && ns.last_member.is_some()
                 && match ns.creator_role() {
                     CreatorRole::SetUp => false,
                     CreatorRole::LivedThere => true,
-                    CreatorRole::Unknown { .. } => {
-                        maker_unknown = true;
+                    CreatorRole::Unknown { path } => {
+                        maker_unknown = Some(path);
                         true
                     }
                 });
         // Without a traced history (or a snapshot's member list) memberlessness is unproven.
         if ns.origin == Origin::Inferred || !lived_in {
             return if ns.origin == Origin::Traced {
-                NsState::Persistent
+                (
+                    NsState::Persistent,
+                    VerdictReason::SetUpByCreator {
+                        pinned_by_creator: ns.pinned_by_creator,
+                    },
+                )
             } else {
-                NsState::LeakSuspect
+                (
+                    NsState::LeakSuspect,
+                    VerdictReason::HistoryUnknown { origin: ns.origin },
+                )
             };
         }
-        let since = ns.last_member.map_or(ns.first_seen_ns, |m| m.exited_at_ns);
-        if now >= since.saturating_add(self.cfg.grace_ns) {
+        let since_ns = ns.last_member.map_or(ns.first_seen_ns, |m| m.exited_at_ns);
+        let grace_ns = self.cfg.grace_ns;
+        if now >= since_ns.saturating_add(grace_ns) {
             // Tracepoint mode on 6.13+ sees a namespace's end only as its free, which waits for
             // the *next* cleanup_net run. Nothing observed holds it and a cleanup ran after its
             // last member left: its teardown is pending, not a leak.
-            let teardown_pending = ns.pins.is_empty()
-                && !self.stats.teardown_hook_seen
-                && self
-                    .stats
-                    .last_cleanup_run_ns
-                    .is_some_and(|run| run >= since);
-            if teardown_pending {
-                NsState::Draining
-            } else if maker_unknown {
+            let cleanup_run = self
+                .stats
+                .last_cleanup_run_ns
+                .filter(|&run| run >= since_ns);
+            if let Some(run_ns) =
+                cleanup_run.filter(|_| ns.pins.is_empty() && !self.stats.teardown_hook_seen)
+            {
+                (
+                    NsState::Draining,
+                    VerdictReason::TeardownPending {
+                        since_ns,
+                        cleanup_run_ns: run_ns,
+                    },
+                )
+            } else if let Some(path) = maker_unknown {
                 // Persistent by design or leaked: the evidence cannot tell, and says so.
-                NsState::LeakSuspect
+                (
+                    NsState::LeakSuspect,
+                    VerdictReason::PinMakerUnknown { since_ns, path },
+                )
             } else {
-                NsState::Leaked
+                (
+                    NsState::Leaked,
+                    VerdictReason::MemberlessPastGrace { since_ns, grace_ns },
+                )
             }
         } else {
-            NsState::Draining
+            (
+                NsState::Draining,
+                VerdictReason::InGrace { since_ns, grace_ns },
+            )
         }
     }
 

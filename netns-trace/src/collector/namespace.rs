@@ -56,6 +56,33 @@ impl std::fmt::Display for NsState {
     }
 }
 
+/// The fact that decided a namespace's state (see `Collector::verdict_at`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum VerdictReason {
+    /// Its teardown or free was seen (or its inode number went to a newer namespace).
+    Destroyed { at_ns: u64, was: Option<NsState> },
+    /// The host's initial namespace.
+    HostNamespace,
+    /// Tasks live in it.
+    HasMembers { live_tasks: u32 },
+    /// Only its creator was inside, setting it up (it pinned it itself), or nobody was.
+    SetUpByCreator { pinned_by_creator: bool },
+    /// Memberless when first seen: its history is not in the trace.
+    HistoryUnknown { origin: Origin },
+    /// Its last member left at `since_ns`; the grace period has not run out.
+    InGrace { since_ns: u64, grace_ns: u64 },
+    /// Memberless past the grace period with nothing observed holding it, and a cleanup_net
+    /// run after its last member left: its free is still to come.
+    TeardownPending { since_ns: u64, cleanup_run_ns: u64 },
+    /// Memberless past the grace period, but who made the bind mount at `path` was not seen:
+    /// persistent by design or leaked, the evidence cannot tell.
+    PinMakerUnknown { since_ns: u64, path: String },
+    /// A real member lived there; all left at `since_ns`, longer than the grace period ago,
+    /// and it is not destroyed.
+    MemberlessPastGrace { since_ns: u64, grace_ns: u64 },
+}
+
 /// How the collector first learnt of a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -220,6 +247,20 @@ impl PinRecord {
     }
 }
 
+/// A pin that went away: what it was, when, and who removed it when that was seen (a
+/// successful umount names its caller; a mountinfo re-read or the nsfs inode's eviction
+/// names nobody).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemovedPin {
+    pub pin: PinRecord,
+    pub removed_at_ns: u64,
+    pub by: Option<Actor>,
+}
+
+/// Removed pins kept per namespace (the newest; older ones are counted in
+/// `removed_pins_dropped`).
+pub(crate) const MAX_REMOVED_PINS: usize = 8;
+
 /// `/var/run` is a symlink to `/run` on every distribution this runs on; mount syscalls see the
 /// path as typed, mountinfo sees the resolved one.
 pub(crate) fn normalize_path(p: &str) -> &str {
@@ -308,6 +349,9 @@ pub struct Namespace {
     pub had_real_member: bool,
     pub last_member: Option<LastMember>,
     pub pins: Vec<PinRecord>,
+    /// Pins that went away, oldest first (at most MAX_REMOVED_PINS).
+    pub removed_pins: Vec<RemovedPin>,
+    pub removed_pins_dropped: u32,
     pub failed_umounts: Vec<FailedUmount>,
     pub interfaces: Vec<InterfaceRecord>,
     pub arp: ArpCounters,
@@ -410,6 +454,8 @@ impl Namespace {
             had_real_member: false,
             last_member: None,
             pins: Vec::new(),
+            removed_pins: Vec::new(),
+            removed_pins_dropped: 0,
             failed_umounts: Vec::new(),
             interfaces: Vec::new(),
             arp: ArpCounters::default(),
@@ -522,6 +568,15 @@ impl Namespace {
         self.members.push(span);
     }
 
+    /// Keeps a removed pin in the history, dropping the oldest when it is full.
+    pub(crate) fn remember_removed_pin(&mut self, r: RemovedPin) {
+        if self.removed_pins.len() >= MAX_REMOVED_PINS {
+            self.removed_pins.remove(0);
+            self.removed_pins_dropped += 1;
+        }
+        self.removed_pins.push(r);
+    }
+
     pub(crate) fn remember_reply(&mut self, r: ArpReplySeen) {
         if self.recent_replies.len() >= RECENT_REPLIES {
             // The oldest makes room in place (remove(0) + push cost a memmove call per reply).
@@ -558,9 +613,16 @@ impl Namespace {
                         + i.ipv6.capacity() * size_of::<Ipv6Address>()
                 })
                 .sum::<usize>();
+        let removed = self.removed_pins.capacity() * size_of::<RemovedPin>()
+            + self
+                .removed_pins
+                .iter()
+                .map(|p| p.pin.path.as_ref().map_or(0, |s| s.capacity()))
+                .sum::<usize>();
         size_of::<Self>()
             + spans
             + pins
+            + removed
             + ifaces
             + self.failed_umounts.capacity() * size_of::<FailedUmount>()
             + self.recent_replies.capacity() * size_of::<ArpReplySeen>()

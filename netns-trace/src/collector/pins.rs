@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use super::identity::{IfUnknown, Intent, SlotRef};
 use super::namespace::{
-    Actor, FailedUmount, MAX_FAILED_UMOUNTS, PinKind, PinRecord, normalize_path,
+    Actor, FailedUmount, MAX_FAILED_UMOUNTS, PinKind, PinRecord, RemovedPin, normalize_path,
 };
 use super::{Collector, NoticeKind};
 use crate::model::{MountOp, MountSyscall, NsId, NsfsEvict, NsfsMount, Pin, PinChange};
@@ -120,7 +120,7 @@ impl Collector {
             return;
         };
         let rec = Self::pin_record(&e.pin, ts);
-        self.remove_pins(r, ts, |p| p.same_holder(&rec));
+        self.remove_pins(r, ts, None, |p| p.same_holder(&rec));
     }
 
     pub(super) fn on_nsfs_evict(&mut self, ts: u64, e: &NsfsEvict) {
@@ -132,7 +132,7 @@ impl Collector {
             return;
         };
         // The last nsfs inode went: no bind mount or open nsfs fd holds it any more.
-        self.remove_pins(r, ts, |p| {
+        self.remove_pins(r, ts, None, |p| {
             matches!(p.kind, PinKind::BindMount | PinKind::Fd)
         });
     }
@@ -213,7 +213,13 @@ impl Collector {
         self.reevaluate(r, ts);
     }
 
-    fn remove_pins(&mut self, r: SlotRef, ts: u64, mut matches: impl FnMut(&PinRecord) -> bool) {
+    fn remove_pins(
+        &mut self,
+        r: SlotRef,
+        ts: u64,
+        by: Option<Actor>,
+        mut matches: impl FnMut(&PinRecord) -> bool,
+    ) {
         let Some(ns) = self.reg.get_mut(r) else {
             return;
         };
@@ -225,6 +231,13 @@ impl Collector {
             }
             !m
         });
+        for p in &removed {
+            ns.remember_removed_pin(RemovedPin {
+                pin: p.clone(),
+                removed_at_ns: ts,
+                by,
+            });
+        }
         let still: Vec<String> = ns
             .pins
             .iter()
@@ -450,7 +463,7 @@ impl Collector {
                             )
                         });
                     } else {
-                        self.remove_pins(r, ts, here);
+                        self.remove_pins(r, ts, Some(by), here);
                     }
                 }
             }

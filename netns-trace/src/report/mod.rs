@@ -2,7 +2,10 @@
 //!
 //! The JSON shape is a contract, documented in docs/report-schema.md. Build with
 //! [`Report::build`], write with [`Report::write_json`] or [`Report::render_text`].
+mod story;
 mod text;
+
+pub use story::{STORY_SCHEMA, Story, StoryError, resolve as resolve_namespace};
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,6 +20,7 @@ use crate::collector::{
     LastMember, LeaveHow, Namespace, NsState, Origin, PinEvidence,
 };
 use crate::model::{Comm, CreatedBy, NsId};
+use crate::snapshot::AgeEstimate;
 
 pub const SCHEMA: &str = "netns-trace/report/v1";
 
@@ -41,6 +45,9 @@ pub struct ReportFilters {
     pub since_ns: Option<u64>,
     pub until_ns: Option<u64>,
     pub state: Option<NsState>,
+    /// A pod: its name, `NAMESPACE/NAME` or UID, as the namespace's owner names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
 }
 
 impl ReportFilters {
@@ -63,6 +70,20 @@ impl ReportFilters {
         if self.state.is_some_and(|s| s != ns.state) {
             return false;
         }
+        if let Some(pod) = &self.pod {
+            let o = &ns.owner;
+            let qualified = o
+                .pod_namespace
+                .as_ref()
+                .zip(o.pod_name.as_ref())
+                .map(|(n, p)| format!("{n}/{p}"));
+            if o.pod_name.as_ref() != Some(pod)
+                && o.pod_uid.as_ref() != Some(pod)
+                && qualified.as_ref() != Some(pod)
+            {
+                return false;
+            }
+        }
         let (born, gone) = (
             ns.born_at_ns(),
             ns.destroyed_at_ns().unwrap_or(end_ns.max(ns.born_at_ns())),
@@ -83,6 +104,11 @@ pub struct ReportContext {
     pub probe_mode: String,
     pub clock: Option<ClockBase>,
     pub filters: ReportFilters,
+    /// Set for `scan`: the monotonic time the node was looked at. A scan has no trace, so
+    /// the text shows no trace header, and namespace ages come from `ages`.
+    pub scanned_at_ns: Option<u64>,
+    /// Evidence-based ages by inum (`scan`: see snapshot/age.rs).
+    pub ages: BTreeMap<u32, AgeEstimate>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,6 +193,9 @@ pub struct NamespaceView {
     /// first; absent when none was traced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cni_calls: Vec<CniCall>,
+    /// `scan` only: how old it is, estimated from evidence, with which evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<AgeEstimate>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +232,9 @@ pub struct Report {
     /// only; netns-trace runs no plugin and deletes nothing).
     #[serde(default)]
     pub cni_gc: Vec<CniGcCandidate>,
+    /// `scan` only: when the node was looked at (wall clock). Absent for a trace's report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanned_at: Option<String>,
 }
 
 impl Report {
@@ -215,8 +247,13 @@ impl Report {
             .collect();
         list.sort_by_key(|ns| (ns.born_at_ns(), ns.inum, ns.incarnation));
         let cni_calls = c.sandbox_cni_calls_by_namespace();
-        let namespaces: Vec<NamespaceView> =
-            list.iter().map(|ns| view(c, ns, &cni_calls)).collect();
+        let namespaces: Vec<NamespaceView> = list
+            .iter()
+            .map(|ns| NamespaceView {
+                age: ctx.ages.get(&ns.inum).cloned(),
+                ..view(c, ns, &cni_calls)
+            })
+            .collect();
         let ids: std::collections::HashSet<&str> =
             namespaces.iter().map(|n| n.id.as_str()).collect();
         let findings: Vec<Finding> = c
@@ -293,6 +330,10 @@ impl Report {
             namespaces,
             findings,
             cni_gc,
+            scanned_at: ctx.scanned_at_ns.map(|t| {
+                ctx.clock
+                    .map_or_else(|| format!("{t} ns"), |c| c.rfc3339(t))
+            }),
         }
     }
 
@@ -366,7 +407,8 @@ fn view(
         failed_cleanups: ns.failed_umounts.clone(),
         interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
         arp: ns.arp,
-        owner: (!ns.is_init && !ns.owner.is_empty()).then(|| ns.owner.clone()),
+        owner: (!ns.is_init && !ns.owner.says_nothing()).then(|| ns.owner.clone()),
+        age: None,
     }
 }
 

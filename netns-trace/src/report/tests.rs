@@ -140,6 +140,7 @@ fn ctx() -> ReportContext {
             realtime_ns: 1_700_000_000 * S,
         }),
         filters: ReportFilters::default(),
+        ..Default::default()
     }
 }
 
@@ -414,4 +415,52 @@ fn names_from_pods_and_traces_cannot_forge_lines_or_escape_sequences() {
     );
     assert!(t.contains("pod ns\\n/pod\\x1b]0;x\\x07"), "{t}");
     assert!(t.contains("    stale: its namespace net:["), "{t}");
+}
+
+/// A member in the root cgroup (every process outside a container on a cgroup v1/hybrid
+/// host's unified hierarchy) names no owner: `-` in the table and null in JSON, not `/`.
+#[test]
+fn the_root_cgroup_is_no_owner() {
+    use crate::model::{Member, SnapNamespace, Snapshot, SnapshotPhase};
+    let init = NsId::new(1, 4026531840);
+    let other = NsId::new(7, 4026532100);
+    let member = |cgroup: &str| Member {
+        pid: 300,
+        tgid: 300,
+        comm: Comm::from_str_lossy("sleep"),
+        cgroup: cgroup.into(),
+    };
+    for (cgroup, owned) in [("/", false), ("/system.slice/x.service", true)] {
+        let mut c = Collector::new(CollectorConfig {
+            notices: false,
+            ..Default::default()
+        });
+        c.handle(&Event::observed(
+            S,
+            EventBody::Snapshot(Box::new(Snapshot {
+                phase: SnapshotPhase::Start,
+                namespaces: vec![SnapNamespace {
+                    netns: other,
+                    members: vec![member(cgroup)],
+                    pins: vec![],
+                    interfaces: vec![],
+                    interfaces_error: None,
+                }],
+                init_netns: init,
+            })),
+        ));
+        c.finish(2 * S);
+        let r = Report::build(&c, &ctx());
+        let view = r.namespaces.iter().find(|n| n.inum == other.inum).unwrap();
+        assert_eq!(view.owner.is_some(), owned, "{cgroup}: {:?}", view.owner);
+        let mut buf = Vec::new();
+        r.render_text(&mut buf).unwrap();
+        let t = String::from_utf8(buf).unwrap();
+        let row = t.lines().find(|l| l.starts_with(&view.id)).unwrap();
+        if owned {
+            assert!(row.ends_with(cgroup), "{row}");
+        } else {
+            assert!(row.ends_with("  -"), "{row}");
+        }
+    }
 }

@@ -1,12 +1,15 @@
 //! Text rendering of a [`Report`].
 use std::io::Write;
 
+use super::story::{Story, StoryEvent};
 use super::{ClockBase, NamespaceView, Report, ReportError};
 use crate::collector::cni_calls::{CniCall, CniTarget};
 use crate::collector::cni_gc::{CniGcCandidate, CniGcReason};
 use crate::collector::findings::{InterfaceEvidence, PinEvidence};
 use crate::collector::{FindingDetail, NsState, PinKind};
+use crate::collector::{Origin, VerdictReason};
 use crate::model::terminal_safe as safe;
+use crate::snapshot::{AgeEstimate, AgeSource};
 
 fn secs(ns: u64) -> String {
     format!("{}.{:09}s", ns / 1_000_000_000, ns % 1_000_000_000)
@@ -207,7 +210,12 @@ fn owner_cell(ns: &NamespaceView) -> String {
     if parts.is_empty() {
         if let Some(s) = &o.sandbox_id {
             parts.push(format!("sandbox {s}"));
-        } else if let Some(c) = &o.cgroup {
+        } else if let Some(c) = o
+            .cgroup
+            .as_ref()
+            .filter(|c| !c.trim_end_matches('/').is_empty())
+        {
+            // The root cgroup names no owner.
             parts.push(c.clone());
         }
     }
@@ -221,19 +229,42 @@ fn owner_cell(ns: &NamespaceView) -> String {
     }
 }
 
-fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
-    let born = ns.created_at_ns.unwrap_or(ns.first_seen_ns);
-    let created = match ns.created_at_ns {
-        Some(t) => short(clock, t),
-        None => format!("<{}", short(clock, ns.first_seen_ns)),
+/// An estimated age, to the second, and what it was read from.
+fn age_cell(a: &AgeEstimate) -> String {
+    let d = std::time::Duration::from_secs(a.age_ns / 1_000_000_000);
+    let from = match a.source {
+        AgeSource::NsfsCtime => "nsfs ctime",
+        AgeSource::OldestMemberStart => "oldest member",
     };
-    let ended = match ns.destroyed_at_ns {
-        Some(t) => format!(
-            "{} (lived {})",
-            short(clock, t),
-            duration(t.saturating_sub(born))
-        ),
-        None => format!("alive for {}", duration(end.saturating_sub(born))),
+    if d.is_zero() {
+        format!("<1s ({from})")
+    } else {
+        format!("{} ({from})", humantime::format_duration(d))
+    }
+}
+
+fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64, scan: bool) -> [String; 9] {
+    let born = ns.created_at_ns.unwrap_or(ns.first_seen_ns);
+    let (created, ended) = if scan {
+        // A scan saw one moment: only evidence dates a namespace.
+        match &ns.age {
+            Some(a) => (format!("~{}", a.born_at), age_cell(a)),
+            None => ("?".into(), "unknown".into()),
+        }
+    } else {
+        let created = match ns.created_at_ns {
+            Some(t) => short(clock, t),
+            None => format!("<{}", short(clock, ns.first_seen_ns)),
+        };
+        let ended = match ns.destroyed_at_ns {
+            Some(t) => format!(
+                "{} (lived {})",
+                short(clock, t),
+                duration(t.saturating_sub(born))
+            ),
+            None => format!("alive for {}", duration(end.saturating_sub(born))),
+        };
+        (created, ended)
     };
     let creator = ns
         .created_by
@@ -294,15 +325,28 @@ fn row(ns: &NamespaceView, clock: Option<ClockBase>, end: u64) -> [String; 9] {
 pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError> {
     let clock = r.trace.clock;
     let end = r.trace.ended_at_ns.unwrap_or(0);
-    writeln!(out, "netns-trace report ({})", r.schema)?;
-    writeln!(
-        out,
-        "host: {}  kernel: {}  probe mode: {}",
-        safe(&r.host.hostname),
-        safe(&r.host.kernel),
-        safe(&r.probe_mode)
-    )?;
-    if let (Some(s), Some(e)) = (r.trace.started_at_ns, r.trace.ended_at_ns) {
+    let scan = r.scanned_at.is_some();
+    if let Some(when) = &r.scanned_at {
+        writeln!(out, "netns-trace scan ({})", r.schema)?;
+        writeln!(
+            out,
+            "host: {}  kernel: {}  scanned at {when}",
+            safe(&r.host.hostname),
+            safe(&r.host.kernel),
+        )?;
+    } else {
+        writeln!(out, "netns-trace report ({})", r.schema)?;
+        writeln!(
+            out,
+            "host: {}  kernel: {}  probe mode: {}",
+            safe(&r.host.hostname),
+            safe(&r.host.kernel),
+            safe(&r.probe_mode)
+        )?;
+    }
+    if scan {
+        // No trace: no trace span, no event count, no lost events.
+    } else if let (Some(s), Some(e)) = (r.trace.started_at_ns, r.trace.ended_at_ns) {
         writeln!(
             out,
             "trace: {} .. {} ({}), {} events",
@@ -325,7 +369,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
             r.lost_events.total,
             kinds.join(", ")
         )?;
-    } else {
+    } else if !scan {
         writeln!(out, "lost events: 0")?;
     }
     if r.summary.packet_records_limited > 0 {
@@ -371,7 +415,27 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         )?;
     }
     if let Some(f) = &r.trace.filters {
-        writeln!(out, "filters: {}", serde_json::to_string(f)?)?;
+        let mut parts = Vec::new();
+        if let Some(t) = f.since_ns {
+            parts.push(format!("since {}", short(clock, t)));
+        }
+        if let Some(t) = f.until_ns {
+            parts.push(format!("until {}", short(clock, t)));
+        }
+        if let Some(s) = f.state {
+            parts.push(format!("state {s}"));
+        }
+        if let Some(p) = &f.pod {
+            parts.push(format!("pod {}", safe(p)));
+        }
+        if let Some(n) = &f.netns {
+            parts.push(format!("netns {}", safe(n)));
+        }
+        writeln!(
+            out,
+            "filters: {} (they choose what is listed; verdicts are the whole trace's)",
+            parts.join(", ")
+        )?;
     }
     let fk: Vec<String> = r
         .summary
@@ -396,11 +460,16 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
     )?;
 
     writeln!(out, "\nNAMESPACES")?;
+    let (created_col, lived_col) = if scan {
+        ("CREATED (ESTIMATED)", "AGE (ESTIMATED FROM)")
+    } else {
+        ("CREATED", "DESTROYED / LIVED")
+    };
     let header = [
         "ID",
         "STATE",
-        "CREATED",
-        "DESTROYED / LIVED",
+        created_col,
+        lived_col,
         "CREATOR",
         "LAST MEMBER",
         "PINS",
@@ -409,7 +478,7 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
     ]
     .map(String::from);
     let rows: Vec<[String; 9]> = std::iter::once(header)
-        .chain(r.namespaces.iter().map(|n| row(n, clock, end)))
+        .chain(r.namespaces.iter().map(|n| row(n, clock, end, scan)))
         .collect();
     let mut widths = [0usize; 9];
     for rw in &rows {
@@ -662,4 +731,235 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         }
     }
     Ok(())
+}
+
+/// Why a namespace is in its state, in words, from the rule that decided it.
+fn verdict_line(clock: Option<ClockBase>, state: NsState, reason: &VerdictReason) -> String {
+    let why = match reason {
+        VerdictReason::Destroyed { at_ns, was } => format!(
+            "its teardown or free was seen at {}{}",
+            at(clock, *at_ns),
+            was.map(|w| format!(" (it was {w} before)"))
+                .unwrap_or_default()
+        ),
+        VerdictReason::HostNamespace => "the host's initial namespace".into(),
+        VerdictReason::HasMembers { live_tasks } => {
+            format!("{live_tasks} task(s) live in it")
+        }
+        VerdictReason::SetUpByCreator { pinned_by_creator } => {
+            if *pinned_by_creator {
+                "only its creator was ever inside, and it pinned the namespace itself: it was setting it up (ip netns add, a runtime's pinning step)".into()
+            } else {
+                "nobody but its creator was ever inside, and the creator is not its workload".into()
+            }
+        }
+        VerdictReason::HistoryUnknown { origin } => format!(
+            "it had no member when first seen ({}): its history is not in the trace, so it may be a leak or pinned on purpose",
+            match origin {
+                Origin::Snapshot => "it existed before the trace",
+                Origin::Inferred => "its creation was not seen",
+                Origin::Traced => "traced",
+            }
+        ),
+        VerdictReason::InGrace { since_ns, grace_ns } => format!(
+            "its last member left at {}, less than the grace period ({}) before the end",
+            at(clock, *since_ns),
+            duration(*grace_ns)
+        ),
+        VerdictReason::TeardownPending {
+            since_ns,
+            cleanup_run_ns,
+        } => format!(
+            "memberless since {}, nothing observed holds it, and cleanup_net ran at {}: its free is still to come",
+            at(clock, *since_ns),
+            at(clock, *cleanup_run_ns)
+        ),
+        VerdictReason::PinMakerUnknown { since_ns, path } => format!(
+            "memberless since {}, and who made its bind mount {} was not seen: pinned on purpose or leaked, the evidence cannot tell",
+            at(clock, *since_ns),
+            safe(path)
+        ),
+        VerdictReason::MemberlessPastGrace { since_ns, grace_ns } => format!(
+            "a real member lived there; the last left at {}, more than the grace period ({}) before the end, and something still holds it",
+            at(clock, *since_ns),
+            duration(*grace_ns)
+        ),
+    };
+    format!("{state}: {why}")
+}
+
+/// `report --netns` / `scan --netns`: one namespace's life in order, then its devices, its
+/// visitors and its verdict. Pod-given text (names, paths, cgroups) is escaped.
+pub(super) fn render_story(s: &Story, out: &mut impl Write) -> Result<(), ReportError> {
+    let clock = s.clock;
+    let n = &s.namespace;
+    writeln!(out, "netns-trace story of {} ({})", n.id, n.state)?;
+    match &n.owner {
+        Some(o) => {
+            let mut parts = Vec::new();
+            if let (Some(ns), Some(name)) = (&o.pod_namespace, &o.pod_name) {
+                parts.push(format!("pod {ns}/{name}"));
+            }
+            let field = |name: &str, v: &Option<String>| v.as_ref().map(|v| format!("{name} {v}"));
+            parts.extend(
+                [
+                    field("pod uid", &o.pod_uid),
+                    field("container", &o.container_id),
+                    field("runtime", &o.runtime),
+                    field("sandbox", &o.sandbox_id),
+                    field("cni network", &o.cni_network),
+                    // The root cgroup names no owner.
+                    field(
+                        "cgroup",
+                        &o.cgroup
+                            .clone()
+                            .filter(|c| !c.trim_end_matches('/').is_empty()),
+                    ),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+            writeln!(out, "owner: {}", safe(&parts.join(", ")))?;
+        }
+        None => writeln!(out, "owner: -")?,
+    }
+    if let Some(a) = &n.age {
+        writeln!(out, "age: {} (estimated, born ~{})", age_cell(a), a.born_at)?;
+    }
+
+    writeln!(out, "\nTIMELINE")?;
+    for e in &s.timeline {
+        let what = match &e.event {
+            StoryEvent::Created {
+                pid,
+                comm,
+                source,
+                parent,
+                ..
+            } => format!(
+                "created by {pid} ({}){}{}",
+                comm,
+                source
+                    .map(|s| format!(" through {}", serde_plain(&s)))
+                    .unwrap_or_default(),
+                parent.map(|p| format!(", from {p}")).unwrap_or_default()
+            ),
+            StoryEvent::FirstSeen { origin } => match origin {
+                Origin::Snapshot => "already there when the trace started (history unknown)".into(),
+                _ => "first seen (its creation was not traced)".into(),
+            },
+            StoryEvent::Joined {
+                pid,
+                comm,
+                how,
+                cgroup,
+                before_trace,
+                ..
+            } => format!(
+                "member {pid} ({}) {}{}",
+                comm,
+                if *before_trace {
+                    "was already inside".to_string()
+                } else {
+                    format!("joined ({})", serde_plain(how))
+                },
+                cgroup
+                    .as_deref()
+                    .map(|c| format!(", cgroup {}", safe(c)))
+                    .unwrap_or_default()
+            ),
+            StoryEvent::Left { pid, comm, how, .. } => {
+                format!("member {pid} ({}) left ({})", comm, serde_plain(how))
+            }
+            StoryEvent::Pinned { pin } => format!("pinned: {}", pin_line(pin)),
+            StoryEvent::Unpinned { pin, by } => format!(
+                "unpinned: {}{}",
+                pin_line(&PinEvidence {
+                    by: None,
+                    ..pin.clone()
+                }),
+                by.as_ref()
+                    .map(|b| format!(", removed by {} ({})", b.pid, b.comm))
+                    .unwrap_or_default()
+            ),
+            StoryEvent::CleanupFailed { cleanup: u } => format!(
+                "cleanup failed: umount {} by {} ({}) -> errno {}",
+                safe(&u.path),
+                u.by.pid,
+                u.by.comm,
+                u.errno
+            ),
+            StoryEvent::Cni { call } => format!("cni: {}", cni_call(clock, call)),
+            StoryEvent::Finding {
+                kind,
+                summary,
+                uncertain,
+            } => format!(
+                "finding {kind}{}: {}",
+                if *uncertain { " (uncertain)" } else { "" },
+                safe(summary)
+            ),
+            StoryEvent::Destroyed => "destroyed (teardown)".into(),
+            StoryEvent::Freed => "freed".into(),
+        };
+        writeln!(out, "  {}  {what}", short(clock, e.at_ns))?;
+    }
+    if s.members_dropped > 0 || s.removed_pins_dropped > 0 {
+        writeln!(
+            out,
+            "  (older history not kept: {} member stays, {} removed pins)",
+            s.members_dropped, s.removed_pins_dropped
+        )?;
+    }
+
+    writeln!(out, "\nVISITS (setns stays under a second)")?;
+    if s.visits.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for v in &s.visits {
+        writeln!(
+            out,
+            "  {} x{}, {} .. {}",
+            v.comm,
+            v.count,
+            short(clock, v.first_at_ns),
+            short(clock, v.last_at_ns)
+        )?;
+    }
+
+    writeln!(out, "\nDEVICES AND ADDRESSES")?;
+    if n.interfaces.is_empty() {
+        writeln!(out, "  none seen")?;
+    }
+    for i in &n.interfaces {
+        writeln!(out, "  {}", interface_line(i))?;
+    }
+    if n.pins.is_empty() {
+        writeln!(out, "\nHELD BY\n  nothing observed")?;
+    } else {
+        writeln!(out, "\nHELD BY")?;
+        for p in &n.pins {
+            writeln!(out, "  {}", pin_line(p))?;
+        }
+    }
+
+    writeln!(
+        out,
+        "\nVERDICT\n  {}",
+        verdict_line(clock, s.verdict.state, &s.verdict.reason)
+    )?;
+    for f in &s.findings {
+        if let Some(why) = &f.uncertain_reason {
+            writeln!(out, "  {} is uncertain: {}", f.kind(), safe(why))?;
+        }
+    }
+    Ok(())
+}
+
+/// A unit enum as its JSON name (`setns`, `unshare`, …).
+fn serde_plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|j| j.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

@@ -11,6 +11,7 @@
 //!   pieces the live enricher calls on events; [`ProcObserver`] bundles them as its
 //!   [`Observer`](crate::live::enrich::Observer).
 
+pub mod age;
 pub mod mountinfo;
 pub mod netns_handle;
 pub mod procfs;
@@ -19,8 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub use age::{AgeEstimate, AgeSource, estimate_ages};
 pub use netns_handle::{NsRead, ns_inum_of, read_interfaces};
-use procfs::{ProcFs, ProcessNs, is_vanished};
+pub use procfs::ProcFs;
+use procfs::{ProcessNs, is_vanished};
 
 use crate::model::{Comm, Interface, Member, NsId, Pin, SnapNamespace, Snapshot, SnapshotPhase};
 
