@@ -3,7 +3,8 @@
 //! and a collector set up as `watch` runs it.
 use super::{Collector, CollectorConfig};
 use crate::model::{
-    Comm, Event, EventBody, NsId, SnapNamespace, Snapshot, SnapshotPhase, TaskNetns, TaskOp,
+    Comm, Event, EventBody, MountOp, MountSyscall, NsId, Pin, PinChange, SnapNamespace, Snapshot,
+    SnapshotPhase, TaskNetns, TaskOp,
 };
 
 pub(super) const S: u64 = 1_000_000_000;
@@ -67,4 +68,43 @@ pub(super) fn collector() -> Collector {
     });
     c.handle(&start_snapshot(vec![]));
     c
+}
+
+/// A bind mount at `path` in the host's mount namespace, held by systemd.
+pub(super) fn bind_mount(path: &str) -> Pin {
+    Pin::BindMount {
+        path: path.into(),
+        mnt_ns: HOST_MNT,
+        holder_pid: 1,
+        holder_comm: comm("systemd"),
+    }
+}
+
+/// `mount --bind /proc/MEMBER/ns/net PATH` (pid 90) pinning `netns`, confirmed from
+/// mountinfo.
+pub(super) fn pin(c: &mut Collector, ts: u64, netns: NsId, member: u32, path: &str) {
+    c.handle(&ev(
+        ts,
+        90,
+        90,
+        "mount",
+        EventBody::MountSyscall(MountSyscall {
+            op: MountOp::Mount,
+            netns: INIT,
+            mnt_ns: HOST_MNT,
+            ret: 0,
+            flags: 4096,
+            from_dfd: -100,
+            to_dfd: -100,
+            source: format!("/proc/{member}/ns/net"),
+            target: path.into(),
+        }),
+    ));
+    c.handle(&Event::observed(
+        ts,
+        EventBody::PinAdded(PinChange {
+            netns,
+            pin: bind_mount(path),
+        }),
+    ));
 }

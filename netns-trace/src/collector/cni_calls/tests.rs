@@ -3,12 +3,11 @@
 //! which exec their IPAM plugin with the same environment, and tears down.
 use super::*;
 use crate::collector::test_events::{
-    HOST_MNT, INIT, MS, S, by_process as ev, collector, task_body as task,
+    INIT, MS, S, bind_mount, by_process as ev, collector, pin, task_body as task,
 };
 use crate::collector::{CollectorConfig, FindingDetail};
 use crate::model::{
-    Comm, CreatedBy, EventBody, MountOp, MountSyscall, NetnsCreated, Pin, PinChange, Snapshot,
-    SnapshotPhase, TaskOp,
+    Comm, CreatedBy, EventBody, NetnsCreated, PinChange, Snapshot, SnapshotPhase, TaskOp,
 };
 
 const NODE: NsId = NsId::new(20, 4026532020);
@@ -37,42 +36,6 @@ fn unshare(c: &mut Collector, ts: u64, pid: u32, id: NsId) {
 
 fn exit(c: &mut Collector, ts: u64, pid: u32, id: NsId) {
     c.handle(&ev(ts, pid, "sleep", task(TaskOp::Exit, id, id)));
-}
-
-/// `mount --bind /proc/PID/ns/net PATH`, confirmed from mountinfo.
-fn pin(c: &mut Collector, ts: u64, id: NsId, path: &str) {
-    c.handle(&ev(
-        ts,
-        90,
-        "mount",
-        EventBody::MountSyscall(MountSyscall {
-            op: MountOp::Mount,
-            netns: INIT,
-            mnt_ns: HOST_MNT,
-            ret: 0,
-            flags: 4096,
-            from_dfd: -100,
-            to_dfd: -100,
-            source: "/proc/100/ns/net".into(),
-            target: path.into(),
-        }),
-    ));
-    c.handle(&Event::observed(
-        ts,
-        EventBody::PinAdded(PinChange {
-            netns: id,
-            pin: pin_at(path),
-        }),
-    ));
-}
-
-fn pin_at(path: &str) -> Pin {
-    Pin::BindMount {
-        path: path.into(),
-        mnt_ns: HOST_MNT,
-        holder_pid: 1,
-        holder_comm: Comm::from_str_lossy("systemd"),
-    }
 }
 
 /// The plugin `plugin` starting as pid `pid` with this CNI environment, from the node's
@@ -127,6 +90,7 @@ fn each_call_names_the_namespace_its_path_named_at_that_moment() {
         &mut c,
         3 * S + MS,
         POD_A,
+        100,
         "/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44",
     );
     c.handle(&cni(4 * S, 110, "loopback", "ADD", SANDBOX_A, PIN_A));
@@ -168,7 +132,7 @@ fn each_call_names_the_namespace_its_path_named_at_that_moment() {
         8 * S,
         EventBody::PinRemoved(PinChange {
             netns: POD_A,
-            pin: pin_at("/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44"),
+            pin: bind_mount("/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44"),
         }),
     ));
     c.handle(&cni(9 * S, 121, "bridge", "DEL", SANDBOX_A, PIN_A));
@@ -370,7 +334,7 @@ fn exited(at_ns: u64, code: i32) -> Option<CniEnd> {
 fn each_call_ends_with_the_status_its_parent_was_told() {
     let mut c = collector();
     unshare(&mut c, 2 * S, 100, POD_A);
-    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    pin(&mut c, 2 * S + MS, POD_A, 100, PIN_A);
     // The runtime (pid 90) runs bridge, which runs host-local; host-local ends first.
     c.handle(&cni(3 * S, 111, "bridge", "ADD", SANDBOX_A, PIN_A));
     c.handle(&cni(3 * S + MS, 112, "host-local", "ADD", SANDBOX_A, PIN_A));
@@ -457,7 +421,7 @@ fn each_call_ends_with_the_status_its_parent_was_told() {
 fn a_namespace_has_its_sandboxes_calls_and_its_owner_from_them() {
     let mut c = collector();
     unshare(&mut c, 2 * S, 100, POD_A);
-    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    pin(&mut c, 2 * S + MS, POD_A, 100, PIN_A);
     c.handle(&cni(3 * S, 111, "bridge", "ADD", SANDBOX_A, PIN_A));
     c.handle(&cni(3 * S + MS, 112, "host-local", "ADD", SANDBOX_A, PIN_A));
     c.handle(&cni_exit(3 * S + 2 * MS, 112, 112, 0, 111));
@@ -467,7 +431,7 @@ fn a_namespace_has_its_sandboxes_calls_and_its_owner_from_them() {
         4 * S,
         EventBody::PinRemoved(PinChange {
             netns: POD_A,
-            pin: pin_at(PIN_A),
+            pin: bind_mount(PIN_A),
         }),
     ));
     c.handle(&cni(5 * S, 120, "bridge", "DEL", SANDBOX_A, PIN_A));
@@ -568,7 +532,7 @@ fn a_del_after_the_pause_died_that_its_pinned_namespace_outlived_is_cited_in_one
     unshare(&mut c, 2 * S, 100, POD_A);
     add(&mut c, 3 * S, 110, SANDBOX_A, "/proc/100/ns/net");
     c.handle(&interfaces(3 * S + 10 * MS, POD_A, Some("10.231.62.11")));
-    pin(&mut c, 4 * S, POD_A, "/run/netns-debug/aaaa0001");
+    pin(&mut c, 4 * S, POD_A, 100, "/run/netns-debug/aaaa0001");
     // The pause dies; DEL gets the dead path, returns 0, and eth0 stays.
     exit(&mut c, 5 * S, 100, POD_A);
     run_del(
@@ -651,7 +615,7 @@ fn a_failed_del_is_a_finding_with_its_namespace_and_a_clean_pod_gives_none() {
     // Pod A: pinned as containerd does; a clean stop: DEL through the pin, eth0 goes, then
     // the pin, then the namespace.
     unshare(&mut c, 2 * S, 100, POD_A);
-    pin(&mut c, 2 * S + MS, POD_A, PIN_A);
+    pin(&mut c, 2 * S + MS, POD_A, 100, PIN_A);
     add(&mut c, 3 * S, 110, SANDBOX_A, PIN_A);
     c.handle(&interfaces(3 * S + 10 * MS, POD_A, Some("10.0.0.2")));
     exit(&mut c, 4 * S, 100, POD_A);

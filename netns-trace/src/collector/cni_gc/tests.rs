@@ -5,12 +5,12 @@
 use super::*;
 use crate::collector::CollectorConfig;
 use crate::collector::test_events::{
-    GRACE, HOST_MNT, INIT, MS, S, by_process as ev, collector, start_snapshot as snapshot,
+    GRACE, INIT, MS, S, bind_mount, by_process as ev, collector, pin, start_snapshot as snapshot,
     task_body as task,
 };
 use crate::model::{
     CniExec, CniExit, CniResultGone, CniTruncated, Comm, CreatedBy, Event, EventBody, Hook,
-    MountOp, MountSyscall, NetnsCreated, NetnsObject, NsId, Pin, PinChange, SnapNamespace, TaskOp,
+    NetnsCreated, NetnsObject, NsId, PinChange, SnapNamespace, TaskOp,
 };
 
 const NODE: NsId = NsId::new(20, 4026532020);
@@ -38,42 +38,6 @@ fn pause_starts(c: &mut Collector, ts: u64) {
 
 fn pause_dies(c: &mut Collector, ts: u64) {
     c.handle(&ev(ts, PAUSE, "sleep", task(TaskOp::Exit, POD, POD)));
-}
-
-fn bind_mount(path: &str) -> Pin {
-    Pin::BindMount {
-        path: path.into(),
-        mnt_ns: HOST_MNT,
-        holder_pid: 1,
-        holder_comm: Comm::from_str_lossy("systemd"),
-    }
-}
-
-/// `mount --bind /proc/PID/ns/net PATH`, confirmed from mountinfo.
-fn pin(c: &mut Collector, ts: u64, path: &str) {
-    c.handle(&ev(
-        ts,
-        90,
-        "mount",
-        EventBody::MountSyscall(MountSyscall {
-            op: MountOp::Mount,
-            netns: INIT,
-            mnt_ns: HOST_MNT,
-            ret: 0,
-            flags: 4096,
-            from_dfd: -100,
-            to_dfd: -100,
-            source: format!("/proc/{PAUSE}/ns/net"),
-            target: path.into(),
-        }),
-    ));
-    c.handle(&Event::observed(
-        ts,
-        EventBody::PinAdded(PinChange {
-            netns: POD,
-            pin: bind_mount(path),
-        }),
-    ));
 }
 
 fn unpin(c: &mut Collector, ts: u64, path: &str) {
@@ -173,7 +137,7 @@ fn id(c: &Collector) -> String {
 /// A pod as containerd runs it, up to its ADD: pause, pin, ADD through the pin, cache entry.
 fn containerd_pod(c: &mut Collector) {
     pause_starts(c, 2 * S);
-    pin(c, 2 * S + MS, PIN);
+    pin(c, 2 * S + MS, POD, PAUSE, PIN);
     bridge(c, 3 * S, 110, "ADD", PIN, 0);
     cached(c, 3 * S + 20 * MS, Some(PIN));
 }
@@ -372,7 +336,7 @@ fn the_incident_entry_is_stale_for_every_reason_it_shows() {
     pause_starts(&mut c, 2 * S);
     bridge(&mut c, 3 * S, 110, "ADD", &proc_path, 0);
     cached(&mut c, 3 * S + 20 * MS, Some(&proc_path));
-    pin(&mut c, 4 * S, "/run/netns/debug-aaaa0001");
+    pin(&mut c, 4 * S, POD, PAUSE, "/run/netns/debug-aaaa0001");
     pause_dies(&mut c, 10 * S);
     bridge(&mut c, 11 * S, 120, "DEL", &proc_path, 1);
     c.tick(10 * S + GRACE + S);
