@@ -71,7 +71,7 @@ pub(super) fn collector() -> Collector {
 }
 
 /// A bind mount at `path` in the host's mount namespace, held by systemd.
-pub(super) fn bind_mount(path: &str) -> Pin {
+pub(super) fn bind_mount_pin(path: &str) -> Pin {
     Pin::BindMount {
         path: path.into(),
         mnt_ns: HOST_MNT,
@@ -80,14 +80,14 @@ pub(super) fn bind_mount(path: &str) -> Pin {
     }
 }
 
-/// `mount --bind /proc/MEMBER/ns/net PATH` (pid 90) pinning `netns`, confirmed from
-/// mountinfo.
-pub(super) fn pin(c: &mut Collector, ts: u64, netns: NsId, member: u32, path: &str) {
-    c.handle(&ev(
+/// `mount --bind SOURCE TARGET` by process `pid`, from the host's namespaces, as the probe
+/// records it.
+pub(super) fn bind_mount_syscall(ts: u64, pid: u32, c: &str, source: &str, target: &str) -> Event {
+    ev(
         ts,
-        90,
-        90,
-        "mount",
+        pid,
+        pid,
+        c,
         EventBody::MountSyscall(MountSyscall {
             op: MountOp::Mount,
             netns: INIT,
@@ -96,15 +96,27 @@ pub(super) fn pin(c: &mut Collector, ts: u64, netns: NsId, member: u32, path: &s
             flags: 4096,
             from_dfd: -100,
             to_dfd: -100,
-            source: format!("/proc/{member}/ns/net"),
-            target: path.into(),
+            source: source.into(),
+            target: target.into(),
         }),
+    )
+}
+
+/// `mount --bind /proc/MEMBER/ns/net PATH` (pid 90) pinning `netns`, confirmed from
+/// mountinfo.
+pub(super) fn pin(c: &mut Collector, ts: u64, netns: NsId, member: u32, path: &str) {
+    c.handle(&bind_mount_syscall(
+        ts,
+        90,
+        "mount",
+        &format!("/proc/{member}/ns/net"),
+        path,
     ));
     c.handle(&Event::observed(
         ts,
         EventBody::PinAdded(PinChange {
             netns,
-            pin: bind_mount(path),
+            pin: bind_mount_pin(path),
         }),
     ));
 }

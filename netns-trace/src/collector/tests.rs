@@ -33,23 +33,7 @@ fn created(ts: u64, pid: u32, tgid: u32, c: &str, id: NsId) -> Event {
 }
 
 fn bind_mount(ts: u64, pid: u32, c: &str, target: &str) -> Event {
-    ev(
-        ts,
-        pid,
-        pid,
-        c,
-        EventBody::MountSyscall(MountSyscall {
-            op: MountOp::Mount,
-            netns: INIT,
-            mnt_ns: HOST_MNT,
-            ret: 0,
-            flags: 4096,
-            from_dfd: -100,
-            to_dfd: -100,
-            source: "/proc/self/ns/net".into(),
-            target: target.into(),
-        }),
-    )
+    bind_mount_syscall(ts, pid, c, "/proc/self/ns/net", target)
 }
 
 /// umount2(`path`, MNT_DETACH) as the probe records it: its one path in `source`.

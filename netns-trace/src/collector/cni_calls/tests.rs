@@ -3,7 +3,7 @@
 //! which exec their IPAM plugin with the same environment, and tears down.
 use super::*;
 use crate::collector::test_events::{
-    INIT, MS, S, bind_mount, by_process as ev, collector, pin, task_body as task,
+    INIT, MS, S, bind_mount_pin, by_process as ev, collector, pin, task_body as task,
 };
 use crate::collector::{CollectorConfig, FindingDetail};
 use crate::model::{
@@ -132,7 +132,7 @@ fn each_call_names_the_namespace_its_path_named_at_that_moment() {
         8 * S,
         EventBody::PinRemoved(PinChange {
             netns: POD_A,
-            pin: bind_mount("/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44"),
+            pin: bind_mount_pin("/run/netns/cni-5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44"),
         }),
     ));
     c.handle(&cni(9 * S, 121, "bridge", "DEL", SANDBOX_A, PIN_A));
@@ -431,7 +431,7 @@ fn a_namespace_has_its_sandboxes_calls_and_its_owner_from_them() {
         4 * S,
         EventBody::PinRemoved(PinChange {
             netns: POD_A,
-            pin: bind_mount(PIN_A),
+            pin: bind_mount_pin(PIN_A),
         }),
     ));
     c.handle(&cni(5 * S, 120, "bridge", "DEL", SANDBOX_A, PIN_A));

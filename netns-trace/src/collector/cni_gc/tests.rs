@@ -5,8 +5,8 @@
 use super::*;
 use crate::collector::CollectorConfig;
 use crate::collector::test_events::{
-    GRACE, INIT, MS, S, bind_mount, by_process as ev, collector, pin, start_snapshot as snapshot,
-    task_body as task,
+    GRACE, INIT, MS, S, bind_mount_pin, by_process as ev, collector, pin,
+    start_snapshot as snapshot, task_body as task,
 };
 use crate::model::{
     CniExec, CniExit, CniResultGone, CniTruncated, Comm, CreatedBy, Event, EventBody, Hook,
@@ -45,7 +45,7 @@ fn unpin(c: &mut Collector, ts: u64, path: &str) {
         ts,
         EventBody::PinRemoved(PinChange {
             netns: POD,
-            pin: bind_mount(path),
+            pin: bind_mount_pin(path),
         }),
     ));
 }
@@ -386,7 +386,7 @@ fn scan_judges_a_memberless_pinned_namespace_from_the_cache_alone() {
         SnapNamespace {
             netns: POD,
             members: vec![],
-            pins: vec![bind_mount(PIN)],
+            pins: vec![bind_mount_pin(PIN)],
             interfaces: vec![],
             interfaces_error: None,
         },
@@ -398,7 +398,7 @@ fn scan_judges_a_memberless_pinned_namespace_from_the_cache_alone() {
                 comm: Comm::from_str_lossy("pause"),
                 cgroup: String::new(),
             }],
-            pins: vec![bind_mount(live_pin)],
+            pins: vec![bind_mount_pin(live_pin)],
             interfaces: vec![],
             interfaces_error: None,
         },
