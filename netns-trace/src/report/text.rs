@@ -326,24 +326,17 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
     let clock = r.trace.clock;
     let end = r.trace.ended_at_ns.unwrap_or(0);
     let scan = r.scanned_at.is_some();
-    if let Some(when) = &r.scanned_at {
-        writeln!(out, "netns-trace scan ({})", r.schema)?;
-        writeln!(
-            out,
-            "host: {}  kernel: {}  scanned at {when}",
-            safe(&r.host.hostname),
-            safe(&r.host.kernel),
-        )?;
-    } else {
-        writeln!(out, "netns-trace report ({})", r.schema)?;
-        writeln!(
-            out,
-            "host: {}  kernel: {}  probe mode: {}",
-            safe(&r.host.hostname),
-            safe(&r.host.kernel),
-            safe(&r.probe_mode)
-        )?;
-    }
+    let (what, when_or_mode) = match &r.scanned_at {
+        Some(when) => ("scan", format!("scanned at {when}")),
+        None => ("report", format!("probe mode: {}", safe(&r.probe_mode))),
+    };
+    writeln!(out, "netns-trace {what} ({})", r.schema)?;
+    writeln!(
+        out,
+        "host: {}  kernel: {}  {when_or_mode}",
+        safe(&r.host.hostname),
+        safe(&r.host.kernel),
+    )?;
     if scan {
         // No trace: no trace span, no event count, no lost events.
     } else if let (Some(s), Some(e)) = (r.trace.started_at_ns, r.trace.ended_at_ns) {
