@@ -78,9 +78,6 @@ pub fn send<T: 'static>(kind: EventKind, record: T) {
     }
 }
 
-/// Nanoseconds of refill one packet record costs in a namespace's bucket.
-const PACKET_RECORD_COST_NS: u64 = 1_000_000_000 / PACKET_BUDGET_PER_SEC;
-
 /// Packet records all namespaces together may send at once, and per second (see
 /// [`netns_trace_common::PACKET_RING_SHARE`]). Set by userspace from the ring's size.
 #[unsafe(no_mangle)]
@@ -113,40 +110,27 @@ fn take_token(budget: &mut PacketBudget, now: u64, burst: u64, per_sec: u64) -> 
 #[inline(always)]
 pub fn packet_budget_allows(netns: &NetnsId) -> bool {
     let now = unsafe { bpf_ktime_get_ns() };
-    let own = match PACKET_BUDGETS.get_ptr_mut(netns) {
-        Some(budget) => {
-            let budget = unsafe { &mut *budget };
-            if !take_token(budget, now, PACKET_BUDGET_BURST, PACKET_BUDGET_PER_SEC) {
-                budget.limited += 1;
-                return false;
-            }
-            Some(budget)
-        }
-        None => {
-            // First record of this namespace: a full bucket, less this one.
-            let fresh = PacketBudget {
-                credit_ns: (PACKET_BUDGET_BURST - 1) * PACKET_RECORD_COST_NS,
-                refilled_ns: now,
-                limited: 0,
-            };
-            let _ = PACKET_BUDGETS.insert(netns, &fresh, 0);
-            None
-        }
+    if PACKET_BUDGETS.get_ptr_mut(netns).is_none() {
+        // First record of this namespace: a full bucket.
+        let full = PacketBudget {
+            credit_ns: PACKET_BUDGET_BURST * (1_000_000_000 / PACKET_BUDGET_PER_SEC),
+            refilled_ns: now,
+            limited: 0,
+        };
+        let _ = PACKET_BUDGETS.insert(netns, &full, 0);
+    }
+    let Some(own) = PACKET_BUDGETS.get_ptr_mut(netns) else {
+        // Not kept (the map refused it): nothing to count against.
+        return true;
     };
+    let own = unsafe { &mut *own };
     let all = PACKET_RECORDS_ALL.load();
-    let Some(global) = PACKET_BUDGET_ALL.get_ptr_mut(0) else {
-        return true;
-    };
-    if take_token(unsafe { &mut *global }, now, all, all) {
-        return true;
+    let allowed = take_token(own, now, PACKET_BUDGET_BURST, PACKET_BUDGET_PER_SEC)
+        && PACKET_BUDGET_ALL
+            .get_ptr_mut(0)
+            .is_none_or(|global| take_token(unsafe { &mut *global }, now, all, all));
+    if !allowed {
+        own.limited += 1;
     }
-    match own {
-        Some(budget) => budget.limited += 1,
-        None => {
-            if let Some(budget) = PACKET_BUDGETS.get_ptr_mut(netns) {
-                unsafe { (*budget).limited += 1 };
-            }
-        }
-    }
-    false
+    allowed
 }
