@@ -135,6 +135,9 @@ kernel_offsets! {
     skb_head => SkbHead,
     skb_data => SkbData,
     skb_network_header => SkbNetworkHeader,
+    skb_transport_header => SkbTransportHeader,
+    /// `skb->len`: bytes from `data` to the end of the packet.
+    skb_len => SkbLen,
     skb_dev => SkbDev,
     // in_ifaddr / in_device
     ifa_local => IfaLocal,
@@ -158,4 +161,4 @@ impl core::fmt::Display for Offset {
     }
 }
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 168);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 176);

@@ -45,6 +45,7 @@ macro_rules! with_event_table {
             0x25 kernel(CniExit) "cni_exit" CniExit(CniExit),
             0x26 user "cni_result_gone" CniResultGone(CniResultGone),
             0x27 user "packets_limited" PacketsLimited(PacketsLimited),
+            0x28 kernel(Ndisc) "ndisc" Ndisc(NdiscPacket),
         }
     };
 }
@@ -388,6 +389,54 @@ pub struct Arp {
     pub target_mac: [u8; 6],
 }
 
+/// ICMPv6 types of the Neighbour Discovery messages the probes record (RFC 4861).
+pub mod ndisc {
+    /// Neighbour Solicitation.
+    pub const SOLICITATION: u8 = 135;
+    /// Neighbour Advertisement.
+    pub const ADVERTISEMENT: u8 = 136;
+    /// ND option: Source Link-Layer Address (in a solicitation).
+    pub const OPT_SOURCE_LLA: u8 = 1;
+    /// ND option: Target Link-Layer Address (in an advertisement).
+    pub const OPT_TARGET_LLA: u8 = 2;
+    /// Bits of an advertisement's flags byte, as on the wire.
+    pub const NA_ROUTER: u8 = 0x80;
+    pub const NA_SOLICITED: u8 = 0x40;
+    pub const NA_OVERRIDE: u8 = 0x20;
+}
+
+/// A Neighbour Solicitation or Advertisement (ICMPv6 135/136) received or sent on a device in
+/// `hdr.netns`: IPv6's ARP request and reply. Addresses are network order, as on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ndisc {
+    pub hdr: EventHeader,
+    pub ifindex: u32,
+    /// [`ndisc::SOLICITATION`] or [`ndisc::ADVERTISEMENT`].
+    pub icmp_type: u8,
+    /// A [`Direction`].
+    pub dir: u8,
+    /// A [`Hook`].
+    pub hook: u8,
+    /// Advertisements: the flags byte ([`ndisc::NA_ROUTER`], [`ndisc::NA_SOLICITED`],
+    /// [`ndisc::NA_OVERRIDE`]); 0 for a solicitation.
+    pub na_flags: u8,
+    /// The target address: the one a solicitation asks about, or an advertisement claims.
+    pub target: [u8; 16],
+    /// The IPv6 source address (`::` for a duplicate address detection probe).
+    pub src: [u8; 16],
+    /// The IPv6 destination address (a solicited-node multicast address, or unicast).
+    pub dst: [u8; 16],
+    /// The link-layer address the option carried: the sender's in a solicitation (source
+    /// LLA), the claimed one in an advertisement (target LLA). Zero when `lla_option` is 0.
+    pub lla: [u8; 6],
+    /// The option `lla` came from ([`ndisc::OPT_SOURCE_LLA`] or [`ndisc::OPT_TARGET_LLA`]),
+    /// 0 when the packet's first two options held none for its type (an advertisement
+    /// answering a unicast solicitation carries none).
+    pub lla_option: u8,
+    pub _pad: u8,
+}
+
 /// An IPv4 neighbour entry changed (neigh:neigh_update). `hdr.netns` is the device's.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -401,7 +450,16 @@ pub struct NeighUpdate {
     pub _pad: [u8; 6],
 }
 
-/// Packet records (ARP, neighbour updates) a namespace may send: a token bucket per
+/// Bits of the PACKET_FAMILIES switch: which packet families the shared `net_dev_xmit` and
+/// `netif_receive_skb` programs record.
+pub mod packet_families {
+    /// ARP (the `arp` probe).
+    pub const ARP: u32 = 1;
+    /// IPv6 Neighbour Discovery (the `ndisc` probe).
+    pub const NDISC: u32 = 2;
+}
+
+/// Packet records (ARP, ND, neighbour updates) a namespace may send: a token bucket per
 /// namespace, refilled at this rate up to [`PACKET_BUDGET_BURST`]. A pod controls its packets:
 /// past its budget its records are counted ([`PacketBudget::limited`]), not sent, so a flood
 /// cannot fill the ring that lifecycle records share. A node's own ARP (a bridge with a few
@@ -518,6 +576,7 @@ const _: () = {
     assert!(core::mem::size_of::<Ipv4Addr>() == 88);
     assert!(core::mem::size_of::<Arp>() == 88);
     assert!(core::mem::size_of::<NeighUpdate>() == 80);
+    assert!(core::mem::size_of::<Ndisc>() == 120);
     assert!(core::mem::size_of::<CniExec>() == 1120);
     assert!(core::mem::size_of::<CniExit>() == 72);
     assert!(core::mem::size_of::<PacketBudget>() == 24);

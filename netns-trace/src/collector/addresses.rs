@@ -8,8 +8,8 @@ use super::identity::{IfUnknown, Intent, SlotRef};
 use super::namespace::{ArpReplySeen, InterfaceRecord, NsState};
 use super::{Collector, NoticeKind};
 use crate::model::{
-    AddrOp, ArpPacket, Direction, Interface, InterfacesRead, Ipv4AddrChange, Mac, NetDev, NetDevOp,
-    PacketsLimited,
+    AddrOp, ArpPacket, Direction, Interface, InterfacesRead, Ipv4AddrChange, Mac, NdiscPacket,
+    NetDev, NetDevOp, PacketsLimited,
 };
 use netns_trace_common::{PACKET_BUDGET_BURST, PACKET_BUDGET_PER_SEC};
 
@@ -261,6 +261,24 @@ impl Collector {
             ns.remember_reply(rep);
             self.check_stale(r, rep);
         }
+    }
+
+    /// A Neighbour Solicitation or Advertisement: IPv6's ARP request and reply.
+    pub(super) fn on_ndisc(&mut self, ts: u64, e: &NdiscPacket) {
+        let Some(r) = self.place(e.netns, Intent::Attach, IfUnknown::Skip, ts) else {
+            return;
+        };
+        let Some(ns) = self.reg.get_mut(r) else {
+            return;
+        };
+        let c = &mut ns.arp;
+        let counter = match (e.is_advertisement(), e.dir) {
+            (false, Direction::Tx) => &mut c.solicitations_tx,
+            (false, Direction::Rx) => &mut c.solicitations_rx,
+            (true, Direction::Tx) => &mut c.advertisements_tx,
+            (true, Direction::Rx) => &mut c.advertisements_rx,
+        };
+        *counter = counter.saturating_add(1);
     }
 
     /// Live, non-leaked holders of `ip` with their MACs; members-holding ones first.

@@ -314,6 +314,7 @@ impl Collector {
             EventBody::NetDev(e) => self.on_netdev(ts, e),
             EventBody::Ipv4Addr(e) => self.on_ipv4(ts, e),
             EventBody::Arp(e) => self.on_arp(ts, e),
+            EventBody::Ndisc(e) => self.on_ndisc(ts, e),
             EventBody::NeighUpdate(NeighUpdate { .. }) => {}
             EventBody::PacketsLimited(e) => self.on_packets_limited(ts, e),
             EventBody::Lost(e) => self.on_lost(ts, e),

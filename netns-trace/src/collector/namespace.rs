@@ -295,6 +295,15 @@ pub struct ArpCounters {
     pub requests_rx: u32,
     pub replies_tx: u32,
     pub replies_rx: u32,
+    /// IPv6's counterparts (Neighbour Discovery, ICMPv6 135 and 136).
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub solicitations_tx: u32,
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub solicitations_rx: u32,
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub advertisements_tx: u32,
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub advertisements_rx: u32,
     /// ARP and neighbour-update records its traffic caused past its budget in the kernel:
     /// counted there, never traced.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -302,6 +311,10 @@ pub struct ArpCounters {
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero32(n: &u32) -> bool {
     *n == 0
 }
 

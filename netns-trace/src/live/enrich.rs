@@ -10,7 +10,7 @@
 //! beyond the read itself.
 use crate::model::{
     ArpPacket, CgroupPath, CniExec, CniResultGone, InterfacesRead, MemberCgroup, MountSyscall,
-    NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsMount, PinChange, TaskNetns,
+    NdiscPacket, NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsMount, PinChange, TaskNetns,
 };
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -445,6 +445,7 @@ impl<O: Observer> Enricher<O> {
                 self.rescan_mount_ns(*mnt_ns, ts, &mut out);
             }
             EventBody::Arp(ArpPacket { netns, .. })
+            | EventBody::Ndisc(NdiscPacket { netns, .. })
             | EventBody::NeighUpdate(NeighUpdate { netns, .. })
                 if *netns != self.init =>
             {

@@ -647,6 +647,70 @@ impl FromRecord for ArpPacket {
 }
 
 payload! {
+    /// A Neighbour Solicitation or Advertisement (ICMPv6 135/136) received or sent on a
+    /// device in `netns`: IPv6's ARP request and reply.
+    pub struct NdiscPacket {
+        pub netns: NsId,
+        pub dir: Direction,
+        pub hook: Hook,
+        /// 135 solicitation, 136 advertisement.
+        pub icmp_type: u8,
+        pub ifindex: u32,
+        /// The address a solicitation asks about, or an advertisement claims.
+        pub target: Ipv6Addr,
+        /// The IPv6 source (`::` for a duplicate address detection probe).
+        pub src: Ipv6Addr,
+        /// The IPv6 destination.
+        pub dst: Ipv6Addr,
+        /// The link-layer address option's MAC (the sender's in a solicitation, the claimed
+        /// one in an advertisement); all zero when `lla_option` is 0.
+        pub lla: Mac,
+        /// The ND option it came from: 1 source, 2 target; 0 when the packet carried none.
+        pub lla_option: u8,
+        /// Advertisements: router 0x80, solicited 0x40, override 0x20.
+        pub na_flags: u8,
+    }
+}
+
+impl NdiscPacket {
+    pub fn is_advertisement(&self) -> bool {
+        self.icmp_type == abi::ndisc::ADVERTISEMENT
+    }
+
+    /// The MAC the packet claims for `target` (an advertisement with its target link-layer
+    /// address option), if any.
+    pub fn claimed_mac(&self) -> Option<Mac> {
+        (self.is_advertisement() && self.lla_option == abi::ndisc::OPT_TARGET_LLA)
+            .then_some(self.lla)
+    }
+}
+
+impl FromRecord for NdiscPacket {
+    type Record = abi::Ndisc;
+    fn from_record(hdr: &EventHeader, r: &Self::Record) -> Result<Self, BadValue> {
+        if r.icmp_type != abi::ndisc::SOLICITATION && r.icmp_type != abi::ndisc::ADVERTISEMENT {
+            return Err(BadValue(r.icmp_type.into()));
+        }
+        if r.lla_option > abi::ndisc::OPT_TARGET_LLA {
+            return Err(BadValue(r.lla_option.into()));
+        }
+        Ok(Self {
+            netns: ns(hdr.netns),
+            dir: field(r.dir)?,
+            hook: field(r.hook)?,
+            icmp_type: r.icmp_type,
+            ifindex: r.ifindex,
+            target: Ipv6Addr::from(r.target),
+            src: Ipv6Addr::from(r.src),
+            dst: Ipv6Addr::from(r.dst),
+            lla: Mac(r.lla),
+            lla_option: r.lla_option,
+            na_flags: r.na_flags,
+        })
+    }
+}
+
+payload! {
     /// An IPv4 neighbour entry changed (neigh:neigh_update) on a device in `netns`.
     pub struct NeighUpdate {
         pub netns: NsId,

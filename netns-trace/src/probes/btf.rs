@@ -117,6 +117,8 @@ fn location(member: Offset) -> (&'static str, &'static str, Expect) {
         Offset::SkbHead => ("sk_buff", "head", Pointer),
         Offset::SkbData => ("sk_buff", "data", Pointer),
         Offset::SkbNetworkHeader => ("sk_buff", "network_header", Integer),
+        Offset::SkbTransportHeader => ("sk_buff", "transport_header", Integer),
+        Offset::SkbLen => ("sk_buff", "len", Integer),
         Offset::SkbDev => ("sk_buff", "dev", Pointer),
         Offset::IfaLocal => ("in_ifaddr", "ifa_local", Integer),
         Offset::IfaPrefixlen => ("in_ifaddr", "ifa_prefixlen", Integer),

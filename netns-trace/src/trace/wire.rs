@@ -390,6 +390,18 @@ impl Wire for Ipv4Addr {
     }
 }
 
+/// 16 raw bytes, network order.
+impl Wire for Ipv6Addr {
+    #[inline(always)]
+    fn put(&self, w: &mut Writer<'_>) {
+        w.raw(&self.octets());
+    }
+    #[inline(always)]
+    fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
+        r.array::<16>().map(Ipv6Addr::from)
+    }
+}
+
 /// A family byte, `4` + 4 bytes or `6` + 16 bytes.
 impl Wire for IpAddr {
     fn put(&self, w: &mut Writer<'_>) {
