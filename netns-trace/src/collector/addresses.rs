@@ -2,10 +2,10 @@
 //! leave them, the index of who holds each address (which duplicate-IP and stale-ARP verdicts read),
 //! and the ARP replies a namespace sent or received.
 use rustc_hash::FxHashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use super::identity::{IfUnknown, Intent, SlotRef};
-use super::namespace::{ArpReplySeen, InterfaceRecord, NsState};
+use super::namespace::{InterfaceRecord, NsState, ReplySeen};
 use super::{Collector, NoticeKind};
 use crate::model::{
     AddrOp, ArpPacket, Direction, Interface, InterfacesRead, Ipv4AddrChange, Mac, NdiscPacket,
@@ -235,13 +235,13 @@ impl Collector {
 
     pub(super) fn on_arp(&mut self, ts: u64, e: &ArpPacket) {
         let &ArpPacket { netns, op, .. } = e;
-        let rep = ArpReplySeen {
+        let rep = ReplySeen {
             at_ns: ts,
             dir: e.dir,
             ifindex: e.ifindex,
-            sender_ip: e.sender_ip,
+            sender_ip: IpAddr::V4(e.sender_ip),
             sender_mac: e.sender_mac,
-            target_ip: e.target_ip,
+            target_ip: IpAddr::V4(e.target_ip),
         };
         let Some(r) = self.place(netns, Intent::Attach, IfUnknown::Skip, ts) else {
             return;
@@ -279,11 +279,25 @@ impl Collector {
             (true, Direction::Rx) => &mut c.advertisements_rx,
         };
         *counter = counter.saturating_add(1);
+        // An advertisement that names a MAC for its target is IPv6's ARP reply; one without
+        // the option (answering a unicast solicitation) claims nothing this record shows.
+        if let Some(mac) = e.claimed_mac() {
+            let rep = ReplySeen {
+                at_ns: ts,
+                dir: e.dir,
+                ifindex: e.ifindex,
+                sender_ip: IpAddr::V6(e.target),
+                sender_mac: mac,
+                target_ip: IpAddr::V6(e.dst),
+            };
+            ns.remember_reply(rep);
+            self.check_stale(r, rep);
+        }
     }
 
     /// Live, non-leaked holders of `ip` with their MACs; members-holding ones first.
-    pub(super) fn owners_of(&self, ip: Ipv4Addr) -> Vec<(SlotRef, Mac)> {
-        let Some(v) = self.ip_index.get(IpAddr::V4(ip)) else {
+    pub(super) fn owners_of(&self, ip: IpAddr) -> Vec<(SlotRef, Mac)> {
+        let Some(v) = self.ip_index.get(ip) else {
             return Vec::new();
         };
         let mut owners: Vec<(SlotRef, Mac, bool)> = v

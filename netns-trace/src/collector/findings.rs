@@ -4,7 +4,7 @@
 //! Which state a namespace is in is decided by `Collector::evaluate` (mod.rs); a leak finding
 //! is raised when that state becomes leaked or its suspicion runs out.
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 use netns_trace_common::EventKind;
 use serde::{Deserialize, Serialize};
@@ -13,8 +13,8 @@ use super::cni_calls::{CniCall, CniTarget};
 use super::identity::SlotRef;
 use super::losses::loss_reason;
 use super::namespace::{
-    ArpReplySeen, CreatorRole, FailedUmount, InterfaceRecord, LastMember, Namespace, NsState,
-    Origin, PinKind, PinRecord,
+    CreatorRole, FailedUmount, InterfaceRecord, LastMember, Namespace, NsState, Origin, PinKind,
+    PinRecord, ReplySeen,
 };
 use super::{Collector, NoticeKind};
 use crate::model::{Comm, DadState, Direction, Ipv6Address, Ipv6Scope, Mac};
@@ -153,15 +153,19 @@ pub enum FindingDetail {
         /// One of the holders is (or later became) a leaked namespace.
         involves_leaked: bool,
     },
+    /// A reply claiming an address for a MAC that is not (or no longer) its owner's: an ARP
+    /// reply, or IPv6's, a neighbour advertisement (the address family of `sender_ip` says
+    /// which). For an advertisement `sender_ip` is its target address, `sender_mac` its target
+    /// link-layer address and `target_ip` its IPv6 destination.
     StaleArpReply {
         observed_at_ns: u64,
         /// The namespace the reply was seen in.
         observed_in: String,
         dir: Direction,
         ifindex: u32,
-        sender_ip: Ipv4Addr,
+        sender_ip: IpAddr,
         sender_mac: Mac,
-        target_ip: Ipv4Addr,
+        target_ip: IpAddr,
         /// MAC of the current owner of `sender_ip`, when there is one.
         expected_mac: Option<Mac>,
         owner_netns: Option<String>,
@@ -214,6 +218,7 @@ impl FindingDetail {
             ],
             FindingDetail::StaleArpReply { .. } => &[
                 EventKind::Arp as u16,
+                EventKind::Ndisc as u16,
                 EventKind::NetDev as u16,
                 EventKind::Ipv4Addr as u16,
                 EventKind::Task as u16,
@@ -328,7 +333,16 @@ fn dad_of(iface: Option<&InterfaceRecord>, ip: IpAddr) -> Option<DadState> {
     iface?.ipv6.iter().find(|x| x.address == a)?.dad
 }
 
-/// Stale-ARP findings kept in all; replies past that are only counted
+/// What a reply claiming `ip` is called: IPv4's is an ARP reply, IPv6's a neighbour
+/// advertisement.
+pub(crate) fn reply_name(ip: IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "an ARP reply",
+        IpAddr::V6(_) => "a neighbour advertisement",
+    }
+}
+
+/// Stale-ARP findings (either family) kept in all; replies past that are only counted
 /// ([`CollectorStats::stale_replies_unreported`](super::CollectorStats)).
 pub(super) const MAX_STALE_FINDINGS: usize = 1024;
 /// Further MACs listed in one stale-ARP finding.
@@ -346,10 +360,10 @@ pub(super) struct RaisedOnce {
     /// Stale replies by the namespace they were seen in and the address they claimed: one
     /// finding each, however many MACs a flood of replies names (a pod with NET_RAW can
     /// send one per packet).
-    stale_replies: rustc_hash::FxHashMap<(SlotRef, Ipv4Addr), usize>,
+    stale_replies: rustc_hash::FxHashMap<(SlotRef, IpAddr), usize>,
     /// The address and MAC of each raised stale reply: the same reply seen at its other end
     /// (sent from one namespace, received in another) is the same finding.
-    stale_claims: FxHashSet<(Ipv4Addr, Mac)>,
+    stale_claims: FxHashSet<(IpAddr, Mac)>,
     /// Namespaces a `cni_del_left_namespace` was raised for.
     cni_del_left: FxHashSet<SlotRef>,
     /// Leak findings (by index) whose summary ends with the CNI story: its length.
@@ -513,7 +527,7 @@ impl Collector {
             ));
         }
         let last_exit = ns.last_member.map(|m| m.exited_at_ns);
-        let replies: Vec<ArpReplySeen> = ns
+        let replies: Vec<ReplySeen> = ns
             .recent_replies
             .iter()
             .filter(|rep| rep.dir == Direction::Tx && last_exit.is_some_and(|e| rep.at_ns >= e))
@@ -607,7 +621,7 @@ impl Collector {
         }
     }
 
-    pub(super) fn check_stale(&mut self, r: SlotRef, rep: ArpReplySeen) {
+    pub(super) fn check_stale(&mut self, r: SlotRef, rep: ReplySeen) {
         if rep.sender_ip.is_unspecified() {
             return;
         }
@@ -615,7 +629,7 @@ impl Collector {
         let from_leaked = rep.dir == Direction::Tx && ns.state == NsState::Leaked;
         // Common case without allocating: a single owner whose MAC matches.
         if !from_leaked
-            && let Some(v) = self.ip_index.get(IpAddr::V4(rep.sender_ip))
+            && let Some(v) = self.ip_index.get(rep.sender_ip)
             && let [(s, ifindex)] = v.as_slice()
             && let Some(owner) = self.reg.get(*s)
             && !matches!(owner.state, NsState::Leaked | NsState::LeakSuspect)
@@ -684,8 +698,10 @@ impl Collector {
             "received"
         };
         let mut summary = format!(
-            "{observed_in} {verb} an ARP reply claiming {} is at {}",
-            rep.sender_ip, rep.sender_mac
+            "{observed_in} {verb} {} claiming {} is at {}",
+            reply_name(rep.sender_ip),
+            rep.sender_ip,
+            rep.sender_mac
         );
         if from_leaked {
             summary.push_str(" from a leaked namespace");

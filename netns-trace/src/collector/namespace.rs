@@ -318,19 +318,24 @@ fn is_zero32(n: &u32) -> bool {
     *n == 0
 }
 
-/// An ARP reply seen in a namespace, kept (the last few) so a later leak verdict can re-check
-/// what the namespace said after its last member left.
+/// A reply that claims an address for a MAC, seen in a namespace: an ARP reply (IPv4) or a
+/// neighbour advertisement with its target link-layer address (IPv6; `sender_ip` is its
+/// target address, `target_ip` its IPv6 destination). The last few are kept so a later leak
+/// verdict can re-check what the namespace said after its last member left.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArpReplySeen {
+pub struct ReplySeen {
     pub at_ns: u64,
     pub dir: Direction,
     pub ifindex: u32,
-    pub sender_ip: Ipv4Addr,
+    /// The address claimed.
+    pub sender_ip: IpAddr,
+    /// The MAC claimed for it.
     pub sender_mac: Mac,
-    pub target_ip: Ipv4Addr,
+    /// Whom the reply went to.
+    pub target_ip: IpAddr,
 }
 
-/// ARP replies remembered per namespace.
+/// Replies (ARP and ND) remembered per namespace.
 pub(crate) const RECENT_REPLIES: usize = 4;
 /// Member spans kept per namespace; older finished spans are dropped (visits first) and counted.
 pub(crate) const MAX_MEMBER_SPANS: usize = 12;
@@ -368,7 +373,7 @@ pub struct Namespace {
     pub failed_umounts: Vec<FailedUmount>,
     pub interfaces: Vec<InterfaceRecord>,
     pub arp: ArpCounters,
-    pub recent_replies: Vec<ArpReplySeen>,
+    pub recent_replies: Vec<ReplySeen>,
     pub teardown_at_ns: Option<u64>,
     pub freed_at_ns: Option<u64>,
     /// Its inode number went to a newer namespace before teardown/free was seen.
@@ -590,7 +595,7 @@ impl Namespace {
         self.removed_pins.push(r);
     }
 
-    pub(crate) fn remember_reply(&mut self, r: ArpReplySeen) {
+    pub(crate) fn remember_reply(&mut self, r: ReplySeen) {
         if self.recent_replies.len() >= RECENT_REPLIES {
             // The oldest makes room in place (remove(0) + push cost a memmove call per reply).
             self.recent_replies.rotate_left(1);
@@ -638,6 +643,6 @@ impl Namespace {
             + removed
             + ifaces
             + self.failed_umounts.capacity() * size_of::<FailedUmount>()
-            + self.recent_replies.capacity() * size_of::<ArpReplySeen>()
+            + self.recent_replies.capacity() * size_of::<ReplySeen>()
     }
 }

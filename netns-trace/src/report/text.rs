@@ -1,5 +1,6 @@
 //! Text rendering of a [`Report`].
 use std::io::Write;
+use std::net::IpAddr;
 
 use super::story::{Story, StoryEvent};
 use super::{ClockBase, NamespaceView, Report, ReportError};
@@ -641,9 +642,13 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
                 other_macs,
                 other_mac_replies,
             } => {
+                let what = match sender_ip {
+                    IpAddr::V4(_) => "reply",
+                    IpAddr::V6(_) => "advertisement",
+                };
                 writeln!(
                     out,
-                    "    reply {sender_ip} is-at {sender_mac} (to {target_ip}), {dir:?} on ifindex {ifindex} in {observed_in} at {}",
+                    "    {what} {sender_ip} is-at {sender_mac} (to {target_ip}), {dir:?} on ifindex {ifindex} in {observed_in} at {}",
                     at(clock, *observed_at_ns)
                 )?;
                 if let (Some(m), Some(o)) = (expected_mac, owner_netns) {
