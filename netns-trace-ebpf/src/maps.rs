@@ -27,6 +27,13 @@ pub static PACKET_BUDGETS: LruHashMap<NetnsId, PacketBudget> =
 #[map]
 pub static PACKET_BUDGET_ALL: Array<PacketBudget> = Array::with_max_entries(1, 0);
 
+/// Which packet families (bits of [`netns_trace_common::packet_families`]) the shared packet
+/// tracepoint programs record: set by the loader for each probe whose tracepoint link it
+/// attaches, so a family whose probe runs on fentry/kprobe (or is disabled) is not recorded
+/// twice. Read only after a packet's protocol matched.
+#[map]
+pub static PACKET_FAMILIES: Array<u32> = Array::with_max_entries(1, 0);
+
 /// `struct net *` → identity, for every namespace we have seen, so that a free (which only
 /// has the pointer) can be attributed. LRU: a missed free must not leak map space.
 #[map]

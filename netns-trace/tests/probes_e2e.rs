@@ -125,6 +125,15 @@ fn every_attached_probe_delivers_correct_events() {
         "dev",
         "nte2b",
     ]);
+    // IPv6 too, with no link-local address and no duplicate address detection, so that the
+    // only Neighbour Discovery on the link is what the ping below makes.
+    for (ns, dev, addr) in [
+        (a, "nte2a", "fd00:231:9::1/64"),
+        (b, "nte2b", "fd00:231:9::2/64"),
+    ] {
+        sh(&[ip(), "-n", ns, "link", "set", dev, "addrgenmode", "none"]);
+        sh(&[ip(), "-n", ns, "addr", "add", addr, "dev", dev, "nodad"]);
+    }
     for (ns, dev) in [(a, "nte2a"), (b, "nte2b")] {
         sh(&[ip(), "-n", ns, "link", "set", dev, "up"]);
         sh(&[ip(), "-n", ns, "link", "set", "lo", "up"]);
@@ -148,6 +157,24 @@ fn every_attached_probe_delivers_correct_events() {
     let member_pid = member.id() as u64;
     let st = member.wait_with_output().expect("ping");
     assert!(st.status.success(), "ping across the veth failed");
+    // The same over IPv6: A's kernel solicits B's address, B advertises it. Each kernel's
+    // ICMPv6 counters, read before the namespaces go, say how many ND messages there were.
+    sh(&[
+        ip(),
+        "netns",
+        "exec",
+        a,
+        "busybox",
+        "ping",
+        "-6",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "fd00:231:9::2",
+    ]);
+    let nd_a = common::nd_counters(std::path::Path::new(&format!("/run/netns/{a}")));
+    let nd_b = common::nd_counters(std::path::Path::new(&format!("/run/netns/{b}")));
 
     sh(&[ip(), "netns", "del", a]);
     sh(&[ip(), "netns", "del", b]);
@@ -207,6 +234,7 @@ fn every_attached_probe_delivers_correct_events() {
                 "netdev",
                 "ipv4_addr",
                 "arp",
+                "ndisc",
             ]
             .contains(&name)
         {
@@ -305,6 +333,55 @@ fn every_attached_probe_delivers_correct_events() {
                 && e["mac"] == "02:00:0a:e7:09:02"),
             "A's neighbour entry for B: {neigh:?}"
         );
+    }
+
+    // ND: A solicited fd00:231:9::2 with its MAC in the source link-layer option, B
+    // advertised it (solicited, override) with its own; as many of each, sent and received,
+    // in each namespace as its kernel counted.
+    if attached("ndisc") {
+        let nd = of_type(&events, "ndisc");
+        let solicitation = nd
+            .iter()
+            .find(|e| {
+                e["icmp_type"] == 135
+                    && e["dir"] == "tx"
+                    && in_ns(e, ia)
+                    && e["target"] == "fd00:231:9::2"
+            })
+            .unwrap_or_else(|| panic!("no solicitation sent from A: {nd:?}"));
+        assert_eq!(solicitation["src"], "fd00:231:9::1");
+        assert_eq!(solicitation["lla"], "02:00:0a:e7:09:01");
+        assert_eq!(solicitation["lla_option"], 1);
+        let advert = nd
+            .iter()
+            .find(|e| e["icmp_type"] == 136 && e["dir"] == "tx" && in_ns(e, ib))
+            .unwrap_or_else(|| panic!("no advertisement sent from B: {nd:?}"));
+        assert_eq!(advert["target"], "fd00:231:9::2");
+        assert_eq!(advert["dst"], "fd00:231:9::1");
+        assert_eq!(advert["lla"], "02:00:0a:e7:09:02");
+        assert_eq!(advert["lla_option"], 2);
+        assert_eq!(advert["na_flags"], 0x60, "solicited and override: {advert}");
+        let want_hook = if mode == "full" {
+            "fentry"
+        } else {
+            "tracepoint"
+        };
+        assert_eq!(advert["hook"], want_hook);
+        for (name, i, counted) in [("A", ia, nd_a), ("B", ib, nd_b)] {
+            let n = |t: u64, dir: &str| {
+                nd.iter()
+                    .filter(|e| in_ns(e, i) && e["icmp_type"] == t && e["dir"] == dir)
+                    .count() as u64
+            };
+            let traced = [n(135, "tx"), n(135, "rx"), n(136, "tx"), n(136, "rx")];
+            eprintln!(
+                "ND {name}: [out NS, in NS, out NA, in NA] traced {traced:?}, snmp6 {counted:?}"
+            );
+            assert_eq!(
+                traced, counted,
+                "{name}: [out NS, in NS, out NA, in NA] traced vs the kernel's snmp6: {nd:?}"
+            );
+        }
     }
 
     // Teardown and free.

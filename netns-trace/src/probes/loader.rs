@@ -222,7 +222,9 @@ fn link_precondition(link: &Link, resolved: &Resolved, btf: &KernelBtf) -> Resul
                     "{function} is not in this kernel's BTF (inlined or renamed)"
                 ));
             }
-            Attach::BtfTracepoint { event, .. } if !btf.has_btf_tracepoint(event) => {
+            Attach::BtfTracepoint { event, .. } | Attach::PacketTracepoint { event, .. }
+                if !btf.has_btf_tracepoint(event) =>
+            {
                 return Err(format!("tracepoint {event} is not in this kernel's BTF"));
             }
             _ => {}
@@ -237,6 +239,38 @@ enum AttachedLink {
     Kprobe(&'static str, aya::programs::kprobe::KProbeLinkId),
     BtfTp(&'static str, aya::programs::tp_btf::BtfTracePointLinkId),
     Tp(&'static str, aya::programs::trace_point::TracePointLinkId),
+    /// A packet tracepoint program this link attached, recording `family`.
+    PacketTp(
+        &'static str,
+        aya::programs::tp_btf::BtfTracePointLinkId,
+        u32,
+    ),
+    /// A packet tracepoint program another probe had attached, now recording `family` too.
+    PacketFamily(u32),
+}
+
+/// Name of the packet-family switch map (netns-trace-ebpf/src/maps.rs).
+const PACKET_FAMILIES_MAP: &str = "PACKET_FAMILIES";
+
+/// The packet tracepoint programs attached so far (each once, whichever probes share it) and
+/// the families they record, mirrored in the PACKET_FAMILIES map.
+#[derive(Default)]
+struct PacketPrograms {
+    attached: BTreeSet<&'static str>,
+    families: u32,
+}
+
+impl PacketPrograms {
+    /// Records `families` from now on.
+    fn set(&mut self, ebpf: &mut Ebpf, families: u32) -> Result<(), String> {
+        let map = ebpf
+            .map_mut(PACKET_FAMILIES_MAP)
+            .ok_or_else(|| format!("{PACKET_FAMILIES_MAP} map missing"))?;
+        let mut switch = aya::maps::Array::<_, u32>::try_from(map).map_err(|e| e.to_string())?;
+        switch.set(0, families, 0).map_err(|e| e.to_string())?;
+        self.families = families;
+        Ok(())
+    }
 }
 
 /// Why a program of a link could not be loaded or attached. The Display is the one-line
@@ -247,6 +281,8 @@ enum AttachError {
     NotInObject(&'static str),
     #[error("{}", Brief(.0))]
     ProgramType(#[source] ProgramError),
+    #[error("cannot switch packet families: {0}")]
+    Switch(String),
     #[error("load {program}: {}", Brief(.source))]
     Load {
         program: &'static str,
@@ -302,7 +338,20 @@ impl std::fmt::Display for Brief<'_> {
     }
 }
 
-fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, a: &Attach) -> Result<AttachedLink, AttachError> {
+fn attach_one(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    packets: &mut PacketPrograms,
+    a: &Attach,
+) -> Result<AttachedLink, AttachError> {
+    if let Attach::PacketTracepoint {
+        program,
+        event,
+        family,
+    } = *a
+    {
+        return attach_packet(ebpf, btf, packets, program, event, family);
+    }
     let name = a.program();
     let prog = ebpf
         .program_mut(name)
@@ -359,6 +408,50 @@ fn attach_one(ebpf: &mut Ebpf, btf: &aya::Btf, a: &Attach) -> Result<AttachedLin
                 .map(|id| AttachedLink::Tp(program, id))
                 .map_err(attach(format!("{category}:{name}")))
         }
+        Attach::PacketTracepoint { .. } => unreachable!("handled above"),
+    }
+}
+
+/// Attaches a shared packet tracepoint program, once, and turns its `family` on: the switch
+/// is set before the program runs for it, so no packet of the family is missed once attached.
+fn attach_packet(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    packets: &mut PacketPrograms,
+    program: &'static str,
+    event: &'static str,
+    family: u32,
+) -> Result<AttachedLink, AttachError> {
+    let before = packets.families;
+    packets
+        .set(ebpf, before | family)
+        .map_err(AttachError::Switch)?;
+    if packets.attached.contains(program) {
+        return Ok(AttachedLink::PacketFamily(family));
+    }
+    let attached = (|| {
+        let prog = ebpf
+            .program_mut(program)
+            .ok_or(AttachError::NotInObject(program))?;
+        let p: &mut BtfTracePoint = prog.try_into().map_err(AttachError::ProgramType)?;
+        if p.fd().is_err() {
+            p.load(event, btf)
+                .map_err(|source| AttachError::Load { program, source })?;
+        }
+        p.attach().map_err(|source| AttachError::Attach {
+            target: format!("tp_btf:{event}"),
+            source,
+        })
+    })();
+    match attached {
+        Ok(id) => {
+            packets.attached.insert(program);
+            Ok(AttachedLink::PacketTp(program, id, family))
+        }
+        Err(e) => {
+            let _ = packets.set(ebpf, before);
+            Err(e)
+        }
     }
 }
 
@@ -388,7 +481,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn detach(ebpf: &mut Ebpf, link: AttachedLink) {
+fn detach(ebpf: &mut Ebpf, packets: &mut PacketPrograms, link: AttachedLink) {
     let _ = match link {
         AttachedLink::Fentry(p, id) => ebpf
             .program_mut(p)
@@ -410,17 +503,33 @@ fn detach(ebpf: &mut Ebpf, link: AttachedLink) {
             .program_mut(p)
             .and_then(|p| <&mut TracePoint>::try_from(p).ok())
             .map(|p| p.detach(id)),
+        AttachedLink::PacketTp(p, id, family) => {
+            let _ = packets.set(ebpf, packets.families & !family);
+            packets.attached.remove(p);
+            ebpf.program_mut(p)
+                .and_then(|p| <&mut BtfTracePoint>::try_from(p).ok())
+                .map(|p| p.detach(id))
+        }
+        AttachedLink::PacketFamily(family) => {
+            let _ = packets.set(ebpf, packets.families & !family);
+            None
+        }
     };
 }
 
-fn try_link(ebpf: &mut Ebpf, btf: &aya::Btf, link: &Link) -> Result<Vec<String>, AttachError> {
+fn try_link(
+    ebpf: &mut Ebpf,
+    btf: &aya::Btf,
+    packets: &mut PacketPrograms,
+    link: &Link,
+) -> Result<Vec<String>, AttachError> {
     let mut done = Vec::new();
     for a in link.attaches {
-        match attach_one(ebpf, btf, a) {
+        match attach_one(ebpf, btf, packets, a) {
             Ok(l) => done.push(l),
             Err(e) => {
                 for l in done {
-                    detach(ebpf, l);
+                    detach(ebpf, packets, l);
                 }
                 return Err(e);
             }
@@ -432,6 +541,7 @@ fn try_link(ebpf: &mut Ebpf, btf: &aya::Btf, link: &Link) -> Result<Vec<String>,
 fn attach_probe(
     ebpf: &mut Ebpf,
     btf: &aya::Btf,
+    packets: &mut PacketPrograms,
     kbtf: &KernelBtf,
     resolved: &Resolved,
     spec: &ProbeSpec,
@@ -456,7 +566,7 @@ fn attach_probe(
             detail.push(format!("{label}: {why}"));
             continue;
         }
-        match try_link(ebpf, btf, link) {
+        match try_link(ebpf, btf, packets, link) {
             Ok(targets) => {
                 return ProbeStatus {
                     name: spec.name,
@@ -553,6 +663,7 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
     let logger = super::diag::ProbeLogger::init(&mut ebpf);
 
     let mut statuses = Vec::new();
+    let mut packets = PacketPrograms::default();
     for spec in PROBES {
         if opts.disabled.iter().any(|d| d == spec.name) {
             statuses.push(ProbeStatus {
@@ -565,7 +676,15 @@ pub fn load(opts: &LoadOptions) -> Result<Tracer, LoadError> {
             });
             continue;
         }
-        let status = attach_probe(&mut ebpf, &aya_btf, &kbtf, &resolved, spec, opts);
+        let status = attach_probe(
+            &mut ebpf,
+            &aya_btf,
+            &mut packets,
+            &kbtf,
+            &resolved,
+            spec,
+            opts,
+        );
         if !status.is_attached() {
             tracing::info!(
                 probe = spec.name,

@@ -4,7 +4,7 @@
 //! get it, best first: fentry/fexit, then kprobe/kretprobe, then tracepoints. At load time
 //! the first link that works on this kernel is attached (see loader.rs). Kernel prototypes
 //! per version sit next to each program in netns-trace-ebpf/src/probes/.
-use netns_trace_common::offsets::Offset;
+use netns_trace_common::{offsets::Offset, packet_families};
 
 /// How one program is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,14 @@ pub enum Attach {
         program: &'static str,
         event: &'static str,
     },
+    /// tp_btf on a packet tracepoint whose one program serves several probes, one packet
+    /// family each (bits of [`netns_trace_common::packet_families`]): attached once, however
+    /// many probes' links name it, and recording `family` while this link stays attached.
+    PacketTracepoint {
+        program: &'static str,
+        event: &'static str,
+        family: u32,
+    },
     /// A classic tracepoint (syscalls:...).
     Tracepoint {
         program: &'static str,
@@ -47,6 +55,7 @@ impl Attach {
             | Attach::Kprobe { program, .. }
             | Attach::Kretprobe { program, .. }
             | Attach::BtfTracepoint { program, .. }
+            | Attach::PacketTracepoint { program, .. }
             | Attach::Tracepoint { program, .. } => program,
         }
     }
@@ -57,7 +66,9 @@ impl Attach {
             Attach::Fexit { function, .. } => format!("fexit:{function}"),
             Attach::Kprobe { function, .. } => format!("kprobe:{function}"),
             Attach::Kretprobe { function, .. } => format!("kretprobe:{function}"),
-            Attach::BtfTracepoint { event, .. } => format!("tp_btf:{event}"),
+            Attach::BtfTracepoint { event, .. } | Attach::PacketTracepoint { event, .. } => {
+                format!("tp_btf:{event}")
+            }
             Attach::Tracepoint { category, name, .. } => format!("tracepoint:{category}:{name}"),
         }
     }
@@ -154,6 +165,19 @@ const ARP: &[Offset] = &[
     Offset::SkbHead,
     Offset::SkbData,
     Offset::SkbNetworkHeader,
+    Offset::SkbDev,
+    Offset::NetdevIfindex,
+    Offset::NetdevNdNet,
+    Offset::NetNsInum,
+    Offset::NetCookie,
+];
+/// ndisc_send_skb and ndisc_rcv: the ICMPv6 message from the skb's data or transport header.
+const NDISC: &[Offset] = &[
+    Offset::SkbHead,
+    Offset::SkbData,
+    Offset::SkbNetworkHeader,
+    Offset::SkbTransportHeader,
+    Offset::SkbLen,
     Offset::SkbDev,
     Offset::NetdevIfindex,
     Offset::NetdevNdNet,
@@ -558,13 +582,69 @@ pub const PROBES: &[ProbeSpec] = &[
             Link {
                 mechanism: Mechanism::Tracepoint,
                 attaches: &[
-                    Attach::BtfTracepoint {
-                        program: "arp_tx_tp",
+                    Attach::PacketTracepoint {
+                        program: "packet_tx_tp",
                         event: "net_dev_xmit",
+                        family: packet_families::ARP,
                     },
-                    Attach::BtfTracepoint {
-                        program: "arp_rx_tp",
+                    Attach::PacketTracepoint {
+                        program: "packet_rx_tp",
                         event: "netif_receive_skb",
+                        family: packet_families::ARP,
+                    },
+                ],
+                needs: ARP,
+                requires: Requires::Nothing,
+            },
+        ],
+    },
+    ProbeSpec {
+        name: "ndisc",
+        purpose: "IPv6 Neighbour Solicitations and Advertisements sent and received, per \
+                  device and namespace",
+        chain: &[
+            Link {
+                mechanism: Mechanism::Fentry,
+                attaches: &[
+                    Attach::Fentry {
+                        program: "ndisc_tx_fentry",
+                        function: "ndisc_send_skb",
+                    },
+                    Attach::Fentry {
+                        program: "ndisc_rx_fentry",
+                        function: "ndisc_rcv",
+                    },
+                ],
+                needs: NDISC,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Kprobe,
+                attaches: &[
+                    Attach::Kprobe {
+                        program: "ndisc_tx_kprobe",
+                        function: "ndisc_send_skb",
+                    },
+                    Attach::Kprobe {
+                        program: "ndisc_rx_kprobe",
+                        function: "ndisc_rcv",
+                    },
+                ],
+                needs: NDISC,
+                requires: Requires::Nothing,
+            },
+            Link {
+                mechanism: Mechanism::Tracepoint,
+                attaches: &[
+                    Attach::PacketTracepoint {
+                        program: "packet_tx_tp",
+                        event: "net_dev_xmit",
+                        family: packet_families::NDISC,
+                    },
+                    Attach::PacketTracepoint {
+                        program: "packet_rx_tp",
+                        event: "netif_receive_skb",
+                        family: packet_families::NDISC,
                     },
                 ],
                 needs: ARP,

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -599,6 +599,133 @@ pub fn arp_reply_macs(
     })
     .join()
     .expect("ARP probe thread panicked")
+}
+
+/// What a namespace's ICMPv6 counters say it sent and received of Neighbour Discovery:
+/// `Icmp6{Out,In}Neighbor{Solicits,Advertisements}` of /proc/net/snmp6, read from inside it
+/// (through `netns_file`, a pin or /proc/PID/ns/net), in that order: out NS, in NS, out NA,
+/// in NA. Counted by the kernel, independently of any tracer.
+pub fn nd_counters(netns_file: &Path) -> [u64; 4] {
+    let ns =
+        File::open(netns_file).unwrap_or_else(|e| panic!("open {}: {e}", netns_file.display()));
+    std::thread::spawn(move || {
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns: {}",
+            io::Error::last_os_error()
+        );
+        // /proc/self/net is the thread group leader's namespace; this thread's is thread-self.
+        let text = fs::read_to_string("/proc/thread-self/net/snmp6").expect("read snmp6");
+        let get = |name: &str| {
+            text.lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(char::is_whitespace)?;
+                    (k == name).then(|| v.trim().parse::<u64>().ok())?
+                })
+                .unwrap_or_else(|| panic!("no {name} in snmp6"))
+        };
+        [
+            get("Icmp6OutNeighborSolicits"),
+            get("Icmp6InNeighborSolicits"),
+            get("Icmp6OutNeighborAdvertisements"),
+            get("Icmp6InNeighborAdvertisements"),
+        ]
+    })
+    .join()
+    .expect("snmp6 thread panicked")
+}
+
+/// Makes the kernel in `netns_file` resolve `target` (a UDP datagram to its discard port from
+/// an unbound socket: the stack sends a multicast Neighbour Solicitation, as `ping -6` would)
+/// and returns the target link-layer addresses of the Neighbour Advertisements for `target`
+/// that arrive on `ifname` within `wait`, read from a packet socket: who answered.
+pub fn na_macs(netns_file: &Path, ifname: &str, target: Ipv6Addr, wait: Duration) -> Vec<String> {
+    let ns =
+        File::open(netns_file).unwrap_or_else(|e| panic!("open {}: {e}", netns_file.display()));
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || {
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0,
+            "setns: {}",
+            io::Error::last_os_error()
+        );
+        let proto = 0x86ddu16.to_be();
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                proto as i32,
+            )
+        };
+        assert!(
+            raw >= 0,
+            "socket(AF_PACKET): {}",
+            io::Error::last_os_error()
+        );
+        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+        let name = CString::new(ifname.clone()).unwrap();
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert!(ifindex > 0, "no {ifname}");
+        let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        at.sll_family = libc::AF_PACKET as u16;
+        at.sll_protocol = proto;
+        at.sll_ifindex = ifindex as i32;
+        let rc = unsafe {
+            libc::bind(
+                sock.as_raw_fd(),
+                (&at as *const libc::sockaddr_ll).cast(),
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as u32,
+            )
+        };
+        let udp = std::net::UdpSocket::bind("[::]:0").expect("bind a UDP socket");
+        udp.send_to(b"who", (target, 9))
+            .expect("send a datagram to the target");
+        let mut macs = vec![];
+        let mut buf = [0u8; 1600];
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            // Ethernet (14), IPv6 (40), an advertisement (24) and one 8-byte option.
+            if n < 86 {
+                continue;
+            }
+            let f = &buf[..n as usize];
+            if f[12..14] == [0x86, 0xdd]
+                && f[20] == 58
+                && f[54] == 136
+                && f[62..78] == target.octets()
+                && f[78] == 2
+                && f[79] == 1
+            {
+                macs.push(
+                    f[80..86]
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                );
+            }
+        }
+        macs
+    })
+    .join()
+    .expect("ND probe thread panicked")
 }
 
 /// Hands a trace and its scenario to the harness (`cargo xtask vm-test --collect-traces`, which
