@@ -976,10 +976,11 @@ fn the_cni_incident_gives_the_leak_the_duplicate_ip_and_the_stale_arp_reply() {
     cni_incident(false);
 }
 
-/// The incident on a dual-stack network: pod B gets pod A's IPv4 and IPv6 addresses, and each
-/// is a duplicate_ip.
+/// The incident on a dual-stack network: pod B gets pod A's IPv4 and IPv6 addresses, each is a
+/// duplicate_ip, and pod A answers the client's Neighbour Solicitation for the IPv6 one with a
+/// stale advertisement, as it answers ARP for the IPv4 one.
 #[test]
-fn the_dual_stack_cni_incident_gives_a_duplicate_ip_for_each_address() {
+fn the_dual_stack_cni_incident_gives_a_duplicate_ip_and_a_stale_reply_for_each_address() {
     cni_incident(true);
 }
 
@@ -1126,6 +1127,23 @@ fn cni_incident(dual_stack: bool) {
         replies.contains(&mac_a) && replies.contains(&mac_b),
         "ARP replies for {ip} from {replies:?}; pod A is {mac_a}, pod B {mac_b}"
     );
+    // The same for IPv6: the client's kernel solicits the address and both advertise it,
+    // pod A's kernel counting the advertisement it sent.
+    if let Some((ipv6, _)) = ipv6 {
+        let pin = Path::new(&pin_path);
+        let before = common::nd_counters(pin);
+        let answers = common::na_macs(client.cni_netns(), "eth0", ipv6, Duration::from_secs(2));
+        let after = common::nd_counters(pin);
+        assert!(
+            answers.contains(&mac_a) && answers.contains(&mac_b),
+            "neighbour advertisements for {ipv6} from {answers:?}; pod A is {mac_a}, pod B {mac_b}"
+        );
+        assert!(
+            after[2] > before[2] && after[1] > before[1],
+            "pod A's kernel counted the solicitation and its advertisement: [out NS, in NS, \
+             out NA, in NA] {before:?} then {after:?}"
+        );
+    }
     std::thread::sleep(INCIDENT_VERDICT_WAIT);
 
     // scan: no history, but the pin, the memberless namespace and the duplicate IP.

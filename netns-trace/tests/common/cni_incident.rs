@@ -165,6 +165,15 @@ impl CniIncident {
                 && self.pod_a.is(&f["observed_in"])),
             "{source}: no stale_arp_reply from pod A ({mac_a}): {findings:#?}"
         );
+        if let Some(ipv6) = self.ipv6 {
+            assert!(
+                findings.iter().any(|f| f["kind"] == "stale_arp_reply"
+                    && f["sender_ip"] == ipv6.to_string()
+                    && f["sender_mac"] == mac_a
+                    && self.pod_a.is(&f["observed_in"])),
+                "{source}: no stale neighbour advertisement from pod A ({mac_a}): {findings:#?}"
+            );
+        }
         let accused: Vec<&Value> = findings
             .iter()
             .filter(|f| match f["kind"].as_str() {
