@@ -1,9 +1,9 @@
 //! Collector behaviour on hand-built event sequences.
 use crate::model::{
-    ArpPacket, CgroupPath, Ipv4AddrChange, Lost, MountSyscall, NetDev, NetnsCreated, NetnsObject,
-    NsfsEvict, NsfsMount, PacketsLimited, PinChange, TaskNetns,
+    ArpPacket, CgroupPath, Ipv4AddrChange, Lost, MountSyscall, NdiscPacket, NetDev, NetnsCreated,
+    NetnsObject, NsfsEvict, NsfsMount, PacketsLimited, PinChange, TaskNetns,
 };
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netns_trace_common::EventKind;
 
@@ -1139,6 +1139,211 @@ fn incident_leak_duplicate_ip_and_stale_arp() {
         }
         assert!(!f.uncertain, "{f:?}");
     }
+}
+
+/// A Neighbour Discovery record as the packet tracepoints make it (fields as the host's
+/// 6.18 recorded them for a kernel's own resolution over a veth: a solicitation to the
+/// target's solicited-node group with the sender's MAC in option 1, the advertisement back to
+/// the solicitor with the target's MAC in option 2 and flags solicited|override).
+#[allow(clippy::too_many_arguments)]
+fn ndisc(
+    ts: u64,
+    id: NsId,
+    dir: Direction,
+    icmp_type: u8,
+    target: Ipv6Addr,
+    (src, dst): (Ipv6Addr, Ipv6Addr),
+    lla: Option<Mac>,
+    na_flags: u8,
+) -> Event {
+    let lla_option = match (lla, icmp_type) {
+        (None, _) => 0,
+        (Some(_), 135) => 1,
+        (Some(_), _) => 2,
+    };
+    Event::observed(
+        ts,
+        EventBody::Ndisc(NdiscPacket {
+            netns: id,
+            dir,
+            hook: Hook::Tracepoint,
+            icmp_type,
+            ifindex: 2,
+            target,
+            src,
+            dst,
+            lla: lla.unwrap_or_default(),
+            lla_option,
+            na_flags,
+        }),
+    )
+}
+
+/// The dual-stack incident's IPv6 half: pod A is leaked with fd00:231:62::b, pod B has it
+/// now; the client solicits it and both advertise. Pod A's advertisement is a stale reply
+/// (one finding, though seen sent in A and received by the client); pod B's is not.
+#[test]
+fn a_neighbour_advertisement_from_a_leaked_namespace_is_a_stale_reply() {
+    let mut c = collector();
+    let ip: Ipv6Addr = "fd00:231:62::b".parse().unwrap();
+    let client_ip: Ipv6Addr = "fd00:231:62::a".parse().unwrap();
+    let group: Ipv6Addr = "ff02::1:ff00:b".parse().unwrap();
+    let (mac_a, mac_b, mac_c) = (
+        Mac([2, 0, 0, 0, 0, 0xa]),
+        Mac([2, 0, 0, 0, 0, 0xb]),
+        Mac([2, 0, 0, 0, 0, 0xc]),
+    );
+    let (a, b, client) = (
+        NsId::new(1001, 4026533001),
+        NsId::new(1002, 4026533002),
+        NsId::new(1003, 4026533003),
+    );
+    crio_pod(&mut c, 2 * S, client, "/var/run/netns/client", 7003);
+    c.handle(&eth0_read(
+        2 * S + 10,
+        client,
+        mac_c,
+        &[v6("fd00:231:62::a", None)],
+    ));
+    crio_pod(&mut c, 3 * S, a, "/var/run/netns/pod-a", 7001);
+    c.handle(&eth0_read(
+        3 * S + 10,
+        a,
+        mac_a,
+        &[v6("fd00:231:62::b", None)],
+    ));
+    c.handle(&ev(
+        60 * S,
+        7001,
+        7001,
+        "pause",
+        task_body(TaskOp::Exit, a, a),
+    ));
+    c.tick(60 * S + GRACE);
+    assert_eq!(state_of(&c, a), NsState::Leaked);
+    crio_pod(&mut c, 100 * S, b, "/var/run/netns/pod-b", 7002);
+    c.handle(&eth0_read(101 * S, b, mac_b, &[v6("fd00:231:62::b", None)]));
+    let before = c.findings().len();
+
+    let t = 102 * S;
+    let solicit = (client_ip, group);
+    let answer = (ip, client_ip);
+    feed(
+        &mut c,
+        [
+            ndisc(t, client, Direction::Tx, 135, ip, solicit, Some(mac_c), 0),
+            ndisc(t + 1, a, Direction::Rx, 135, ip, solicit, Some(mac_c), 0),
+            ndisc(t + 2, b, Direction::Rx, 135, ip, solicit, Some(mac_c), 0),
+            ndisc(t + 3, a, Direction::Tx, 136, ip, answer, Some(mac_a), 0x60),
+            ndisc(t + 4, b, Direction::Tx, 136, ip, answer, Some(mac_b), 0x60),
+            ndisc(
+                t + 5,
+                client,
+                Direction::Rx,
+                136,
+                ip,
+                answer,
+                Some(mac_a),
+                0x60,
+            ),
+            ndisc(
+                t + 6,
+                client,
+                Direction::Rx,
+                136,
+                ip,
+                answer,
+                Some(mac_b),
+                0x60,
+            ),
+            // Pod A answering a unicast solicitation later: no option, so no claim to judge.
+            ndisc(t + 7, a, Direction::Tx, 136, ip, answer, None, 0x40),
+        ],
+    );
+    let new: Vec<&Finding> = c.findings()[before..].iter().collect();
+    assert_eq!(new.len(), 1, "{new:#?}");
+    let f = new[0];
+    assert_eq!(f.kind(), "stale_arp_reply");
+    assert_eq!(f.netns, "net:[4026533001]#1001");
+    assert!(
+        f.summary.contains("sent a neighbour advertisement claiming fd00:231:62::b is at 02:00:00:00:00:0a from a leaked namespace")
+            && f.summary.contains("belongs to net:[4026533002]#1002 at 02:00:00:00:00:0b"),
+        "{}",
+        f.summary
+    );
+    let FindingDetail::StaleArpReply {
+        dir,
+        sender_ip,
+        sender_mac,
+        target_ip,
+        expected_mac,
+        reason,
+        ..
+    } = &f.detail
+    else {
+        unreachable!()
+    };
+    assert_eq!(*dir, Direction::Tx);
+    assert_eq!(*sender_ip, IpAddr::V6(ip));
+    assert_eq!(*sender_mac, mac_a);
+    assert_eq!(*target_ip, IpAddr::V6(client_ip));
+    assert_eq!(*expected_mac, Some(mac_b));
+    assert_eq!(*reason, StaleReason::SentFromLeakedNetns);
+    let json = serde_json::to_value(f).unwrap();
+    assert_eq!(json["sender_ip"], "fd00:231:62::b", "{json}");
+    assert_eq!(json["target_ip"], "fd00:231:62::a", "{json}");
+
+    let counters = |id: NsId| c.namespaces().find(|n| n.ns_id() == id).unwrap().arp;
+    let (ca, cc) = (counters(a), counters(client));
+    assert_eq!(
+        (ca.solicitations_rx, ca.advertisements_tx, ca.requests_rx),
+        (1, 2, 0)
+    );
+    assert_eq!((cc.solicitations_tx, cc.advertisements_rx), (1, 2));
+}
+
+#[test]
+fn a_neighbour_advertisement_for_a_live_namespaces_own_address_is_no_finding() {
+    let mut c = collector();
+    let ip: Ipv6Addr = "fd00:231:62::b".parse().unwrap();
+    let mac_b = Mac([2, 0, 0, 0, 0, 0xb]);
+    let b = NsId::new(1002, 4026533002);
+    crio_pod(&mut c, 2 * S, b, "/var/run/netns/pod-b", 7002);
+    c.handle(&eth0_read(3 * S, b, mac_b, &[v6("fd00:231:62::b", None)]));
+    let answer = (ip, "fd00:231:62::a".parse().unwrap());
+    c.handle(&ndisc(
+        4 * S,
+        b,
+        Direction::Tx,
+        136,
+        ip,
+        answer,
+        Some(mac_b),
+        0x60,
+    ));
+    assert!(c.findings().is_empty(), "{:#?}", c.findings());
+    // Another MAC claiming it, received in B: a mismatch against the live owner.
+    let other = Mac([2, 0, 0, 0, 0, 0xd]);
+    c.handle(&ndisc(
+        5 * S,
+        b,
+        Direction::Rx,
+        136,
+        ip,
+        answer,
+        Some(other),
+        0x20,
+    ));
+    assert_eq!(kinds(&c), ["stale_arp_reply"]);
+    let FindingDetail::StaleArpReply { reason, .. } = &c.findings()[0].detail else {
+        unreachable!()
+    };
+    assert_eq!(*reason, StaleReason::MacMismatch);
+    assert!(
+        c.findings()[0]
+            .summary
+            .contains("received a neighbour advertisement")
+    );
 }
 
 #[test]

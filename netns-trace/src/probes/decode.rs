@@ -213,6 +213,63 @@ mod tests {
         }
     }
 
+    /// The advertisement pod B sent on the host (6.18, tracepoint) in answer to pod A's
+    /// solicitation, as its record carried it.
+    #[test]
+    fn decodes_a_neighbour_advertisement_and_rejects_other_icmpv6_types() {
+        let addr = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+        let mut rec = abi::Ndisc {
+            hdr: header(EventKind::Ndisc as u16, size_of::<abi::Ndisc>()),
+            ifindex: 132,
+            icmp_type: abi::ndisc::ADVERTISEMENT,
+            dir: abi::Direction::Tx as u8,
+            hook: abi::Hook::Tracepoint as u8,
+            na_flags: abi::ndisc::NA_SOLICITED | abi::ndisc::NA_OVERRIDE,
+            target: addr("fd00:17:2::2"),
+            src: addr("fd00:17:2::2"),
+            dst: addr("fd00:17:2::1"),
+            lla: [0x16, 0x53, 0x70, 0xa6, 0x9e, 0x71],
+            lla_option: abi::ndisc::OPT_TARGET_LLA,
+            _pad: 0,
+        };
+        let ev = decode(&as_bytes(&rec)).unwrap();
+        let EventBody::Ndisc(nd) = ev.body else {
+            panic!("{:?}", ev.body)
+        };
+        assert_eq!(
+            (nd.icmp_type, nd.dir, nd.na_flags),
+            (136, Direction::Tx, 0x60)
+        );
+        assert_eq!(nd.target.to_string(), "fd00:17:2::2");
+        assert_eq!(nd.dst.to_string(), "fd00:17:2::1");
+        assert_eq!(
+            nd.claimed_mac().map(|m| m.to_string()).as_deref(),
+            Some("16:53:70:a6:9e:71")
+        );
+        // An advertisement answering a unicast solicitation carries no option: no claim.
+        rec.lla_option = 0;
+        rec.lla = [0; 6];
+        let EventBody::Ndisc(nd) = decode(&as_bytes(&rec)).unwrap().body else {
+            unreachable!()
+        };
+        assert_eq!(nd.claimed_mac(), None);
+        // The probes send only 135 and 136, and option 1 or 2.
+        rec.icmp_type = 128;
+        assert_eq!(
+            decode(&as_bytes(&rec)),
+            Err(DecodeError::BadValue {
+                kind: EventKind::Ndisc as u16,
+                value: 128
+            })
+        );
+        rec.icmp_type = abi::ndisc::SOLICITATION;
+        rec.lla_option = 3;
+        assert!(matches!(
+            decode(&as_bytes(&rec)),
+            Err(DecodeError::BadValue { value: 3, .. })
+        ));
+    }
+
     #[test]
     fn rejects_malformed_records_without_panicking() {
         assert_eq!(decode(&[0u8; 3]), Err(DecodeError::Short(3)));

@@ -2,8 +2,8 @@
 
 use crate::model::{
     ArpPacket, CgroupPath, CleanupRun, InterfacesRead, Ipv4AddrChange, Lost, MemberCgroup,
-    MountSyscall, NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsEvict, NsfsMount, PinChange,
-    TaskNetns,
+    MountSyscall, NdiscPacket, NeighUpdate, NetDev, NetnsCreated, NetnsObject, NsfsEvict,
+    NsfsMount, PinChange, TaskNetns,
 };
 use std::io::Read;
 use std::net::Ipv4Addr;
@@ -329,6 +329,19 @@ pub(crate) fn every_variant() -> Vec<Event> {
             target_ip: Ipv4Addr::BROADCAST,
             target_mac: Mac([1; 6]),
             hook: Hook::Userspace,
+        }),
+        EventBody::Ndisc(NdiscPacket {
+            netns: ns(2),
+            dir: Direction::Rx,
+            hook: Hook::Fentry,
+            icmp_type: 136,
+            ifindex: u32::MAX,
+            target: "fd00:231:62::b".parse().unwrap(),
+            src: "fe80::1".parse().unwrap(),
+            dst: std::net::Ipv6Addr::UNSPECIFIED,
+            lla: Mac([0xff; 6]),
+            lla_option: 2,
+            na_flags: 0xe0,
         }),
         EventBody::NeighUpdate(NeighUpdate {
             netns: ns(2),
