@@ -81,7 +81,7 @@ pub fn send<T: 'static>(kind: EventKind, record: T) {
 /// Packet records all namespaces together may send at once, and per second (see
 /// [`netns_trace_common::PACKET_RING_SHARE`]). Set by userspace from the ring's size.
 #[unsafe(no_mangle)]
-static PACKET_RECORDS_ALL: Global<u64> = Global::new(4 * 1024 * 1024 / 4 / 96);
+static PACKET_RECORDS_ALL: Global<u64> = Global::new(4 * 1024 * 1024 / 4 / 128);
 
 /// Takes one token from `budget` (burst `burst` tokens, refilled at `per_sec`), or returns
 /// false when it has none.

@@ -146,9 +146,14 @@ impl Tracer {
 
 /// Packet records all namespaces together may send at once and per second: a
 /// [`netns_trace_common::PACKET_RING_SHARE`] share of a ring of `ring_bytes` (each record
-/// takes its size and the ring's 8-byte header).
+/// takes its size and the ring's 8-byte header; counted at the largest packet record, ND's,
+/// so that no mix of ARP, ND and neighbour records exceeds the share).
 pub fn packet_records_all(ring_bytes: u32) -> u64 {
-    let record = (size_of::<netns_trace_common::Arp>() + 8) as u64;
+    use netns_trace_common::{Arp, NeighUpdate, Ndisc};
+    let largest = size_of::<Arp>()
+        .max(size_of::<Ndisc>())
+        .max(size_of::<NeighUpdate>());
+    let record = (largest + 8) as u64;
     (u64::from(ring_bytes / netns_trace_common::PACKET_RING_SHARE) / record).max(1)
 }
 
