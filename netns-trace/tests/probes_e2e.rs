@@ -424,3 +424,81 @@ fn every_attached_probe_delivers_correct_events() {
         assert!(destroyed_a("netns_freed"), "struct net of A freed");
     }
 }
+
+/// The packet tracepoints serve both the `arp` and the `ndisc` probe: with one of them
+/// disabled, its family is never recorded, while the other's still is (in full mode each has
+/// hooks of its own, and the same holds).
+#[test]
+fn a_disabled_packet_probe_records_nothing_while_the_other_records() {
+    if !is_root() {
+        eprintln!(
+            "SKIP a_disabled_packet_probe_records_nothing_while_the_other_records: needs root"
+        );
+        return;
+    }
+    for (disabled, kept) in [("arp", "ndisc"), ("ndisc", "arp")] {
+        let (a, b) = ("nt-fam-a", "nt-fam-b");
+        let _cleanup = Cleanup(vec![a, b]);
+        let watch = Watch::start(&["--raw", "--disable-probe", disabled]);
+        sh(&[ip(), "netns", "add", a]);
+        sh(&[ip(), "netns", "add", b]);
+        let (ia, ib) = (
+            inum(&format!("/run/netns/{a}")),
+            inum(&format!("/run/netns/{b}")),
+        );
+        sh(&[
+            ip(),
+            "link",
+            "add",
+            "ntfama",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ntfamb",
+        ]);
+        for (ns, dev, v4, v6) in [
+            (a, "ntfama", "10.231.19.1/24", "fd00:231:19::1/64"),
+            (b, "ntfamb", "10.231.19.2/24", "fd00:231:19::2/64"),
+        ] {
+            sh(&[ip(), "link", "set", dev, "netns", ns]);
+            sh(&[ip(), "-n", ns, "link", "set", dev, "addrgenmode", "none"]);
+            sh(&[ip(), "-n", ns, "addr", "add", v4, "dev", dev]);
+            sh(&[ip(), "-n", ns, "addr", "add", v6, "dev", dev, "nodad"]);
+            sh(&[ip(), "-n", ns, "link", "set", dev, "up"]);
+        }
+        for target in ["10.231.19.2", "fd00:231:19::2"] {
+            sh(&[
+                ip(),
+                "netns",
+                "exec",
+                a,
+                "busybox",
+                "ping",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                target,
+            ]);
+        }
+        sh(&[ip(), "netns", "del", a]);
+        sh(&[ip(), "netns", "del", b]);
+        let events = raw_events(&watch.stop());
+        let count = |t: &str| {
+            of_type(&events, t)
+                .iter()
+                .filter(|e| in_ns(e, ia) || in_ns(e, ib))
+                .count()
+        };
+        eprintln!(
+            "--disable-probe {disabled}: {} {disabled} and {} {kept} records",
+            count(disabled),
+            count(kept)
+        );
+        assert_eq!(count(disabled), 0, "{disabled} disabled, yet recorded");
+        // A request and a reply, or a solicitation and an advertisement, each sent and
+        // received.
+        assert!(count(kept) >= 4, "{kept} still records: {}", count(kept));
+    }
+}

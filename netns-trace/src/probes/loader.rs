@@ -149,7 +149,7 @@ impl Tracer {
 /// takes its size and the ring's 8-byte header; counted at the largest packet record, ND's,
 /// so that no mix of ARP, ND and neighbour records exceeds the share).
 pub fn packet_records_all(ring_bytes: u32) -> u64 {
-    use netns_trace_common::{Arp, NeighUpdate, Ndisc};
+    use netns_trace_common::{Arp, Ndisc, NeighUpdate};
     let largest = size_of::<Arp>()
         .max(size_of::<Ndisc>())
         .max(size_of::<NeighUpdate>());
