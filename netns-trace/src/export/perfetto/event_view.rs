@@ -227,6 +227,37 @@ impl EventView {
                 }
                 view.mark = mark(Anchor::Neighbours(*netns), name, args);
             }
+            EventBody::Ndisc(nd) => {
+                let what = if nd.is_advertisement() {
+                    "advertisement"
+                } else {
+                    "solicitation"
+                };
+                let dir = match nd.dir {
+                    Direction::Rx => "rx",
+                    Direction::Tx => "tx",
+                };
+                let name = format!("ND {what} {dir} {} → {}", nd.target, nd.dst);
+                let mut args = vec![
+                    s("type", what),
+                    s("dir", dir),
+                    u("ifindex", nd.ifindex),
+                    s("target", nd.target),
+                    s("src", nd.src),
+                    s("dst", nd.dst),
+                ];
+                if nd.lla_option != 0 {
+                    args.push(s("lla", nd.lla));
+                }
+                if nd.is_advertisement() {
+                    args.push(u("na_flags", nd.na_flags));
+                }
+                if event.pid != 0 {
+                    args.push(u("pid", event.pid));
+                    args.push(s("comm", event.comm));
+                }
+                view.mark = mark(Anchor::Neighbours(nd.netns), name, args);
+            }
             EventBody::NeighUpdate(NeighUpdate {
                 netns,
                 ifindex,

@@ -309,6 +309,24 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
                 hook: Hook::Tracepoint,
             }),
         ),
+        by(
+            3_600,
+            0,
+            "",
+            EventBody::Ndisc(NdiscPacket {
+                netns: A,
+                dir: Direction::Rx,
+                hook: Hook::Tracepoint,
+                icmp_type: 136,
+                ifindex: 2,
+                target: "fd00::2".parse().unwrap(),
+                src: "fd00::2".parse().unwrap(),
+                dst: "fd00::1".parse().unwrap(),
+                lla: Mac([2, 0, 0, 0, 0, 2]),
+                lla_option: 2,
+                na_flags: 0x60,
+            }),
+        ),
         created(4_000, 60, "ip", B),
         // B gets a pin and a member that leaves: the collector judges it leaked.
         Event::observed(
@@ -364,7 +382,7 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
     let (decoded, stats) = export(events.clone(), &options);
     assert_export_agrees_with_report(events, options.collector.clone());
     assert_eq!(stats.namespaces, 2);
-    assert_eq!(stats.events, 14);
+    assert_eq!(stats.events, 15);
     assert_eq!(stats.findings, 1);
 
     let root = decoded.track_named("network namespaces");
@@ -414,9 +432,12 @@ fn namespaces_get_named_tracks_with_lifetimes_and_children() {
     assert_eq!(decoded.on(pin)[0].4["path"], "/run/netns/a");
 
     let arp = decoded.on(decoded.track_named("ARP / neighbours"));
-    assert_eq!(arp.len(), 1);
+    assert_eq!(arp.len(), 2);
     assert_eq!(arp[0].3, "ARP request tx 10.0.0.1 → 10.0.0.2");
     assert_eq!(arp[0].4["sender_mac"], "02:00:00:00:00:01");
+    assert_eq!(arp[1].3, "ND advertisement rx fd00::2 → fd00::1");
+    assert_eq!(arp[1].4["lla"], "02:00:00:00:00:02");
+    assert_eq!(arp[1].4["na_flags"], "96");
 
     // B never ends: its lifetime closes at the trace end, and the collector's finding (due
     // when the grace after its member's exit ran out) is an instant.
