@@ -3,8 +3,10 @@
 //!
 //! The tracepoint packet hooks see every packet of the node, so the first thing each does is
 //! one read of `skb->protocol`: anything that is neither ARP nor IPv6 returns after that read
-//! and two compares. An IPv6 packet costs one more read (its next header) unless it is
-//! ICMPv6, and one more (the ICMPv6 type) unless it is a solicitation or an advertisement.
+//! and two compares. An IPv6 packet then costs the family switch (an inlined array lookup)
+//! and the reads that reach its next-header byte (on transmit the skb's head and network
+//! header offset, on receive its data pointer, then the byte); only ICMPv6 costs one more
+//! read (the type), and only a solicitation or an advertisement more than that.
 //! Only ND sent without extension headers is seen there (the next header must be ICMPv6
 //! itself), which is how Linux sends it; full mode's ndisc hooks see the rest.
 //!
@@ -136,7 +138,7 @@ fn emit_ndisc(icmp: u64, icmp_len: u32, src: u64, dst: u64, dev: u64, dir: Direc
 
 /// An IPv6 packet at `ip6` (its fixed header) in a tracepoint: ND when its next header is
 /// ICMPv6 (no extension headers) and the type is 135 or 136. The next-header byte is read
-/// first, alone, so other IPv6 traffic costs one read.
+/// first, alone, so other IPv6 traffic stops after that read.
 #[inline(always)]
 fn tp_ndisc(ip6: u64, dev: u64, dir: Direction) {
     if ip6 == 0 || read::<u8>(ip6, 6) != IPPROTO_ICMPV6 {
