@@ -426,8 +426,9 @@ fn every_attached_probe_delivers_correct_events() {
 }
 
 /// The packet tracepoints serve both the `arp` and the `ndisc` probe: with one of them
-/// disabled, its family is never recorded, while the other's still is (in full mode each has
-/// hooks of its own, and the same holds).
+/// disabled, its family is never recorded, while the other's still is. Run in the kernel's
+/// best mode (in full mode each has hooks of its own, and the same holds) and in tracepoint
+/// mode, so that the guests' kernels load and run the packet tracepoint programs too.
 #[test]
 fn a_disabled_packet_probe_records_nothing_while_the_other_records() {
     if !is_root() {
@@ -436,10 +437,13 @@ fn a_disabled_packet_probe_records_nothing_while_the_other_records() {
         );
         return;
     }
-    for (disabled, kept) in [("arp", "ndisc"), ("ndisc", "arp")] {
+    let cases = ["auto", "tracepoint"]
+        .into_iter()
+        .flat_map(|mode| [(mode, "arp", "ndisc"), (mode, "ndisc", "arp")]);
+    for (mode, disabled, kept) in cases {
         let (a, b) = ("nt-fam-a", "nt-fam-b");
         let _cleanup = Cleanup(vec![a, b]);
-        let watch = Watch::start(&["--raw", "--disable-probe", disabled]);
+        let watch = Watch::start(&["--raw", "--mode", mode, "--disable-probe", disabled]);
         sh(&[ip(), "netns", "add", a]);
         sh(&[ip(), "netns", "add", b]);
         let (ia, ib) = (
@@ -492,7 +496,7 @@ fn a_disabled_packet_probe_records_nothing_while_the_other_records() {
                 .count()
         };
         eprintln!(
-            "--disable-probe {disabled}: {} {disabled} and {} {kept} records",
+            "--mode {mode} --disable-probe {disabled}: {} {disabled} and {} {kept} records",
             count(disabled),
             count(kept)
         );
