@@ -92,6 +92,7 @@ fn scenario() -> Vec<Event> {
     let start = Snapshot {
         phase: SnapshotPhase::Start,
         init_netns: INIT,
+        init_mnt_ns: 0,
         namespaces: vec![SnapNamespace {
             netns: INIT,
             members: vec![Member {
@@ -426,6 +427,7 @@ fn scenario() -> Vec<Event> {
         EventBody::Snapshot(Box::new(Snapshot {
             phase: SnapshotPhase::Final,
             init_netns: INIT,
+            init_mnt_ns: 0,
             namespaces: vec![],
         })),
     ));

@@ -16,6 +16,41 @@ pub use cgroup::{owner_from_cgroup, owner_from_proc_cgroup};
 pub use cni::{CniCacheEntry, CniIp, find_by_netns_path, parse_cni_cache, read_cni_cache_dir};
 pub use sandbox::{SandboxKind, SandboxRef, sandbox_from_pin_path};
 
+/// Where a pin path is evidence of whose namespace it is: the one rule every path-based
+/// attribution follows (the sandbox a path names, the CNI cache entry whose netns path it
+/// is, the namespace a CNI call's CNI_NETNS names).
+///
+/// containerd, CRI-O, podman (as root) and iproute2 pin a node's namespaces in the node's
+/// mount namespace: pid 1's (kthreadd's where pid 1 is hidden). Only a process with
+/// CAP_SYS_ADMIN over the initial user namespace can add a mount there. A pod with a mount
+/// namespace of its own can mount anything at the same path inside it (its own namespace at
+/// `/run/netns/cni-<victim>`); such a pin is still a pin, shown with its mount namespace, but
+/// names no sandbox, pod or network. Copies of the node's pins propagated into other mount
+/// namespaces name nothing either; the node's own copy does.
+///
+/// When the node's mount namespace is not known (traces written before it was recorded, or
+/// neither pid 1 nor kthreadd readable), a path counts in any mount namespace, as it did
+/// before. Rootless podman pins in its own user and mount namespace and so gets no sandbox
+/// from its paths.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeMountNs(Option<u32>);
+
+impl NodeMountNs {
+    /// The node's mount namespace inum; 0 means unknown.
+    pub fn new(inum: u32) -> Self {
+        Self((inum != 0).then_some(inum))
+    }
+
+    /// Whether a pin at some path in mount namespace `pin_mnt_ns` (None: unknown) speaks for
+    /// the sandbox its path names.
+    pub fn vouches_for(self, pin_mnt_ns: Option<u32>) -> bool {
+        match self.0 {
+            None => true,
+            Some(node) => pin_mnt_ns == Some(node),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AttributionError {
     #[error("{path}: {source}")]

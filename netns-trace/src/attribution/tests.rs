@@ -38,6 +38,7 @@ fn snapshot(phase: SnapshotPhase, namespaces: Vec<SnapNamespace>) -> Event {
             phase,
             namespaces,
             init_netns: INIT,
+            init_mnt_ns: 0,
         })),
     )
 }

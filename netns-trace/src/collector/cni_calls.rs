@@ -482,8 +482,9 @@ impl Collector {
         }
     }
 
-    /// A bind-mount path: the live namespace pinned there (the latest pin when mounts are
-    /// stacked on one path).
+    /// A bind-mount path: the live namespace pinned there where runtimes pin
+    /// ([`crate::attribution::NodeMountNs`]; a pod's own mount at the same path is not what
+    /// the runtime's CNI call meant), the latest pin when mounts are stacked on one path.
     fn resolve_pin(&self, path: &str) -> (CniTarget, Option<SlotRef>) {
         let key = normalize_path(path);
         let pinned = self
@@ -493,12 +494,7 @@ impl Collector {
             .flatten()
             .filter_map(|r| {
                 let ns = self.reg.get(*r).filter(|ns| !ns.is_destroyed())?;
-                let at = ns
-                    .pins
-                    .iter()
-                    .filter(|p| p.path.as_deref().is_some_and(|p| normalize_path(p) == key))
-                    .map(|p| p.at_ns)
-                    .max()?;
+                let at = self.vouched_pin_at(ns, key)?;
                 Some((at, *r, ns.ns_id()))
             })
             .max_by_key(|(at, ..)| *at);

@@ -63,7 +63,7 @@ use membership::{Cgroups, TaskLoc};
 pub use namespace::*;
 use pins::{MountLog, PinPaths};
 
-use crate::attribution::CniCacheEntry;
+use crate::attribution::{CniCacheEntry, NodeMountNs};
 use crate::model::{CleanupRun, Event, EventBody, NeighUpdate, NsId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +207,8 @@ pub struct Collector {
     raised: RaisedOnce,
     losses: LossLog,
     init: Option<NsId>,
+    /// Which pins speak for the sandbox their path names (from the snapshots).
+    node_mnt: NodeMountNs,
     stats: CollectorStats,
     out: Vec<Notice>,
 }
@@ -229,6 +231,7 @@ impl Collector {
             raised: RaisedOnce::default(),
             losses: LossLog::default(),
             init: None,
+            node_mnt: NodeMountNs::default(),
             stats: CollectorStats::default(),
             out: Vec::new(),
         }

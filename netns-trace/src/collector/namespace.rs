@@ -371,6 +371,9 @@ pub struct Namespace {
     pub removed_pins: Vec<RemovedPin>,
     pub removed_pins_dropped: u32,
     pub failed_umounts: Vec<FailedUmount>,
+    /// umount calls on its pins refused (EPERM/EACCES) to a process that neither created it
+    /// nor made the mount: no cleanup, so counted instead of kept in `failed_umounts`.
+    pub refused_umounts_ignored: u32,
     pub interfaces: Vec<InterfaceRecord>,
     pub arp: ArpCounters,
     pub recent_replies: Vec<ReplySeen>,
@@ -475,6 +478,7 @@ impl Namespace {
             removed_pins: Vec::new(),
             removed_pins_dropped: 0,
             failed_umounts: Vec::new(),
+            refused_umounts_ignored: 0,
             interfaces: Vec::new(),
             arp: ArpCounters::default(),
             recent_replies: Vec::new(),

@@ -4,7 +4,7 @@
 use super::cni_calls::CniCall;
 use super::findings::owner_part;
 use super::identity::{Intent, SlotRef};
-use super::namespace::{Actor, normalize_path};
+use super::namespace::{Actor, Namespace, PinKind, normalize_path};
 use super::{Collector, FindingDetail};
 use crate::attribution::{
     CniCacheEntry, find_by_netns_path, owner_from_cgroup, sandbox_from_pin_path,
@@ -59,8 +59,27 @@ impl Collector {
         self.owner_changed(r, ts);
     }
 
-    /// A pin path names the sandbox (and, through the CNI cache, its pod and network).
-    pub(super) fn note_pin_path(&mut self, r: SlotRef, path: &str, ts: u64) {
+    /// When the latest pin of `ns` at `key` (a normalized path) that speaks for the sandbox
+    /// its path names ([`NodeMountNs`]) was made; None when it has none there.
+    pub(super) fn vouched_pin_at(&self, ns: &Namespace, key: &str) -> Option<u64> {
+        ns.pins
+            .iter()
+            .filter(|p| {
+                p.kind == PinKind::BindMount
+                    && p.path.as_deref().map(normalize_path) == Some(key)
+                    && self.node_mnt.vouches_for(p.mount_ns)
+            })
+            .map(|p| p.at_ns)
+            .max()
+    }
+
+    /// A pin path in mount namespace `mnt_ns` names the sandbox (and, through the CNI cache,
+    /// its pod and network), when that is where runtimes pin
+    /// ([`crate::attribution::NodeMountNs`]).
+    pub(super) fn note_pin_path(&mut self, r: SlotRef, path: &str, mnt_ns: Option<u32>, ts: u64) {
+        if !self.node_mnt.vouches_for(mnt_ns) {
+            return;
+        }
         let Some(ns) = self.reg.get_mut(r) else {
             return;
         };
@@ -110,8 +129,13 @@ impl Collector {
                         .map(|(r, _)| r),
                 ),
                 None => {
-                    if let Some(slots) = self.pin_paths.get(normalize_path(path)) {
-                        targets.extend(slots.iter().copied());
+                    let key = normalize_path(path);
+                    if let Some(slots) = self.pin_paths.get(key) {
+                        targets.extend(slots.iter().copied().filter(|r| {
+                            self.reg
+                                .get(*r)
+                                .is_some_and(|ns| self.vouched_pin_at(ns, key).is_some())
+                        }));
                     }
                 }
             }

@@ -203,7 +203,7 @@ impl Collector {
         }
         if let Some(path) = &pin.path {
             self.pin_paths.add(normalize_path(path).to_string(), r);
-            self.note_pin_path(r, path, ts);
+            self.note_pin_path(r, path, pin.mount_ns, ts);
         }
         self.notify(ts, Some(r), NoticeKind::PinAdded, |_| {
             format!("pinned by {}", pin.describe())
@@ -345,8 +345,9 @@ impl Collector {
         };
         ns.note_pin_maker(&by);
         let described = ns.pins[at].describe();
+        let mount_ns = ns.pins[at].mount_ns;
         self.pin_paths.add(key.to_string(), p.ns);
-        self.note_pin_path(p.ns, target, ts);
+        self.note_pin_path(p.ns, target, mount_ns, ts);
         self.notify(ts, Some(p.ns), NoticeKind::PinAdded, |_| {
             format!("pinned by {described}")
         });
@@ -433,18 +434,29 @@ impl Collector {
                         && p.path.as_deref().map(normalize_path) == Some(key.as_str())
                         && (p.mount_ns.is_none() || mnt.is_none() || p.mount_ns == mnt)
                 };
-                // EPERM/EACCES: a caller without the right to unmount, which no runtime
-                // cleaning up is; any process can make such calls, and counting them would let
-                // it push the runtime's real failure (EBUSY) out of the evidence.
-                if ret == -i64::from(libc::EPERM) || ret == -i64::from(libc::EACCES) {
-                    return;
-                }
+                let refused = ret == -i64::from(libc::EPERM) || ret == -i64::from(libc::EACCES);
                 for r in slots {
                     if ret < 0 {
                         let Some(ns) = self.reg.get_mut(r) else {
                             continue;
                         };
                         if !ns.pins.iter().any(here) {
+                            continue;
+                        }
+                        // EPERM/EACCES: a caller without the right to unmount. Any process
+                        // can make such calls, and recording them would let it push the
+                        // runtime's real failure (EBUSY) out of the evidence: only the
+                        // namespace's creator or the maker of the mount is a cleanup that
+                        // was refused; anyone else's attempts are counted, not kept.
+                        if refused
+                            && !ns.is_creator(&by)
+                            && !ns
+                                .pins
+                                .iter()
+                                .any(|p| here(p) && p.by.is_some_and(|m| m.tgid == by.tgid))
+                        {
+                            ns.refused_umounts_ignored =
+                                ns.refused_umounts_ignored.saturating_add(1);
                             continue;
                         }
                         if ns.failed_umounts.len() >= MAX_FAILED_UMOUNTS {

@@ -4,6 +4,7 @@
 use super::Collector;
 use super::identity::Intent;
 use super::namespace::{Actor, JoinHow, Origin};
+use crate::attribution::NodeMountNs;
 use crate::model::{Snapshot, SnapshotPhase};
 
 impl Collector {
@@ -13,6 +14,9 @@ impl Collector {
             self.stats.start_snapshot_at_ns = Some(ts);
         } else {
             self.stats.final_snapshot_at_ns = Some(ts);
+        }
+        if snap.init_mnt_ns != 0 {
+            self.node_mnt = NodeMountNs::new(snap.init_mnt_ns);
         }
         if !snap.init_netns.is_none() {
             self.init = Some(snap.init_netns);

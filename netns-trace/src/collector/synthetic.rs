@@ -460,6 +460,7 @@ impl Iterator for SyntheticStream {
                     interfaces_error: None,
                 }],
                 init_netns: SYNTH_INIT,
+                init_mnt_ns: SYNTH_HOST_MNT,
             };
             return Some(Event::observed(
                 self.cfg.start_ns,

@@ -55,6 +55,7 @@ pub(super) fn start_snapshot(namespaces: Vec<SnapNamespace>) -> Event {
             phase: SnapshotPhase::Start,
             namespaces,
             init_netns: INIT,
+            init_mnt_ns: HOST_MNT,
         })),
     )
 }

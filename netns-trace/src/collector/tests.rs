@@ -844,6 +844,51 @@ fn refused_umounts_by_anyone_do_not_crowd_out_the_runtimes_failed_cleanup() {
     assert_eq!(seen, [(16, "crio".to_string())]);
 }
 
+/// Issue 14 item 4: refused umounts (EPERM/EACCES) by processes that neither created the
+/// namespace nor made its mount are counted on the namespace, never kept as failed cleanups;
+/// the same refusal to the mount's maker is one. A flood of the former leaves the runtime's
+/// EBUSY in place.
+#[test]
+fn refused_umounts_are_cleanups_only_from_the_maker_and_the_rest_are_counted() {
+    let mut c = collector();
+    let id = NsId::new(907, 4026532811);
+    crio_pod(&mut c, 2 * S, id, "/run/netns/busy", 642);
+    c.handle(&ev(
+        10 * S,
+        642,
+        642,
+        "pause",
+        task_body(TaskOp::Exit, id, id),
+    ));
+    c.handle(&umount(11 * S, 900, "crio", "/var/run/netns/busy", -16));
+    for i in 0..1000 {
+        let errno = if i % 2 == 0 { -1 } else { -13 };
+        c.handle(&umount(
+            12 * S + i,
+            6666,
+            "mallory",
+            "/run/netns/busy",
+            errno,
+        ));
+    }
+    // pinns (700) made the mount: its refused umount is a cleanup that failed.
+    c.handle(&umount(13 * S, 700, "pinns", "/run/netns/busy", -1));
+    c.finish(10 * S + GRACE);
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    assert_eq!(ns.refused_umounts_ignored, 1000);
+    let FindingDetail::LeakedNetns {
+        failed_cleanups, ..
+    } = &c.findings()[0].detail
+    else {
+        panic!("{:#?}", c.findings())
+    };
+    let seen: Vec<(i64, String)> = failed_cleanups
+        .iter()
+        .map(|f| (f.errno, f.by.comm.as_str().to_string()))
+        .collect();
+    assert_eq!(seen, [(16, "crio".to_string()), (1, "pinns".to_string())]);
+}
+
 #[test]
 fn full_mode_nsfs_graft_is_named_by_the_following_syscall() {
     let mut c = collector();

@@ -132,6 +132,7 @@ mod tests {
                 phase: SnapshotPhase::Start,
                 namespaces: vec![],
                 init_netns: NsId::new(1, 4026531840),
+                init_mnt_ns: 0,
             })),
         );
         let mut out = Vec::new();

@@ -15,7 +15,9 @@ use crate::model::{
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use crate::attribution::{CniCacheEntry, SandboxKind, owner_from_cgroup, sandbox_from_pin_path};
+use crate::attribution::{
+    CniCacheEntry, NodeMountNs, SandboxKind, owner_from_cgroup, sandbox_from_pin_path,
+};
 use crate::collector::namespace::normalize_path;
 use crate::model::{
     Comm, Event, EventBody, Interface, MountOp, NetDevOp, NsId, Pin, Snapshot, TaskOp,
@@ -121,6 +123,8 @@ pub struct Enricher<O: Observer> {
     /// The latest event time seen.
     last_ts: u64,
     init: NsId,
+    /// Which mount namespace's pins a CNI_NETNS path names (from the starting snapshot).
+    node_mnt: NodeMountNs,
 }
 
 impl<O: Observer> Enricher<O> {
@@ -145,12 +149,14 @@ impl<O: Observer> Enricher<O> {
             emptied: HashMap::new(),
             last_ts: 0,
             init: NsId::default(),
+            node_mnt: NodeMountNs::default(),
         }
     }
 
     /// Seeds state from the starting snapshot so that later changes are diffs against it.
     pub fn seed(&mut self, snap: &Snapshot) {
         self.init = snap.init_netns;
+        self.node_mnt = NodeMountNs::new(snap.init_mnt_ns);
         for ns in &snap.namespaces {
             self.by_inum.insert(ns.netns.inum, ns.netns);
             for m in &ns.members {
@@ -597,7 +603,8 @@ impl<O: Observer> Enricher<O> {
     }
 
     /// Remembers which namespace a CNI plugin's CNI_NETNS names, when the enricher knows it: a
-    /// `/proc/PID/ns/net` of a live member, or a bind mount it has seen.
+    /// `/proc/PID/ns/net` of a live member, or a bind mount it has seen where runtimes pin
+    /// ([`NodeMountNs`]).
     fn cni_call_started(&mut self, tgid: u32, exec: &CniExec) {
         let Some(path) = exec.netns_path.as_deref().filter(|p| !p.is_empty()) else {
             return;
@@ -615,8 +622,9 @@ impl<O: Observer> Enricher<O> {
             None => {
                 let want = normalize_path(path);
                 self.mount_pins
-                    .values()
-                    .flatten()
+                    .iter()
+                    .filter(|(mnt, _)| self.node_mnt.vouches_for(Some(**mnt)))
+                    .flat_map(|(_, pins)| pins)
                     .find(|(_, p)| matches!(p, Pin::BindMount { path, .. } if normalize_path(path) == want))
                     .map(|(inum, _)| self.id_of(*inum))
             }
@@ -1346,6 +1354,7 @@ mod tests {
             phase: crate::model::SnapshotPhase::Start,
             namespaces: vec![],
             init_netns: NsId::new(1, 1),
+            init_mnt_ns: 0,
         };
         let out = e.on_event(&Event::observed(1, EventBody::Snapshot(Box::new(snap))));
         assert!(

@@ -318,6 +318,11 @@ pub struct Snapshot {
     pub namespaces: Vec<SnapNamespace>,
     /// The host's initial namespace (pid 1's), never reported as leaked.
     pub init_netns: NsId,
+    /// The node's mount namespace (pid 1's, or kthreadd's where pid 1 is hidden), where
+    /// runtimes put their pins ([`crate::attribution::NodeMountNs`]); 0 when unknown (traces
+    /// written before it was recorded, or neither process readable).
+    #[serde(default)]
+    pub init_mnt_ns: u32,
 }
 
 /// Declares an event payload: a named struct whose fields are written to the trace in

@@ -184,6 +184,10 @@ pub struct NamespaceView {
     pub members_dropped: u32,
     pub pins: Vec<PinEvidence>,
     pub failed_cleanups: Vec<FailedUmount>,
+    /// umount calls on its pins refused (EPERM/EACCES) to processes that neither created it
+    /// nor made the mount: not cleanups, only counted. Absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused_umounts_ignored: u64,
     pub interfaces: Vec<InterfaceEvidence>,
     pub arp: ArpCounters,
     /// Who owns it (pod, container, sandbox, CNI network); null when nothing is known, and
@@ -405,6 +409,7 @@ fn view(
         members_dropped: ns.members_dropped,
         pins: ns.pins.iter().map(PinEvidence::from).collect(),
         failed_cleanups: ns.failed_umounts.clone(),
+        refused_umounts_ignored: u64::from(ns.refused_umounts_ignored),
         interfaces: ns.interfaces.iter().map(InterfaceEvidence::from).collect(),
         arp: ns.arp,
         owner: (!ns.is_init && !ns.owner.says_nothing()).then(|| ns.owner.clone()),

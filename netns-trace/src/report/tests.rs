@@ -447,6 +447,7 @@ fn the_root_cgroup_is_no_owner() {
                     interfaces_error: None,
                 }],
                 init_netns: init,
+                init_mnt_ns: 0,
             })),
         ));
         c.finish(2 * S);

@@ -141,7 +141,23 @@ pub fn take_with(
         phase,
         namespaces,
         init_netns,
+        init_mnt_ns: init_mnt_inum(proc),
     })
+}
+
+/// The node's mount namespace, where runtimes put their pins: pid 1's, or kthreadd's where
+/// pid 1 cannot be read (kernel threads share the initial mount namespace). 0 when neither
+/// can be read: never our own, which in a pod is the pod's.
+fn init_mnt_inum(proc: &ProcFs) -> u32 {
+    if let Ok(inum) = proc.mnt_ns(1) {
+        return inum;
+    }
+    if proc.comm(2).is_ok_and(|c| c.as_str() == "kthreadd")
+        && let Ok(inum) = proc.mnt_ns(2)
+    {
+        return inum;
+    }
+    0
 }
 
 /// The initial network namespace's inum: pid 1's. Where pid 1 cannot be read (some
@@ -630,6 +646,8 @@ mod tests {
         };
         let snap = take_with(&ProcFs::at(p), SnapshotPhase::Start, &mut reader).unwrap();
         assert_eq!(snap.init_netns, NsId::new(INIT_NET as u64 + 1, INIT_NET));
+        // Pid 1's mount namespace is the node's, not the private one of pid 500.
+        assert_eq!(snap.init_mnt_ns, HOST_MNT);
         let ns = |inum: u32| {
             snap.namespaces
                 .iter()

@@ -445,6 +445,7 @@ pub(crate) fn every_variant() -> Vec<Event> {
         EventBody::Snapshot(Box::new(Snapshot {
             phase: SnapshotPhase::Start,
             init_netns: ns(1),
+            init_mnt_ns: 4026531841,
             namespaces: vec![
                 SnapNamespace {
                     netns: ns(2),
@@ -485,6 +486,7 @@ pub(crate) fn every_variant() -> Vec<Event> {
         EventBody::Snapshot(Box::new(Snapshot {
             phase: SnapshotPhase::Final,
             init_netns: NsId::default(),
+            init_mnt_ns: 0,
             namespaces: vec![],
         })),
     ];
@@ -1515,4 +1517,49 @@ fn the_ipv6_trailer_follows_an_unchanged_version_1_body() {
     let mut bad = b.clone();
     bad[n] = 2;
     assert_eq!(decode(&bad), (vec![], 1));
+}
+
+/// The node's mount namespace follows a snapshot's IPv6 trailer, which is then written even
+/// when no interface has an IPv6 address; a snapshot without it (older traces) reads as 0.
+#[test]
+fn the_node_mount_namespace_follows_the_snapshots_ipv6_trailer() {
+    let snapshot = |init_mnt_ns, ipv6: Vec<Ipv6Address>| {
+        Event::observed(
+            7,
+            EventBody::Snapshot(Box::new(Snapshot {
+                phase: SnapshotPhase::Start,
+                init_netns: ns(1),
+                init_mnt_ns,
+                namespaces: vec![SnapNamespace {
+                    netns: ns(2),
+                    members: vec![],
+                    pins: vec![],
+                    interfaces: vec![Interface {
+                        name: "eth0".into(),
+                        ifindex: 2,
+                        mac: Mac([2, 0, 0, 0, 0, 1]),
+                        ipv4: vec![(Ipv4Addr::new(10, 0, 0, 1), 24)],
+                        ipv6,
+                    }],
+                    interfaces_error: None,
+                }],
+            })),
+        )
+    };
+    let addr = Ipv6Address::new("fd00::1".parse().unwrap(), 64, None, true);
+    for e in [
+        snapshot(0, vec![]),
+        snapshot(0, vec![addr]),
+        snapshot(4026531841, vec![]),
+        snapshot(4026531841, vec![addr]),
+    ] {
+        let mut enc = FrameEncoder::default();
+        enc.push(&e, usize::MAX).unwrap();
+        let mut out = std::collections::VecDeque::new();
+        let mut stats = codec::PayloadStats::default();
+        codec::FrameDecoder::default()
+            .decode(&enc.buf, &mut out, &mut stats)
+            .unwrap();
+        assert_eq!((Vec::from(out), stats.bad_events), (vec![e], 0));
+    }
 }

@@ -722,6 +722,14 @@ fn put_ipv6_trailer<'i>(
     if interfaces.clone().all(|i| i.ipv6.is_empty()) {
         return;
     }
+    put_ipv6_trailer_always(w, interfaces);
+}
+
+/// The IPv6 trailer even when no interface has an address (a trailer follows it).
+fn put_ipv6_trailer_always<'i>(
+    w: &mut Writer<'_>,
+    interfaces: impl Iterator<Item = &'i Interface> + Clone,
+) {
     w.varint(interfaces.clone().count() as u64);
     for i in interfaces {
         i.ipv6.put(w);
@@ -854,7 +862,8 @@ impl Wire for SnapNamespace {
     }
 }
 
-/// Phase byte (0 start, 1 final), the init namespace, then the namespaces.
+/// Phase byte (0 start, 1 final), the init namespace, then the namespaces, the IPv6 trailer
+/// and, when known, the node's mount namespace (a trailer after the IPv6 one).
 impl Wire for Snapshot {
     fn put(&self, w: &mut Writer<'_>) {
         w.byte(match self.phase {
@@ -863,7 +872,15 @@ impl Wire for Snapshot {
         });
         self.init_netns.put(w);
         self.namespaces.put(w);
-        put_ipv6_trailer(w, self.namespaces.iter().flat_map(|n| &n.interfaces));
+        let interfaces = self.namespaces.iter().flat_map(|n| &n.interfaces);
+        if self.init_mnt_ns == 0 {
+            put_ipv6_trailer(w, interfaces);
+            return;
+        }
+        // The mount namespace trailer follows the IPv6 one, which is then written even
+        // without an address, so a reader knows where one ends and the other begins.
+        put_ipv6_trailer_always(w, interfaces);
+        w.inum(self.init_mnt_ns);
     }
     fn get(r: &mut Reader<'_, '_>) -> Result<Self, DecodeError> {
         let phase = match r.byte()? {
@@ -879,10 +896,12 @@ impl Wire for Snapshot {
             count,
             namespaces.iter_mut().flat_map(|n| n.interfaces.iter_mut()),
         )?;
+        let init_mnt_ns = if r.c.is_empty() { 0 } else { r.inum()? };
         Ok(Self {
             phase,
             init_netns,
             namespaces,
+            init_mnt_ns,
         })
     }
 }

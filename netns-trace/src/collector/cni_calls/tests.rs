@@ -3,7 +3,7 @@
 //! which exec their IPAM plugin with the same environment, and tears down.
 use super::*;
 use crate::collector::test_events::{
-    INIT, MS, S, bind_mount_pin, by_process as ev, collector, pin, task_body as task,
+    HOST_MNT, INIT, MS, S, bind_mount_pin, by_process as ev, collector, pin, task_body as task,
 };
 use crate::collector::{CollectorConfig, FindingDetail};
 use crate::model::{
@@ -526,6 +526,7 @@ fn a_del_after_the_pause_died_that_its_pinned_namespace_outlived_is_cited_in_one
             phase: SnapshotPhase::Start,
             namespaces: vec![],
             init_netns: INIT,
+            init_mnt_ns: HOST_MNT,
         })),
     ));
     // Pod A: the pause (100) given as /proc/100/ns/net; a plugin's debugging bind mount.
@@ -665,4 +666,109 @@ fn a_failed_del_is_a_finding_with_its_namespace_and_a_clean_pod_gives_none() {
     let ns = namespace.as_ref().unwrap();
     assert_eq!(ns.state, crate::collector::NsState::Alive);
     assert_eq!(ns.interfaces.len(), 2);
+}
+
+/// Issue 14 item 4: a pod with a mount namespace of its own pins its namespace at the path of
+/// another pod's pin (`/run/netns/cni-<victim>`). The path names the victim's sandbox only
+/// where the runtime pinned it, the node's mount namespace: the pod's copy is still a pin of
+/// its namespace, in its mount namespace, but gets no sandbox, pod or network from the path,
+/// whether the CNI cache entry was read before or after it, and the runtime's CNI call
+/// through that path still names the victim.
+#[test]
+fn a_pods_own_mount_at_a_victims_pin_path_takes_nothing_of_the_victims_identity() {
+    const POD_MNT: u32 = HOST_MNT + 77;
+    let victim_uuid = "5b0e8a2c-3f64-4d0b-9a51-0c1e7d2f9b44";
+    let entry = |if_name: &str, network: &str| {
+        Event::observed(
+            5 * S,
+            EventBody::CniResult(Box::new(crate::attribution::CniCacheEntry {
+                container_id: SANDBOX_A.into(),
+                if_name: if_name.into(),
+                network_name: network.into(),
+                config_name: Some(network.into()),
+                netns_path: Some(PIN_A.into()),
+                ips: vec![],
+                pod_namespace: Some("shop".into()),
+                pod_name: Some(format!("web-{SANDBOX_A}")),
+                pod_uid: Some(format!("uid-{SANDBOX_A}")),
+            })),
+        )
+    };
+    let mut c = collector();
+    unshare(&mut c, 2 * S, 50, NODE);
+    // The victim as containerd runs it: pinned in the node's mount namespace, then ADD, and
+    // the runtime writes the cache entry.
+    unshare(&mut c, 3 * S, 100, POD_A);
+    pin(&mut c, 3 * S + MS, POD_A, 100, PIN_A);
+    c.handle(&cni(4 * S, 110, "bridge", "ADD", SANDBOX_A, PIN_A));
+    c.handle(&entry("eth0", "pod-net"));
+
+    // The hostile pod (its pause 200) runs a shell (210) in a mount namespace of its own, which
+    // bind-mounts its namespace over the copy of the victim's pin; mountinfo shows it there.
+    unshare(&mut c, 6 * S, 200, POD_B);
+    c.handle(&ev(
+        7 * S,
+        210,
+        "mount",
+        EventBody::MountSyscall(crate::model::MountSyscall {
+            op: crate::model::MountOp::Mount,
+            netns: POD_B,
+            mnt_ns: POD_MNT,
+            ret: 0,
+            flags: 4096,
+            from_dfd: -100,
+            to_dfd: -100,
+            source: "/proc/self/ns/net".into(),
+            target: PIN_A.into(),
+        }),
+    ));
+    c.handle(&Event::observed(
+        7 * S + MS,
+        EventBody::PinAdded(PinChange {
+            netns: POD_B,
+            pin: crate::model::Pin::BindMount {
+                path: PIN_A.trim_start_matches("/var").into(),
+                mnt_ns: POD_MNT,
+                holder_pid: 210,
+                holder_comm: Comm::from_str_lossy("sh"),
+            },
+        }),
+    ));
+    // The cache entry of the victim's loopback attachment, read after the hostile pin.
+    c.handle(&entry("lo", "cni-loopback"));
+    // The runtime's DEL through the victim's path.
+    c.handle(&cni(8 * S, 120, "bridge", "DEL", SANDBOX_A, PIN_A));
+
+    let ns = |id: NsId| c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    let victim = &ns(POD_A).owner;
+    assert_eq!(
+        (
+            victim.sandbox_id.as_deref(),
+            victim.pod_name.as_deref(),
+            victim.cni_network.as_deref()
+        ),
+        (Some(victim_uuid), Some("web-aaaa0001"), Some("pod-net")),
+        "{victim:#?}"
+    );
+    let hostile = ns(POD_B);
+    assert!(hostile.owner.is_empty(), "{:#?}", hostile.owner);
+    let pins: Vec<_> = hostile
+        .pins
+        .iter()
+        .map(|p| (p.path.as_deref(), p.mount_ns))
+        .collect();
+    assert_eq!(
+        pins,
+        [(Some(PIN_A.trim_start_matches("/var")), Some(POD_MNT))],
+        "still a pin, in its mount namespace"
+    );
+    let pinned = CniTarget::Pin { netns: POD_A };
+    assert_eq!(
+        summary(c.cni_calls_for_sandbox(SANDBOX_A)),
+        vec![
+            call("bridge", "ADD", pinned.clone()),
+            call("bridge", "DEL", pinned.clone()),
+        ]
+    );
+    assert_eq!(c.cni_calls_for_namespace(&id_of(&c, POD_B)).count(), 0);
 }

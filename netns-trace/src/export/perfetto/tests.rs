@@ -540,6 +540,7 @@ fn snapshot_namespaces_start_at_the_snapshot_and_members_left_unseen_start_there
     let snapshot = Snapshot {
         phase: SnapshotPhase::Start,
         init_netns: INIT,
+        init_mnt_ns: 0,
         namespaces: vec![
             SnapNamespace {
                 netns: INIT,
