@@ -54,6 +54,8 @@ struct RecentMount {
     tid: u32,
     ts: u64,
     target: String,
+    /// The caller's mount namespace (0: unknown).
+    mnt_ns: u32,
     by: Actor,
     paired: bool,
 }
@@ -74,11 +76,15 @@ pub(super) struct MountLog {
 }
 
 impl MountLog {
-    /// Who made the mount at `path` shortly before `ts`: the latest such call, now paired.
-    pub(super) fn maker_of(&mut self, path: &str, ts: u64) -> Option<Actor> {
+    /// Who made the mount at `path` in mount namespace `mnt_ns` shortly before `ts`: the
+    /// latest such call, now paired. A call in another mount namespace made another mount
+    /// (a pod can mount at the path of a runtime's pin inside its own).
+    pub(super) fn maker_of(&mut self, path: &str, mnt_ns: Option<u32>, ts: u64) -> Option<Actor> {
         let want = normalize_path(path);
         let m = self.recent.iter_mut().rev().find(|m| {
-            normalize_path(&m.target) == want && ts.saturating_sub(m.ts) <= MOUNT_PAIRING_NS
+            normalize_path(&m.target) == want
+                && (m.mnt_ns == 0 || mnt_ns.is_none_or(|n| n == m.mnt_ns))
+                && ts.saturating_sub(m.ts) <= MOUNT_PAIRING_NS
         })?;
         m.paired = true;
         Some(m.by)
@@ -110,7 +116,7 @@ impl Collector {
         }
         let mut rec = Self::pin_record(pin, ts);
         if let Some(path) = rec.path.clone() {
-            rec.by = self.mounts.maker_of(&path, ts);
+            rec.by = self.mounts.maker_of(&path, rec.mount_ns, ts);
         }
         self.add_pin(r, rec, ts);
     }
@@ -416,6 +422,7 @@ impl Collector {
                         tid: by.pid,
                         ts,
                         target: target.to_string(),
+                        mnt_ns,
                         by,
                         paired: false,
                     });

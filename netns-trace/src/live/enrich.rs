@@ -195,10 +195,29 @@ impl<O: Observer> Enricher<O> {
 
     /// Re-reads a mount namespace's nsfs pins and reports the difference.
     fn rescan_mount_ns(&mut self, mnt_ns: u32, ts: u64, out: &mut Vec<Event>) {
+        self.rescan_mount_ns_after(mnt_ns, None, ts, out);
+    }
+
+    /// [`rescan_mount_ns`](Self::rescan_mount_ns) after a successful umount of `unmounted`
+    /// there, which the collector took as the end of every pin at that path in that mount
+    /// namespace: a pin still at the path (a lower mount of a stack, or one mounted since an
+    /// earlier read) is reported again.
+    fn rescan_mount_ns_after(
+        &mut self,
+        mnt_ns: u32,
+        unmounted: Option<&str>,
+        ts: u64,
+        out: &mut Vec<Event>,
+    ) {
         // An error means the mount namespace is gone (its last process exited): its copies
         // went with it.
         let now = self.obs.mount_ns_pins(mnt_ns).unwrap_or_default();
-        let before = self.mount_pins.remove(&mnt_ns).unwrap_or_default();
+        let mut before = self.mount_pins.remove(&mnt_ns).unwrap_or_default();
+        if let Some(gone) = unmounted.map(normalize_path) {
+            before.retain(
+                |(_, p)| !matches!(p, Pin::BindMount { path, .. } if normalize_path(path) == gone),
+            );
+        }
         let key = |(i, p): &(u32, Pin)| match p {
             Pin::BindMount { path, .. } => (*i, path.clone()),
             _ => (*i, String::new()),
@@ -409,6 +428,8 @@ impl<O: Observer> Enricher<O> {
                 mnt_ns,
                 ret,
                 flags,
+                source,
+                target,
                 ..
             }) if *ret >= 0 => {
                 let relevant = match op {
@@ -416,8 +437,9 @@ impl<O: Observer> Enricher<O> {
                     MountOp::Umount | MountOp::MoveMount => true,
                     MountOp::OpenTree => false,
                 };
+                let unmounted = (*op == MountOp::Umount).then(|| op.acted_on(source, target));
                 if relevant {
-                    self.rescan_mount_ns(*mnt_ns, ts, &mut out);
+                    self.rescan_mount_ns_after(*mnt_ns, unmounted, ts, &mut out);
                 }
             }
             EventBody::Snapshot(_) => self.read_cni(ts, &mut out),
@@ -923,6 +945,48 @@ mod tests {
             matches!(&out[..], [Event { body: EventBody::PinRemoved(PinChange { netns, .. }), .. }] if *netns == pod),
             "{out:?}"
         );
+    }
+
+    /// A umount removes the top mount of a stack at its path; the collector retires every pin
+    /// there in that mount namespace, so the one still mounted below is reported again.
+    #[test]
+    fn a_umount_of_a_stacked_path_reports_the_mount_left_below_again() {
+        let mut fake = Fake::default();
+        let (lower, upper) = (NsId::new(77, 4026532300), NsId::new(78, 4026532301));
+        let mut e = Enricher::new(&mut fake);
+        e.learn(lower);
+        e.learn(upper);
+        let path = "/run/netns/cni-1";
+        e.obs.mounts.insert(
+            HOST_MNT,
+            vec![
+                (lower.inum, bind(path, HOST_MNT, 1)),
+                (upper.inum, bind(path, HOST_MNT, 1)),
+            ],
+        );
+        assert_eq!(
+            e.on_event(&mount(MountOp::Mount, HOST_MNT, 0, MS_BIND))
+                .len(),
+            2
+        );
+        e.obs
+            .mounts
+            .insert(HOST_MNT, vec![(lower.inum, bind(path, HOST_MNT, 1))]);
+        let mut umount = mount(MountOp::Umount, HOST_MNT, 0, 0);
+        if let EventBody::MountSyscall(m) = &mut umount.body {
+            m.source = format!("/var{path}");
+            m.target.clear();
+        }
+        let out = e.on_event(&umount);
+        let seen: Vec<(&str, NsId)> = out
+            .iter()
+            .map(|ev| match &ev.body {
+                EventBody::PinAdded(p) => ("added", p.netns),
+                EventBody::PinRemoved(p) => ("removed", p.netns),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seen, [("added", lower)], "{out:?}");
     }
 
     #[test]

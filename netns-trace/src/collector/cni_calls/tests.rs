@@ -704,10 +704,24 @@ fn a_pods_own_mount_at_a_victims_pin_path_takes_nothing_of_the_victims_identity(
     c.handle(&entry("eth0", "pod-net"));
 
     // The hostile pod (its pause 200) runs a shell (210) in a mount namespace of its own, which
-    // bind-mounts its namespace over the copy of the victim's pin; mountinfo shows it there.
+    // bind-mounts its namespace over the copy of the victim's pin. The enricher's mountinfo
+    // read (prompted by an earlier event) shows the mount before the call's own record comes,
+    // within the pairing window of the victim's mount at the same path in the node's.
     unshare(&mut c, 6 * S, 200, POD_B);
-    c.handle(&ev(
+    c.handle(&Event::observed(
         7 * S,
+        EventBody::PinAdded(PinChange {
+            netns: POD_B,
+            pin: crate::model::Pin::BindMount {
+                path: PIN_A.trim_start_matches("/var").into(),
+                mnt_ns: POD_MNT,
+                holder_pid: 210,
+                holder_comm: Comm::from_str_lossy("sh"),
+            },
+        }),
+    ));
+    c.handle(&ev(
+        7 * S + MS,
         210,
         "mount",
         EventBody::MountSyscall(crate::model::MountSyscall {
@@ -720,18 +734,6 @@ fn a_pods_own_mount_at_a_victims_pin_path_takes_nothing_of_the_victims_identity(
             to_dfd: -100,
             source: "/proc/self/ns/net".into(),
             target: PIN_A.into(),
-        }),
-    ));
-    c.handle(&Event::observed(
-        7 * S + MS,
-        EventBody::PinAdded(PinChange {
-            netns: POD_B,
-            pin: crate::model::Pin::BindMount {
-                path: PIN_A.trim_start_matches("/var").into(),
-                mnt_ns: POD_MNT,
-                holder_pid: 210,
-                holder_comm: Comm::from_str_lossy("sh"),
-            },
         }),
     ));
     // The cache entry of the victim's loopback attachment, read after the hostile pin.
@@ -755,12 +757,16 @@ fn a_pods_own_mount_at_a_victims_pin_path_takes_nothing_of_the_victims_identity(
     let pins: Vec<_> = hostile
         .pins
         .iter()
-        .map(|p| (p.path.as_deref(), p.mount_ns))
+        .map(|p| (p.path.as_deref(), p.mount_ns, p.by.map(|b| b.pid)))
         .collect();
     assert_eq!(
         pins,
-        [(Some(PIN_A.trim_start_matches("/var")), Some(POD_MNT))],
-        "still a pin, in its mount namespace"
+        [(
+            Some(PIN_A.trim_start_matches("/var")),
+            Some(POD_MNT),
+            Some(210)
+        )],
+        "still a pin, in its mount namespace, made by the pod's own mount call"
     );
     let pinned = CniTarget::Pin { netns: POD_A };
     assert_eq!(
