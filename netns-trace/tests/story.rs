@@ -447,6 +447,22 @@ fn state_and_pod_filters_choose_namespaces_and_keep_verdicts() {
     assert_eq!(states(&with(&["--pod", &uid])).len(), 1);
     assert!(states(&with(&["--pod", "pod-a", "--state", "alive"])).is_empty());
 
+    // Several states: a comma list, or the option repeated; a namespace in any of them.
+    let two = with(&["--state", "leaked,alive"]);
+    assert_eq!(two, with(&["--state", "alive", "--state", "leaked"]));
+    let expected: Vec<(String, String)> = states(&whole)
+        .into_iter()
+        .filter(|(_, s)| s == "leaked" || s == "alive")
+        .collect();
+    assert!(expected.iter().any(|(_, s)| s == "alive"), "{expected:?}");
+    assert_eq!(states(&two), expected);
+    assert_eq!(
+        two["trace"]["filters"]["state"],
+        serde_json::json!(["alive", "leaked"])
+    );
+    let text = ok_stdout(&["report", &trace, "--state", "leaked,alive"]);
+    assert!(text.contains("filters: state alive or leaked"), "{text}");
+
     let out = run(&["report", &trace, "--state", "gone"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown state \"gone\""));

@@ -57,7 +57,7 @@ Examples:\n  \
 netns-trace report deploy.nstrace                        # everything\n  \
 netns-trace report deploy.nstrace --netns web-7d9f-abcde # one pod's namespace, as a story\n  \
 netns-trace report deploy.nstrace --netns /run/netns/cni-1a2b… --json\n  \
-netns-trace report deploy.nstrace --state leaked --since 2m --until 5m\n  \
+netns-trace report deploy.nstrace --state leaked,leak_suspect --since 2m --until 5m\n  \
 netns-trace report deploy.nstrace --pod kube-system/coredns-5d78c9869d-x2x8q \\\n      \
 --since 2026-12-07T20:56:22Z\n\n\
 Filters (--since, --until, --state, --pod) choose which namespaces, and so which findings, \
@@ -92,9 +92,11 @@ pub struct ReportArgs {
     /// Only namespaces created (or first seen) at or before this time; same forms as --since.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
-    /// Only namespaces in this state (alive, draining, persistent, leaked, leak_suspect, destroyed).
-    #[arg(long, value_name = "STATE")]
-    pub state: Option<String>,
+    /// Only namespaces in this state (alive, draining, persistent, leaked, leak_suspect,
+    /// destroyed). Several: a comma list or the option repeated, e.g.
+    /// `--state leaked,leak_suspect`.
+    #[arg(long, value_name = "STATE", value_delimiter = ',')]
+    pub state: Vec<String>,
     /// Only namespaces of this pod: its name, NAMESPACE/NAME, or its UID.
     #[arg(long, value_name = "POD")]
     pub pod: Option<String>,
@@ -172,7 +174,16 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let meta = reader.meta().clone();
     let damage = reader.damage().clone();
     let start = meta.started_at_ns;
-    let state = args.state.as_deref().map(parse_state).transpose()?;
+    let state = args
+        .state
+        .iter()
+        .map(|s| parse_state(s))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(|mut v| {
+            v.sort();
+            v.dedup();
+            v
+        })?;
     if let Some(id) = &args.netns {
         let ctx = ReportContext {
             clock: Some(meta.clock),

@@ -44,7 +44,9 @@ pub struct ReportFilters {
     /// Only namespaces alive at some point in `[since_ns, until_ns]` (monotonic ns).
     pub since_ns: Option<u64>,
     pub until_ns: Option<u64>,
-    pub state: Option<NsState>,
+    /// Only namespaces in one of these states (none: any state).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<NsState>,
     /// A pod: its name, `NAMESPACE/NAME` or UID, as the namespace's owner names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
@@ -67,7 +69,7 @@ impl ReportFilters {
                 return false;
             }
         }
-        if self.state.is_some_and(|s| s != ns.state) {
+        if !self.state.is_empty() && !self.state.contains(&ns.state) {
             return false;
         }
         if let Some(pod) = &self.pod {

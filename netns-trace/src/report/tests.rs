@@ -236,7 +236,7 @@ fn json_round_trips_and_carries_the_schema() {
 fn filters_select_namespaces_and_their_findings() {
     let c = leaky_collector();
     let mut cx = ctx();
-    cx.filters.state = Some(NsState::Leaked);
+    cx.filters.state = vec![NsState::Leaked];
     let r = Report::build(&c, &cx);
     assert_eq!(r.namespaces.len(), 3);
     assert!(r.namespaces.iter().all(|n| n.state == NsState::Leaked));

@@ -416,8 +416,9 @@ pub(super) fn render(r: &Report, out: &mut impl Write) -> Result<(), ReportError
         if let Some(t) = f.until_ns {
             parts.push(format!("until {}", short(clock, t)));
         }
-        if let Some(s) = f.state {
-            parts.push(format!("state {s}"));
+        if !f.state.is_empty() {
+            let states: Vec<String> = f.state.iter().map(ToString::to_string).collect();
+            parts.push(format!("state {}", states.join(" or ")));
         }
         if let Some(p) = &f.pod {
             parts.push(format!("pod {}", safe(p)));
