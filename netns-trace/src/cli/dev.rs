@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::collector::CollectorConfig;
 use crate::collector::synthetic::{self, SyntheticConfig};
-use crate::trace::{TraceEnd, TraceMeta, TraceReader, TraceWriter};
+use crate::trace::{TraceEnd, TraceMeta, TraceWriter};
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -170,7 +170,8 @@ fn cpu_secs() -> f64 {
 }
 
 fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let mut reader = TraceReader::open(&args.file)?;
+    let (mut reader, mut progress) =
+        super::progress::open(&args.file, super::progress::ProgressMode::Never)?;
     let mut cfg = CollectorConfig {
         notices: false,
         ..Default::default()
@@ -180,7 +181,7 @@ fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let started = Instant::now();
     let cpu_before = cpu_secs();
-    let (collector, _end) = super::report::replay(&mut reader, cfg);
+    let (collector, _end) = super::report::replay(&mut reader, cfg, &mut progress);
     let cpu = cpu_secs() - cpu_before;
     let secs = started.elapsed().as_secs_f64();
     let events = reader.events_read();

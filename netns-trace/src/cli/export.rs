@@ -3,9 +3,9 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::progress::ProgressArgs;
 use crate::collector::CollectorConfig;
 use crate::export::{PerfettoExport, PerfettoOptions, write_jsonl};
-use crate::trace::TraceReader;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Format {
@@ -30,10 +30,12 @@ pub struct ExportArgs {
     /// Grace period before a memberless namespace counts as leaked (Perfetto), as for `report`.
     #[arg(long, default_value_t = 30.0, value_name = "SECS")]
     pub grace: f64,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let mut reader = TraceReader::open(&args.file)?;
+    let (mut reader, mut progress) = super::progress::open(&args.file, args.progress.progress)?;
     let clock = reader.meta().clock;
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
@@ -45,7 +47,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
     // size exports in the memory the collector needs.
     match args.format {
         Format::Jsonl => {
-            let n = write_jsonl(reader.by_ref(), Some(clock), &mut out)?;
+            let events = reader.by_ref().inspect(|_| progress.event());
+            let n = write_jsonl(events, Some(clock), &mut out)?;
+            progress.finish();
             eprintln!("netns-trace: wrote {n} events as JSON lines");
         }
         Format::Perfetto => {
@@ -63,7 +67,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<ExitCode> {
             for ev in reader.by_ref() {
                 last_ts = last_ts.max(ev.ts_ns);
                 export.event(&ev);
+                progress.event();
             }
+            progress.finish();
             let end = super::report::trace_end(&reader, last_ts);
             let stats = export.finish(Some(end), &mut out)?;
             eprintln!(

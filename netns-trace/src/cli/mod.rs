@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod dev;
 mod export;
 mod probes;
+mod progress;
 mod record;
 mod record_command;
 mod report;

@@ -41,6 +41,7 @@ pub fn has_leak(r: &Report) -> bool {
         .iter()
         .any(|n| matches!(n.state, NsState::Leaked | NsState::LeakSuspect))
 }
+use super::progress::{Progress, ProgressArgs};
 use crate::trace::TraceReader;
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +62,9 @@ netns-trace report deploy.nstrace --state leaked,leak_suspect --since 2m --until
 netns-trace report deploy.nstrace --pod kube-system/coredns-5d78c9869d-x2x8q \\\n      \
 --since 2026-12-07T20:56:22Z\n\n\
 Filters (--since, --until, --state, --pod) choose which namespaces, and so which findings, \
-are listed; every verdict is still that of the whole trace."
+are listed; every verdict is still that of the whole trace.\n\n\
+Reading a trace of more than a million events shows how far it has got on stderr when \
+stderr is a terminal (see --progress)."
 )]
 pub struct ReportArgs {
     /// The trace file.
@@ -100,6 +103,8 @@ pub struct ReportArgs {
     /// Only namespaces of this pod: its name, NAMESPACE/NAME, or its UID.
     #[arg(long, value_name = "POD")]
     pub pod: Option<String>,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 /// A time given on the command line, as the trace's monotonic ns: a duration from the
@@ -132,8 +137,13 @@ pub fn trace_time(s: &str, start_ns: u64, clock: crate::trace::ClockBase) -> any
 }
 
 /// Replays a whole trace into a collector. Ticks follow event time the way the live loop
-/// ticks every 500 ms, so grace periods expire at the same points.
-pub fn replay(reader: &mut TraceReader, cfg: CollectorConfig) -> (Collector, u64) {
+/// ticks every 500 ms, so grace periods expire at the same points. `progress` hears of each
+/// event and is finished (its line erased) before this returns.
+pub fn replay(
+    reader: &mut TraceReader,
+    cfg: CollectorConfig,
+    progress: &mut Progress,
+) -> (Collector, u64) {
     const TICK_NS: u64 = 500_000_000;
     let mut c = Collector::new(cfg);
     let mut next_tick = 0u64;
@@ -147,7 +157,9 @@ pub fn replay(reader: &mut TraceReader, cfg: CollectorConfig) -> (Collector, u64
         }
         last_ts = last_ts.max(ev.ts_ns);
         c.handle(ev);
+        progress.event();
     });
+    progress.finish();
     let end = trace_end(reader, last_ts);
     c.finish(end);
     (c, end)
@@ -164,13 +176,13 @@ pub fn trace_end(reader: &TraceReader, last_ts: u64) -> u64 {
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let mut reader = TraceReader::open(&args.file)?;
+    let (mut reader, mut progress) = super::progress::open(&args.file, args.progress.progress)?;
     let cfg = CollectorConfig {
         grace_ns: super::secs_to_ns(args.grace)?,
         notices: false,
         ..Default::default()
     };
-    let (collector, end) = replay(&mut reader, cfg);
+    let (collector, end) = replay(&mut reader, cfg, &mut progress);
     let meta = reader.meta().clone();
     let damage = reader.damage().clone();
     let start = meta.started_at_ns;
