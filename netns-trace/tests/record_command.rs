@@ -111,3 +111,27 @@ fn record_until_idle_stops_by_itself_after_the_last_namespace_event() {
         "net:[{inum}] missing from {report:#}"
     );
 }
+
+/// The idle time counts from the moment the recording runs ("recording to …"), not from the
+/// start of the program: loading the probes takes seconds on a busy node, and must not end a
+/// recording before it saw anything.
+#[test]
+fn record_until_idle_counts_from_the_start_of_the_recording() {
+    if !require_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("idle-start.nstrace");
+    let mut cmd = Command::new(netns_trace_bin());
+    cmd.args(["record", "--quiet", "--until-idle", "2", "-o"])
+        .arg(&trace);
+    let mut child = spawn_until_ready(&mut cmd, "record", "recording to");
+    let recording = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        recording.elapsed() >= Duration::from_secs(2),
+        "stopped {:?} after it started recording",
+        recording.elapsed()
+    );
+}

@@ -192,6 +192,11 @@ impl LiveSink for RecordSink {
                 "netns-trace: recording to {} in {mode} mode; Ctrl-C or SIGTERM to stop",
                 self.trace.path.display()
             );
+            // --until-idle counts from here: loading the probes and the start snapshot (seconds
+            // on a busy node) are not time without a namespace event.
+            if let Some((clock, started)) = &self.idle {
+                clock.touch(started.elapsed());
+            }
             if let Some(cmd) = self.command.take() {
                 cmd.start()?;
             }
