@@ -135,3 +135,71 @@ fn record_until_idle_counts_from_the_start_of_the_recording() {
         recording.elapsed()
     );
 }
+
+/// `record -- CMD` run as a shell runs a foreground job: in a process group of its own. The
+/// signal a Ctrl-C makes goes to the whole group (`sig_group`), so CMD hears it itself; a
+/// SIGTERM to netns-trace alone is passed on to CMD. Either way the recording waits for CMD,
+/// ends in order after the grace period and exits with CMD's status.
+fn stop_the_command_by(signal: libc::c_int, sig_group: bool, cmd_status: i32) {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("signal.nstrace");
+    let name = if signal == libc::SIGINT {
+        "INT"
+    } else {
+        "TERM"
+    };
+    let script = format!("trap 'exit {cmd_status}' {name}; while :; do sleep 0.2; done");
+    let mut cmd = Command::new(netns_trace_bin());
+    cmd.args(["record", "--quiet", "--grace", "1", "-o"])
+        .arg(&trace)
+        .args(["--", "sh", "-c", &script])
+        .process_group(0);
+    let mut child = spawn_until_ready(&mut cmd, "record", "started sh -c");
+    // The shell has set its trap once it runs its loop.
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on our own child, or on the process group it leads.
+    assert_eq!(
+        unsafe { libc::kill(if sig_group { -pid } else { pid }, signal) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record still running 60 s after {name}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        status.code(),
+        Some(cmd_status),
+        "CMD's exit status is ours: {status}"
+    );
+    let report = report_of(&trace, "2");
+    assert_eq!(
+        report["trace"]["damage"]["clean_shutdown"], true,
+        "{:#}",
+        report["trace"]
+    );
+}
+
+#[test]
+fn ctrl_c_reaches_the_command_and_the_recording_ends_after_it() {
+    if !require_root() {
+        return;
+    }
+    stop_the_command_by(libc::SIGINT, true, 9);
+}
+
+#[test]
+fn sigterm_to_netns_trace_is_passed_on_to_the_command() {
+    if !require_root() {
+        return;
+    }
+    stop_the_command_by(libc::SIGTERM, false, 11);
+}
