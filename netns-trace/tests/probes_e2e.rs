@@ -248,13 +248,29 @@ fn every_attached_probe_delivers_correct_events() {
         }
     }
 
-    // Creation: both namespaces, with identity matching the bind-mounted file's inode.
+    // Creation: both namespaces, with identity matching the bind-mounted file's inode. An
+    // inum is reused as soon as a namespace is freed, so another namespace of the same inum
+    // (made and gone earlier in the trace, by anything on the node) may precede ours: ours is
+    // the one made by the `ip` process that then bind-mounted it at /run/netns/NAME.
     let created = of_type(&events, "netns_created");
-    for (name, i) in [(a, ia), (b, ib)] {
-        let e = created
+    let mounts = of_type(&events, "mount_syscall");
+    let creation_of = |name: &str, i: u64| {
+        let pin = mounts
             .iter()
-            .find(|e| in_ns(e, i))
-            .unwrap_or_else(|| panic!("no netns_created for {name} (inum {i}) in {created:?}"));
+            .find(|e| e["op"] == "mount" && e["target"] == format!("/run/netns/{name}"))
+            .unwrap_or_else(|| panic!("no mount of /run/netns/{name}: {mounts:?}"));
+        created
+            .iter()
+            .find(|e| in_ns(e, i) && e["pid"] == pin["pid"])
+            .unwrap_or_else(|| {
+                panic!(
+                    "no netns_created for {name} (inum {i}) by pid {} in {created:?}",
+                    pin["pid"]
+                )
+            })
+    };
+    for (name, i) in [(a, ia), (b, ib)] {
+        let e = creation_of(name, i);
         assert_eq!(e["comm"], "ip", "creator comm");
         assert!(e["net_ptr"].as_u64().unwrap() != 0);
         let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
@@ -271,10 +287,9 @@ fn every_attached_probe_delivers_correct_events() {
         };
         assert_eq!(e["source"], want_source);
     }
-    let cookie_a = created.iter().find(|e| in_ns(e, ia)).unwrap()["netns"]["cookie"].clone();
+    let cookie_a = creation_of(a, ia)["netns"]["cookie"].clone();
 
     // Pin: ip's bind mount of its own netns file onto /run/netns/A.
-    let mounts = of_type(&events, "mount_syscall");
     let pin = mounts
         .iter()
         .find(|e| e["op"] == "mount" && e["target"] == format!("/run/netns/{a}"))
