@@ -502,44 +502,7 @@ pub fn arp_reply_macs(
         File::open(netns_file).unwrap_or_else(|e| panic!("open {}: {e}", netns_file.display()));
     let ifname = ifname.to_string();
     std::thread::spawn(move || {
-        assert_eq!(
-            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "setns: {}",
-            io::Error::last_os_error()
-        );
-        let proto = 0x0806u16.to_be();
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                proto as i32,
-            )
-        };
-        assert!(
-            raw >= 0,
-            "socket(AF_PACKET): {}",
-            io::Error::last_os_error()
-        );
-        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-        let name = CString::new(ifname.clone()).unwrap();
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert!(ifindex > 0, "no {ifname}");
-        let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        to.sll_family = libc::AF_PACKET as u16;
-        to.sll_protocol = proto;
-        to.sll_ifindex = ifindex as i32;
-        to.sll_halen = 6;
-        to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
-        let rc = unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                (&to as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
-        // SOCK_DGRAM would strip the Ethernet header; here the kernel gets the full frame.
+        let sock = packet_socket_in(&ns, &ifname, 0x0806);
         let mut frame = vec![0xffu8; 6];
         frame.extend_from_slice(&src_mac);
         frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
@@ -548,19 +511,6 @@ pub fn arp_reply_macs(
         frame.extend_from_slice(&[0; 6]);
         frame.extend_from_slice(&target.octets());
         frame.resize(60, 0);
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as u32,
-            )
-        };
         let mut macs = vec![];
         let mut buf = [0u8; 1600];
         for _ in 0..count {
@@ -585,13 +535,7 @@ pub fn arp_reply_macs(
                     && f[28..32] == target.octets()
                     && f[38..42] == src_ip.octets()
                 {
-                    macs.push(
-                        f[22..28]
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    );
+                    macs.push(mac_string(&f[22..28]));
                 }
             }
         }
@@ -645,54 +589,7 @@ pub fn na_macs(netns_file: &Path, ifname: &str, target: Ipv6Addr, wait: Duration
         File::open(netns_file).unwrap_or_else(|e| panic!("open {}: {e}", netns_file.display()));
     let ifname = ifname.to_string();
     std::thread::spawn(move || {
-        assert_eq!(
-            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-            0,
-            "setns: {}",
-            io::Error::last_os_error()
-        );
-        let proto = 0x86ddu16.to_be();
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                proto as i32,
-            )
-        };
-        assert!(
-            raw >= 0,
-            "socket(AF_PACKET): {}",
-            io::Error::last_os_error()
-        );
-        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-        let name = CString::new(ifname.clone()).unwrap();
-        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert!(ifindex > 0, "no {ifname}");
-        let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        at.sll_family = libc::AF_PACKET as u16;
-        at.sll_protocol = proto;
-        at.sll_ifindex = ifindex as i32;
-        let rc = unsafe {
-            libc::bind(
-                sock.as_raw_fd(),
-                (&at as *const libc::sockaddr_ll).cast(),
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&timeout as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as u32,
-            )
-        };
+        let sock = packet_socket_in(&ns, &ifname, 0x86dd);
         let udp = std::net::UdpSocket::bind("[::]:0").expect("bind a UDP socket");
         udp.send_to(b"who", (target, 9))
             .expect("send a datagram to the target");
@@ -713,19 +610,77 @@ pub fn na_macs(netns_file: &Path, ifname: &str, target: Ipv6Addr, wait: Duration
                 && f[78] == 2
                 && f[79] == 1
             {
-                macs.push(
-                    f[80..86]
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":"),
-                );
+                macs.push(mac_string(&f[80..86]));
             }
         }
         macs
     })
     .join()
     .expect("ND probe thread panicked")
+}
+
+/// In the calling thread (which it moves into the network namespace of `ns`): a raw packet
+/// socket for EtherType `ethertype`, bound to `ifname` there, whose reads time out after
+/// 100 ms. Raw, not SOCK_DGRAM: frames go and come with their Ethernet header.
+fn packet_socket_in(ns: &File, ifname: &str, ethertype: u16) -> OwnedFd {
+    assert_eq!(
+        unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+        0,
+        "setns: {}",
+        io::Error::last_os_error()
+    );
+    let proto = ethertype.to_be();
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto as i32,
+        )
+    };
+    assert!(
+        raw >= 0,
+        "socket(AF_PACKET): {}",
+        io::Error::last_os_error()
+    );
+    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let name = CString::new(ifname).unwrap();
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    assert!(ifindex > 0, "no {ifname}");
+    let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    at.sll_family = libc::AF_PACKET as u16;
+    at.sll_protocol = proto;
+    at.sll_ifindex = ifindex as i32;
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            (&at as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    assert_eq!(rc, 0, "bind: {}", io::Error::last_os_error());
+    let timeout = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as u32,
+        )
+    };
+    sock
+}
+
+/// A MAC address as lowercase, colon-separated text.
+fn mac_string(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Hands a trace and its scenario to the harness (`cargo xtask vm-test --collect-traces`, which
