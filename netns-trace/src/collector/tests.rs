@@ -809,39 +809,10 @@ fn failed_umount_is_reported_as_a_failed_cleanup() {
 /// calls are no cleanup, and enough of them used to push the runtime's EBUSY out.
 #[test]
 fn refused_umounts_by_anyone_do_not_crowd_out_the_runtimes_failed_cleanup() {
-    let mut c = collector();
     let id = NsId::new(906, 4026532810);
-    crio_pod(&mut c, 2 * S, id, "/run/netns/busy", 641);
-    c.handle(&ev(
-        10 * S,
-        641,
-        641,
-        "pause",
-        task_body(TaskOp::Exit, id, id),
-    ));
-    c.handle(&umount(11 * S, 900, "crio", "/var/run/netns/busy", -16));
-    for i in 0..100 {
-        let errno = if i % 2 == 0 { -1 } else { -13 };
-        c.handle(&umount(
-            12 * S + i,
-            6666,
-            "mallory",
-            "/run/netns/busy",
-            errno,
-        ));
-    }
+    let mut c = crio_pod_left_busy_then_refused(id, 641, 100);
     c.finish(10 * S + GRACE);
-    let FindingDetail::LeakedNetns {
-        failed_cleanups, ..
-    } = &c.findings()[0].detail
-    else {
-        panic!()
-    };
-    let seen: Vec<(i64, String)> = failed_cleanups
-        .iter()
-        .map(|f| (f.errno, f.by.comm.as_str().to_string()))
-        .collect();
-    assert_eq!(seen, [(16, "crio".to_string())]);
+    assert_eq!(failed_cleanups_of_leak(&c), [(16, "crio".to_string())]);
 }
 
 /// Issue 14 item 4: refused umounts (EPERM/EACCES) by processes that neither created the
@@ -850,18 +821,34 @@ fn refused_umounts_by_anyone_do_not_crowd_out_the_runtimes_failed_cleanup() {
 /// EBUSY in place.
 #[test]
 fn refused_umounts_are_cleanups_only_from_the_maker_and_the_rest_are_counted() {
-    let mut c = collector();
     let id = NsId::new(907, 4026532811);
-    crio_pod(&mut c, 2 * S, id, "/run/netns/busy", 642);
+    let mut c = crio_pod_left_busy_then_refused(id, 642, 1000);
+    // pinns (700) made the mount: its refused umount is a cleanup that failed.
+    c.handle(&umount(13 * S, 700, "pinns", "/run/netns/busy", -1));
+    c.finish(10 * S + GRACE);
+    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
+    assert_eq!(ns.refused_umounts_ignored, 1000);
+    assert_eq!(
+        failed_cleanups_of_leak(&c),
+        [(16, "crio".to_string()), (1, "pinns".to_string())]
+    );
+}
+
+/// A CRI-O pod (pinned at /run/netns/busy by pinns, pid 700) whose pause `pause_pid` exited,
+/// whose runtime's umount failed EBUSY, and then `refused` umounts by an unrelated process
+/// refused EPERM and EACCES in turn.
+fn crio_pod_left_busy_then_refused(id: NsId, pause_pid: u32, refused: u64) -> Collector {
+    let mut c = collector();
+    crio_pod(&mut c, 2 * S, id, "/run/netns/busy", pause_pid);
     c.handle(&ev(
         10 * S,
-        642,
-        642,
+        pause_pid,
+        pause_pid,
         "pause",
         task_body(TaskOp::Exit, id, id),
     ));
     c.handle(&umount(11 * S, 900, "crio", "/var/run/netns/busy", -16));
-    for i in 0..1000 {
+    for i in 0..refused {
         let errno = if i % 2 == 0 { -1 } else { -13 };
         c.handle(&umount(
             12 * S + i,
@@ -871,22 +858,21 @@ fn refused_umounts_are_cleanups_only_from_the_maker_and_the_rest_are_counted() {
             errno,
         ));
     }
-    // pinns (700) made the mount: its refused umount is a cleanup that failed.
-    c.handle(&umount(13 * S, 700, "pinns", "/run/netns/busy", -1));
-    c.finish(10 * S + GRACE);
-    let ns = c.namespaces().find(|n| n.ns_id() == id).unwrap();
-    assert_eq!(ns.refused_umounts_ignored, 1000);
+    c
+}
+
+/// (errno, comm) of each failed cleanup named by the first finding, a leak.
+fn failed_cleanups_of_leak(c: &Collector) -> Vec<(i64, String)> {
     let FindingDetail::LeakedNetns {
         failed_cleanups, ..
     } = &c.findings()[0].detail
     else {
         panic!("{:#?}", c.findings())
     };
-    let seen: Vec<(i64, String)> = failed_cleanups
+    failed_cleanups
         .iter()
         .map(|f| (f.errno, f.by.comm.as_str().to_string()))
-        .collect();
-    assert_eq!(seen, [(16, "crio".to_string()), (1, "pinns".to_string())]);
+        .collect()
 }
 
 #[test]
