@@ -52,6 +52,12 @@ impl Drop for Cleanup {
     }
 }
 
+/// `ip netns add NAME`, and the new namespace's inode number (read from its pin).
+fn add_netns(name: &str) -> u64 {
+    sh(&[ip(), "netns", "add", name]);
+    inum(&format!("/run/netns/{name}"))
+}
+
 fn inum(path: &str) -> u64 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
@@ -82,12 +88,7 @@ fn every_attached_probe_delivers_correct_events() {
     }
     let watch = Watch::start(&["--raw"]);
 
-    sh(&[ip(), "netns", "add", a]);
-    sh(&[ip(), "netns", "add", b]);
-    let (ia, ib) = (
-        inum(&format!("/run/netns/{a}")),
-        inum(&format!("/run/netns/{b}")),
-    );
+    let (ia, ib) = (add_netns(a), add_netns(b));
     sh(&[
         ip(),
         "link",
@@ -459,12 +460,7 @@ fn a_disabled_packet_probe_records_nothing_while_the_other_records() {
         let (a, b) = ("nt-fam-a", "nt-fam-b");
         let _cleanup = Cleanup(vec![a, b]);
         let watch = Watch::start(&["--raw", "--mode", mode, "--disable-probe", disabled]);
-        sh(&[ip(), "netns", "add", a]);
-        sh(&[ip(), "netns", "add", b]);
-        let (ia, ib) = (
-            inum(&format!("/run/netns/{a}")),
-            inum(&format!("/run/netns/{b}")),
-        );
+        let (ia, ib) = (add_netns(a), add_netns(b));
         sh(&[
             ip(),
             "link",
