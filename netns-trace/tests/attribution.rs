@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::watch::{Watch, findings, netns_trace_bin};
-use common::{Scenario, require_root};
+use common::{Scenario, listed_namespace, require_root};
 use serde_json::{Value, json};
 
 /// Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on a
@@ -108,15 +108,6 @@ fn run_json(args: &[&str], cni_dir: &Path) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?} JSON: {e}"))
-}
-
-fn namespace(report: &Value, inum: u64) -> &Value {
-    report["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["inum"] == inum)
-        .unwrap_or_else(|| panic!("net:[{inum}] not in the report"))
 }
 
 /// The recorded events about namespace `inum` or process `pid` (JSON lines from `export`),
@@ -221,7 +212,7 @@ fn the_leaked_namespace_names_its_pod_and_container() {
 
     // scan: the memberless namespace is found through its pin and the CNI cache.
     let scan = run_json(&["scan", "--json"], cni_dir.path());
-    let owner = &namespace(&scan, pod_a)["owner"];
+    let owner = &listed_namespace(&scan, pod_a)["owner"];
     assert_eq!(owner["pod_uid"], pod_uid.as_str(), "scan: {owner}");
     assert_eq!(
         owner["container_id"],
@@ -231,7 +222,7 @@ fn the_leaked_namespace_names_its_pod_and_container() {
     assert_eq!(owner["cni_network"], "attrib-net", "scan: {owner}");
     assert_eq!(owner["sandbox_id"], sandbox_uuid.as_str(), "scan: {owner}");
     // scan has no history, so no verdict: the namespace is a leak suspect with an owner.
-    assert_eq!(namespace(&scan, pod_a)["state"], "leak_suspect");
+    assert_eq!(listed_namespace(&scan, pod_a)["state"], "leak_suspect");
 
     // watch: the leak names the pod and the container from the pause's cgroup.
     let lines = watch.stop();
@@ -279,7 +270,7 @@ fn the_leaked_namespace_names_its_pod_and_container() {
         &["report", trace_arg, "--json", "--grace", "2"],
         empty_cni.path(),
     );
-    let owner = &namespace(&report, pod_a)["owner"];
+    let owner = &listed_namespace(&report, pod_a)["owner"];
     assert_eq!(owner["pod_uid"], pod_uid.as_str(), "report: {owner}");
     assert_eq!(
         owner["container_id"],
@@ -365,7 +356,7 @@ fn a_member_moved_into_a_v1_libpod_cgroup_after_joining_is_named_by_its_containe
     // on its 500 ms ticks), then scan: the live member's cgroup names the container.
     std::thread::sleep(Duration::from_secs(2));
     let scan = run_json(&["scan", "--json"], cni_dir.path());
-    let owner = &namespace(&scan, inum)["owner"];
+    let owner = &listed_namespace(&scan, inum)["owner"];
     assert_eq!(
         owner["container_id"],
         container_id.as_str(),
@@ -424,7 +415,7 @@ fn a_member_moved_into_a_v1_libpod_cgroup_after_joining_is_named_by_its_containe
         &["report", trace_arg, "--json", "--grace", "2"],
         cni_dir.path(),
     );
-    let owner = &namespace(&report, inum)["owner"];
+    let owner = &listed_namespace(&report, inum)["owner"];
     assert_eq!(
         owner["container_id"],
         container_id.as_str(),

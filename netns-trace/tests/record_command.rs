@@ -7,17 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::watch::{netns_trace_bin, report_of, spawn_until_ready};
-use common::{ip_bin, require_root};
-use serde_json::Value;
-
-/// The namespace of `report` whose inum is `inum`.
-fn namespace_with_inum(report: &Value, inum: u64) -> Option<&Value> {
-    report["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["inum"] == inum)
-}
+use common::{ip_bin, namespace_with_inum, require_root};
 
 #[test]
 fn record_around_a_command_catches_its_teardown_and_exits_with_its_status() {

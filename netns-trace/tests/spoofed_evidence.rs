@@ -32,8 +32,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::watch::{Watch, findings, report_of};
-use common::{ns_inum, process_alive, require_root, wait_until};
-use serde_json::{Value, json};
+use common::{listed_namespace, ns_inum, process_alive, require_root, wait_until};
+use serde_json::json;
 
 /// umount calls the hostile pod makes in each mount namespace: more than any bound on kept
 /// failed cleanups.
@@ -182,15 +182,6 @@ fn node_mount_ns() -> u64 {
                 .flatten()
         })
         .expect("neither pid 1's nor kthreadd's mount namespace can be read")
-}
-
-fn namespace(report: &Value, inum: u64) -> &Value {
-    report["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["inum"] == inum)
-        .unwrap_or_else(|| panic!("net:[{inum}] not in the report"))
 }
 
 #[test]
@@ -383,7 +374,7 @@ fn a_hostile_pod_gets_no_identity_from_a_victims_pin_path_and_cannot_bury_its_cl
 
     // report of the recorded trace (the cache entry is in it; nothing is read from the node).
     let report = report_of(&trace, "2");
-    let v = namespace(&report, victim);
+    let v = listed_namespace(&report, victim);
     assert_eq!(v["state"], "leaked", "{v:#}");
     assert_eq!(v["owner"]["pod_name"], pod_name.as_str(), "{v:#}");
     assert_eq!(v["owner"]["sandbox_id"], sandbox.as_str(), "{v:#}");
@@ -414,7 +405,7 @@ fn a_hostile_pod_gets_no_identity_from_a_victims_pin_path_and_cannot_bury_its_cl
         "the victim's pin is in the node's mount namespace: {v:#}"
     );
 
-    let h = namespace(&report, hostile);
+    let h = listed_namespace(&report, hostile);
     assert_eq!(h["state"], "leaked", "{h:#}");
     // Its members' cgroup may be named (the test's own); nothing else is known of it.
     for name in [

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::watch::netns_trace_bin;
-use common::{ip_bin, require_root};
+use common::{ip_bin, namespace_with_inum, require_root};
 use serde_json::Value;
 
 /// `ip netns add NAME` now, `ip netns del NAME` when dropped.
@@ -64,14 +64,6 @@ fn ok_stdout(args: &[&str]) -> String {
 
 fn json(args: &[&str]) -> Value {
     serde_json::from_str(&ok_stdout(args)).expect("JSON")
-}
-
-fn namespace_with_inum(report: &Value, inum: u64) -> Option<&Value> {
-    report["namespaces"]
-        .as_array()
-        .expect("namespaces")
-        .iter()
-        .find(|n| n["inum"] == inum)
 }
 
 #[test]

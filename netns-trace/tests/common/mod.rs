@@ -683,6 +683,20 @@ fn mac_string(bytes: &[u8]) -> String {
         .join(":")
 }
 
+/// The namespace of a report or scan (`--json`) whose inum is `inum`, if listed.
+pub fn namespace_with_inum(report: &Value, inum: u64) -> Option<&Value> {
+    report["namespaces"]
+        .as_array()
+        .expect("namespaces")
+        .iter()
+        .find(|n| n["inum"] == inum)
+}
+
+/// The namespace of a report or scan whose inum is `inum`; panics when it is not listed.
+pub fn listed_namespace(report: &Value, inum: u64) -> &Value {
+    namespace_with_inum(report, inum).unwrap_or_else(|| panic!("net:[{inum}] not in the report"))
+}
+
 /// Hands a trace and its scenario to the harness (`cargo xtask vm-test --collect-traces`, which
 /// `cargo xtask record-fixtures` runs): in $NETNS_TRACE_COLLECT_DIR as NAME.nstrace and
 /// NAME.scenario.json. Does nothing when that is unset.
